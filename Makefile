@@ -1,0 +1,33 @@
+# Resident data hub — everything a fresh machine (Python 3.11 + make) needs.
+#   make demo   install everything, then run `residents demo`
+#   make test   install everything, then run the whole test suite
+PYTHON ?= python3.11
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.8
+VENV   := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install demo test bench clean lint
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/residents demo
+
+test: install
+	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: install
+	$(VENV)/bin/python tests/benchmarks/bench_sync.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache demo_output
