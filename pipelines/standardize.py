@@ -1,0 +1,279 @@
+"""Raw frame → normalised records → person mentions, executed from a `SourceMapping`.
+
+Every source object runs through the same three pure steps:
+
+1. `map_columns`   rename the source's headers to the mapping's fields (by alias);
+2. `normalize_records`  run each field's normaliser (chosen by its *kind*), collecting
+   value-level issues instead of raising;
+3. `explode_mentions`   turn each record into its person mentions with roles
+   (couple rows → two, roster rows → one head/member, T_YLFN → woman + spouse …),
+   and `stated_relationships` into the relationships the record states.
+
+`standardize` runs all three and splits records into accepted and rejected.
+Nothing here touches files, connections or Prefect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipelines.errors import error_message
+from pipelines.normalize.dispatch import normalize_kind
+from schemas.mapping import SourceMapping
+from schemas.person import LINEAGE_FIELDS, PERSON_FIELDS
+
+LINEAGE = ["source_system", "source_object", "source_locator"]
+
+#: Columns of the value-level issue frame (quality.rejected_record minus the raw row).
+ISSUE_COLUMNS = [
+    "source_system", "source_object", "source_locator", "source_column", "field",
+    "raw_value", "error_code", "message", "is_row_rejected",
+]
+
+#: Extra columns a person mention carries next to the PersonMention fields: the ID
+#: evidence that survives from an unusable value and the name keys used for linkage.
+MENTION_EXTRAS = [
+    "mention_id", "record_key", "household_key", "id_raw", "id_status", "id_region_code",
+    "id_birth_date", "id_gender", "id_sequence", "id_evidence_only",
+    "name_raw", "name_simplified", "name_pinyin", "name_pinyin_alt",
+]
+MENTION_COLUMNS = LINEAGE + ["role"] + MENTION_EXTRAS + list(PERSON_FIELDS)
+
+
+@dataclass
+class Standardized:
+    """What one raw frame becomes."""
+
+    records: pd.DataFrame          # accepted records, one row per source record, fields normalised
+    mentions: pd.DataFrame         # person mentions of the accepted records
+    relationships: pd.DataFrame    # relationships stated by the accepted records
+    issues: pd.DataFrame           # rejected rows and unusable values (ISSUE_COLUMNS + raw_row)
+    rows_read: int = 0
+    rows_rejected: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_accepted(self) -> int:
+        return len(self.records)
+
+
+# ---------------------------------------------------------------------------------
+# 1. map columns
+# ---------------------------------------------------------------------------------
+def map_columns(raw: pd.DataFrame, mapping: SourceMapping) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rename source headers to fields. Returns the frame (every mapping field present,
+    absent optional columns as None) and field → source header for the fields found."""
+    data_cols = [c for c in raw.columns if c not in LINEAGE]
+    header_map = mapping.match_headers(data_cols)
+    out = pd.DataFrame(index=raw.index)
+    for col in LINEAGE:
+        out[col] = raw[col] if col in raw.columns else None
+    field_to_header = {f: h for h, f in header_map.items()}
+    for spec in mapping.columns:
+        header = field_to_header.get(spec.field)
+        out[spec.field] = raw[header] if header is not None else None
+    return out, field_to_header
+
+
+# ---------------------------------------------------------------------------------
+# 2. normalise
+# ---------------------------------------------------------------------------------
+def normalize_records(
+    mapped: pd.DataFrame, mapping: SourceMapping, field_to_header: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normalise every field by its kind. Returns (normalised frame, value issues).
+
+    The normalised frame has, per field, the value column `<field>` and the
+    normaliser's extra outputs as `<field>__<extra>` (e.g. `man_id__status`)."""
+    out = mapped[LINEAGE].copy()
+    issues = []
+    for spec in mapping.columns:
+        raw = mapped[spec.field]
+        res = normalize_kind(spec.kind, raw, code_table=spec.code_table)
+        out[spec.field] = res["value"]
+        out[f"{spec.field}__raw"] = raw
+        for extra in res.columns:
+            if extra not in ("value", "error"):
+                out[f"{spec.field}__{extra}"] = res[extra]
+        err = res["error"]
+        missing = raw.isna() | raw.astype("string").str.strip().eq("")
+        if spec.not_null:
+            # a required value that is absent is a row-level problem
+            err = err.where(~missing | err.notna(), "value_missing")
+        bad = err.notna()
+        if bad.any():
+            issues.append(pd.DataFrame({
+                "source_system": mapped.loc[bad, "source_system"],
+                "source_object": mapped.loc[bad, "source_object"],
+                "source_locator": mapped.loc[bad, "source_locator"],
+                "source_column": field_to_header.get(spec.field, spec.header),
+                "field": spec.field,
+                "raw_value": raw[bad],
+                "error_code": err[bad],
+                "is_row_rejected": spec.not_null,
+            }))
+    issue_frame = pd.concat(issues, ignore_index=False) if issues else _empty_issues()
+    if len(issue_frame):
+        issue_frame["message"] = [
+            error_message(code, column=col, value=val)
+            for code, col, val in zip(issue_frame["error_code"], issue_frame["source_column"],
+                                      issue_frame["raw_value"])
+        ]
+    return out, issue_frame.reindex(columns=ISSUE_COLUMNS)
+
+
+def _empty_issues() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ISSUE_COLUMNS})
+
+
+# ---------------------------------------------------------------------------------
+# 3. mentions and relationships
+# ---------------------------------------------------------------------------------
+_ID_EXTRAS = {
+    "id_raw": "raw", "id_status": "status", "id_region_code": "region_code",
+    "id_birth_date": "birth_date", "id_gender": "gender", "id_sequence": "sequence",
+    "id_evidence_only": "evidence_only",
+}
+_NAME_EXTRAS = {"name_raw": "raw", "name_simplified": "simplified", "name_pinyin": "pinyin",
+                "name_pinyin_alt": "pinyin_alt"}
+
+
+def explode_mentions(records: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
+    """One row per person mention of every record, with its role."""
+    parts = []
+    for person in mapping.persons:
+        rec = records
+        if person.present_if_any:
+            present = np.zeros(len(rec), dtype=bool)
+            for f in person.present_if_any:
+                present |= rec[f].notna().to_numpy()
+            rec = rec[present]
+        m = pd.DataFrame(index=rec.index)
+        for col in LINEAGE:
+            m[col] = rec[col]
+        if person.role:
+            m["role"] = person.role
+        else:
+            rule = person.role_rule
+            m["role"] = np.where(rec[rule.field].isin(rule.codes), rule.role, rule.otherwise)
+        m["record_key"] = rec[mapping.record_key].astype("string")
+        m["household_key"] = _household_key(rec, mapping)
+        for pf in PERSON_FIELDS:
+            src = person.fields.get(pf)
+            if src is not None:
+                m[pf] = rec[src]
+            elif pf in person.constants:
+                m[pf] = person.constants[pf]
+            else:
+                m[pf] = None
+        id_col = person.fields.get("citizen_id")
+        for out_col, extra in _ID_EXTRAS.items():
+            m[out_col] = rec.get(f"{id_col}__{extra}") if id_col else None
+        name_col = person.fields.get("name")
+        for out_col, extra in _NAME_EXTRAS.items():
+            m[out_col] = rec.get(f"{name_col}__{extra}") if name_col else None
+        doc_col = person.fields.get("document_type")
+        _apply_document_type(m, rec, doc_col, id_col)
+        parts.append(m)
+    mentions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=MENTION_COLUMNS)
+    mentions["mention_id"] = (
+        mentions["source_object"].astype(str) + "|" + mentions["source_locator"].astype(str)
+        + "|" + mentions["role"].astype(str)
+    )
+    return mentions.reindex(columns=MENTION_COLUMNS)
+
+
+def _household_key(rec: pd.DataFrame, mapping: SourceMapping) -> pd.Series | None:
+    """Roster household: the roster file plus its 序号 (unique within one roster)."""
+    if mapping.granularity != "household_rows":
+        return None
+    return rec["source_object"].astype(str) + "#" + rec[mapping.record_key].astype("string")
+
+
+def _apply_document_type(m: pd.DataFrame, rec: pd.DataFrame, doc_col: str | None,
+                         id_col: str | None) -> None:
+    """Foreign and HK/Macao/Taiwan documents are kept as a document, not an ID error."""
+    from pipelines.normalize.ids import classify_document
+
+    if id_col is None:
+        m["document_type"] = None
+        return
+    doc_raw = rec[doc_col] if doc_col else pd.Series(None, index=rec.index, dtype=object)
+    # the type column was normalised as a kind; classify on its raw text
+    if doc_col and f"{doc_col}__raw" in rec:
+        doc_raw = rec[f"{doc_col}__raw"]
+    cls = classify_document(doc_raw, rec[f"{id_col}__raw"])
+    m["document_type"] = cls["document_type"].to_numpy()
+    m["document_number"] = cls["document_number"].to_numpy()
+
+
+def stated_relationships(mentions: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
+    """Relationships a record states between its own mentions (spouse, household member)."""
+    cols = ["source_system", "source_object", "source_locator", "kind", "from_mention_id",
+            "to_mention_id", "record_key"]
+    parts = []
+    for rel in mapping.relationships:
+        if rel.kind == "household_member":
+            # roster: every member row relates to its household's head row
+            heads = mentions[mentions["role"] == rel.from_role][["household_key", "mention_id"]]
+            heads = heads.drop_duplicates("household_key")
+            members = mentions[mentions["role"] == rel.to_role]
+            j = members.merge(heads, on="household_key", suffixes=("", "_head"))
+            parts.append(pd.DataFrame({
+                "source_system": j["source_system"], "source_object": j["source_object"],
+                "source_locator": j["source_locator"], "kind": rel.kind,
+                "from_mention_id": j["mention_id_head"], "to_mention_id": j["mention_id"],
+                "record_key": j["household_key"],
+            }))
+            continue
+        a = mentions[mentions["role"] == rel.from_role]
+        b = mentions[mentions["role"] == rel.to_role]
+        j = a.merge(b, on=["source_object", "source_locator"], suffixes=("_a", "_b"))
+        parts.append(pd.DataFrame({
+            "source_system": j["source_system_a"], "source_object": j["source_object"],
+            "source_locator": j["source_locator"], "kind": rel.kind,
+            "from_mention_id": j["mention_id_a"], "to_mention_id": j["mention_id_b"],
+            "record_key": j["record_key_a"],
+        }))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+# ---------------------------------------------------------------------------------
+# all together
+# ---------------------------------------------------------------------------------
+def standardize(raw: pd.DataFrame, mapping: SourceMapping) -> Standardized:
+    """Map, normalise, validate and explode one raw frame of one source object."""
+    mapped, field_to_header = map_columns(raw, mapping)
+    records, issues = normalize_records(mapped, mapping, field_to_header)
+    rejected_locators = set(issues.loc[issues["is_row_rejected"].astype(bool), "source_locator"])
+    rejected_mask = records["source_locator"].isin(rejected_locators)
+    accepted = records[~rejected_mask]
+    # the raw row goes with every issue so an officer can see the whole record
+    raw_rows = _raw_rows(raw, set(issues["source_locator"]))
+    issues = issues.assign(raw_row=issues["source_locator"].map(raw_rows))
+    mentions = explode_mentions(accepted, mapping)
+    rels = stated_relationships(mentions, mapping)
+    return Standardized(
+        records=accepted.reset_index(drop=True),
+        mentions=mentions,
+        relationships=rels,
+        issues=issues.reset_index(drop=True),
+        rows_read=len(records),
+        rows_rejected=int(rejected_mask.sum()),
+    )
+
+
+def _raw_rows(raw: pd.DataFrame, locators: set[str]) -> pd.Series:
+    """source_locator → the raw row as JSON text (source headers as keys), for `locators`."""
+    import json
+
+    data_cols = [c for c in raw.columns if c not in LINEAGE]
+    raw = raw[raw["source_locator"].isin(locators)]
+    values = raw[data_cols].to_numpy(dtype=object)
+    texts = [json.dumps(dict(zip(data_cols, row)), ensure_ascii=False) for row in values]
+    return pd.Series(texts, index=raw["source_locator"].to_numpy())

@@ -1,0 +1,353 @@
+"""Rebuild `core` from staging and the resolution result, in SQL.
+
+Staging (`stg`) holds every accepted record and mention of every export that is
+currently loaded; `core` is derived from it deterministically on every sync, so a
+correction or a backfill is reflected everywhere and the same staging always gives
+the same core. Only the person-id history (`core.person_xref` of the previous
+publication, `core.person_merge_log`) carries state from one run to the next.
+
+Survivorship rules for `core.person` (documented in the README):
+
+* citizen_id: the valid ID shared by the person's mentions (most mentions win);
+* gender and birth_date: from the valid citizen ID when there is one, else the value
+  most mentions agree on (ties: most recent export);
+* name: the Simplified form most mentions agree on (ties: most recent export);
+* ethnicity, nationality: the value most mentions agree on;
+* phone, hukou_address, current_address: the most recent non-empty value;
+* death_date: civil affairs (cremation) only, the earliest stated death date;
+* marital_status: the latest civil-affairs marriage event (结婚/补领结婚证 → 20 已婚,
+  离婚 → 40 离婚, 撤销婚姻 → 10 未婚), else the latest family-planning HYZK.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, core_tables
+
+
+def read_current_mentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute("SELECT * FROM stg.mention ORDER BY mention_id").df()
+
+
+def read_previous_resolution(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Last published xref and persons, and the next person-id sequence to issue
+    (never reusing an id that was ever issued, retired ones included)."""
+    xref = con.execute("SELECT mention_id, person_id FROM core.person_xref").df()
+    persons = con.execute("SELECT person_id, citizen_id FROM core.person").df()
+    seq = con.execute(
+        "SELECT coalesce(max(TRY_CAST(substr(pid, 2) AS BIGINT)), 0) + 1 FROM ("
+        " SELECT person_id AS pid FROM core.person_xref UNION ALL SELECT person_id FROM core.person"
+        " UNION ALL SELECT from_person_id FROM core.person_merge_log"
+        " UNION ALL SELECT to_person_id FROM core.person_merge_log)"
+    ).fetchone()[0]
+    return xref, persons, int(seq)
+
+
+def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_log: pd.DataFrame,
+                     run_id: str) -> None:
+    """Replace core.person_xref; append the merge log."""
+    con.execute(f"DELETE FROM {PERSON_XREF.qualified}")
+    con.register("_xref", xref)
+    try:
+        con.execute(
+            "INSERT INTO core.person_xref "
+            "SELECT m.source_system, m.source_object, m.source_locator, m.role, m.mention_id, x.person_id, "
+            "x.match_method, x.match_probability FROM stg.mention m JOIN _xref x USING (mention_id)"
+        )
+    finally:
+        con.unregister("_xref")
+    if not merge_log.empty:
+        con.register("_log", merge_log)
+        try:
+            con.execute(
+                f"INSERT INTO {PERSON_MERGE_LOG.qualified} SELECT now(), ?, event, from_person_id, "
+                "to_person_id, reason FROM _log", [run_id])
+        finally:
+            con.unregister("_log")
+
+
+# --------------------------------------------------------------------------------------
+# the SQL of each derived table; executed in order by build_core
+# --------------------------------------------------------------------------------------
+_PERSON_MENTIONS = """
+CREATE OR REPLACE TEMP VIEW pm AS
+SELECT x.person_id, m.*,
+       coalesce(CAST(m.export_date AS VARCHAR), '') || '|' || m.mention_id AS recency,
+       m.id_status IN ('valid', 'upgraded_15') AS has_valid_id
+FROM stg.mention m JOIN core.person_xref x USING (mention_id)
+"""
+
+
+def _mode(col: str, alias: str, where: str = "TRUE") -> str:
+    """Value most mentions agree on; ties go to the most recent export."""
+    return f"""
+    {alias} AS (
+      SELECT person_id, arg_max(v, (n, last)) AS {alias}
+      FROM (SELECT person_id, {col} AS v, count(*) AS n, max(recency) AS last
+            FROM pm WHERE {col} IS NOT NULL AND ({where}) GROUP BY ALL)
+      GROUP BY person_id)"""
+
+
+def _latest(col: str, alias: str, where: str = "TRUE") -> str:
+    return f"""
+    {alias} AS (SELECT person_id, arg_max({col}, recency) AS {alias}
+                FROM pm WHERE {col} IS NOT NULL AND ({where}) GROUP BY person_id)"""
+
+
+_MARRIAGE_STATUS = """
+CREATE OR REPLACE TEMP VIEW marriage_status AS
+WITH ev AS (
+  SELECT man_person_id AS person_id, business_type, registration_date, certificate_no FROM core.marriage_registration
+  UNION ALL
+  SELECT woman_person_id, business_type, registration_date, certificate_no FROM core.marriage_registration)
+SELECT person_id,
+       CASE arg_max(business_type, (registration_date, certificate_no))
+            WHEN 'divorce' THEN '40' WHEN 'annulment' THEN '10' ELSE '20' END AS marital_status
+FROM ev WHERE person_id IS NOT NULL AND registration_date IS NOT NULL GROUP BY person_id
+"""
+
+_PERSON = f"""
+INSERT INTO core.person
+WITH
+{_mode("citizen_id", "g_citizen_id", "has_valid_id")},
+{_mode("document_type", "g_document_type", "citizen_id IS NULL AND document_type <> 'resident_id'")},
+{_mode("document_number", "g_document_number", "citizen_id IS NULL AND document_type <> 'resident_id'")},
+{_mode("coalesce(name_simplified, name)", "g_name")},
+{_mode("name_pinyin", "g_name_pinyin")},
+{_mode("id_gender", "g_id_gender", "has_valid_id")},
+{_mode("gender", "g_gender", "gender IN ('1', '2')")},
+{_mode("id_birth_date", "g_id_birth", "has_valid_id")},
+{_mode("birth_date", "g_birth")},
+{_mode("ethnicity", "g_ethnicity")},
+{_mode("nationality", "g_nationality")},
+{_latest("marital_status", "g_fp_marital", "source_system = 'family_planning'")},
+{_latest("phone", "g_phone")},
+{_latest("hukou_address", "g_hukou")},
+{_latest("current_address", "g_current")},
+    g_death AS (SELECT person_id, min(death_date) AS g_death FROM pm
+                WHERE source_system = 'civil_affairs' AND death_date IS NOT NULL GROUP BY person_id),
+    base AS (SELECT person_id, list(DISTINCT source_system ORDER BY source_system) AS systems,
+                    count(*) AS n, min(export_date) AS first_seen, max(export_date) AS last_seen
+             FROM pm GROUP BY person_id)
+SELECT b.person_id, g_citizen_id, g_document_type, g_document_number, g_name, g_name_pinyin,
+       coalesce(g_id_gender, g_gender), coalesce(g_id_birth, g_birth), g_ethnicity, g_nationality,
+       coalesce(ms.marital_status, g_fp_marital), g_phone, g_hukou, g_current,
+       g_death, g_death IS NOT NULL, b.systems, b.n, b.first_seen, b.last_seen
+FROM base b
+LEFT JOIN g_citizen_id USING (person_id) LEFT JOIN g_document_type USING (person_id)
+LEFT JOIN g_document_number USING (person_id) LEFT JOIN g_name USING (person_id)
+LEFT JOIN g_name_pinyin USING (person_id) LEFT JOIN g_id_gender USING (person_id)
+LEFT JOIN g_gender USING (person_id) LEFT JOIN g_id_birth USING (person_id) LEFT JOIN g_birth USING (person_id)
+LEFT JOIN g_ethnicity USING (person_id) LEFT JOIN g_nationality USING (person_id)
+LEFT JOIN g_fp_marital USING (person_id) LEFT JOIN g_phone USING (person_id)
+LEFT JOIN g_hukou USING (person_id) LEFT JOIN g_current USING (person_id) LEFT JOIN g_death USING (person_id)
+LEFT JOIN marriage_status ms USING (person_id)
+"""
+
+_PID = "(SELECT person_id FROM core.person_xref x WHERE x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = '{role}')"
+
+_MARRIAGE = f"""
+INSERT INTO core.marriage_registration
+SELECT r.certificate_no, r.business_type, r.registration_date,
+       xm.person_id, xw.person_id, r.office, r.source_system, r.source_object, r.source_locator
+FROM stg.marriage_registration r
+LEFT JOIN core.person_xref xm ON xm.source_object = r.source_object AND xm.source_locator = r.source_locator AND xm.role = 'man'
+LEFT JOIN core.person_xref xw ON xw.source_object = r.source_object AND xw.source_locator = r.source_locator AND xw.role = 'woman'
+"""
+
+_CREMATION = """
+INSERT INTO core.cremation
+SELECT r.cremation_no, x.person_id, r.death_date, r.cremation_date, r.source_system, r.source_object, r.source_locator
+FROM stg.cremation r
+JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'deceased'
+"""
+
+_LOW_INCOME_LINES = """
+INSERT INTO core.low_income_roster_line
+WITH rows AS (
+  SELECT r.*, x.person_id, x.role,
+         r.source_object || '#' || split_part(r.source_locator, '!', 1) || '#' || CAST(r.household_seq AS VARCHAR) AS hh
+  FROM stg.low_income_roster r
+  JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
+                          AND x.role IN ('head', 'member')),
+heads AS (SELECT hh, min(person_id) AS head_person_id FROM rows WHERE role = 'head' GROUP BY hh)
+SELECT substr(r.period, 1, 7), CAST(substr(r.period, 1, 7) || '-01' AS DATE), r.person_id, r.role,
+       h.head_person_id, CAST(r.household_seq AS VARCHAR), r.street, r.community, r.relationship,
+       r.category, r.amount_yuan, r.covered_persons, r.approval_date, r.address,
+       r.source_system, r.source_object, r.source_locator
+FROM rows r LEFT JOIN heads h USING (hh)
+"""
+
+_LOW_INCOME_ENROLMENT = """
+INSERT INTO core.low_income_enrolment
+WITH months AS (SELECT month_start, row_number() OVER (ORDER BY month_start) AS mi
+                FROM (SELECT DISTINCT month_start FROM core.low_income_roster_line)),
+lines AS (
+  SELECT l.person_id, l.role, coalesce(l.head_person_id, l.person_id) AS head_person_id,
+         any_value(l.category) AS category, any_value(l.amount_yuan) AS amount_yuan,
+         any_value(l.street) AS street, any_value(l.community) AS community, m.mi, l.month_start
+  FROM core.low_income_roster_line l JOIN months m USING (month_start)
+  GROUP BY ALL),
+marked AS (
+  SELECT *, CASE WHEN lag(mi) OVER w = mi - 1
+                  AND lag(category) OVER w IS NOT DISTINCT FROM category
+                  AND lag(amount_yuan) OVER w IS NOT DISTINCT FROM amount_yuan THEN 0 ELSE 1 END AS brk
+  FROM lines WINDOW w AS (PARTITION BY person_id, role, head_person_id ORDER BY mi)),
+islands AS (
+  SELECT *, sum(brk) OVER (PARTITION BY person_id, role, head_person_id ORDER BY mi) AS island FROM marked),
+periods AS (
+  SELECT person_id, role, head_person_id, island, any_value(category) AS category,
+         any_value(amount_yuan) AS amount_yuan, min(month_start) AS valid_from, max(mi) AS last_mi,
+         arg_max(street, mi) AS street, arg_max(community, mi) AS community
+  FROM islands GROUP BY ALL)
+SELECT p.person_id, p.role, p.head_person_id, p.category, p.amount_yuan, p.valid_from,
+       nxt.month_start AS valid_to, p.street, p.community
+FROM periods p LEFT JOIN months nxt ON nxt.mi = p.last_mi + 1
+"""
+
+_FLOATING = """
+INSERT INTO core.floating_registration_history
+SELECT r.registration_no, x.person_id, r.status, r.current_address, r.updated_at, r.updated_at,
+       lead(r.updated_at) OVER (PARTITION BY r.registration_no ORDER BY r.updated_at, r.export_date, r.source_object, TRY_CAST(r.source_locator AS BIGINT)),
+       r.source_system, r.source_object, r.source_locator
+FROM stg.floating_registration r
+LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'registrant';
+
+INSERT INTO core.floating_registration
+SELECT registration_no, person_id, status, registration_date, cancelled_on, residence_reason, current_address,
+       hukou_address, permit_no, permit_valid_until, employer, updated_at, source_system, source_object, source_locator
+FROM (
+  SELECT r.*, x.person_id,
+         row_number() OVER (PARTITION BY r.registration_no
+                            ORDER BY r.updated_at DESC, r.export_date DESC, r.source_object DESC,
+                                     TRY_CAST(r.source_locator AS BIGINT) DESC) AS rn
+  FROM stg.floating_registration r
+  JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'registrant')
+WHERE rn = 1
+"""
+
+_FAMILY_PLANNING = """
+INSERT INTO core.fp_woman
+SELECT r.ylfn_id, xw.person_id, xs.person_id, r.marital_status, r.first_marriage_date, r.children_count,
+       r.contraception, r.updated_at, r.source_system, r.source_object, r.source_locator
+FROM stg.fp_woman r
+JOIN core.person_xref xw ON xw.source_object = r.source_object AND xw.source_locator = r.source_locator AND xw.role = 'woman'
+LEFT JOIN core.person_xref xs ON xs.source_object = r.source_object AND xs.source_locator = r.source_locator AND xs.role = 'spouse'
+WHERE NOT coalesce(r.deleted, FALSE);
+
+INSERT INTO core.fp_child
+SELECT r.zn_id, r.ylfn_id, xc.person_id, w.person_id, r.birth_order, r.updated_at,
+       r.source_system, r.source_object, r.source_locator
+FROM stg.fp_child r
+JOIN core.person_xref xc ON xc.source_object = r.source_object AND xc.source_locator = r.source_locator AND xc.role = 'child'
+LEFT JOIN core.fp_woman w ON w.ylfn_id = r.ylfn_id
+WHERE NOT coalesce(r.deleted, FALSE)
+"""
+
+_RELATIONSHIP = """
+INSERT INTO core.relationship
+-- spouses from marriage registrations: the latest marriage of the pair, ended by a later divorce
+SELECT 'spouse', man_person_id, woman_person_id,
+       max(registration_date) FILTER (WHERE business_type IN ('marriage', 'reissue_marriage')),
+       CASE WHEN max(registration_date) FILTER (WHERE business_type IN ('divorce', 'annulment'))
+                 >= coalesce(max(registration_date) FILTER (WHERE business_type = 'marriage'), DATE '1900-01-01')
+            THEN max(registration_date) FILTER (WHERE business_type IN ('divorce', 'annulment')) END,
+       'civil_affairs', string_agg(source_object || '!' || source_locator, '; ' ORDER BY registration_date)
+FROM core.marriage_registration
+WHERE man_person_id IS NOT NULL AND woman_person_id IS NOT NULL
+GROUP BY man_person_id, woman_person_id
+UNION ALL
+-- spouses stated by family planning
+SELECT 'spouse', spouse_person_id, person_id, first_marriage_date, NULL, 'family_planning',
+       source_object || '!' || source_locator
+FROM core.fp_woman WHERE spouse_person_id IS NOT NULL
+UNION ALL
+-- mother and child (family planning)
+SELECT 'parent_child', mother_person_id, person_id, NULL, NULL, 'family_planning', source_object || '!' || source_locator
+FROM core.fp_child WHERE mother_person_id IS NOT NULL AND person_id IS NOT NULL
+UNION ALL
+-- household members on the low-income roster, over the months they were listed together
+SELECT 'household_member', head_person_id, person_id, min(valid_from),
+       CASE WHEN bool_and(valid_to IS NOT NULL) THEN max(valid_to) END, 'low_income', 'low_income_enrolment'
+FROM core.low_income_enrolment WHERE role = 'member' AND head_person_id <> person_id
+GROUP BY head_person_id, person_id
+"""
+
+_ALERTS = """
+INSERT INTO core.alert
+-- on a low-income roster for a month that starts after the death date
+SELECT 'deceased_receiving_benefit:' || p.person_id, 'deceased_receiving_benefit', p.person_id,
+       min(l.month_start),
+       '死亡日期 ' || strftime(p.death_date, '%Y-%m-%d') || ' 之后仍在低保花名册上：' ||
+         string_agg(DISTINCT l.month, '、' ORDER BY l.month),
+       to_json({death_date: p.death_date,
+                death_records: (SELECT list(c.source_object || '!' || c.source_locator) FROM core.cremation c WHERE c.person_id = p.person_id),
+                roster_records: list(l.source_object || '!' || l.source_locator ORDER BY l.month),
+                months: list(DISTINCT l.month ORDER BY l.month)})
+FROM core.person p JOIN core.low_income_roster_line l USING (person_id)
+WHERE p.death_date IS NOT NULL AND l.month_start > p.death_date
+GROUP BY p.person_id, p.death_date
+UNION ALL
+-- floating registration still 在住 after the death date
+SELECT 'deceased_still_registered:' || p.person_id || ':' || f.registration_no, 'deceased_still_registered', p.person_id,
+       p.death_date,
+       '已于 ' || strftime(p.death_date, '%Y-%m-%d') || ' 死亡，流动人口登记 ' || f.registration_no || ' 仍为在住',
+       to_json({death_date: p.death_date, registration_no: f.registration_no, updated_at: f.updated_at,
+                registration_record: f.source_object || '!' || f.source_locator})
+FROM core.person p JOIN core.floating_registration f USING (person_id)
+WHERE p.death_date IS NOT NULL AND f.status = 'active'
+UNION ALL
+-- one valid ID, incompatible names or birth dates across departments
+SELECT 'id_conflict:' || person_id, 'id_conflict', person_id, NULL,
+       '同一身份证号在不同部门登记的' ||
+         CASE WHEN n_names > 1 AND n_births > 1 THEN '姓名和出生日期' WHEN n_names > 1 THEN '姓名' ELSE '出生日期' END ||
+         '不一致：' || names || CASE WHEN n_births > 1 THEN '；' || births ELSE '' END,
+       to_json({names: names, birth_dates: births, records: recs})
+FROM (
+  SELECT person_id,
+         count(DISTINCT coalesce(name_simplified, name)) AS n_names,
+         count(DISTINCT birth_date) AS n_births,
+         count(DISTINCT source_system) AS n_systems,
+         string_agg(DISTINCT coalesce(name_simplified, name) || '（' || source_system || '）', '、') AS names,
+         string_agg(DISTINCT strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）', '、') AS births,
+         list(source_object || '!' || source_locator ORDER BY source_object, source_locator) AS recs
+  FROM pm WHERE has_valid_id GROUP BY person_id)
+WHERE n_systems > 1 AND (n_names > 1 OR n_births > 1)
+UNION ALL
+-- family planning says 未婚 while a marriage is registered and not dissolved
+SELECT 'marital_status_conflict:' || w.person_id, 'marital_status_conflict', w.person_id, r.valid_from,
+       '计生系统婚姻状况为未婚，但民政有结婚登记（' || coalesce(strftime(r.valid_from, '%Y-%m-%d'), '日期不详') || '）',
+       to_json({fp_record: w.source_object || '!' || w.source_locator, marriage_records: r.evidence})
+FROM core.fp_woman w
+JOIN core.relationship r ON r.kind = 'spouse' AND r.source_system = 'civil_affairs'
+     AND (r.person_id_to = w.person_id OR r.person_id_from = w.person_id) AND r.valid_to IS NULL
+WHERE w.marital_status = '10'
+QUALIFY row_number() OVER (PARTITION BY w.person_id ORDER BY r.valid_from DESC NULLS LAST) = 1
+"""
+
+
+def build_core(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Derive every core table (except person_xref and the merge log) from staging."""
+    keep = {PERSON_XREF.qualified, PERSON_MERGE_LOG.qualified}
+    for t in core_tables():
+        if t.qualified not in keep:
+            con.execute(f"DELETE FROM {t.qualified}")
+    con.execute(_PERSON_MENTIONS)
+    for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING):
+        for stmt in [s for s in sql.split(";\n") if s.strip()]:
+            con.execute(stmt)
+    con.execute(_MARRIAGE_STATUS)
+    con.execute(_PERSON)
+    con.execute(_RELATIONSHIP)
+    con.execute(_ALERTS)
+    counts = {}
+    for t in core_tables():
+        counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchone()[0]
+    con.execute("DROP VIEW IF EXISTS marriage_status")
+    con.execute("DROP VIEW IF EXISTS pm")
+    return counts
+
+
+__all__ = ["build_core", "read_current_mentions", "read_previous_resolution", "write_resolution", "ALERT"]

@@ -1,0 +1,347 @@
+"""Warehouse tables, declared once and rendered to DuckDB DDL with Chinese comments.
+
+Person columns come from `schemas.person.PersonMention`; each source's staging table
+comes from its `SourceMapping` (field, kind, label). Everything else is declared here.
+`create_all` renders `CREATE TABLE IF NOT EXISTS` and `COMMENT ON` statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from dataclasses import dataclass
+
+from schemas.mapping import SourceMapping, load_mappings
+from schemas.person import PersonMention, field_specs
+
+SCHEMAS = {
+    "stg": "暂存层：各部门导出经标准化后的记录与人员提及",
+    "core": "核心层：解析后的人员、地址、关系与各部门事实（含完整身份证号，仅限工作人员）",
+    "quality": "质量层：运行记录、装载台账、拒收记录、质量检查结果",
+    "mart": "分析层：供分析人员查询的视图（身份证号与电话已脱敏）",
+}
+
+KIND_TYPES = {
+    "text": "VARCHAR", "citizen_id": "VARCHAR", "document_type": "VARCHAR", "name": "VARCHAR",
+    "date": "DATE", "timestamp": "TIMESTAMP", "month": "VARCHAR", "code": "VARCHAR",
+    "phone": "VARCHAR", "address": "VARCHAR", "amount": "DECIMAL(14,2)", "int": "INTEGER",
+    "flag": "BOOLEAN",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    comment: str
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    comment: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def create_sql(self) -> list[str]:
+        cols = [f'"{c.name}" {c.type}{" NOT NULL" if c.not_null else ""}' for c in self.columns]
+        if self.primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        stmts = [f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n  " + ",\n  ".join(cols) + "\n)"]
+        stmts.append(f"COMMENT ON TABLE {self.qualified} IS {_q(self.comment)}")
+        stmts += [f'COMMENT ON COLUMN {self.qualified}."{c.name}" IS {_q(c.comment)}' for c in self.columns]
+        return stmts
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def C(name: str, type_: str, comment: str, not_null: bool = False) -> Column:  # noqa: N802
+    return Column(name, type_, comment, not_null)
+
+
+# ---------------------------------------------------------------------------------
+# columns derived from the schema models
+# ---------------------------------------------------------------------------------
+def _duck_type(annotation: object) -> str:
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or args:
+        inner = [a for a in args if a is not type(None)]
+        annotation = inner[0] if inner else str
+    if annotation is dt.date:
+        return "DATE"
+    return "VARCHAR"
+
+
+def person_columns() -> tuple[Column, ...]:
+    """PersonMention's person fields as warehouse columns with their Chinese labels."""
+    specs = field_specs(PersonMention)
+    return tuple(
+        C(name, _duck_type(spec["annotation"]), spec["label_zh"])
+        for name, spec in specs.items()
+        if name not in ("source_system", "source_object", "source_locator", "role")
+    )
+
+
+LINEAGE_COLUMNS = (
+    C("source_system", "VARCHAR", "来源系统：civil_affairs 民政 / low_income 低保 / floating_population 流动人口 / family_planning 计生", True),
+    C("source_object", "VARCHAR", "来源对象：导出文件名（含扩展名）或数据库表名", True),
+    C("source_locator", "VARCHAR", "来源位置：xlsx 为“工作表!行号”，CSV 为物理行号（表头为第1行），数据库为主键值", True),
+)
+EXPORT_COLUMNS = (
+    C("export_id", "BIGINT", "装载台账编号（quality.load_ledger.export_id）", True),
+)
+
+MENTION_EXTRA_COLUMNS = (
+    C("mention_id", "VARCHAR", "人员提及编号：来源对象|来源位置|角色", True),
+    C("role", "VARCHAR", "人员角色：man 男方、woman 女方/育龄妇女、deceased 逝者、head 户主、member 家庭成员、registrant 登记人、spouse 配偶、child 子女", True),
+    C("record_key", "VARCHAR", "来源记录业务主键（登记证字号、火化证明编号、登记编号、序号、主键）"),
+    C("household_key", "VARCHAR", "低保花名册中的户标识（文件名#序号）"),
+    C("export_date", "DATE", "导出日期（文件名中的日期，数据截至日）"),
+    C("id_raw", "VARCHAR", "身份证号原始值"),
+    C("id_status", "VARCHAR", "身份证号校验结果：valid 有效、upgraded_15 由15位升级、missing 缺失，或错误代码"),
+    C("id_region_code", "VARCHAR", "身份证号中的行政区划代码（含无效号码中可辨认的部分）"),
+    C("id_birth_date", "DATE", "身份证号中的出生日期（含无效号码中可辨认的部分）"),
+    C("id_gender", "VARCHAR", "身份证号顺序码推出的性别"),
+    C("id_sequence", "VARCHAR", "身份证号顺序码"),
+    C("id_evidence_only", "BOOLEAN", "以上身份证号信息是否仅来自无效号码（只作匹配佐证）"),
+    C("name_raw", "VARCHAR", "姓名原始值"),
+    C("name_simplified", "VARCHAR", "姓名简体形式"),
+    C("name_pinyin", "VARCHAR", "姓名拼音键（考虑姓氏多音字）"),
+    C("name_pinyin_alt", "VARCHAR", "姓名拼音键（不考虑姓氏读音）"),
+)
+
+
+def staging_record_table(m: SourceMapping) -> Table:
+    cols = [*EXPORT_COLUMNS, *LINEAGE_COLUMNS,
+            C("export_date", "DATE", "导出日期（文件名中的日期）"),
+            C("period", "VARCHAR", "导出周期（日：YYYY-MM-DD；月：YYYY-MM）")]
+    for spec in m.columns:
+        cols.append(C(spec.field, KIND_TYPES[spec.kind], f"{spec.label_zh or spec.header}（来源列：{'/'.join(spec.aliases)}）"))
+    return Table("stg", m.staging_table, f"{m.label_zh}：标准化后的来源记录（{m.source_system}）", tuple(cols))
+
+
+STG_MENTION = Table(
+    "stg", "mention", "人员提及：每条来源记录中出现的每个人（标准化后）",
+    (*EXPORT_COLUMNS, *LINEAGE_COLUMNS, *MENTION_EXTRA_COLUMNS, *person_columns()),
+    ("mention_id",),
+)
+STG_RELATIONSHIP = Table(
+    "stg", "relationship", "来源记录声明的人员关系（配偶、户内成员、母子女）",
+    (*EXPORT_COLUMNS, *LINEAGE_COLUMNS,
+     C("kind", "VARCHAR", "关系类型：spouse 配偶、household_member 户内成员、parent_child 父母子女", True),
+     C("from_mention_id", "VARCHAR", "关系一方的人员提及编号", True),
+     C("to_mention_id", "VARCHAR", "关系另一方的人员提及编号", True),
+     C("record_key", "VARCHAR", "来源记录业务主键")),
+)
+
+# ---------------------------------------------------------------------------------
+# quality
+# ---------------------------------------------------------------------------------
+SCHEMA_VERSION = Table(
+    "quality", "schema_version", "仓库结构版本（迁移记录）",
+    (C("version", "INTEGER", "结构版本号", True), C("applied_at", "TIMESTAMP", "应用时间", True),
+     C("description", "VARCHAR", "迁移说明")),
+    ("version",),
+)
+RUN = Table(
+    "quality", "run", "每次同步/补录运行的记录",
+    (C("run_id", "VARCHAR", "运行编号", True), C("flow", "VARCHAR", "流程：nightly_sync 每晚同步、backfill 补录、demo 演示", True),
+     C("started_at", "TIMESTAMP", "开始时间", True), C("finished_at", "TIMESTAMP", "结束时间"),
+     C("status", "VARCHAR", "状态：succeeded 成功、failed 失败", True),
+     C("parameters", "JSON", "运行参数"), C("summary", "JSON", "运行摘要（各来源读取/接收/拒收行数、新建人员、预警数）"),
+     C("schema_version", "INTEGER", "运行时的仓库结构版本")),
+    ("run_id",),
+)
+LOAD_LEDGER = Table(
+    "quality", "load_ledger", "装载台账：每个导出文件（或数据库增量读取）一行，按内容哈希去重",
+    (C("export_id", "BIGINT", "台账编号", True), C("run_id", "VARCHAR", "装载它的运行编号", True),
+     C("source_system", "VARCHAR", "来源系统", True), C("mapping", "VARCHAR", "来源对象类型（映射名：婚姻登记、低保花名册、T_YLFN…）", True),
+     C("source_object", "VARCHAR", "文件名或表名", True), C("path", "VARCHAR", "文件路径或数据库地址（不含密码）"),
+     C("content_sha256", "VARCHAR", "内容哈希（SHA-256）", True), C("size_bytes", "BIGINT", "文件大小（字节）"),
+     C("export_date", "DATE", "导出日期"), C("period", "VARCHAR", "导出周期"), C("is_correction", "BOOLEAN", "是否补报（更正）文件"),
+     C("status", "VARCHAR", "状态：loaded 已装载、superseded 已被更正文件取代、failed 失败", True),
+     C("superseded_by", "BIGINT", "取代它的台账编号"),
+     C("rows_read", "BIGINT", "读取数据行数（不含合计行）"), C("rows_accepted", "BIGINT", "接收行数"),
+     C("rows_rejected", "BIGINT", "拒收行数"), C("rows_skipped", "BIGINT", "跳过的非数据行（合计、空行）"),
+     C("mentions", "BIGINT", "人员提及数"), C("values_rejected", "BIGINT", "被拒收的单个值数（记录仍接收）"),
+     C("watermark_from", "TIMESTAMP", "数据库增量读取的起始水位（不含）"), C("watermark_to", "TIMESTAMP", "本次读到的最大更新时间"),
+     C("loaded_at", "TIMESTAMP", "装载时间", True), C("message", "VARCHAR", "说明（警告、失败原因）")),
+    ("export_id",),
+)
+REJECTED_RECORD = Table(
+    "quality", "rejected_record", "拒收记录：未被接收的行或单个值，含原始值和整行原文",
+    (C("export_id", "BIGINT", "台账编号"), *LINEAGE_COLUMNS,
+     C("source_column", "VARCHAR", "来源列名（来源自己的表头；整行问题为空）"),
+     C("field", "VARCHAR", "统一模式中的字段名"),
+     C("raw_value", "VARCHAR", "原始值"), C("error_code", "VARCHAR", "错误代码", True),
+     C("message", "VARCHAR", "问题说明（中文）"), C("is_row_rejected", "BOOLEAN", "是否整行拒收（否则仅该值不可用，记录仍装载）"),
+     C("raw_row", "JSON", "整行原文（来源表头为键）"),
+     C("status", "VARCHAR", "处理状态：open 待处理、resolved 已由更正文件解决", True),
+     C("resolved_by_export_id", "BIGINT", "解决它的更正文件台账编号"),
+     C("run_id", "VARCHAR", "发现它的运行编号")),
+)
+
+# ---------------------------------------------------------------------------------
+# core
+# ---------------------------------------------------------------------------------
+PERSON = Table(
+    "core", "person", "人员主表：每个解析后的人一行，黄金值按 README 所述存活规则选取",
+    (C("person_id", "VARCHAR", "人员编号（稳定，一经发布不再改变）", True),
+     C("citizen_id", "VARCHAR", "公民身份号码（有效18位）"),
+     C("document_type", "VARCHAR", "证件类型（非居民身份证时）"), C("document_number", "VARCHAR", "证件号码（非居民身份证时）"),
+     C("name", "VARCHAR", "姓名（简体）"), C("name_pinyin", "VARCHAR", "姓名拼音键"),
+     C("gender", "VARCHAR", "性别（GB/T 2261.1）"), C("birth_date", "DATE", "出生日期"),
+     C("ethnicity", "VARCHAR", "民族（GB 3304）"), C("nationality", "VARCHAR", "国籍"),
+     C("marital_status", "VARCHAR", "婚姻状况（GB/T 2261.2）"), C("phone", "VARCHAR", "联系电话（最新）"),
+     C("hukou_address", "VARCHAR", "户籍地址（最新）"), C("current_address", "VARCHAR", "现居住地址（最新）"),
+     C("death_date", "DATE", "死亡日期（以民政火化信息为准）"), C("is_deceased", "BOOLEAN", "是否已死亡"),
+     C("source_systems", "VARCHAR[]", "出现过的来源系统"), C("mention_count", "INTEGER", "人员提及数"),
+     C("first_seen_on", "DATE", "最早出现的导出日期"), C("last_seen_on", "DATE", "最近出现的导出日期")),
+    ("person_id",),
+)
+PERSON_XREF = Table(
+    "core", "person_xref", "人员交叉索引：每条来源记录中的每个人员提及一行，指向解析后的人员",
+    (*LINEAGE_COLUMNS,
+     C("role", "VARCHAR", "人员角色", True), C("mention_id", "VARCHAR", "人员提及编号", True),
+     C("person_id", "VARCHAR", "解析后的人员编号", True),
+     C("match_method", "VARCHAR", "匹配方式：citizen_id 身份证号一致、probabilistic 概率匹配、must_link 人工确认、singleton 单独成人", True),
+     C("match_probability", "DOUBLE", "匹配概率（0–1）")),
+    ("mention_id",),
+)
+PERSON_MERGE_LOG = Table(
+    "core", "person_merge_log", "人员编号合并/拆分/注销日志",
+    (C("logged_at", "TIMESTAMP", "记录时间", True), C("run_id", "VARCHAR", "运行编号", True),
+     C("event", "VARCHAR", "事件：merge 合并、split 拆分、retire 注销（已无任何提及）", True),
+     C("from_person_id", "VARCHAR", "原人员编号", True), C("to_person_id", "VARCHAR", "新人员编号（注销时为空）"),
+     C("reason", "VARCHAR", "原因")),
+)
+RELATIONSHIP = Table(
+    "core", "relationship", "人员关系：配偶、户内成员、父母子女，含有效期",
+    (C("kind", "VARCHAR", "关系类型：spouse 配偶、household_member 户内成员、parent_child 父母子女", True),
+     C("person_id_from", "VARCHAR", "一方人员编号（户主、母亲、男方/配偶）", True),
+     C("person_id_to", "VARCHAR", "另一方人员编号（成员、子女、女方）", True),
+     C("valid_from", "DATE", "起始日期"), C("valid_to", "DATE", "终止日期（不含；空为至今）"),
+     C("source_system", "VARCHAR", "来源系统", True), C("evidence", "VARCHAR", "依据（来源对象与位置）")),
+)
+MARRIAGE = Table(
+    "core", "marriage_registration", "婚姻登记事实：每次登记一行",
+    (C("certificate_no", "VARCHAR", "登记证字号", True), C("business_type", "VARCHAR", "业务类型：marriage 结婚、divorce 离婚、reissue_marriage 补领结婚证、reissue_divorce 补领离婚证、annulment 撤销婚姻"),
+     C("registration_date", "DATE", "登记日期"), C("man_person_id", "VARCHAR", "男方人员编号"),
+     C("woman_person_id", "VARCHAR", "女方人员编号"), C("office", "VARCHAR", "登记机关"), *LINEAGE_COLUMNS),
+)
+CREMATION = Table(
+    "core", "cremation", "火化事实：每个逝者一行（民政，最权威的死亡来源）",
+    (C("cremation_no", "VARCHAR", "火化证明编号", True), C("person_id", "VARCHAR", "逝者人员编号", True),
+     C("death_date", "DATE", "死亡日期"), C("cremation_date", "DATE", "火化日期"), *LINEAGE_COLUMNS),
+)
+LOW_INCOME_LINE = Table(
+    "core", "low_income_roster_line", "低保花名册月度快照明细：每月每个成员一行",
+    (C("month", "VARCHAR", "统计月份 YYYY-MM", True), C("month_start", "DATE", "统计月份首日", True),
+     C("person_id", "VARCHAR", "成员人员编号", True), C("role", "VARCHAR", "head 户主 / member 成员", True),
+     C("head_person_id", "VARCHAR", "户主人员编号"), C("household_seq", "VARCHAR", "花名册序号"),
+     C("street", "VARCHAR", "街道"), C("community", "VARCHAR", "社区"),
+     C("relationship_to_head", "VARCHAR", "与户主关系（GB/T 4761）"),
+     C("category", "VARCHAR", "保障类别 A/B/C"), C("amount_yuan", "DECIMAL(14,2)", "户月保障金额（元）"),
+     C("covered_persons", "INTEGER", "家庭保障人口"), C("approval_date", "DATE", "审批日期"),
+     C("address", "VARCHAR", "家庭住址"), *LINEAGE_COLUMNS),
+)
+LOW_INCOME_ENROLMENT = Table(
+    "core", "low_income_enrolment", "低保享受期间：按户主和成员，类别或金额变化即开始新期间",
+    (C("person_id", "VARCHAR", "人员编号", True), C("role", "VARCHAR", "head 户主 / member 成员", True),
+     C("head_person_id", "VARCHAR", "户主人员编号", True),
+     C("category", "VARCHAR", "保障类别"), C("amount_yuan", "DECIMAL(14,2)", "户月保障金额（元）"),
+     C("valid_from", "DATE", "起始月份首日", True),
+     C("valid_to", "DATE", "终止月份首日（不含）：首次未出现在花名册的月份；空为仍在保"),
+     C("street", "VARCHAR", "街道"), C("community", "VARCHAR", "社区")),
+)
+FLOATING_REGISTRATION = Table(
+    "core", "floating_registration", "流动人口登记当前状态：按登记编号，更新时间最新者为准",
+    (C("registration_no", "VARCHAR", "登记编号", True), C("person_id", "VARCHAR", "登记人人员编号", True),
+     C("status", "VARCHAR", "登记状态：active 在住、cancelled 已注销"), C("registration_date", "DATE", "登记日期"),
+     C("cancelled_on", "DATE", "注销日期"), C("residence_reason", "VARCHAR", "居住事由"),
+     C("current_address", "VARCHAR", "现居住地址"), C("hukou_address", "VARCHAR", "户籍地址"),
+     C("permit_no", "VARCHAR", "居住证编号"), C("permit_valid_until", "DATE", "居住证有效期至"),
+     C("employer", "VARCHAR", "服务处所"), C("updated_at", "TIMESTAMP", "更新时间"), *LINEAGE_COLUMNS),
+    ("registration_no",),
+)
+FLOATING_HISTORY = Table(
+    "core", "floating_registration_history", "流动人口登记状态历史：每个版本一行",
+    (C("registration_no", "VARCHAR", "登记编号", True), C("person_id", "VARCHAR", "登记人人员编号"),
+     C("status", "VARCHAR", "登记状态"), C("current_address", "VARCHAR", "现居住地址"),
+     C("updated_at", "TIMESTAMP", "更新时间"), C("valid_from", "TIMESTAMP", "本版本生效时间"),
+     C("valid_to", "TIMESTAMP", "被下一版本取代的时间（空为当前）"), *LINEAGE_COLUMNS),
+)
+FP_WOMAN = Table(
+    "core", "fp_woman", "育龄妇女当前状态（计生，按 GXSJ 水位增量；SCBZ=1 撤回的记录不在此表）",
+    (C("ylfn_id", "VARCHAR", "育龄妇女编号", True), C("person_id", "VARCHAR", "人员编号", True),
+     C("spouse_person_id", "VARCHAR", "配偶人员编号"), C("marital_status", "VARCHAR", "婚姻状况（GB/T 2261.2）"),
+     C("first_marriage_date", "DATE", "初婚日期"), C("children_count", "INTEGER", "现有子女数"),
+     C("contraception", "VARCHAR", "节育措施代码"), C("updated_at", "TIMESTAMP", "更新时间"),
+     *LINEAGE_COLUMNS),
+    ("ylfn_id",),
+)
+FP_CHILD = Table(
+    "core", "fp_child", "子女（计生 T_ZN）当前状态",
+    (C("zn_id", "VARCHAR", "子女编号", True), C("ylfn_id", "VARCHAR", "母亲育龄妇女编号"),
+     C("person_id", "VARCHAR", "子女人员编号"), C("mother_person_id", "VARCHAR", "母亲人员编号"),
+     C("birth_order", "INTEGER", "出生孩次"), C("updated_at", "TIMESTAMP", "更新时间"),
+     *LINEAGE_COLUMNS),
+    ("zn_id",),
+)
+ALERT = Table(
+    "core", "alert", "跨部门预警（mart.alerts 为脱敏视图）",
+    (C("alert_id", "VARCHAR", "预警编号（按类型、人员和依据稳定生成）", True),
+     C("alert_kind", "VARCHAR", "预警类型：deceased_receiving_benefit 死亡后仍领低保、deceased_still_registered 死亡后流动人口仍在住、id_conflict 同一身份证号信息冲突、marital_status_conflict 婚姻状况冲突", True),
+     C("person_id", "VARCHAR", "人员编号", True), C("alert_date", "DATE", "预警涉及的日期（如领取月份、死亡日期）"),
+     C("detail", "VARCHAR", "说明（中文）"), C("evidence", "JSON", "依据：相关来源记录与日期")),
+    ("alert_id",),
+)
+
+
+def core_tables() -> tuple[Table, ...]:
+    return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, RELATIONSHIP, MARRIAGE, CREMATION,
+            LOW_INCOME_LINE, LOW_INCOME_ENROLMENT, FLOATING_REGISTRATION, FLOATING_HISTORY,
+            FP_WOMAN, FP_CHILD, ALERT)
+
+
+def staging_tables() -> tuple[Table, ...]:
+    return (STG_MENTION, STG_RELATIONSHIP, *(staging_record_table(m) for m in load_mappings()))
+
+
+def quality_tables() -> tuple[Table, ...]:
+    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD)
+
+
+def all_tables() -> tuple[Table, ...]:
+    return (*quality_tables(), *staging_tables(), *core_tables())
+
+
+def table(qualified: str) -> Table:
+    for t in all_tables():
+        if t.qualified == qualified:
+            return t
+    raise KeyError(qualified)
+
+
+def create_all_sql() -> list[str]:
+    stmts = [f"CREATE SCHEMA IF NOT EXISTS {s}" for s in SCHEMAS]
+    for t in all_tables():
+        stmts += t.create_sql()
+    return stmts
+
+
+__all__ = ["Column", "Table", "SCHEMAS", "all_tables", "table", "create_all_sql", "core_tables",
+           "staging_tables", "quality_tables"]

@@ -1,0 +1,199 @@
+"""Staging loads and the load ledger.
+
+Every export (a file, or one incremental read of a database table) gets one ledger
+row keyed by its content hash. Loading:
+
+* the same content again (same mapping, same hash) → nothing, reported as duplicate;
+* a file with the name of an earlier one but new content, or a `_补报` correction of
+  the same period → the earlier export is *superseded*: its staged rows are removed,
+  its open rejected rows are marked resolved, and the new export is staged;
+* a watermark read (SQL) → upserts records by primary key; a soft-deleted record
+  (SCBZ = 1) keeps its record row flagged and loses its person mentions.
+
+All functions take an open connection inside `warehouse.store.transaction`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from schemas.mapping import SourceMapping
+from warehouse.ddl import STG_MENTION, STG_RELATIONSHIP, REJECTED_RECORD, staging_record_table
+
+
+@dataclass(frozen=True)
+class ExportMeta:
+    """What the ledger needs to know about one export."""
+
+    source_system: str
+    mapping: str                 # logical source object of the mapping (婚姻登记, T_YLFN…)
+    source_object: str           # file base name or table name
+    path: str
+    content_sha256: str
+    size_bytes: int | None
+    export_date: dt.date | None
+    period: str | None
+    is_correction: bool = False
+    watermark_from: dt.datetime | None = None
+    watermark_to: dt.datetime | None = None
+
+
+def find_loaded(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
+    """export_id of a loaded export with the same mapping and content, if any."""
+    row = con.execute(
+        "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? "
+        "AND status = 'loaded' LIMIT 1",
+        [meta.mapping, meta.content_sha256],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def superseded_exports(con: duckdb.DuckDBPyConnection, meta: ExportMeta, mapping: SourceMapping) -> list[int]:
+    """Loaded exports the new one replaces: the same file name, or (for a `_补报`
+    correction) the same mapping and period. Watermark reads replace nothing wholesale."""
+    if mapping.load_semantics == "watermark":
+        return []
+    rows = con.execute(
+        "SELECT export_id FROM quality.load_ledger WHERE status = 'loaded' AND mapping = ? "
+        "AND (source_object = ? OR (? AND period = ?))",
+        [meta.mapping, meta.source_object, meta.is_correction, meta.period],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def next_export_id(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT coalesce(max(export_id), 0) + 1 FROM quality.load_ledger").fetchone()[0]
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
+    if frame is None or frame.empty:
+        return
+    df = frame.reindex(columns=columns)
+    con.register("_frame", df)
+    try:
+        cols = ", ".join(f'"{c}"' for c in columns)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def supersede(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, old_ids: list[int], new_id: int) -> None:
+    """Remove what superseded exports staged; their open problems count as resolved."""
+    if not old_ids:
+        return
+    ids = ", ".join(str(int(i)) for i in old_ids)
+    rec_table = staging_record_table(mapping).qualified
+    for table in (rec_table, STG_MENTION.qualified, STG_RELATIONSHIP.qualified):
+        con.execute(f"DELETE FROM {table} WHERE export_id IN ({ids})")
+    con.execute(
+        f"UPDATE quality.rejected_record SET status = 'resolved', resolved_by_export_id = {int(new_id)} "
+        f"WHERE export_id IN ({ids}) AND status = 'open'"
+    )
+    con.execute(
+        f"UPDATE quality.load_ledger SET status = 'superseded', superseded_by = {int(new_id)} "
+        f"WHERE export_id IN ({ids})"
+    )
+
+
+def stage_export(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    export_id: int,
+    run_id: str,
+    meta: ExportMeta,
+    mapping: SourceMapping,
+    records: pd.DataFrame,
+    mentions: pd.DataFrame,
+    relationships: pd.DataFrame,
+    issues: pd.DataFrame,
+    rows_read: int,
+    rows_rejected: int,
+    rows_skipped: int,
+    message: str | None = None,
+) -> None:
+    """Stage one export's standardised frames and write its ledger row."""
+    rec_table = staging_record_table(mapping)
+    stamp = {"export_id": export_id, "export_date": meta.export_date, "period": meta.period}
+    if mapping.load_semantics == "watermark" and not records.empty:
+        _retract_previous_versions(con, mapping, records)
+    records = records.assign(**stamp)
+    _insert(con, rec_table.qualified, records, rec_table.column_names)
+    if mapping.delete_flag and not mentions.empty:
+        deleted = records.loc[records[mapping.delete_flag].astype(str).isin(["1", "True", "true"]), "source_locator"]
+        mentions = mentions[~mentions["source_locator"].isin(set(deleted))]
+        relationships = relationships[~relationships["source_locator"].isin(set(deleted))]
+    _insert(con, STG_MENTION.qualified, mentions.assign(export_id=export_id, export_date=meta.export_date),
+            STG_MENTION.column_names)
+    _insert(con, STG_RELATIONSHIP.qualified, relationships.assign(export_id=export_id), STG_RELATIONSHIP.column_names)
+    if not issues.empty:
+        _insert(con, REJECTED_RECORD.qualified,
+                issues.assign(export_id=export_id, status="open", run_id=run_id, resolved_by_export_id=None),
+                REJECTED_RECORD.column_names)
+    n_values = int((~issues["is_row_rejected"].astype(bool)).sum()) if not issues.empty else 0
+    con.execute(
+        "INSERT INTO quality.load_ledger (export_id, run_id, source_system, mapping, source_object, path, "
+        "content_sha256, size_bytes, export_date, period, is_correction, status, rows_read, rows_accepted, "
+        "rows_rejected, rows_skipped, mentions, values_rejected, watermark_from, watermark_to, loaded_at, message) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
+        [export_id, run_id, meta.source_system, meta.mapping, meta.source_object, meta.path,
+         meta.content_sha256, meta.size_bytes, meta.export_date, meta.period, meta.is_correction,
+         rows_read, len(records), rows_rejected, rows_skipped, len(mentions), n_values,
+         meta.watermark_from, meta.watermark_to, message],
+    )
+
+
+def _retract_previous_versions(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, records: pd.DataFrame) -> None:
+    """Watermark upsert: a newer version of a record replaces the staged older one."""
+    keys = pd.DataFrame({"k": records[mapping.record_key].astype(str).unique()})
+    con.register("_keys", keys)
+    try:
+        rec = staging_record_table(mapping).qualified
+        con.execute(f"DELETE FROM {rec} WHERE CAST({mapping.record_key} AS VARCHAR) IN (SELECT k FROM _keys)")
+        locs = [str(k) for k in keys["k"]]
+        con.register("_locs", pd.DataFrame({"l": locs}))
+        for table in (STG_MENTION.qualified, STG_RELATIONSHIP.qualified):
+            con.execute(
+                f"DELETE FROM {table} WHERE source_object = ? AND source_locator IN (SELECT l FROM _locs)",
+                [mapping.table],
+            )
+        con.execute(
+            "UPDATE quality.rejected_record SET status = 'resolved' WHERE status = 'open' AND source_object = ? "
+            "AND source_locator IN (SELECT l FROM _locs)", [mapping.table],
+        )
+        con.unregister("_locs")
+    finally:
+        con.unregister("_keys")
+
+
+def record_failed_export(con: duckdb.DuckDBPyConnection, *, export_id: int, run_id: str, meta: ExportMeta,
+                         message: str) -> None:
+    """A file that could not be read: ledger row with status failed, nothing staged."""
+    con.execute(
+        "INSERT INTO quality.load_ledger (export_id, run_id, source_system, mapping, source_object, path, "
+        "content_sha256, size_bytes, export_date, period, is_correction, status, loaded_at, message) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'failed', now(), ?)",
+        [export_id, run_id, meta.source_system, meta.mapping, meta.source_object, meta.path,
+         meta.content_sha256, meta.size_bytes, meta.export_date, meta.period, meta.is_correction, message],
+    )
+
+
+def last_watermark(con: duckdb.DuckDBPyConnection, mapping: str) -> dt.datetime | None:
+    return con.execute(
+        "SELECT max(watermark_to) FROM quality.load_ledger WHERE mapping = ? AND status = 'loaded'", [mapping]
+    ).fetchone()[0]
+
+
+def reset_exports(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, export_ids: list[int]) -> None:
+    """Backfill: forget loaded exports so they are staged again (same as a supersede by nothing)."""
+    if not export_ids:
+        return
+    ids = ", ".join(str(int(i)) for i in export_ids)
+    rec_table = staging_record_table(mapping).qualified
+    for table in (rec_table, STG_MENTION.qualified, STG_RELATIONSHIP.qualified):
+        con.execute(f"DELETE FROM {table} WHERE export_id IN ({ids})")
+    con.execute(f"DELETE FROM quality.rejected_record WHERE export_id IN ({ids})")
+    con.execute(f"UPDATE quality.load_ledger SET status = 'reloaded' WHERE export_id IN ({ids})")

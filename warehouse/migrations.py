@@ -1,0 +1,62 @@
+"""Schema versioning: a warehouse built by an older version is migrated, not rebuilt.
+
+`MIGRATIONS` is an ordered list of (version, description, function). `migrate` applies
+every migration newer than the warehouse's recorded version, then (re)creates any
+declared table that does not exist yet, refreshes comments and recreates the views.
+A migration that changes an existing table (add/rename a column, backfill a value)
+goes into the list with the next version number; never edit a released one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from warehouse.ddl import SCHEMA_VERSION, create_all_sql
+
+
+def _v1_initial(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 1: every table declared in warehouse.ddl."""
+    for stmt in create_all_sql():
+        con.execute(stmt)
+
+
+Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
+
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema: stg, core, quality, mart", _v1_initial),
+]
+
+CURRENT_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema='quality' AND table_name='schema_version'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM quality.schema_version").fetchone()[0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the warehouse to CURRENT_VERSION; returns the version it was at before."""
+    from warehouse.exceptions import SchemaTooNewError
+    from warehouse.views import create_views
+
+    before = current_version(con)
+    if before > CURRENT_VERSION:
+        raise SchemaTooNewError(found=before, supported=CURRENT_VERSION)
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+    for stmt in SCHEMA_VERSION.create_sql()[:1]:
+        con.execute(stmt)
+    for version, description, fn in MIGRATIONS:
+        if version > before:
+            fn(con)
+            con.execute("INSERT INTO quality.schema_version VALUES (?, now(), ?)", [version, description])
+    # tables declared later than the last migration that touched them, comments, views
+    for stmt in create_all_sql():
+        con.execute(stmt)
+    create_views(con)
+    return before
