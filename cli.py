@@ -1,0 +1,224 @@
+"""`residents`: the command line of the resident data hub (wiring only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="居民数据中心 Resident data hub: 导入各部门导出、解析人员与地址、装载 DuckDB 仓库。",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML 配置文件（默认 ./residents.toml 或 $RESIDENTS_CONFIG）")
+InboxOpt = typer.Option(None, "--inbox", help="收件箱目录（每个来源系统一个子目录）")
+WarehouseOpt = typer.Option(None, "--warehouse", "-w", help="DuckDB 仓库文件")
+FpUrlOpt = typer.Option(None, "--family-planning-url", help="计生数据库 SQLAlchemy 地址（默认 inbox/family_planning/*.sqlite）")
+
+
+def _settings(config: Optional[Path], **overrides):
+    from settings import load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except FileNotFoundError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _print_summary(summary) -> None:
+    table = Table(title=f"同步 {summary.run_id}（{summary.status}）")
+    for col in ("来源", "文件", "读取行", "接收行", "拒收行", "不可用值", "失败文件"):
+        table.add_column(col, justify="right" if col not in ("来源",) else "left")
+    for src, s in sorted(summary.per_source().items()):
+        table.add_row(src, str(s["files"]), str(s["rows_read"]), str(s["rows_accepted"]), str(s["rows_rejected"]),
+                      str(s["values_rejected"]), str(s["failed"]))
+    console.print(table)
+    console.print(f"人员：{summary.persons_before} → {summary.persons_after}（新建 {summary.persons_created}）")
+    alerts = "，".join(f"{k}: {v}" for k, v in sorted(summary.alerts.items())) or "无"
+    console.print(f"预警：{alerts}")
+    for e in summary.exports:
+        if e.status in ("failed", "problem"):
+            err_console.print(f"[yellow]未装载[/yellow] {e.source_object}: {e.message}")
+
+
+def _run_flow(fn, **kwargs):
+    """Run a Prefect flow in ephemeral mode (no server needed)."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    return fn(**kwargs)
+
+
+@app.command()
+def generate(households: int = typer.Option(1000, "--households", "-n", help="户数"),
+             seed: int = typer.Option(1, "--seed", help="随机种子"),
+             out: Path = typer.Option(Path("inbox"), "--out", "-o", help="输出目录（收件箱）；真值写入 <out>/_truth/"),
+             noise: str = typer.Option("realistic", "--noise", help="噪声水平：clean / realistic / hard"),
+             days: int = typer.Option(10, "--days", help="生成多少天的每日导出")) -> None:
+    """生成一个合成辖区的完整收件箱（含各种真实数据问题）和真值文件。"""
+    from synth import NoiseConfig, generate as gen
+
+    summary = gen(out, households=households, seed=seed, noise=NoiseConfig.preset(noise), days=days)
+    console.print(f"已生成：{out}  {summary}")
+
+
+@app.command()
+def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
+         family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """每晚同步：装载所有尚未装载的导出（nightly_sync 流程）。"""
+    from flows import SyncSummary, nightly_sync
+    from warehouse.exceptions import WarehouseBusyError
+
+    settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    try:
+        result = _run_flow(nightly_sync, inbox=str(settings.inbox), warehouse=str(settings.warehouse),
+                           family_planning_url=settings.family_planning_url,
+                           config_file=str(config) if config else None)
+    except WarehouseBusyError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(3) from None
+    _print_summary(_summary_from_json(result))
+
+
+def _summary_from_json(d: dict):
+    from flows import ExportReport, SyncSummary
+
+    d = dict(d)
+    d.pop("per_source", None)
+    d["exports"] = [ExportReport(**e) for e in d.get("exports", [])]
+    return SyncSummary(**d)
+
+
+@app.command()
+def backfill(source: str = typer.Argument(..., help="来源系统：civil_affairs / low_income / floating_population / family_planning"),
+             since: dt.datetime = typer.Option(..., "--since", formats=["%Y-%m-%d"], help="起始导出日期（含）"),
+             until: dt.datetime = typer.Option(..., "--until", formats=["%Y-%m-%d"], help="截止导出日期（含）"),
+             inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
+             family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt,
+             prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="作为 Prefect 流程运行（默认）")) -> None:
+    """补录：重新装载某来源在日期范围内的导出（可重复执行，结果相同）。"""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import Selection, backfill as backfill_flow, run_sync
+    from schemas.person import SOURCE_SYSTEMS
+
+    if source not in SOURCE_SYSTEMS:
+        err_console.print(f"[red]未知来源系统 {source}；可选：{', '.join(SOURCE_SYSTEMS)}[/red]")
+        raise typer.Exit(2)
+    settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    if prefect:
+        result = _run_flow(backfill_flow, source=source, since=since.date(), until=until.date(),
+                           inbox=str(settings.inbox), warehouse=str(settings.warehouse),
+                           family_planning_url=settings.family_planning_url, config_file=str(config) if config else None)
+        _print_summary(_summary_from_json(result))
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        bar = progress.add_task("补录", total=None)
+
+        def on_progress(name: str, i: int, total: int) -> None:
+            progress.update(bar, description=f"补录 {name}", completed=i - 1, total=total)
+
+        summary = run_sync(settings, flow_name="backfill", progress=on_progress,
+                           selection=Selection(sources=(source,), since=since.date(), until=until.date(), force=True))
+        progress.update(bar, completed=progress.tasks[0].total or 0)
+    _print_summary(summary)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输出目录"),
+         households: int = typer.Option(300, "--households", "-n", help="户数"),
+         seed: int = typer.Option(20261121, "--seed")) -> None:
+    """演示：生成一个样例辖区并运行每晚同步，无需服务器和配置。"""
+    from synth import NoiseConfig, generate as gen
+
+    from flows import nightly_sync
+
+    inbox = out / "inbox"
+    wh = out / "warehouse.duckdb"
+    if not (inbox / "_truth").exists():
+        console.print(f"生成样例辖区（{households} 户）→ {inbox}")
+        gen(inbox, households=households, seed=seed, noise=NoiseConfig.preset("realistic"))
+    console.print(f"运行每晚同步 → {wh}")
+    result = _run_flow(nightly_sync, inbox=str(inbox), warehouse=str(wh))
+    _print_summary(_summary_from_json(result))
+    console.print(f"\n查询示例：residents query -w {wh} \"SELECT alert_kind, count(*) FROM mart.alerts GROUP BY 1\"")
+
+
+@app.command()
+def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt,
+           limit: int = typer.Option(10, "--limit", help="显示最近多少次运行")) -> None:
+    """显示装载台账和最近的运行。"""
+    from warehouse.queries import ledger_overview, recent_runs
+
+    settings = _settings(config, warehouse=warehouse)
+    runs = recent_runs(settings.warehouse, limit)
+    t = Table(title="最近的运行")
+    for col in runs.columns:
+        t.add_column(str(col))
+    for row in runs.itertuples(index=False):
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+    ledger = ledger_overview(settings.warehouse)
+    t = Table(title="装载台账（按来源）")
+    for col in ledger.columns:
+        t.add_column(str(col))
+    for row in ledger.itertuples(index=False):
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional[Path] = WarehouseOpt,
+          config: Optional[Path] = ConfigOpt,
+          fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
+          max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数")) -> None:
+    """在仓库上执行只读 SQL（表格或 CSV 输出）。"""
+    from warehouse.exceptions import WarehouseError
+    from warehouse.queries import run_read_only
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        df = run_read_only(settings.warehouse, sql)
+    except WarehouseError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if fmt == "csv":
+        df.to_csv(sys.stdout, index=False)
+        return
+    t = Table()
+    for col in df.columns:
+        t.add_column(str(col))
+    for row in df.head(max_rows).itertuples(index=False):
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+    if len(df) > max_rows:
+        console.print(f"（共 {len(df)} 行，仅显示前 {max_rows} 行；用 --format csv 导出全部）")
+
+
+@app.command()
+def serve(config: Optional[Path] = ConfigOpt, inbox: Optional[Path] = InboxOpt,
+          warehouse: Optional[Path] = WarehouseOpt,
+          cron: Optional[str] = typer.Option(None, "--cron", help="cron 表达式（默认配置中的 0 2 * * *）"),
+          timezone: Optional[str] = typer.Option(None, "--timezone", help="时区（默认 Asia/Shanghai）"),
+          start_server: bool = typer.Option(True, "--start-server/--no-start-server",
+                                            help="未设置 PREFECT_API_URL 时自动启动本地 Prefect 服务器")) -> None:
+    """按计划运行每晚同步（Prefect 部署）。需要 Prefect 服务器：使用 PREFECT_API_URL，或自动启动本地服务器。"""
+    from flows import serve_nightly
+
+    settings = _settings(config, inbox=inbox, warehouse=warehouse, schedule_cron=cron, schedule_timezone=timezone)
+    serve_nightly(settings, config_file=str(config) if config else None, start_server=start_server, console=console)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

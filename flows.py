@@ -1,0 +1,519 @@
+"""Prefect flows: `nightly_sync` and `backfill`. Orchestration only.
+
+    connectors (find + read)  →  pipelines (standardize, resolve)  →  warehouse (stage, build, publish)
+
+Every stage is a task (`read_export_task`, `read_table_task`, `standardize_task`,
+`resolve_task`, `build_task`); only the reading tasks retry, and only on I/O errors.
+`run_sync` is the whole sync as a plain function: the flows call it with tasks, tests
+call it directly (`use_tasks=False`) to stay fast. One sync = one warehouse
+transaction: everything it stages and builds is published atomically at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from settings import Settings, load_settings
+
+IO_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
+
+
+# --------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------
+@dataclass
+class ExportReport:
+    source_system: str
+    mapping: str
+    source_object: str
+    status: str                 # loaded, duplicate, failed, unchanged, problem
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_skipped: int = 0
+    values_rejected: int = 0
+    mentions: int = 0
+    message: str | None = None
+
+
+@dataclass
+class SyncSummary:
+    run_id: str
+    flow: str
+    warehouse: str
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"
+    exports: list[ExportReport] = field(default_factory=list)
+    persons_before: int = 0
+    persons_after: int = 0
+    persons_created: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    core_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def loaded(self) -> list[ExportReport]:
+        return [e for e in self.exports if e.status == "loaded"]
+
+    def per_source(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for e in self.exports:
+            s = out.setdefault(e.source_system, {"files": 0, "rows_read": 0, "rows_accepted": 0,
+                                                 "rows_rejected": 0, "values_rejected": 0, "failed": 0})
+            if e.status == "loaded":
+                s["files"] += 1
+                for k in ("rows_read", "rows_accepted", "rows_rejected", "values_rejected"):
+                    s[k] += getattr(e, k)
+            elif e.status == "failed":
+                s["failed"] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["per_source"] = self.per_source()
+        return d
+
+    def markdown(self) -> str:
+        lines = [f"# 同步结果 / sync {self.run_id}", "",
+                 f"- 流程：{self.flow}；状态：{self.status}；仓库：`{self.warehouse}`",
+                 f"- 人员：{self.persons_before} → {self.persons_after}（新建 {self.persons_created}）",
+                 f"- 预警：" + ("，".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "无"), "",
+                 "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
+        for src, s in sorted(self.per_source().items()):
+            lines.append(f"| {src} | {s['files']} | {s['rows_read']} | {s['rows_accepted']} | {s['rows_rejected']} "
+                         f"| {s['values_rejected']} | {s['failed']} |")
+        problems = [e for e in self.exports if e.status in ("failed", "problem")]
+        if problems:
+            lines += ["", "## 未能装载的文件", ""]
+            lines += [f"- `{e.source_object}`：{e.message}" for e in problems]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a sync loads. Nightly: everything not loaded yet. Backfill: one source's
+    exports dated within [since, until], reloaded even if loaded before."""
+
+    sources: tuple[str, ...] | None = None
+    since: dt.date | None = None
+    until: dt.date | None = None
+    force: bool = False
+
+    def wants(self, source_system: str, export_date: dt.date | None) -> bool:
+        if self.sources and source_system not in self.sources:
+            return False
+        if export_date is not None:
+            if self.since and export_date < self.since:
+                return False
+            if self.until and export_date > self.until:
+                return False
+        return True
+
+
+# --------------------------------------------------------------------------------------
+# tasks
+# --------------------------------------------------------------------------------------
+def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only when the failure was an I/O error (not bad data)."""
+    from connectors.exceptions import ConnectorError
+
+    try:
+        state.result()
+    except ConnectorError:
+        return False
+    except IO_ERRORS:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is not worth retrying
+        return False
+    return False
+
+
+def _task(**kw: Any) -> Callable[[Callable[..., Any]], Any]:
+    from prefect import task
+
+    return task(**kw)
+
+
+@_task(name="read_export", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
+def read_export_task(export_file: Any, mapping: Any) -> Any:
+    from connectors import read_export
+
+    return read_export(export_file, mapping)
+
+
+@_task(name="read_table", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
+def read_table_task(url: str, mapping: Any, since: dt.datetime | None, until: dt.datetime | None) -> Any:
+    from connectors.sql import open_engine, read_table
+
+    engine = open_engine(url)
+    try:
+        return read_table(engine, mapping, since=since, until=until)
+    finally:
+        engine.dispose()
+
+
+#: connector skip reasons that are not data (counted as skipped, never as persons)
+NON_DATA_ROWS = ("total_row", "blank_row")
+
+
+@_task(name="standardize")
+def standardize_task(raw: Any, mapping: Any) -> Any:
+    """Standardize a RawRead: rows the reader could not use become rejected rows."""
+    from pipelines.standardize import standardize
+
+    unusable = pd.DataFrame(
+        [{"source_locator": s.locator, "error_code": f"row_{s.reason}", "detail": s.detail,
+          "raw_row": json.dumps(s.raw, ensure_ascii=False, default=str)}
+         for s in raw.skipped if s.reason not in NON_DATA_ROWS],
+        columns=["source_locator", "error_code", "detail", "raw_row"])
+    n_skipped = sum(1 for s in raw.skipped if s.reason in NON_DATA_ROWS)
+    return standardize(raw.frame, mapping, unreadable_rows=unusable, rows_skipped=n_skipped,
+                       source_system=raw.source_system, source_object=raw.source_object)
+
+
+@_task(name="resolve_persons")
+def resolve_task(mentions: pd.DataFrame, prev_xref: pd.DataFrame, prev_persons: pd.DataFrame,
+                 next_sequence: int) -> Any:
+    from pipelines.resolve import assign_person_ids, deterministic_clusters
+
+    clusters = deterministic_clusters(mentions)
+    return assign_person_ids(mentions, clusters, prev_xref, prev_persons, next_sequence)
+
+
+# --------------------------------------------------------------------------------------
+# the sync
+# --------------------------------------------------------------------------------------
+def _call(task_obj: Any, use_tasks: bool, *args: Any, **kw: Any) -> Any:
+    return task_obj(*args, **kw) if use_tasks else task_obj.fn(*args, **kw)
+
+
+def _meta_for_file(ef: Any) -> Any:
+    from warehouse.load import ExportMeta
+
+    return ExportMeta(
+        source_system=ef.source_system, mapping=ef.mapping, source_object=ef.source_object,
+        path=str(ef.path), content_sha256=ef.content_sha256, size_bytes=ef.size_bytes,
+        export_date=ef.export_date, period=ef.period, is_correction=ef.is_correction)
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
+
+
+def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),
+             use_tasks: bool = False, progress: Callable[[str, int, int], None] | None = None,
+             fail_before_publish: bool = False) -> SyncSummary:
+    """Load what `selection` asks for into the warehouse, resolve, rebuild, publish."""
+    from connectors import discover_exports
+    from schemas.mapping import load_mappings
+    from warehouse import build, load, store
+
+    run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
+                          started_at=dt.datetime.now().isoformat(timespec="seconds"))
+    mappings = {m.source_object: m for m in load_mappings()}
+    t0 = time.perf_counter()
+    discovery = discover_exports(settings.inbox, tuple(mappings.values()))
+    files = [f for f in discovery.exports if selection.wants(f.source_system, f.export_date)]
+    for problem in discovery.problems:
+        ctx = getattr(problem, "context", {}) or {}
+        summary.exports.append(ExportReport(ctx.get("source_system") or "unknown", "", Path(str(ctx.get("path", ""))).name,
+                                            "problem", message=str(problem)))
+    summary.stage_seconds["discover"] = time.perf_counter() - t0
+    fp_url = settings.resolved_family_planning_url()
+    sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)]
+
+    try:
+        with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
+                               fail_before_publish=fail_before_publish) as con:
+            summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
+            staged = 0
+            total = len(files) + (len(sql_maps) if fp_url else 0)
+            t_read = t_std = t_stage = 0.0
+            for i, ef in enumerate(files, 1):
+                if progress:
+                    progress(ef.source_object, i, total)
+                mapping = mappings[ef.mapping]
+                meta = _meta_for_file(ef)
+                if selection.force:
+                    load.reset_exports(con, mapping, load.loaded_exports_named(con, meta))
+                elif load.find_loaded(con, meta) is not None:
+                    summary.exports.append(ExportReport(ef.source_system, ef.mapping, ef.source_object, "duplicate",
+                                                        message="内容未变，已跳过 / same content already loaded"))
+                    continue
+                elif load.find_failed(con, meta) is not None:
+                    summary.exports.append(ExportReport(ef.source_system, ef.mapping, ef.source_object, "failed",
+                                                        message="该文件（相同内容）此前装载失败，仍未更正"))
+                    continue
+                ts = time.perf_counter()
+                try:
+                    raw = _call(read_export_task, use_tasks, ef, mapping)
+                except Exception as exc:  # noqa: BLE001 - a bad file fails alone, reported
+                    from connectors.exceptions import ConnectorError
+
+                    if not isinstance(exc, ConnectorError):
+                        raise
+                    load.record_failed_export(con, export_id=load.next_export_id(con), run_id=run_id, meta=meta,
+                                              message=str(exc))
+                    summary.exports.append(ExportReport(ef.source_system, ef.mapping, ef.source_object, "failed",
+                                                        message=str(exc)))
+                    continue
+                t_read += time.perf_counter() - ts
+                staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, timers := {})
+                t_std += timers.get("standardize", 0.0)
+                t_stage += timers.get("stage", 0.0)
+            if fp_url:
+                for j, mapping in enumerate(sorted(sql_maps, key=lambda m: m.parent is not None), len(files) + 1):
+                    if progress:
+                        progress(mapping.table or mapping.source_object, j, total)
+                    ts = time.perf_counter()
+                    since = _sql_since(con, load, mapping, selection)
+                    until = (dt.datetime.combine(selection.until, dt.time.max) if selection.until else None)
+                    raw = _call(read_table_task, use_tasks, fp_url, mapping, since, until)
+                    t_read += time.perf_counter() - ts
+                    if raw.frame.empty:
+                        summary.exports.append(ExportReport(mapping.source_system, mapping.source_object,
+                                                            mapping.table or "", "unchanged", message="无新变更"))
+                        continue
+                    meta = load.ExportMeta(
+                        source_system=mapping.source_system, mapping=mapping.source_object,
+                        source_object=mapping.table or mapping.source_object, path=_redact_url(fp_url),
+                        content_sha256=_frame_hash(raw.frame), size_bytes=None,
+                        export_date=_as_date(raw.metadata.get("max_watermark")), period=None,
+                        watermark_from=since, watermark_to=_as_datetime(raw.metadata.get("max_watermark")))
+                    staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, timers := {})
+                    t_std += timers.get("standardize", 0.0)
+                    t_stage += timers.get("stage", 0.0)
+            summary.stage_seconds.update(read=t_read, standardize=t_std, stage=t_stage)
+
+            if staged or selection.force or summary.persons_before == 0:
+                ts = time.perf_counter()
+                mentions = build.read_current_mentions(con)
+                prev_xref, prev_persons, next_seq = build.read_previous_resolution(con)
+                resolution = _call(resolve_task, use_tasks, mentions, prev_xref, prev_persons, next_seq)
+                build.write_resolution(con, resolution.xref, resolution.merge_log, run_id)
+                summary.stage_seconds["resolve"] = time.perf_counter() - ts
+                ts = time.perf_counter()
+                summary.core_counts = build.build_core(con)
+                summary.stage_seconds["build"] = time.perf_counter() - ts
+                summary.persons_created = resolution.next_sequence - next_seq
+            summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
+            summary.alerts = dict(con.execute(
+                "SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+            summary.status = "succeeded"
+            summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
+            summary.stage_seconds["total"] = time.perf_counter() - t0
+            _record_run(con, summary, selection)
+    except Exception as exc:
+        summary.status = "failed"
+        summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
+        from warehouse.exceptions import WarehouseBusyError
+
+        if not isinstance(exc, WarehouseBusyError) and not fail_before_publish:
+            _record_failed_run(settings, summary, selection, exc)
+        raise
+    return summary
+
+
+def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any, raw: Any,
+           use_tasks: bool, timers: dict[str, float]) -> int:
+    ts = time.perf_counter()
+    std = _call(standardize_task, use_tasks, raw, mapping)
+    timers["standardize"] = time.perf_counter() - ts
+    ts = time.perf_counter()
+    export_id = load.next_export_id(con)
+    load.supersede(con, mapping, load.superseded_exports(con, meta, mapping), export_id)
+    message = "；".join(w.message for w in raw.warnings) or None
+    load.stage_export(con, export_id=export_id, run_id=run_id, meta=meta, mapping=mapping,
+                      records=std.records, mentions=std.mentions, relationships=std.relationships,
+                      issues=std.issues, rows_read=std.rows_read, rows_rejected=std.rows_rejected,
+                      rows_skipped=std.rows_skipped, message=message)
+    timers["stage"] = time.perf_counter() - ts
+    summary.exports.append(ExportReport(
+        meta.source_system, meta.mapping, meta.source_object, "loaded", rows_read=std.rows_read,
+        rows_accepted=std.rows_accepted, rows_rejected=std.rows_rejected, rows_skipped=std.rows_skipped,
+        values_rejected=std.values_rejected, mentions=len(std.mentions), message=message))
+    return 1
+
+
+def _sql_since(con: Any, load: Any, mapping: Any, selection: Selection) -> dt.datetime | None:
+    if selection.force:
+        return dt.datetime.combine(selection.since, dt.time.min) - dt.timedelta(microseconds=1) \
+            if selection.since else None
+    return load.last_watermark(con, mapping.source_object)
+
+
+def _frame_hash(frame: pd.DataFrame) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+    return h.hexdigest()
+
+
+def _as_datetime(v: Any) -> dt.datetime | None:
+    if v is None or v == "":
+        return None
+    ts = pd.to_datetime(v, errors="coerce")
+    return None if pd.isna(ts) else ts.to_pydatetime()
+
+
+def _as_date(v: Any) -> dt.date | None:
+    d = _as_datetime(v)
+    return d.date() if d else None
+
+
+def _record_run(con: Any, summary: SyncSummary, selection: Selection) -> None:
+    from warehouse.migrations import CURRENT_VERSION
+
+    params = {"sources": selection.sources, "since": selection.since, "until": selection.until,
+              "force": selection.force}
+    con.execute(
+        "INSERT INTO quality.run VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [summary.run_id, summary.flow, summary.started_at, summary.finished_at, summary.status,
+         json.dumps(params, default=str, ensure_ascii=False),
+         json.dumps(summary.to_json(), default=str, ensure_ascii=False), CURRENT_VERSION])
+
+
+def _record_failed_run(settings: Settings, summary: SyncSummary, selection: Selection, exc: BaseException) -> None:
+    """A failed sync published nothing; record that it failed (in its own transaction)."""
+    from warehouse import store
+
+    summary.stage_seconds["error"] = 0.0
+    try:
+        with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s) as con:
+            summary.exports.append(ExportReport("", "", "", "failed", message=f"{type(exc).__name__}: {exc}"))
+            _record_run(con, summary, selection)
+    except Exception:  # noqa: BLE001 - recording the failure must not hide the failure
+        pass
+
+
+# --------------------------------------------------------------------------------------
+# flows
+# --------------------------------------------------------------------------------------
+def _flow(**kw: Any) -> Callable[[Callable[..., Any]], Any]:
+    from prefect import flow
+
+    return flow(**kw)
+
+
+def _publish_artifact(summary: SyncSummary) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(markdown=summary.markdown(), key=f"sync-{summary.flow.replace('_', '-')}",
+                             description=f"{summary.flow} {summary.run_id}")
+
+
+@_flow(name="nightly_sync", log_prints=True)
+def nightly_sync(inbox: str | None = None, warehouse: str | None = None, family_planning_url: str | None = None,
+                 config_file: str | None = None) -> dict[str, Any]:
+    """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    summary = run_sync(settings, flow_name="nightly_sync", use_tasks=True)
+    _publish_artifact(summary)
+    _after_sync(settings, summary)
+    return summary.to_json()
+
+
+@_flow(name="backfill", log_prints=True)
+def backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = None, warehouse: str | None = None,
+             family_planning_url: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+    """Reload one source's exports dated in [since, until] (idempotent)."""
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    summary = run_sync(settings, flow_name="backfill",
+                       selection=Selection(sources=(source,), since=since, until=until, force=True), use_tasks=True)
+    _publish_artifact(summary)
+    _after_sync(settings, summary)
+    return summary.to_json()
+
+
+def _after_sync(settings: Settings, summary: SyncSummary) -> None:
+    """Hooks that run after a published sync (reports for officers)."""
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# serving the nightly deployment
+# --------------------------------------------------------------------------------------
+def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0) -> tuple[Any, str]:
+    """Start `prefect server start` on loopback; returns (process, api_url) once healthy."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ)
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Prefect 服务器启动失败（退出码 {proc.returncode}）")
+        try:
+            with urllib.request.urlopen(api_url + "/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, api_url
+        except OSError:
+            time.sleep(1)
+    proc.terminate()
+    raise TimeoutError(f"Prefect 服务器 {timeout_s:.0f} 秒内未就绪")
+
+
+def nightly_deployment_parameters(settings: Settings, config_file: str | None) -> dict[str, Any]:
+    return {"inbox": str(settings.inbox.resolve()), "warehouse": str(settings.warehouse.resolve()),
+            "family_planning_url": settings.family_planning_url, "config_file": config_file}
+
+
+def serve_nightly(settings: Settings, *, config_file: str | None = None, start_server: bool = True,
+                  console: Any = None, limit: int | None = None) -> None:
+    """Serve the nightly deployment on its cron schedule (blocks).
+
+    Prefect schedules nothing in ephemeral mode, so this needs a Prefect server:
+    the one in PREFECT_API_URL, or (by default) a local one started here."""
+    import os
+
+    from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    proc = None
+    if not api_url:
+        if not start_server:
+            raise RuntimeError("未设置 PREFECT_API_URL；请启动 `prefect server start` 并设置该变量，或去掉 --no-start-server")
+        proc, api_url = start_prefect_server()
+    say = console.print if console else print
+    say(f"Prefect 服务器：{api_url}；计划：{settings.schedule_cron}（{settings.schedule_timezone}）")
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            nightly_sync.serve(
+                name="nightly",
+                schedules=[Cron(settings.schedule_cron, timezone=settings.schedule_timezone)],
+                parameters=nightly_deployment_parameters(settings, config_file),
+                limit=limit,
+            )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)

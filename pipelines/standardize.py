@@ -53,11 +53,19 @@ class Standardized:
     issues: pd.DataFrame           # rejected rows and unusable values (ISSUE_COLUMNS + raw_row)
     rows_read: int = 0
     rows_rejected: int = 0
+    rows_skipped: int = 0          # non-data rows (合计, blank): neither accepted nor rejected
     warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_accepted(self) -> int:
         return len(self.records)
+
+    @property
+    def values_rejected(self) -> int:
+        """Unusable values in accepted records (the record is kept, the value is not)."""
+        if self.issues.empty:
+            return 0
+        return int((~self.issues["is_row_rejected"].astype(bool)).sum())
 
 
 # ---------------------------------------------------------------------------------
@@ -187,10 +195,11 @@ def explode_mentions(records: pd.DataFrame, mapping: SourceMapping) -> pd.DataFr
 
 
 def _household_key(rec: pd.DataFrame, mapping: SourceMapping) -> pd.Series | None:
-    """Roster household: the roster file plus its 序号 (unique within one roster)."""
+    """Roster household: the roster file, the sheet and its 序号 (unique within a sheet)."""
     if mapping.granularity != "household_rows":
         return None
-    return rec["source_object"].astype(str) + "#" + rec[mapping.record_key].astype("string")
+    sheet = rec["source_locator"].astype("string").str.rsplit("!", n=1).str[0]
+    return rec["source_object"].astype(str) + "#" + sheet + "#" + rec[mapping.record_key].astype("string")
 
 
 def _apply_document_type(m: pd.DataFrame, rec: pd.DataFrame, doc_col: str | None,
@@ -246,8 +255,20 @@ def stated_relationships(mentions: pd.DataFrame, mapping: SourceMapping) -> pd.D
 # ---------------------------------------------------------------------------------
 # all together
 # ---------------------------------------------------------------------------------
-def standardize(raw: pd.DataFrame, mapping: SourceMapping) -> Standardized:
-    """Map, normalise, validate and explode one raw frame of one source object."""
+def standardize(
+    raw: pd.DataFrame,
+    mapping: SourceMapping,
+    *,
+    unreadable_rows: pd.DataFrame | None = None,
+    rows_skipped: int = 0,
+    source_system: str | None = None,
+    source_object: str | None = None,
+) -> Standardized:
+    """Map, normalise, validate and explode one raw frame of one source object.
+
+    `unreadable_rows` (source_locator, error_code, detail, raw_row) are rows the reader
+    saw but could not put in the frame (e.g. a CSV row with the wrong field count):
+    they count as read and rejected. `rows_skipped` counts non-data rows (合计)."""
     mapped, field_to_header = map_columns(raw, mapping)
     records, issues = normalize_records(mapped, mapping, field_to_header)
     rejected_locators = set(issues.loc[issues["is_row_rejected"].astype(bool), "source_locator"])
@@ -256,15 +277,33 @@ def standardize(raw: pd.DataFrame, mapping: SourceMapping) -> Standardized:
     # the raw row goes with every issue so an officer can see the whole record
     raw_rows = _raw_rows(raw, set(issues["source_locator"]))
     issues = issues.assign(raw_row=issues["source_locator"].map(raw_rows))
+    n_unreadable = 0
+    if unreadable_rows is not None and len(unreadable_rows):
+        n_unreadable = len(unreadable_rows)
+        extra = pd.DataFrame({
+            "source_system": source_system or mapping.source_system,
+            "source_object": source_object or mapping.source_object,
+            "source_locator": unreadable_rows["source_locator"].to_numpy(),
+            "source_column": None, "field": None, "raw_value": None,
+            "error_code": unreadable_rows["error_code"].to_numpy(),
+            "is_row_rejected": True,
+            "raw_row": unreadable_rows["raw_row"].to_numpy(),
+        })
+        extra["message"] = [
+            error_message(code, detail=detail)
+            for code, detail in zip(unreadable_rows["error_code"], unreadable_rows["detail"])
+        ]
+        issues = pd.concat([issues, extra], ignore_index=True) if len(issues) else extra
     mentions = explode_mentions(accepted, mapping)
     rels = stated_relationships(mentions, mapping)
     return Standardized(
         records=accepted.reset_index(drop=True),
         mentions=mentions,
         relationships=rels,
-        issues=issues.reset_index(drop=True),
-        rows_read=len(records),
-        rows_rejected=int(rejected_mask.sum()),
+        issues=issues.reindex(columns=ISSUE_COLUMNS + ["raw_row"]).reset_index(drop=True),
+        rows_read=len(records) + n_unreadable,
+        rows_rejected=int(rejected_mask.sum()) + n_unreadable,
+        rows_skipped=rows_skipped,
     )
 
 

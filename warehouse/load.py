@@ -52,6 +52,25 @@ def find_loaded(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
     return row[0] if row else None
 
 
+def find_failed(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
+    """export_id of an earlier failed attempt at the same content (not retried every night)."""
+    row = con.execute(
+        "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? "
+        "AND status = 'failed' LIMIT 1",
+        [meta.mapping, meta.content_sha256],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def loaded_exports_named(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> list[int]:
+    """Loaded exports of this file name (what a backfill reloads)."""
+    rows = con.execute(
+        "SELECT export_id FROM quality.load_ledger WHERE status = 'loaded' AND mapping = ? AND source_object = ?",
+        [meta.mapping, meta.source_object],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def superseded_exports(con: duckdb.DuckDBPyConnection, meta: ExportMeta, mapping: SourceMapping) -> list[int]:
     """Loaded exports the new one replaces: the same file name, or (for a `_补报`
     correction) the same mapping and period. Watermark reads replace nothing wholesale."""

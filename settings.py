@@ -1,0 +1,83 @@
+"""Configuration, read once at the edge (CLI / flow parameters) into one typed object.
+
+Sources, later ones winning: built-in defaults → a TOML file (`residents.toml` in the
+working directory, or the path in `RESIDENTS_CONFIG`, or `--config`) → environment
+variables `RESIDENTS_<FIELD>` (e.g. `RESIDENTS_FAMILY_PLANNING_URL`) → explicit
+command-line options. The settings object is passed down; nothing below the CLI and
+flows reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class DistrictSettings(BaseModel):
+    """The district the exports belong to: fills missing upper levels of addresses."""
+
+    province: str = "吉林省"
+    city: str = "辽源市"
+    county: str = "龙山区"
+    county_code: str = "220402"
+
+
+class Settings(BaseModel):
+    inbox: Path = Field(Path("inbox"), description="收件箱目录：每个来源系统一个子目录")
+    warehouse: Path = Field(Path("warehouse.duckdb"), description="DuckDB 仓库文件")
+    family_planning_url: str | None = Field(
+        None, description="计生数据库的 SQLAlchemy 地址；为空时使用 inbox/family_planning/ 下的 .sqlite 文件")
+    reports_dir: Path | None = Field(None, description="报告输出目录；为空时为仓库文件旁的 reports/")
+    schedule_cron: str = Field("0 2 * * *", description="每晚同步的 cron 表达式")
+    schedule_timezone: str = Field("Asia/Shanghai", description="cron 的时区")
+    lock_timeout_s: float = Field(600.0, description="另一个同步正在运行时最多等待的秒数")
+    row_count_change_threshold: float = Field(0.5, description="与上次同来源导出相比，行数变化超过该比例即告警")
+    grid_households: int = Field(300, description="网格员每人负责的户数（网格视图）")
+    district: DistrictSettings = Field(default_factory=DistrictSettings)
+
+    def resolved_family_planning_url(self) -> str | None:
+        """The configured URL, else the first `.sqlite`/`.db` file in inbox/family_planning/."""
+        if self.family_planning_url:
+            return self.family_planning_url
+        folder = self.inbox / "family_planning"
+        for pattern in ("*.sqlite", "*.sqlite3", "*.db"):
+            found = sorted(folder.glob(pattern))
+            if found:
+                return f"sqlite:///{found[0].resolve()}"
+        return None
+
+    def resolved_reports_dir(self) -> Path:
+        return self.reports_dir or self.warehouse.resolve().parent / "reports"
+
+
+ENV_PREFIX = "RESIDENTS_"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Defaults ← TOML file ← environment ← explicit overrides (None values ignored)."""
+    env = dict(os.environ if env is None else env)
+    data: dict[str, Any] = {}
+    path = Path(config_file) if config_file else Path(env.get(f"{ENV_PREFIX}CONFIG", "residents.toml"))
+    if path.exists():
+        with path.open("rb") as fh:
+            data.update(tomllib.load(fh))
+    elif config_file:
+        raise FileNotFoundError(f"配置文件不存在 / config file not found: {path}")
+    for name, info in Settings.model_fields.items():
+        key = f"{ENV_PREFIX}{name.upper()}"
+        if key in env and name != "district":
+            data[name] = env[key]
+    district = dict(data.get("district", {}))
+    for name in DistrictSettings.model_fields:
+        key = f"{ENV_PREFIX}DISTRICT_{name.upper()}"
+        if key in env:
+            district[name] = env[key]
+    if district:
+        data["district"] = district
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(data)
