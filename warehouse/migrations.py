@@ -4,7 +4,9 @@
 every migration newer than the warehouse's recorded version, then (re)creates any
 declared table that does not exist yet, refreshes comments and recreates the views.
 A migration that changes an existing table (add/rename a column, backfill a value)
-goes into the list with the next version number; never edit a released one.
+goes into the list with the next version number; never edit a released one. A new
+table declared in `warehouse.ddl` also needs a (possibly empty) migration entry: the
+declared tables are created whenever a migration runs.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import duckdb
 from warehouse.ddl import SCHEMA_VERSION, create_all_sql
 
 
+def create_declared(con: duckdb.DuckDBPyConnection) -> None:
+    """Every declared schema, table and comment (IF NOT EXISTS: existing data untouched)."""
+    con.execute(";\n".join(create_all_sql()))
+
+
 def _v1_initial(con: duckdb.DuckDBPyConnection) -> None:
     """Version 1: every table declared in warehouse.ddl."""
-    for stmt in create_all_sql():
-        con.execute(stmt)
+    create_declared(con)
 
 
 Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
@@ -48,15 +54,18 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     before = current_version(con)
     if before > CURRENT_VERSION:
         raise SchemaTooNewError(found=before, supported=CURRENT_VERSION)
-    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    for stmt in SCHEMA_VERSION.create_sql()[:1]:
-        con.execute(stmt)
-    for version, description, fn in MIGRATIONS:
-        if version > before:
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality; " + SCHEMA_VERSION.create_sql()[0])
+    pending = [(v, d, fn) for v, d, fn in MIGRATIONS if v > before]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for version, description, fn in pending:
             fn(con)
             con.execute("INSERT INTO quality.schema_version VALUES (?, now(), ?)", [version, description])
-    # tables declared later than the last migration that touched them, comments, views
-    for stmt in create_all_sql():
-        con.execute(stmt)
-    create_views(con)
+        if pending:
+            create_declared(con)
+        create_views(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     return before
