@@ -167,7 +167,7 @@ NON_DATA_ROWS = ("total_row", "blank_row")
 
 
 @_task(name="standardize")
-def standardize_task(raw: Any, mapping: Any) -> Any:
+def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str | None = None) -> Any:
     """Standardize a RawRead: rows the reader could not use become rejected rows."""
     from pipelines.standardize import standardize
 
@@ -178,7 +178,8 @@ def standardize_task(raw: Any, mapping: Any) -> Any:
         columns=["source_locator", "error_code", "detail", "raw_row"])
     n_skipped = sum(1 for s in raw.skipped if s.reason in NON_DATA_ROWS)
     return standardize(raw.frame, mapping, unreadable_rows=unusable, rows_skipped=n_skipped,
-                       source_system=raw.source_system, source_object=raw.source_object)
+                       source_system=raw.source_system, source_object=raw.source_object,
+                       district=district, period=period)
 
 
 @_task(name="resolve_persons")
@@ -236,6 +237,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                             "problem", message=str(problem)))
     summary.stage_seconds["discover"] = time.perf_counter() - t0
     fp_url = settings.resolved_family_planning_url()
+    district = _district_context(settings)
     sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)]
 
     try:
@@ -274,7 +276,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                                         message=str(exc)))
                     continue
                 t_read += time.perf_counter() - ts
-                staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, timers := {})
+                staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, district, timers := {})
                 t_std += timers.get("standardize", 0.0)
                 t_stage += timers.get("stage", 0.0)
             if fp_url:
@@ -296,7 +298,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                         content_sha256=_frame_hash(raw.frame), size_bytes=None,
                         export_date=_as_date(raw.metadata.get("max_watermark")), period=None,
                         watermark_from=since, watermark_to=_as_datetime(raw.metadata.get("max_watermark")))
-                    staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, timers := {})
+                    staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, district,
+                                     timers := {})
                     t_std += timers.get("standardize", 0.0)
                     t_stage += timers.get("stage", 0.0)
             summary.stage_seconds.update(read=t_read, standardize=t_std, stage=t_stage)
@@ -309,7 +312,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 build.write_resolution(con, resolution.xref, resolution.merge_log, run_id)
                 summary.stage_seconds["resolve"] = time.perf_counter() - ts
                 ts = time.perf_counter()
-                summary.core_counts = build.build_core(con)
+                summary.core_counts = build.build_core(con, grid_households=settings.grid_households)
                 summary.stage_seconds["build"] = time.perf_counter() - ts
                 summary.persons_created = resolution.next_sequence - next_seq
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
@@ -331,9 +334,9 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
 
 
 def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any, raw: Any,
-           use_tasks: bool, timers: dict[str, float]) -> int:
+           use_tasks: bool, district: Any, timers: dict[str, float]) -> int:
     ts = time.perf_counter()
-    std = _call(standardize_task, use_tasks, raw, mapping)
+    std = _call(standardize_task, use_tasks, raw, mapping, district, meta.period)
     timers["standardize"] = time.perf_counter() - ts
     ts = time.perf_counter()
     export_id = load.next_export_id(con)
@@ -341,7 +344,7 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
     message = "；".join(w.message for w in raw.warnings) or None
     load.stage_export(con, export_id=export_id, run_id=run_id, meta=meta, mapping=mapping,
                       records=std.records, mentions=std.mentions, relationships=std.relationships,
-                      issues=std.issues, rows_read=std.rows_read, rows_rejected=std.rows_rejected,
+                      issues=std.issues, addresses=std.addresses, rows_read=std.rows_read, rows_rejected=std.rows_rejected,
                       rows_skipped=std.rows_skipped, message=message)
     timers["stage"] = time.perf_counter() - ts
     summary.exports.append(ExportReport(
@@ -349,6 +352,13 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
         rows_accepted=std.rows_accepted, rows_rejected=std.rows_rejected, rows_skipped=std.rows_skipped,
         values_rejected=std.values_rejected, mentions=len(std.mentions), message=message))
     return 1
+
+
+def _district_context(settings: Settings) -> Any:
+    from pipelines.normalize.address import DistrictContext
+
+    d = settings.district
+    return DistrictContext(province=d.province, city=d.city, county=d.county, county_code=d.county_code)
 
 
 def _sql_since(con: Any, load: Any, mapping: Any, selection: Selection) -> dt.datetime | None:

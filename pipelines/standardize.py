@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipelines.addresses import address_mentions
 from pipelines.errors import error_message
+from pipelines.normalize.address import DistrictContext
 from pipelines.normalize.dispatch import normalize_kind
 from schemas.mapping import SourceMapping
 from schemas.person import LINEAGE_FIELDS, PERSON_FIELDS
@@ -51,6 +53,7 @@ class Standardized:
     mentions: pd.DataFrame         # person mentions of the accepted records
     relationships: pd.DataFrame    # relationships stated by the accepted records
     issues: pd.DataFrame           # rejected rows and unusable values (ISSUE_COLUMNS + raw_row)
+    addresses: pd.DataFrame | None = None  # address mentions of the accepted records
     rows_read: int = 0
     rows_rejected: int = 0
     rows_skipped: int = 0          # non-data rows (合计, blank): neither accepted nor rejected
@@ -263,12 +266,16 @@ def standardize(
     rows_skipped: int = 0,
     source_system: str | None = None,
     source_object: str | None = None,
+    district: DistrictContext | None = None,
+    period: str | None = None,
 ) -> Standardized:
     """Map, normalise, validate and explode one raw frame of one source object.
 
     `unreadable_rows` (source_locator, error_code, detail, raw_row) are rows the reader
     saw but could not put in the frame (e.g. a CSV row with the wrong field count):
-    they count as read and rejected. `rows_skipped` counts non-data rows (合计)."""
+    they count as read and rejected. `rows_skipped` counts non-data rows (合计).
+    `district` fills the upper levels of addresses that omit them; `period` is the
+    export's period (a roster's month)."""
     mapped, field_to_header = map_columns(raw, mapping)
     records, issues = normalize_records(mapped, mapping, field_to_header)
     rejected_locators = set(issues.loc[issues["is_row_rejected"].astype(bool), "source_locator"])
@@ -296,10 +303,12 @@ def standardize(
         issues = pd.concat([issues, extra], ignore_index=True) if len(issues) else extra
     mentions = explode_mentions(accepted, mapping)
     rels = stated_relationships(mentions, mapping)
+    addresses = address_mentions(accepted, mapping, field_to_header, district=district, period=period)
     return Standardized(
         records=accepted.reset_index(drop=True),
         mentions=mentions,
         relationships=rels,
+        addresses=addresses,
         issues=issues.reindex(columns=ISSUE_COLUMNS + ["raw_row"]).reset_index(drop=True),
         rows_read=len(records) + n_unreadable,
         rows_rejected=int(rejected_mask.sum()) + n_unreadable,

@@ -52,6 +52,11 @@ class ColumnSpec(_Model):
     required: bool = False   # the header must be present, else the whole file fails
     not_null: bool = False   # the value must be present, else the row is rejected
     household: bool = False  # a household-level cell, merged over the member rows
+    # address columns: which person–address link the address states, and the fields of
+    # the same record that bound its validity (`$period` = the export's period)
+    address_kind: Literal["hukou", "residence", "household", "last"] | None = None
+    valid_from: str | None = None
+    valid_to: str | None = None
 
     @property
     def header(self) -> str:
@@ -134,6 +139,7 @@ class SourceMapping(_Model):
     header_search_rows: int = 10
     total_row_markers: tuple[str, ...] = ("合计", "总计", "小计")
     parent: ParentLink | None = None
+    address_context: dict[str, str] = Field(default_factory=dict)  # town/community → column field
     columns: tuple[ColumnSpec, ...]
     persons: tuple[PersonSpec, ...]
     relationships: tuple[RelationshipSpec, ...] = ()
@@ -152,6 +158,11 @@ class SourceMapping(_Model):
         refs += [f for p in self.persons for f in p.fields.values()]
         refs += [f for p in self.persons for f in p.present_if_any]
         refs += [p.role_rule.field for p in self.persons if p.role_rule]
+        refs += list(self.address_context.values())
+        refs += [f for c in self.columns for f in (c.valid_from, c.valid_to) if f and not f.startswith("$")]
+        for c in self.columns:
+            if (c.kind == "address") != (c.address_kind is not None):
+                raise ValueError(f"{self.source_object}.{c.field}: address columns need address_kind (and only they)")
         if self.parent:
             refs.append(self.parent.foreign_key)
         missing = sorted({r for r in refs if r and r not in known})
@@ -182,6 +193,10 @@ class SourceMapping(_Model):
     @property
     def roles(self) -> tuple[str, ...]:
         return tuple(r for p in self.persons for r in p.roles)
+
+    def roles_using(self, column_field: str) -> tuple[str, ...]:
+        """Roles of the person mentions that take a value from this column."""
+        return tuple(r for p in self.persons if column_field in p.fields.values() for r in p.roles)
 
     def match_headers(self, headers: list[str]) -> dict[str, str]:
         """source header → field, for the headers this mapping knows (first match wins)."""

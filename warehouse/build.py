@@ -275,6 +275,50 @@ FROM core.low_income_enrolment WHERE role = 'member' AND head_person_id <> perso
 GROUP BY head_person_id, person_id
 """
 
+_ADDRESSES = """
+INSERT INTO core.address_xref
+SELECT source_system, source_object, source_locator, field, address_id, raw_text, confidence, status
+FROM stg.address_mention;
+
+INSERT INTO core.address
+SELECT a.address_id, a.province, a.city, a.county, a.town, a.community, a.road, a.house_number, a.estate,
+       a.building, a.unit, a.floor, a.room, a.rural_group, a.province_code, a.city_code, a.county_code,
+       a.town_code, a.standard_text, a.address_key, a.confidence, a.status, n.mention_count, n.systems, a.raw_text
+FROM (SELECT *, row_number() OVER (PARTITION BY address_id
+                                   ORDER BY confidence DESC, length(standard_text) DESC, standard_text, raw_text) AS rn
+      FROM stg.address_mention WHERE address_id IS NOT NULL) a
+JOIN (SELECT address_id, count(*) AS mention_count, list(DISTINCT source_system ORDER BY source_system) AS systems
+      FROM stg.address_mention GROUP BY address_id) n USING (address_id)
+WHERE a.rn = 1;
+
+INSERT INTO core.person_address
+WITH links AS (
+  SELECT x.person_id, a.address_id, a.address_kind AS kind, a.valid_from, a.valid_to, a.source_system,
+         a.source_object || '!' || a.source_locator AS ev,
+         (l.export_date, a.valid_from, a.source_object, a.source_locator) AS ord
+  FROM stg.address_mention a
+  JOIN quality.load_ledger l USING (export_id)
+  JOIN core.person_xref x ON x.source_object = a.source_object AND x.source_locator = a.source_locator
+       AND list_contains(string_split(a.roles, ','), x.role)
+  WHERE a.address_id IS NOT NULL)
+SELECT person_id, address_id, kind, min(valid_from), arg_max(valid_to, ord), source_system,
+       string_agg(ev, '; ' ORDER BY ev)
+FROM links GROUP BY person_id, address_id, kind, source_system;
+
+-- low-income household addresses end when the person leaves the roster
+UPDATE core.person_address pa SET valid_to = t.valid_to
+FROM (
+  WITH months AS (SELECT DISTINCT month_start FROM core.low_income_roster_line),
+  last_seen AS (
+    SELECT l.person_id, a.address_id, max(l.month_start) AS last_month
+    FROM core.low_income_roster_line l
+    JOIN stg.address_mention a ON a.source_object = l.source_object AND a.source_locator = l.source_locator
+    GROUP BY ALL)
+  SELECT s.person_id, s.address_id, (SELECT min(m.month_start) FROM months m WHERE m.month_start > s.last_month) AS valid_to
+  FROM last_seen s) t
+WHERE pa.kind = 'household' AND pa.person_id = t.person_id AND pa.address_id = t.address_id
+"""
+
 _ALERTS = """
 INSERT INTO core.alert
 -- on a low-income roster for a month that starts after the death date
@@ -328,14 +372,18 @@ QUALIFY row_number() OVER (PARTITION BY w.person_id ORDER BY r.valid_from DESC N
 """
 
 
-def build_core(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) -> dict[str, int]:
     """Derive every core table (except person_xref and the merge log) from staging."""
+    from warehouse.views import create_grid_view
+
+    create_grid_view(con, grid_households)
     keep = {PERSON_XREF.qualified, PERSON_MERGE_LOG.qualified}
     for t in core_tables():
         if t.qualified not in keep:
             con.execute(f"DELETE FROM {t.qualified}")
     con.execute(_PERSON_MENTIONS)
-    for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING):
+    for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
+                _ADDRESSES):
         for stmt in [s for s in sql.split(";\n") if s.strip()]:
             con.execute(stmt)
     con.execute(_MARRIAGE_STATUS)

@@ -147,6 +147,31 @@ STG_RELATIONSHIP = Table(
      C("record_key", "VARCHAR", "来源记录业务主键")),
 )
 
+ADDRESS_LEVEL_COLUMNS = (
+    C("province", "VARCHAR", "省"), C("city", "VARCHAR", "市"), C("county", "VARCHAR", "区县"),
+    C("town", "VARCHAR", "街道/乡镇"), C("community", "VARCHAR", "社区/村"), C("road", "VARCHAR", "街路巷"),
+    C("house_number", "VARCHAR", "门牌号"), C("estate", "VARCHAR", "小区/楼宇名"),
+    C("building", "VARCHAR", "楼栋（栋/幢/号楼/座）"), C("unit", "VARCHAR", "单元"), C("floor", "VARCHAR", "楼层"),
+    C("room", "VARCHAR", "室"), C("rural_group", "VARCHAR", "村民小组（组）"),
+    C("province_code", "VARCHAR", "省级区划代码（GB/T 2260）"), C("city_code", "VARCHAR", "地级区划代码（GB/T 2260）"),
+    C("county_code", "VARCHAR", "县级区划代码（GB/T 2260）"), C("town_code", "VARCHAR", "乡级区划代码（9位统计用区划代码）"),
+    C("standard_text", "VARCHAR", "标准地址文本"), C("address_key", "VARCHAR", "地址键（决定 address_id 的规范化层级）"),
+    C("confidence", "DOUBLE", "解析置信度（0–1）"),
+    C("status", "VARCHAR", "解析状态：parsed 完整、partial 部分、unparsed 无法解析（保留原文）"),
+)
+
+STG_ADDRESS_MENTION = Table(
+    "stg", "address_mention", "地址提及：每条来源记录中的每个地址单元格（解析后）",
+    (*EXPORT_COLUMNS, *LINEAGE_COLUMNS,
+     C("field", "VARCHAR", "来源自己的列名（如 现居住地址、家庭住址、生前住址、XJZDZ）", True),
+     C("column_field", "VARCHAR", "映射中的字段名"),
+     C("address_kind", "VARCHAR", "人—地址关系类型：hukou 户籍、residence 居住、household 家庭住址、last 生前住址"),
+     C("roles", "VARCHAR", "该地址所属人员提及的角色（逗号分隔）"),
+     C("raw_text", "VARCHAR", "地址原文"), C("valid_from", "DATE", "有效起始日期（来源记录中的日期）"),
+     C("valid_to", "DATE", "有效终止日期"), *ADDRESS_LEVEL_COLUMNS,
+     C("error", "VARCHAR", "解析问题代码"), C("address_id", "VARCHAR", "地址编号")),
+)
+
 # ---------------------------------------------------------------------------------
 # quality
 # ---------------------------------------------------------------------------------
@@ -301,6 +326,26 @@ FP_CHILD = Table(
      *LINEAGE_COLUMNS),
     ("zn_id",),
 )
+ADDRESS = Table(
+    "core", "address", "标准地址：每个解析后的地址（户/房屋）一行，address_id 稳定",
+    (C("address_id", "VARCHAR", "地址编号（由地址键稳定生成：同一套房在各来源、各次运行中相同）", True),
+     *ADDRESS_LEVEL_COLUMNS, C("mention_count", "INTEGER", "地址提及数"),
+     C("source_systems", "VARCHAR[]", "出现过的来源系统"), C("example_raw_text", "VARCHAR", "一个原文示例")),
+    ("address_id",),
+)
+ADDRESS_XREF = Table(
+    "core", "address_xref", "地址交叉索引：每个地址提及一行",
+    (*LINEAGE_COLUMNS, C("field", "VARCHAR", "来源自己的列名（如 现居住地址、家庭住址、生前住址、XJZDZ）", True),
+     C("address_id", "VARCHAR", "地址编号"), C("raw_text", "VARCHAR", "地址原文"),
+     C("confidence", "DOUBLE", "解析置信度"), C("status", "VARCHAR", "解析状态")),
+)
+PERSON_ADDRESS = Table(
+    "core", "person_address", "人—地址关系：户籍、居住、低保家庭住址、生前住址，含有效期",
+    (C("person_id", "VARCHAR", "人员编号", True), C("address_id", "VARCHAR", "地址编号", True),
+     C("kind", "VARCHAR", "关系类型：hukou 户籍、residence 居住、household 家庭住址（低保）、last 生前住址", True),
+     C("valid_from", "DATE", "起始日期"), C("valid_to", "DATE", "终止日期（不含；空为至今/不详）"),
+     C("source_system", "VARCHAR", "来源系统", True), C("evidence", "VARCHAR", "依据（来源对象!位置，多条以分号分隔）")),
+)
 ALERT = Table(
     "core", "alert", "跨部门预警（mart.alerts 为脱敏视图）",
     (C("alert_id", "VARCHAR", "预警编号（按类型、人员和依据稳定生成）", True),
@@ -312,13 +357,14 @@ ALERT = Table(
 
 
 def core_tables() -> tuple[Table, ...]:
-    return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, RELATIONSHIP, MARRIAGE, CREMATION,
+    return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, ADDRESS, ADDRESS_XREF, PERSON_ADDRESS, RELATIONSHIP,
+            MARRIAGE, CREMATION,
             LOW_INCOME_LINE, LOW_INCOME_ENROLMENT, FLOATING_REGISTRATION, FLOATING_HISTORY,
             FP_WOMAN, FP_CHILD, ALERT)
 
 
 def staging_tables() -> tuple[Table, ...]:
-    return (STG_MENTION, STG_RELATIONSHIP, *(staging_record_table(m) for m in load_mappings()))
+    return (STG_MENTION, STG_RELATIONSHIP, STG_ADDRESS_MENTION, *(staging_record_table(m) for m in load_mappings()))
 
 
 def quality_tables() -> tuple[Table, ...]:

@@ -22,7 +22,9 @@ import duckdb
 import pandas as pd
 
 from schemas.mapping import SourceMapping
-from warehouse.ddl import STG_MENTION, STG_RELATIONSHIP, REJECTED_RECORD, staging_record_table
+from warehouse.ddl import REJECTED_RECORD, STG_ADDRESS_MENTION, STG_MENTION, STG_RELATIONSHIP, staging_record_table
+
+STAGED_TABLES = (STG_MENTION, STG_RELATIONSHIP, STG_ADDRESS_MENTION)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def supersede(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, old_ids: l
         return
     ids = ", ".join(str(int(i)) for i in old_ids)
     rec_table = staging_record_table(mapping).qualified
-    for table in (rec_table, STG_MENTION.qualified, STG_RELATIONSHIP.qualified):
+    for table in (rec_table, *(t.qualified for t in STAGED_TABLES)):
         con.execute(f"DELETE FROM {table} WHERE export_id IN ({ids})")
     con.execute(
         f"UPDATE quality.rejected_record SET status = 'resolved', resolved_by_export_id = {int(new_id)} "
@@ -129,6 +131,7 @@ def stage_export(
     mentions: pd.DataFrame,
     relationships: pd.DataFrame,
     issues: pd.DataFrame,
+    addresses: pd.DataFrame | None,
     rows_read: int,
     rows_rejected: int,
     rows_skipped: int,
@@ -142,12 +145,18 @@ def stage_export(
     records = records.assign(**stamp)
     _insert(con, rec_table.qualified, records, rec_table.column_names)
     if mapping.delete_flag and not mentions.empty:
-        deleted = records.loc[records[mapping.delete_flag].astype(str).isin(["1", "True", "true"]), "source_locator"]
-        mentions = mentions[~mentions["source_locator"].isin(set(deleted))]
-        relationships = relationships[~relationships["source_locator"].isin(set(deleted))]
+        deleted = set(records.loc[records[mapping.delete_flag].astype(str).isin(["1", "True", "true"]),
+                                  "source_locator"])
+        mentions = mentions[~mentions["source_locator"].isin(deleted)]
+        relationships = relationships[~relationships["source_locator"].isin(deleted)]
+        if addresses is not None:
+            addresses = addresses[~addresses["source_locator"].isin(deleted)]
     _insert(con, STG_MENTION.qualified, mentions.assign(export_id=export_id, export_date=meta.export_date),
             STG_MENTION.column_names)
     _insert(con, STG_RELATIONSHIP.qualified, relationships.assign(export_id=export_id), STG_RELATIONSHIP.column_names)
+    if addresses is not None:
+        _insert(con, STG_ADDRESS_MENTION.qualified, addresses.assign(export_id=export_id),
+                STG_ADDRESS_MENTION.column_names)
     if not issues.empty:
         _insert(con, REJECTED_RECORD.qualified,
                 issues.assign(export_id=export_id, status="open", run_id=run_id, resolved_by_export_id=None),
@@ -174,9 +183,9 @@ def _retract_previous_versions(con: duckdb.DuckDBPyConnection, mapping: SourceMa
         con.execute(f"DELETE FROM {rec} WHERE CAST({mapping.record_key} AS VARCHAR) IN (SELECT k FROM _keys)")
         locs = [str(k) for k in keys["k"]]
         con.register("_locs", pd.DataFrame({"l": locs}))
-        for table in (STG_MENTION.qualified, STG_RELATIONSHIP.qualified):
+        for table in STAGED_TABLES:
             con.execute(
-                f"DELETE FROM {table} WHERE source_object = ? AND source_locator IN (SELECT l FROM _locs)",
+                f"DELETE FROM {table.qualified} WHERE source_object = ? AND source_locator IN (SELECT l FROM _locs)",
                 [mapping.table],
             )
         con.execute(
@@ -212,7 +221,7 @@ def reset_exports(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, export
         return
     ids = ", ".join(str(int(i)) for i in export_ids)
     rec_table = staging_record_table(mapping).qualified
-    for table in (rec_table, STG_MENTION.qualified, STG_RELATIONSHIP.qualified):
+    for table in (rec_table, *(t.qualified for t in STAGED_TABLES)):
         con.execute(f"DELETE FROM {table} WHERE export_id IN ({ids})")
     con.execute(f"DELETE FROM quality.rejected_record WHERE export_id IN ({ids})")
     con.execute(f"UPDATE quality.load_ledger SET status = 'reloaded' WHERE export_id IN ({ids})")

@@ -53,6 +53,29 @@ VIEWS: dict[str, tuple[str, str]] = {
                   f.residence_reason, f.current_address, f.updated_at, p.is_deceased
            FROM core.floating_registration f JOIN core.person p USING (person_id)""",
     ),
+    "mart.address": (
+        "标准地址：每套房一行，含行政层级与楼栋单元室",
+        """SELECT address_id, standard_text, province, city, county, town, community, road, house_number, estate,
+                  building, unit, room, rural_group, county_code, town_code, confidence, status, mention_count,
+                  source_systems
+           FROM core.address""",
+    ),
+    "mart.address_residents": (
+        "这套房住着谁（各部门口径）：每个人—地址关系一行",
+        """SELECT a.address_id, a.standard_text, a.town, a.community, pa.person_id, p.name, p.gender, p.birth_date,
+                  p.is_deceased, pa.kind, pa.source_system, pa.valid_from, pa.valid_to,
+                  (pa.valid_to IS NULL OR pa.valid_to > current_date) AND NOT coalesce(p.is_deceased, FALSE) AS is_current
+           FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)""",
+    ),
+    "mart.community_summary": (
+        "各社区户数（有现住人员的地址）与人数（按居住、家庭住址关系）",
+        """SELECT a.county, a.town, a.community, count(DISTINCT pa.address_id) AS households,
+                  count(DISTINCT pa.person_id) AS residents
+           FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
+           WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
+             AND NOT coalesce(p.is_deceased, FALSE)
+           GROUP BY ALL""",
+    ),
     "mart.load_summary": (
         "各来源每次装载的读取、接收、拒收行数",
         """SELECT l.run_id, l.source_system, l.mapping, l.source_object, l.export_date, l.status,
@@ -63,10 +86,39 @@ VIEWS: dict[str, tuple[str, str]] = {
 }
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> None:
+GRID_VIEW = """
+CREATE OR REPLACE VIEW mart.grid AS
+WITH households AS (
+  SELECT DISTINCT a.address_id, a.county, a.town, a.community, a.road, a.house_number, a.estate, a.building,
+         a.unit, a.room, a.rural_group, a.standard_text
+  FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
+  WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
+    AND NOT coalesce(p.is_deceased, FALSE) AND a.community IS NOT NULL),
+ranked AS (
+  SELECT *, row_number() OVER (PARTITION BY county, town, community
+            ORDER BY road NULLS LAST, TRY_CAST(house_number AS INTEGER) NULLS LAST, house_number, estate,
+                     TRY_CAST(building AS INTEGER) NULLS LAST, building, TRY_CAST(unit AS INTEGER) NULLS LAST,
+                     TRY_CAST(room AS INTEGER) NULLS LAST, room, rural_group, address_id) AS seq
+  FROM households)
+SELECT county, town, community, CAST(ceil(seq / {size}) AS INTEGER) AS grid_no, address_id, standard_text, seq
+FROM ranked
+"""
+
+
+def create_views(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS mart")
     for stmt in MACROS:
         con.execute(stmt)
     for name, (comment, sql) in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         con.execute(f"COMMENT ON VIEW {name} IS '{comment}'")
+    create_grid_view(con, grid_households)
+
+
+def create_grid_view(con: duckdb.DuckDBPyConnection, grid_households: int) -> None:
+    """网格：each community's households in address order, cut into groups of `grid_households`."""
+    size = int(grid_households)
+    if size < 1:
+        raise ValueError("grid_households must be at least 1")
+    con.execute(GRID_VIEW.format(size=f"{size}.0"))
+    con.execute(f"COMMENT ON VIEW mart.grid IS '网格划分：每个社区按地址顺序每 {size} 户一个网格'")

@@ -7,18 +7,17 @@ Each normaliser takes a Series of raw strings and returns a frame with at least
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Callable
 
 import pandas as pd
 
-MISSING_TOKENS = frozenset({"", "无", "/", "-", "--", "—", "不详", "空", "null", "NULL", "None", "nan", "NaN", "N/A"})
+from pipelines.normalize.codes import _TRIM_CHARS, MISSING_TOKENS
 
 
 def clean_text(raw: pd.Series) -> pd.Series:
-    """Strip, NFKC-normalise and turn the usual 'no value' spellings into NA."""
-    s = raw.astype("string").str.normalize("NFKC").str.strip()
-    return s.mask(s.isin(MISSING_TOKENS) | s.isna())
+    """Vectorised `codes.clean_text`: NFKC, trim, the 'no value' spellings → NA."""
+    s = raw.astype("string").str.normalize("NFKC").str.strip(_TRIM_CHARS)
+    return s.mask(s.str.upper().isin(MISSING_TOKENS) | s.isna())
 
 
 def normalize_text(raw: pd.Series, **_: object) -> pd.DataFrame:
