@@ -157,9 +157,16 @@ def read_table_task(url: str, mapping: Any, since: dt.datetime | None, until: dt
 
     engine = open_engine(url)
     try:
-        return read_table(engine, mapping, since=since, until=until)
+        raw = read_table(engine, mapping, since=since)
     finally:
         engine.dispose()
+    if until is not None and not raw.frame.empty:
+        # backfill window: keep rows whose watermark is within it (ISO text compares in order)
+        col = raw.column_for(mapping.watermark)
+        keep = raw.frame[col].fillna("") <= until.strftime("%Y-%m-%d %H:%M:%S.%f")
+        raw.frame = raw.frame[keep].reset_index(drop=True)
+        raw.rows_read = len(raw.frame) + len(raw.skipped)
+    return raw
 
 
 #: connector skip reasons that are not data (counted as skipped, never as persons)
@@ -230,7 +237,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     mappings = {m.source_object: m for m in load_mappings()}
     t0 = time.perf_counter()
     discovery = discover_exports(settings.inbox, tuple(mappings.values()))
-    files = [f for f in discovery.exports if selection.wants(f.source_system, f.export_date)]
+    files = [f for f in discovery.files if selection.wants(f.source_system, f.export_date)]
     for problem in discovery.problems:
         ctx = getattr(problem, "context", {}) or {}
         summary.exports.append(ExportReport(ctx.get("source_system") or "unknown", "", Path(str(ctx.get("path", ""))).name,
@@ -243,7 +250,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     try:
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish) as con:
-            summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
+            summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             staged = 0
             total = len(files) + (len(sql_maps) if fp_url else 0)
             t_read = t_std = t_stage = 0.0
@@ -315,7 +322,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 summary.core_counts = build.build_core(con, grid_households=settings.grid_households)
                 summary.stage_seconds["build"] = time.perf_counter() - ts
                 summary.persons_created = resolution.next_sequence - next_seq
-            summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
+            summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             summary.alerts = dict(con.execute(
                 "SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
             summary.status = "succeeded"

@@ -32,7 +32,7 @@ LINEAGE = ["source_system", "source_object", "source_locator"]
 #: Columns of the value-level issue frame (quality.rejected_record minus the raw row).
 ISSUE_COLUMNS = [
     "source_system", "source_object", "source_locator", "source_column", "field",
-    "raw_value", "error_code", "message", "is_row_rejected",
+    "raw_value", "error_code", "message", "is_row_rejected", "record_key",
 ]
 
 #: Extra columns a person mention carries next to the PersonMention fields: the ID
@@ -128,6 +128,8 @@ def normalize_records(
             }))
     issue_frame = pd.concat(issues, ignore_index=False) if issues else _empty_issues()
     if len(issue_frame):
+        # the record's business key, so a later correction can close the problem
+        issue_frame["record_key"] = mapped.loc[issue_frame.index, mapping.record_key].astype(object).to_numpy()
         issue_frame["message"] = [
             error_message(code, column=col, value=val)
             for code, col, val in zip(issue_frame["error_code"], issue_frame["source_column"],

@@ -41,7 +41,7 @@ def read_previous_resolution(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFra
         " SELECT person_id AS pid FROM core.person_xref UNION ALL SELECT person_id FROM core.person"
         " UNION ALL SELECT from_person_id FROM core.person_merge_log"
         " UNION ALL SELECT to_person_id FROM core.person_merge_log)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return xref, persons, int(seq)
 
 
@@ -392,7 +392,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) ->
     con.execute(_ALERTS)
     counts = {}
     for t in core_tables():
-        counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchone()[0]
+        counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
     con.execute("DROP VIEW IF EXISTS marriage_status")
     con.execute("DROP VIEW IF EXISTS pm")
     return counts

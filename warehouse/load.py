@@ -50,8 +50,8 @@ def find_loaded(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
         "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? "
         "AND status = 'loaded' LIMIT 1",
         [meta.mapping, meta.content_sha256],
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return row[0][0] if row else None
 
 
 def find_failed(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
@@ -60,8 +60,8 @@ def find_failed(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
         "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? "
         "AND status = 'failed' LIMIT 1",
         [meta.mapping, meta.content_sha256],
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return row[0][0] if row else None
 
 
 def loaded_exports_named(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> list[int]:
@@ -74,20 +74,68 @@ def loaded_exports_named(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> li
 
 
 def superseded_exports(con: duckdb.DuckDBPyConnection, meta: ExportMeta, mapping: SourceMapping) -> list[int]:
-    """Loaded exports the new one replaces: the same file name, or (for a `_补报`
-    correction) the same mapping and period. Watermark reads replace nothing wholesale."""
+    """Loaded exports the new one replaces as a whole: a file of the same name (a new
+    version), or for a snapshot source a `_补报` roster of the same period. (A `_补报`
+    file of an event or delta source replaces records, not files: `supersede_records`.)
+    Watermark reads replace nothing wholesale."""
     if mapping.load_semantics == "watermark":
         return []
+    whole_period = meta.is_correction and mapping.load_semantics == "snapshot"
     rows = con.execute(
         "SELECT export_id FROM quality.load_ledger WHERE status = 'loaded' AND mapping = ? "
         "AND (source_object = ? OR (? AND period = ?))",
-        [meta.mapping, meta.source_object, meta.is_correction, meta.period],
+        [meta.mapping, meta.source_object, whole_period, meta.period],
     ).fetchall()
     return [r[0] for r in rows]
 
 
+def supersede_records(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, records: pd.DataFrame,
+                      new_id: int) -> int:
+    """A `_补报` correction of an event source (婚姻登记, 火化信息): each of its records
+    replaces the staged record with the same business key from earlier exports.
+    Returns how many earlier records were replaced."""
+    if records.empty or mapping.load_semantics != "event":
+        return 0
+    rec = staging_record_table(mapping).qualified
+    keys = pd.DataFrame({"k": records[mapping.record_key].astype(str).unique()})
+    con.register("_keys", keys)
+    try:
+        old = con.execute(
+            f"SELECT DISTINCT source_object, source_locator FROM {rec} "
+            f"WHERE CAST({mapping.record_key} AS VARCHAR) IN (SELECT k FROM _keys) AND export_id <> ?", [new_id]
+        ).df()
+        if not old.empty:
+            con.register("_old", old)
+            for table in (rec, *(t.qualified for t in STAGED_TABLES)):
+                con.execute(f"DELETE FROM {table} t USING _old o WHERE t.source_object = o.source_object "
+                            "AND t.source_locator = o.source_locator")
+            con.unregister("_old")
+        return len(old)
+    finally:
+        con.unregister("_keys")
+
+
+def resolve_corrected_problems(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, records: pd.DataFrame,
+                               new_id: int) -> None:
+    """Open problems of earlier exports whose record the new export now delivers
+    (same business key, accepted) are resolved by it. Not for snapshots: a roster's
+    序号 is only unique within one roster (its corrections replace whole periods)."""
+    if records.empty or mapping.load_semantics == "snapshot":
+        return
+    keys = pd.DataFrame({"k": records[mapping.record_key].astype(str).unique()})
+    con.register("_keys", keys)
+    try:
+        con.execute(
+            "UPDATE quality.rejected_record SET status = 'resolved', resolved_by_export_id = ? "
+            "WHERE status = 'open' AND export_id <> ? AND record_key IN (SELECT k FROM _keys) "
+            "AND export_id IN (SELECT export_id FROM quality.load_ledger WHERE mapping = ?)",
+            [new_id, new_id, mapping.source_object])
+    finally:
+        con.unregister("_keys")
+
+
 def next_export_id(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT coalesce(max(export_id), 0) + 1 FROM quality.load_ledger").fetchone()[0]
+    return con.execute("SELECT coalesce(max(export_id), 0) + 1 FROM quality.load_ledger").fetchall()[0][0]
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -143,6 +191,9 @@ def stage_export(
     if mapping.load_semantics == "watermark" and not records.empty:
         _retract_previous_versions(con, mapping, records)
     records = records.assign(**stamp)
+    if meta.is_correction:
+        supersede_records(con, mapping, records, export_id)
+    resolve_corrected_problems(con, mapping, records, export_id)
     _insert(con, rec_table.qualified, records, rec_table.column_names)
     if mapping.delete_flag and not mentions.empty:
         deleted = set(records.loc[records[mapping.delete_flag].astype(str).isin(["1", "True", "true"]),
@@ -212,7 +263,7 @@ def record_failed_export(con: duckdb.DuckDBPyConnection, *, export_id: int, run_
 def last_watermark(con: duckdb.DuckDBPyConnection, mapping: str) -> dt.datetime | None:
     return con.execute(
         "SELECT max(watermark_to) FROM quality.load_ledger WHERE mapping = ? AND status = 'loaded'", [mapping]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
 
 
 def reset_exports(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, export_ids: list[int]) -> None:

@@ -40,10 +40,10 @@ CURRENT_VERSION = MIGRATIONS[-1][0]
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema='quality' AND table_name='schema_version'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return 0
-    return con.execute("SELECT coalesce(max(version), 0) FROM quality.schema_version").fetchone()[0]
+    return con.execute("SELECT coalesce(max(version), 0) FROM quality.schema_version").fetchall()[0][0]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
