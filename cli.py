@@ -50,8 +50,7 @@ def _print_summary(summary) -> None:
 
 
 def _run_flow(fn, **kwargs):
-    """Run a Prefect flow in ephemeral mode (no server needed)."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    """Run a Prefect flow (ephemeral mode unless PREFECT_API_URL points at a server)."""
     return fn(**kwargs)
 
 
@@ -62,9 +61,9 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
              noise: str = typer.Option("realistic", "--noise", help="噪声水平：clean / realistic / hard"),
              days: int = typer.Option(10, "--days", help="生成多少天的每日导出")) -> None:
     """生成一个合成辖区的完整收件箱（含各种真实数据问题）和真值文件。"""
-    from synth import NoiseConfig, generate as gen
+    from synth import generate as gen
 
-    summary = gen(out, households=households, seed=seed, noise=NoiseConfig.preset(noise), days=days)
+    summary = gen(out, households=households, seed=seed, noise=noise, days=days)
     console.print(f"已生成：{out}  {summary}")
 
 
@@ -136,7 +135,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
          households: int = typer.Option(300, "--households", "-n", help="户数"),
          seed: int = typer.Option(20261121, "--seed")) -> None:
     """演示：生成一个样例辖区并运行每晚同步，无需服务器和配置。"""
-    from synth import NoiseConfig, generate as gen
+    from synth import generate as gen
 
     from flows import nightly_sync
 
@@ -144,7 +143,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
     wh = out / "warehouse.duckdb"
     if not (inbox / "_truth").exists():
         console.print(f"生成样例辖区（{households} 户）→ {inbox}")
-        gen(inbox, households=households, seed=seed, noise=NoiseConfig.preset("realistic"))
+        gen(inbox, households=households, seed=seed, noise="realistic")
     console.print(f"运行每晚同步 → {wh}")
     result = _run_flow(nightly_sync, inbox=str(inbox), warehouse=str(wh))
     _print_summary(_summary_from_json(result))

@@ -26,6 +26,24 @@ from settings import Settings, load_settings
 
 IO_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
 
+#: Prefect defaults for offline machines: no telemetry to the internet, and a patient
+#: start of the ephemeral API server on a busy 2-core machine. Environment wins.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def apply_prefect_defaults() -> None:
+    import os
+
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+apply_prefect_defaults()
+
 
 # --------------------------------------------------------------------------------------
 # results
