@@ -25,7 +25,7 @@ def test_new_warehouse_gets_schemas_comments_and_version(tmp_path):
     con = store.connect_read_only(wh)
     schemas = {r[0] for r in con.execute("SELECT schema_name FROM information_schema.schemata").fetchall()}
     assert {"core", "quality", "mart", "stg"} <= schemas
-    assert con.execute("SELECT max(version) FROM quality.schema_version").fetchone()[0] == CURRENT_VERSION
+    assert con.execute("SELECT max(version) FROM quality.schema_version").fetchall()[0][0] == CURRENT_VERSION
     missing = con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name IN ('core','quality','stg') "
         "AND (comment IS NULL OR comment = '')").fetchall()
@@ -83,10 +83,10 @@ def test_reader_holding_the_file_does_not_block_publish_and_sees_the_old_state(t
     with store.transaction(wh) as con:
         con.execute("INSERT INTO quality.run (run_id, flow, started_at, status) VALUES ('r1', 'test', now(), 'ok')")
     # the open reader still sees the version it opened
-    assert reader.execute("SELECT count(*) FROM quality.run").fetchone()[0] == 0
+    assert reader.execute("SELECT count(*) FROM quality.run").fetchall()[0][0] == 0
     reader.close()
     fresh = store.connect_read_only(wh)
-    assert fresh.execute("SELECT count(*) FROM quality.run").fetchone()[0] == 1
+    assert fresh.execute("SELECT count(*) FROM quality.run").fetchall()[0][0] == 1
     fresh.close()
 
 
@@ -108,5 +108,5 @@ def test_older_warehouse_is_migrated_not_rebuilt(tmp_path, monkeypatch):
     before = migrate(con)
     assert before == CURRENT_VERSION
     assert con.execute("SELECT run_id, note FROM quality.run").fetchall() == [("keep", "migrated")]
-    assert con.execute("SELECT max(version) FROM quality.schema_version").fetchone()[0] == CURRENT_VERSION + 1
+    assert con.execute("SELECT max(version) FROM quality.schema_version").fetchall()[0][0] == CURRENT_VERSION + 1
     con.close()

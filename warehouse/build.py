@@ -327,7 +327,7 @@ SELECT 'deceased_receiving_benefit:' || p.person_id, 'deceased_receiving_benefit
        '死亡日期 ' || strftime(p.death_date, '%Y-%m-%d') || ' 之后仍在低保花名册上：' ||
          string_agg(DISTINCT l.month, '、' ORDER BY l.month),
        to_json({death_date: p.death_date,
-                death_records: (SELECT list(c.source_object || '!' || c.source_locator) FROM core.cremation c WHERE c.person_id = p.person_id),
+                death_records: (SELECT list(c.source_object || '!' || c.source_locator ORDER BY c.source_object, c.source_locator) FROM core.cremation c WHERE c.person_id = p.person_id),
                 roster_records: list(l.source_object || '!' || l.source_locator ORDER BY l.month),
                 months: list(DISTINCT l.month ORDER BY l.month)})
 FROM core.person p JOIN core.low_income_roster_line l USING (person_id)
@@ -354,8 +354,10 @@ FROM (
          count(DISTINCT coalesce(name_simplified, name)) AS n_names,
          count(DISTINCT birth_date) AS n_births,
          count(DISTINCT source_system) AS n_systems,
-         string_agg(DISTINCT coalesce(name_simplified, name) || '（' || source_system || '）', '、') AS names,
-         string_agg(DISTINCT strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）', '、') AS births,
+         string_agg(DISTINCT coalesce(name_simplified, name) || '（' || source_system || '）', '、'
+                    ORDER BY coalesce(name_simplified, name) || '（' || source_system || '）') AS names,
+         string_agg(DISTINCT strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）', '、'
+                    ORDER BY strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）') AS births,
          list(source_object || '!' || source_locator ORDER BY source_object, source_locator) AS recs
   FROM pm WHERE has_valid_id GROUP BY person_id)
 WHERE n_systems > 1 AND (n_names > 1 OR n_births > 1)

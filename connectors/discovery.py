@@ -1,0 +1,210 @@
+"""Find the exports waiting in an inbox (one sub-folder per source system).
+
+`discover_exports(inbox)` lists every recognised export file with its source system,
+mapping, export date (from the file name), correction flag and content hash, sorted
+by (export date, corrections last, name). Files it cannot place are *problems*
+(structured `ConnectorError`s collected, not raised), so one stray file never stops
+discovery: unrecognised names, files in another system's folder, names without a
+valid date.
+
+Ignored: hidden files and folders, Excel lock files (`~$…`), anything under `_truth/`,
+and the SQLite database in `family_planning/` (that source is read through SQL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from connectors.exceptions import (
+    ConnectorError,
+    InvalidFileDateError,
+    UnrecognizedFileError,
+    WrongFolderError,
+)
+from schemas.mapping import SourceMapping, load_mappings
+from schemas.person import SOURCE_SYSTEMS
+
+__all__ = ["ExportFile", "DiscoveryResult", "FileDate", "discover_exports", "parse_file_date", "file_sha256"]
+
+CORRECTION_MARK = "补报"
+_DB_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".sqlite-journal", ".sqlite-wal", ".sqlite-shm")
+_DB_FOLDERS = ("family_planning",)
+
+_DATE = re.compile(
+    r"""(?<![0-9A-Za-z])
+    (?:
+        (?P<y1>\d{4})(?P<m1>\d{2})(?P<d1>\d{2})                          # 20261121
+      | (?P<y2>\d{4})(?P<s2>[-._])(?P<m2>\d{1,2})(?P=s2)(?P<d2>\d{1,2})   # 2026-11-21, 2026.11.21
+      | (?P<y3>\d{4})年(?P<m3>\d{1,2})月(?:(?P<d3>\d{1,2})日)?           # 2026年11月21日, 2026年10月
+      | (?P<y4>\d{4})(?P<s4>[-.]?)(?P<m4>\d{2})                         # 202610, 2026-10 (a month)
+    )
+    (?!\d)""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class FileDate:
+    """The export date written in a file name."""
+
+    date: dt.date          # the day; a monthly file → first day of the month
+    period: str            # '2026-10-21', or '2026-10' for a monthly file
+    suffix: str            # what follows the date ('补报'), separators stripped
+    text: str              # the date as written ('2026.10.21')
+
+    @property
+    def is_correction(self) -> bool:
+        return CORRECTION_MARK in self.suffix
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One export file found in the inbox."""
+
+    path: Path
+    source_system: str
+    source_object: str      # the file's base name with extension (lineage)
+    mapping: str            # logical source object of its mapping (婚姻登记, 低保花名册…)
+    export_date: dt.date
+    period: str
+    is_correction: bool
+    content_sha256: str
+    size_bytes: int
+    suffix: str = ""
+
+    @property
+    def sort_key(self) -> tuple[dt.date, bool, str]:
+        return (self.export_date, self.is_correction, self.source_object)
+
+
+@dataclass
+class DiscoveryResult:
+    """Recognised exports (sorted), problems (structured errors) and ignored paths."""
+
+    files: list[ExportFile] = field(default_factory=list)
+    problems: list[ConnectorError] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+# -- dates ------------------------------------------------------------------------
+def parse_file_date(text: str) -> FileDate | None:
+    """The first date written in `text` (a file name without its prefix/extension).
+
+    Returns None when there is no date-like part; raises `ValueError` (with the date
+    text as its argument) when there is one but it is not a real date (`20260230`).
+    """
+    m = _DATE.search(unicodedata.normalize("NFKC", text))
+    if m is None:
+        return None
+    g = m.groupdict()
+    year = g["y1"] or g["y2"] or g["y3"] or g["y4"]
+    month = g["m1"] or g["m2"] or g["m3"] or g["m4"]
+    day = g["d1"] or g["d2"] or g["d3"]
+    try:
+        if not 1900 <= int(year) <= 2199:
+            raise ValueError("year out of range")
+        date = dt.date(int(year), int(month), int(day or 1))
+    except ValueError:
+        raise ValueError(m.group(0)) from None
+    period = date.isoformat() if day else date.strftime("%Y-%m")
+    suffix = m.string[m.end():].strip(" _-.")
+    return FileDate(date, period, suffix, m.group(0))
+
+
+# -- discovery --------------------------------------------------------------------
+def discover_exports(inbox: str | Path, mappings: Sequence[SourceMapping] | None = None) -> DiscoveryResult:
+    """Every export file under `inbox`, recognised by the mappings' file prefixes."""
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise FileNotFoundError(f"收件箱不存在 / inbox not found: {inbox}")
+    file_mappings = [m for m in (mappings if mappings is not None else load_mappings()) if m.file_prefixes]
+    result = DiscoveryResult()
+    for path in sorted(inbox.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(inbox)
+        if _ignored(rel):
+            result.ignored.append(path)
+            continue
+        found = _classify(path, rel, file_mappings)
+        if isinstance(found, ExportFile):
+            result.files.append(found)
+        else:
+            result.problems.append(found)
+    result.files.sort(key=lambda f: f.sort_key)
+    return result
+
+
+def _ignored(rel: Path) -> bool:
+    """Hidden things, Excel lock files, truth files, the family-planning database."""
+    parts = rel.parts
+    if any(p.startswith(".") or p == "_truth" for p in parts):
+        return True
+    name = parts[-1]
+    if name.startswith("~$"):
+        return True
+    return len(parts) > 1 and parts[0] in _DB_FOLDERS and name.lower().endswith(_DB_SUFFIXES)
+
+
+def _classify(path: Path, rel: Path, mappings: Sequence[SourceMapping]) -> ExportFile | ConnectorError:
+    """An ExportFile, or the problem that keeps `path` from being one."""
+    name = path.name
+    folder = rel.parts[0] if len(rel.parts) > 1 else None
+    system = folder if folder in SOURCE_SYSTEMS else None
+    mapping = _mapping_for_name(name, mappings)
+    if mapping is None:
+        return UnrecognizedFileError(system, name, path)
+    if folder != mapping.source_system:
+        return WrongFolderError(mapping.source_system, name, path, folder=folder,
+                                expected_folder=mapping.source_system)
+    nfkc = unicodedata.normalize("NFKC", name)
+    prefix = next(p for p in sorted(mapping.file_prefixes, key=len, reverse=True) if nfkc.startswith(p))
+    ext = next(e for e in mapping.file_extensions if nfkc.lower().endswith(e.lower()))
+    middle = nfkc[len(prefix): len(nfkc) - len(ext)]
+    try:
+        date = parse_file_date(middle)
+    except ValueError as exc:
+        return InvalidFileDateError(mapping.source_system, name, path, date_text=str(exc))
+    if date is None:
+        return InvalidFileDateError(mapping.source_system, name, path)
+    digest, size = file_sha256(path)
+    return ExportFile(
+        path=path, source_system=mapping.source_system, source_object=name,
+        mapping=mapping.source_object, export_date=date.date, period=date.period,
+        is_correction=date.is_correction, content_sha256=digest, size_bytes=size, suffix=date.suffix,
+    )
+
+
+def _mapping_for_name(name: str, mappings: Sequence[SourceMapping]) -> SourceMapping | None:
+    """The mapping whose file prefix matches `name` (the longest prefix wins)."""
+    best: tuple[int, SourceMapping] | None = None
+    nfkc = unicodedata.normalize("NFKC", name)
+    for m in mappings:
+        if m.matches_file(name):
+            length = max(len(p) for p in m.file_prefixes if nfkc.startswith(p))
+            if best is None or length > best[0]:
+                best = (length, m)
+    return best[1] if best else None
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """(hex sha256, size in bytes) of a file's content, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size

@@ -1,0 +1,308 @@
+"""A Fellegi–Sunter person-linkage model on Splink 5 (DuckDB backend, in memory).
+
+`LinkageModel.fit(lf)` trains on a linkage frame (`features.linkage_frame`):
+
+* **u** (how often a level occurs among random pairs, i.e. non-matches) by random
+  sampling of up to ``u_max_pairs`` pairs (`estimate_u_using_random_sampling`);
+* **m** (how often it occurs among true matches) from the mentions that share a valid
+  citizen ID: they are near-certain labels of the same person, and the other evidence
+  of such pairs (name, birth date, phone, address...) is written independently of the
+  ID (`estimate_m_from_label_column("cid")`). The ID comparison itself cannot be learnt
+  from pairs labelled by it, so its m values are fixed priors (see `comparisons.py`);
+* the prior probability that two random mentions match (λ): the pairs sharing a valid ID
+  divided by the recall of the ID rule (the share of pairs where both mentions carry a
+  valid ID, estimated as the squared share of mentions with one), over all pairs.
+
+Trained values are shrunk towards the priors written in `comparisons.py` (a Dirichlet
+prior worth ``m_prior_pairs`` labelled / ``u_prior_pairs`` random pairs), so that a model
+trained on a small frame (a test, a small district) is still sensible, and an m is never
+below its level's ``m_floor``.
+
+`predict` scores the pairs found by the blocking rules; `predict_new` scores only
+new × (new + existing) pairs for an incremental load; `explain` gives the per-comparison
+levels and weights of one pair. Term frequencies of the Simplified name adjust the exact
+name level (a shared 张伟 is weaker evidence than a shared 欧阳婧雯).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from copy import deepcopy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipelines.linkage.comparisons import BLOCKING_RULES, COMPARISONS, BlockingRule, Comparison
+
+__all__ = ["LinkageModel", "register_functions"]
+
+_UID = itertools.count()
+
+_SCHEMA = pa.schema([
+    ("unique_id", pa.string()), ("cid", pa.string()), ("doc_key", pa.string()), ("id_kind", pa.string()),
+    ("id_digits", pa.string()), ("id_p14", pa.string()), ("name_s", pa.string()), ("name_py", pa.string()),
+    ("name_py_alt", pa.string()), ("surname", pa.string()), ("birth", pa.date32()), ("birth_year", pa.int32()),
+    ("sex", pa.string()), ("phone", pa.string()), ("addr_flats", pa.list_(pa.string())),
+    ("addr_blds", pa.list_(pa.string())), ("ctx", pa.list_(pa.string())),
+])
+
+
+def _char_distance(a: pa.Array, b: pa.Array) -> pa.Array:
+    from rapidfuzz.distance import Levenshtein
+
+    dist = Levenshtein.distance
+    out = [None if (x is None or y is None) else dist(x, y) for x, y in zip(a.to_pylist(), b.to_pylist())]
+    return pa.array(out, type=pa.int32())
+
+
+def register_functions(con: Any) -> None:
+    """``zh_char_distance(a, b)``: Levenshtein distance on characters (rapidfuzz)."""
+    from duckdb.sqltypes import INTEGER, VARCHAR
+
+    try:
+        con.create_function("zh_char_distance", _char_distance, [VARCHAR, VARCHAR], INTEGER, type="arrow",
+                            side_effects=False)
+    except Exception as exc:  # already registered on this connection
+        if "already" not in str(exc).lower():
+            raise
+
+
+def to_arrow(lf: pd.DataFrame) -> pa.Table:
+    """The linkage frame as an Arrow table with fixed types (lists stay lists, even empty)."""
+    cols = {}
+    for f in _SCHEMA:
+        s = lf[f.name]
+        if pa.types.is_list(f.type):
+            cols[f.name] = pa.array([list(v) if isinstance(v, (list, tuple, np.ndarray)) else [] for v in s],
+                                    type=f.type)
+        elif pa.types.is_date32(f.type):
+            d = pd.to_datetime(s, errors="coerce")
+            cols[f.name] = pa.array([None if pd.isna(x) else x.date() for x in d], type=f.type)
+        elif pa.types.is_integer(f.type):
+            v = pd.to_numeric(s, errors="coerce")
+            cols[f.name] = pa.array([None if pd.isna(x) else int(x) for x in v], type=f.type)
+        else:
+            cols[f.name] = pa.array([None if (x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)))
+                                     else str(x) for x in s.astype(object)], type=f.type)
+    return pa.table(cols, schema=_SCHEMA)
+
+
+class LinkageModel:
+    """Settings built from the declarative comparisons; train, predict, explain."""
+
+    def __init__(self, comparisons: tuple[Comparison, ...] = COMPARISONS,
+                 blocking_rules: tuple[BlockingRule, ...] = BLOCKING_RULES, *,
+                 u_max_pairs: float = 2e6, m_prior_pairs: float = 30.0, u_prior_pairs: float = 2000.0,
+                 seed: int = 42):
+        self.comparisons = comparisons
+        self.blocking_rules = blocking_rules
+        self.u_max_pairs = u_max_pairs
+        self.m_prior_pairs = m_prior_pairs
+        self.u_prior_pairs = u_prior_pairs
+        self.seed = seed
+        self.settings: dict[str, Any] | None = None  # trained Splink settings (JSON-able)
+        self.tf_name: pd.DataFrame | None = None      # term frequencies of name_s
+        self.training: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ settings
+    def _settings_creator(self, lam: float) -> Any:
+        from splink import SettingsCreator
+
+        return SettingsCreator(
+            link_type="dedupe_only",
+            unique_id_column_name="unique_id",
+            comparisons=[c.to_splink() for c in self.comparisons],
+            blocking_rules_to_generate_predictions=[b.sql for b in self.blocking_rules],
+            probability_two_random_records_match=lam,
+            retain_matching_columns=True,  # gamma_* (the levels) are only kept with the matching columns
+            retain_intermediate_calculation_columns=True,
+        )
+
+    @staticmethod
+    def _db() -> Any:
+        from splink import DuckDBAPI
+
+        db = DuckDBAPI(":memory:")
+        register_functions(db.duckdb_con)
+        return db
+
+    @staticmethod
+    def _quiet() -> None:
+        logging.getLogger("splink").setLevel(logging.WARNING)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, lf: pd.DataFrame) -> "LinkageModel":
+        from splink import Linker
+
+        self._quiet()
+        n = len(lf)
+        total_pairs = n * (n - 1) / 2
+        cid = lf["cid"].dropna()
+        sizes = cid.value_counts()
+        label_pairs = float((sizes * (sizes - 1) / 2).sum())
+        share_valid = len(cid) / n if n else 0.0
+        recall = max(share_valid ** 2, 0.05)
+        lam = label_pairs / recall / total_pairs if label_pairs and total_pairs else (1.0 / max(n, 2))
+        lam = float(min(max(lam, 1e-9), 0.5))
+
+        db = self._db()
+        table = db.register(to_arrow(lf), table_name="__linkage_input")
+        linker = Linker(table, self._settings_creator(lam), log_level=logging.WARNING)
+        u_pairs = min(self.u_max_pairs, total_pairs)
+        if total_pairs >= 1:
+            linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=self.seed)
+        if label_pairs:
+            try:
+                linker.training.estimate_m_from_label_column("cid")
+            except Exception:  # noqa: BLE001 - no usable labels: priors only
+                label_pairs = 0.0
+        self._shrink(linker, label_pairs, u_pairs)
+        self.settings = linker.misc.save_model_to_json()
+        self.tf_name = self._tf_table(lf)
+        self.training = {"mentions": n, "label_pairs": label_pairs, "u_pairs": u_pairs, "lambda": lam,
+                         "share_valid_id": share_valid}
+        self._linker, self._db_api = linker, db
+        return self
+
+    def _shrink(self, linker: Any, label_pairs: float, u_pairs: float) -> None:
+        """Trained m/u towards the declared priors; m floors; unseen levels handled."""
+        from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
+
+        km, ku = self.m_prior_pairs, self.u_prior_pairs
+        for cc, spec in zip(linker._settings_obj.comparisons, self.comparisons):
+            levels = {lv.label: lv for lv in spec.levels}
+            ms = {}
+            for cl in cc._comparison_levels_excluding_null:
+                lv = levels[cl._label_for_charts]
+                m_hat = cl._m_probability
+                m_hat = 0.0 if (m_hat is None or m_hat == LEVEL_NOT_OBSERVED_TEXT) else float(m_hat)
+                if lv.fix_m:
+                    m = lv.m
+                elif lv.m is not None:
+                    m = (m_hat * label_pairs + km * lv.m) / (label_pairs + km)
+                else:
+                    m = m_hat
+                ms[cl] = max(m, lv.m_floor)
+                u_hat = cl._u_probability
+                u_hat = 0.0 if (u_hat is None or u_hat == LEVEL_NOT_OBSERVED_TEXT) else float(u_hat)
+                u = (u_hat * u_pairs + ku * lv.u) / (u_pairs + ku) if lv.u is not None else u_hat
+                cl.u_probability = max(u, 1e-9)
+            total = sum(ms.values())
+            for cl, m in ms.items():
+                cl.m_probability = m / total
+
+    @staticmethod
+    def _tf_table(lf: pd.DataFrame) -> pd.DataFrame:
+        s = lf["name_s"].dropna()
+        tf = (s.value_counts() / max(len(s), 1)).rename("tf_name_s").reset_index()
+        return tf.rename(columns={tf.columns[0]: "name_s"})
+
+    def _linker_for(self, table: Any) -> Any:
+        from splink import Linker
+
+        linker = Linker(table, deepcopy(self.settings), log_level=logging.WARNING)
+        db = linker._db_api
+        tf = db.register(self.tf_name, table_name=f"__tf_name_s_{next(_UID)}")
+        linker.table_management.register_term_frequency_lookup(tf, "name_s")
+        return linker
+
+    # ------------------------------------------------------------------ scoring
+    def predict(self, lf: pd.DataFrame | None = None, *, threshold: float = 0.0) -> pd.DataFrame:
+        """Scored blocked pairs: unique_id_l, unique_id_r, match_weight, match_probability,
+        gamma_<comparison> (the level of each comparison)."""
+        self._require_trained()
+        if lf is None:
+            linker = self._linker
+        else:
+            db = self._db()
+            linker = self._linker_for(db.register(to_arrow(lf), table_name="__linkage_input"))
+        out = linker.inference.predict(threshold_match_probability=threshold or None, warning_mode="never")
+        return self._pairs(out)
+
+    def predict_new(self, new_lf: pd.DataFrame, existing_lf: pd.DataFrame, *, threshold: float = 0.0
+                    ) -> pd.DataFrame:
+        """Pairs new × existing and new × new (blocked); existing × existing is never compared."""
+        self._require_trained()
+        db = self._db()
+        new_t = db.register(to_arrow(new_lf), table_name="__linkage_new")
+        old_t = db.register(to_arrow(existing_lf), table_name="__linkage_existing")
+        linker = self._linker_for(new_t)
+        parts = [self._pairs(linker.inference.predict_within(new_t, threshold_match_probability=threshold or None,
+                                                              warning_mode="never"))]
+        if len(existing_lf):
+            parts.append(self._pairs(linker.inference.predict_between(
+                new_t, old_t, threshold_match_probability=threshold or None, warning_mode="never")))
+        return pd.concat(parts, ignore_index=True)
+
+    def _pairs(self, sdf: Any) -> pd.DataFrame:
+        keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability"] + [
+            f"gamma_{c.name}" for c in self.comparisons]
+        con = sdf.db_api.duckdb_con if hasattr(sdf, "db_api") else self._db_api.duckdb_con
+        df = con.execute(f"SELECT {', '.join(keep)} FROM {sdf.physical_name}").df()
+        sdf.drop_table_from_database_and_remove_from_cache()
+        # lower id on the left, like Splink's dedupe output
+        swap = df["unique_id_l"].astype(str) > df["unique_id_r"].astype(str)
+        if swap.any():
+            a = df.loc[swap, "unique_id_l"].copy()
+            df.loc[swap, "unique_id_l"] = df.loc[swap, "unique_id_r"]
+            df.loc[swap, "unique_id_r"] = a
+        return df.drop_duplicates(["unique_id_l", "unique_id_r"]).reset_index(drop=True)
+
+    def explain(self, lf: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+        """Per comparison: level, m, u, Bayes factor, match weight; last row the total."""
+        self._require_trained()
+        rows = lf[lf["unique_id"].isin([a, b])]
+        if len(rows) != 2:
+            raise KeyError(f"mentions not found: {a!r}, {b!r}")
+        db = self._db()
+        left = db.register(to_arrow(rows[rows["unique_id"] == a]), table_name="__explain_l")
+        right = db.register(to_arrow(rows[rows["unique_id"] == b]), table_name="__explain_r")
+        linker = self._linker_for(left)
+        scored = linker.inference.score_pair(left, right).as_pandas_dataframe().iloc[0]
+        out = []
+        lam = self.settings["probability_two_random_records_match"]
+        for spec, cc in zip(self.comparisons, self.settings["comparisons"]):
+            g = int(scored[f"gamma_{spec.name}"])
+            label = spec.label_of(g)
+            lv = next(x for x in cc["comparison_levels"] if x.get("label_for_charts") == label)
+            if lv.get("is_null_level"):
+                m = u = None
+                bf = 1.0
+            else:
+                m, u = lv["m_probability"], lv["u_probability"]
+                bf = float(scored.get(f"bf_{spec.name}", m / u))
+                tf = scored.get(f"bf_tf_adj_{spec.name}")
+                if tf is not None and not pd.isna(tf):
+                    bf *= float(tf)
+            out.append({"comparison": spec.name, "level": label, "m_probability": m, "u_probability": u,
+                        "bayes_factor": bf, "match_weight": math.log2(bf)})
+        out.insert(0, {"comparison": "prior", "level": "probability_two_random_records_match",
+                       "m_probability": None, "u_probability": None, "bayes_factor": lam / (1 - lam),
+                       "match_weight": math.log2(lam / (1 - lam))})
+        total_w = float(scored["match_weight"])
+        out.append({"comparison": "total", "level": "", "m_probability": None, "u_probability": None,
+                    "bayes_factor": 2 ** total_w, "match_weight": total_w,
+                    "match_probability": float(scored["match_probability"])})
+        return pd.DataFrame(out)
+
+    def parameters(self) -> pd.DataFrame:
+        """The trained m and u of every level, with its Bayes factor and match weight."""
+        self._require_trained()
+        rows = []
+        for cc in self.settings["comparisons"]:
+            for lv in cc["comparison_levels"]:
+                if lv.get("is_null_level"):
+                    continue
+                m, u = lv["m_probability"], lv["u_probability"]
+                rows.append({"comparison": cc["output_column_name"], "level": lv["label_for_charts"],
+                             "m_probability": m, "u_probability": u, "bayes_factor": m / u,
+                             "match_weight": math.log2(m / u)})
+        return pd.DataFrame(rows)
+
+    def _require_trained(self) -> None:
+        if self.settings is None:
+            raise RuntimeError("the linkage model is not trained: call fit() first")

@@ -1,0 +1,1 @@
+"""Vectorised normalisers: raw string Series -> DataFrame(value, error, ...). See ARCHITECTURE.md."""
