@@ -485,8 +485,10 @@ def _after_sync(settings: Settings, summary: SyncSummary) -> None:
 # --------------------------------------------------------------------------------------
 # serving the nightly deployment
 # --------------------------------------------------------------------------------------
-def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0) -> tuple[Any, str]:
-    """Start `prefect server start` on loopback; returns (process, api_url) once healthy."""
+def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0,
+                         env: dict[str, str] | None = None) -> tuple[Any, str]:
+    """Start `prefect server start` on loopback; returns (process, api_url) once healthy.
+    `env`: the server's environment (default: this process's)."""
     import os
     import socket
     import subprocess
@@ -498,7 +500,7 @@ def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0) -
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     api_url = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
