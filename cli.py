@@ -33,6 +33,18 @@ def _settings(config: Optional[Path], **overrides):
         raise typer.Exit(2) from None
 
 
+def _cell(v) -> str:
+    """A table cell: missing values shown empty, not as nan/None."""
+    import pandas as pd
+
+    try:
+        if v is None or pd.isna(v):
+            return ""
+    except (TypeError, ValueError):  # lists, arrays
+        pass
+    return str(v)
+
+
 def _print_summary(summary) -> None:
     table = Table(title=f"同步 {summary.run_id}（{summary.status}）")
     for col in ("来源", "文件", "读取行", "接收行", "拒收行", "不可用值", "失败文件"):
@@ -162,14 +174,14 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
     for col in runs.columns:
         t.add_column(str(col))
     for row in runs.itertuples(index=False):
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*[_cell(v) for v in row])
     console.print(t)
     ledger = ledger_overview(settings.warehouse)
     t = Table(title="装载台账（按来源）")
     for col in ledger.columns:
         t.add_column(str(col))
     for row in ledger.itertuples(index=False):
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*[_cell(v) for v in row])
     console.print(t)
 
 
@@ -195,7 +207,7 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
     for col in df.columns:
         t.add_column(str(col))
     for row in df.head(max_rows).itertuples(index=False):
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*[_cell(v) for v in row])
     console.print(t)
     if len(df) > max_rows:
         console.print(f"（共 {len(df)} 行，仅显示前 {max_rows} 行；用 --format csv 导出全部）")

@@ -83,7 +83,7 @@ LONGSHAN = District(
 class PopulationConfig:
     """Shares and rates of the population model (not noise: these are true facts)."""
 
-    floating_share: float = 0.15  # households whose hukou is elsewhere (流动人口)
+    floating_share: float = 0.17  # households whose hukou is elsewhere (流动人口): ~15% of persons
     hmt_share: float = 0.03  # of floating households: from Hong Kong, Macao, Taiwan
     low_income_share: float = 0.05  # of local households on the 低保 roster
     rural_share: float = 0.12  # of flats in villages

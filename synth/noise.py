@@ -41,6 +41,9 @@ class WrittenIds:
     text: np.ndarray  # how a reader renders it (float cells as repr(float)); '' for empty
     quirk: np.ndarray
 
+    def take(self, idx: np.ndarray) -> WrittenIds:
+        return WrittenIds(self.cells[idx], self.text[idx], self.quirk[idx])
+
 
 def _excel_scientific(s: str) -> str:
     mant, exp = f"{float(s):.5E}".split("E")

@@ -222,58 +222,92 @@ def _household_skeleton(rng, n: int, cfg: PopulationConfig) -> tuple[pd.DataFram
 
 def build_population(rng: np.random.Generator, district: District, n_households: int,
                      cfg: PopulationConfig, period: Period) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    ref_day = d64(period.end)
+    """Flats, households and persons (true values only)."""
     flats = build_flats(rng, district, int(n_households * 1.08) + 20, cfg)
     hh, people = _household_skeleton(rng, n_households, cfg)
-    n = len(people)
+    n, n_h = len(people), len(hh)
     h = people.household.to_numpy()
     role = people.role.to_numpy()
+    age = people.age.to_numpy()
     gender = np.where(people.male.to_numpy(), "1", "2").astype(object)
-    birth = _ages_to_birth(rng, people.age.to_numpy(), ref_day)
+    birth = _ages_to_birth(rng, age, d64(period.end))
     twin_of = people.twin_of.to_numpy()
     is_twin = twin_of >= 0
     birth[is_twin] = birth[twin_of[is_twin]]
-
-    # household attributes
-    n_h = len(hh)
     head_idx = np.flatnonzero(role == "head")
+    spouse_of_h = np.full(n_h, -1)
+    spouse_of_h[h[role == "spouse"]] = np.flatnonzero(role == "spouse")
+
     floating = hh.floating.to_numpy()
     hmt = floating & (rng.random(n_h) < cfg.hmt_share)
     if floating.sum() >= 10 and not hmt.any():
         hmt[np.flatnonzero(floating)[0]] = True  # small districts still show the case
-    eth_codes = [e[0] for e in ref.ETHNICITIES]
-    h_eth = choice_weighted(rng, eth_codes, [e[3] for e in ref.ETHNICITIES], n_h)
+    eth_codes, eth_weights = [e[0] for e in ref.ETHNICITIES], [e[3] for e in ref.ETHNICITIES]
+    h_eth = choice_weighted(rng, eth_codes, eth_weights, n_h)
     h_eth[hmt] = "01"
-    surnames, sw = zip(*ref.SURNAMES)
-    h_surname = choice_weighted(rng, surnames, sw, n_h)
+    eth = h_eth[h]
+    other_eth = (role == "spouse") & (rng.random(n) < 0.15)
+    eth[other_eth] = choice_weighted(rng, eth_codes, eth_weights, int(other_eth.sum()))
+
+    surname = _surnames(rng, h, role, gender, head_idx, spouse_of_h, hh.head_male.to_numpy(), h_eth)
+    name, dotted = _names(rng, surname, h, role, gender, eth, twin_of)
+    _namesakes(rng, name, birth, gender, age >= 18, dotted, cfg)
+
+    h_region = np.asarray(_OUTSIDE_CODES, dtype=object)[rng.integers(0, len(_OUTSIDE_CODES), n_h)]
+    region = _birth_regions(rng, h, floating, h_region, dotted, twin_of)
+    male = gender == "1"
+    citizen_id = idlib.compose_ids(region.astype(np.int64), birth,
+                                   idlib.unique_sequences(rng, region.astype(np.int64), birth, male))
+    docs = _hmt_documents(rng, citizen_id, name, birth, male, np.flatnonzero(hmt[h]), h)
+
+    h_landline = np.where((rng.random(n_h) < 0.25) & ~floating,
+                          [f"{district.phone_area}-{x}" for x in rng.integers(2_000_000, 8_999_999, n_h)], "")
+    phone = _phones(rng, h, age, head_idx, h_landline)
+    marital, spouse, mother = _family_links(rng, h, role, age, head_idx, spouse_of_h, hh.head_male.to_numpy())
+
+    households = pd.DataFrame({
+        "household_key": [f"H{i:07d}" for i in range(n_h)],
+        "flat": rng.permutation(len(flats))[:n_h], "floating": floating, "hmt": hmt, "head": head_idx,
+        "landline": h_landline, "ethnicity": h_eth,
+    })
+    _add_hukou_outside(rng, households, h_region)
+    persons = pd.DataFrame({
+        "person_key": [f"P{i:08d}" for i in range(n)],
+        "household": h, "role": role, "gender": gender, "birth": birth, "age": age,
+        "name": name, "ethnicity": eth, "citizen_id": citizen_id, **docs, "phone": phone, "marital": marital,
+        "spouse": spouse, "mother": mother, "twin_of": twin_of,
+        "floating": floating[h], "death": np.full(n, np.datetime64("NaT"), dtype="datetime64[D]"),
+    })
+    return flats, households, persons
+
+
+_OUTSIDE_CODES = [r[0] for r in ref.REGIONS if not r[0].startswith("2204")]
+
+
+def _surnames(rng, h, role, gender, head_idx, spouse_of_h, head_male, h_eth) -> np.ndarray:
+    """Children carry the male partner's surname; a head's father carries the head's."""
+    surnames, weights = zip(*ref.SURNAMES)
+    h_surname = choice_weighted(rng, surnames, weights, len(head_idx))
     korean = h_eth == "10"
     h_surname[korean] = np.asarray(ref.KOREAN_SURNAMES, dtype=object)[rng.integers(0, 10, korean.sum())]
+    own = choice_weighted(rng, surnames, weights, len(h))
+    family = h_surname.copy()
+    female_head_with_spouse = (~head_male) & (spouse_of_h >= 0)
+    family[female_head_with_spouse] = own[spouse_of_h[female_head_with_spouse]]
+    surname = own.copy()
+    surname[head_idx] = np.where(female_head_with_spouse, own[head_idx], h_surname)
+    children = role == "child"
+    surname[children] = family[h[children]]
+    fathers = (role == "parent") & (gender == "1")
+    surname[fathers] = surname[head_idx[h[fathers]]]
+    return surname
 
-    # ethnicity and surnames of persons
-    eth = h_eth[h]
-    spouse_rows = role == "spouse"
-    other_eth = rng.random(n) < 0.15
-    eth[spouse_rows & other_eth] = choice_weighted(rng, eth_codes, [e[3] for e in ref.ETHNICITIES],
-                                                   int((spouse_rows & other_eth).sum()))
-    own_surname = choice_weighted(rng, surnames, sw, n)
-    head_male = hh.head_male.to_numpy()
-    # the male partner's surname is the family surname
-    spouse_of_h = np.full(n_h, -1)
-    spouse_of_h[h[spouse_rows]] = np.flatnonzero(spouse_rows)
-    family_surname = h_surname.copy()
-    fem_head_with_spouse = (~head_male) & (spouse_of_h >= 0)
-    family_surname[fem_head_with_spouse] = own_surname[spouse_of_h[fem_head_with_spouse]]
-    surname = own_surname.copy()
-    surname[role == "head"] = np.where(head_male, h_surname, np.where(spouse_of_h >= 0, own_surname[head_idx], h_surname))
-    surname[role == "child"] = family_surname[h[role == "child"]]
-    father_parent = (role == "parent") & (gender == "1")
-    surname[father_parent] = surname[head_idx[h[father_parent]]]
 
-    # names
+def _names(rng, surname, h, role, gender, eth, twin_of) -> tuple[np.ndarray, np.ndarray]:
+    """Full names; twins one character apart; Uyghur/Kazakh names with a middle dot."""
+    n = len(h)
     given = _given_names(rng, gender)
-    # twins: one character apart from the sibling
-    tw_rows = np.flatnonzero(is_twin)
-    for r in tw_rows:
+    for r in np.flatnonzero(twin_of >= 0):
         sib = given[twin_of[r]]
         pool = ref.GIVEN_MALE if gender[r] == "1" else ref.GIVEN_FEMALE
         alt = pool[int(rng.integers(0, len(pool)))]
@@ -283,104 +317,92 @@ def build_population(rng: np.random.Generator, district: District, n_households:
     name = (surname + given).astype(object)
     dotted = np.isin(eth, list(ref.DOTTED_ETHNICITIES))
     if dotted.any():
-        h_family = np.asarray(ref.DOTTED_FAMILY, dtype=object)[rng.integers(0, len(ref.DOTTED_FAMILY), n_h)]
+        family_names = np.asarray(ref.DOTTED_FAMILY, dtype=object)
+        h_family = family_names[rng.integers(0, len(family_names), h.max() + 1)]
         gm = np.asarray(ref.DOTTED_GIVEN_MALE, dtype=object)
         gf = np.asarray(ref.DOTTED_GIVEN_FEMALE, dtype=object)
-        dg = np.where(gender == "1", gm[rng.integers(0, len(gm), n)], gf[rng.integers(0, len(gf), n)])
-        fam = np.where(role == "spouse", np.asarray(ref.DOTTED_FAMILY, dtype=object)[rng.integers(0, 10, n)],
-                       h_family[h])
-        name[dotted] = (dg + "·" + fam)[dotted]
-    # namesakes: some adults carry a very common name, a few share the birth date too
-    adult = people.age.to_numpy() >= 18
-    cand = np.flatnonzero(adult & ~dotted & (rng.random(n) < cfg.namesake_rate))
-    common_m = [c for c, g in ref.COMMON_NAMES if g == "1"]
-    common_f = [c for c, g in ref.COMMON_NAMES if g == "2"]
-    for r in cand:
-        pool = common_m if gender[r] == "1" else common_f
-        name[r] = pool[int(rng.integers(0, len(pool)))]
-    by_name: dict[str, int] = {}
-    for r in cand:
-        if name[r] in by_name and rng.random() < 0.25:
-            birth[r] = birth[by_name.pop(name[r])]
-        else:
-            by_name[name[r]] = r
+        first = np.where(gender == "1", gm[rng.integers(0, len(gm), n)], gf[rng.integers(0, len(gf), n)])
+        last = np.where(role == "spouse", family_names[rng.integers(0, len(family_names), n)], h_family[h])
+        name[dotted] = (first + "·" + last)[dotted]
+    return name, dotted
 
-    # birth regions and citizen IDs
-    local_codes, lw = zip(*ref.LOCAL_BIRTH_REGIONS)
-    region = choice_weighted(rng, local_codes, lw, n)
-    outside = [r[0] for r in ref.REGIONS if not r[0].startswith("2204")]
-    h_region = np.asarray(outside, dtype=object)[rng.integers(0, len(outside), n_h)]
+
+def _namesakes(rng, name, birth, gender, adult, dotted, cfg: PopulationConfig) -> None:
+    """Some adults carry a very common name (张伟, 王芳); now and then two share the birth date."""
+    cand = np.flatnonzero(adult & ~dotted & (rng.random(len(name)) < cfg.namesake_rate))
+    common = {g: [c for c, gg in ref.COMMON_NAMES if gg == g] for g in ("1", "2")}
+    for r in cand:
+        pool = common[gender[r]]
+        name[r] = pool[int(rng.integers(0, len(pool)))]
+    first_of: dict[str, int] = {}
+    for r in cand:
+        if name[r] in first_of and rng.random() < 0.25:
+            birth[r] = birth[first_of.pop(name[r])]
+        else:
+            first_of[name[r]] = r
+
+
+def _birth_regions(rng, h, floating, h_region, dotted, twin_of) -> np.ndarray:
+    """Region code of each ID: local counties for residents, the home county for floating people."""
+    n = len(h)
+    codes, weights = zip(*ref.LOCAL_BIRTH_REGIONS)
+    region = choice_weighted(rng, codes, weights, n)
     fl = floating[h] & (rng.random(n) < 0.85)
     region[fl] = h_region[h][fl]
     xj = dotted & (rng.random(n) < 0.8)
     region[xj] = np.asarray(ref.XINJIANG_REGIONS, dtype=object)[rng.integers(0, 2, xj.sum())]
-    region[is_twin] = region[twin_of[is_twin]]
-    male = gender == "1"
-    seq = idlib.unique_sequences(rng, region.astype(np.int64), birth, male)
-    citizen_id = idlib.compose_ids(region.astype(np.int64), birth, seq)
+    twins = twin_of >= 0
+    region[twins] = region[twin_of[twins]]
+    return region
 
-    # Hong Kong / Macao / Taiwan households: residence permits, Traditional names
+
+def _hmt_documents(rng, citizen_id, name, birth, male, rows, h) -> dict[str, np.ndarray]:
+    """Residents of Hong Kong, Macao, Taiwan: residence permits instead of IDs, Traditional names."""
+    n = len(citizen_id)
     doc_type = np.full(n, "居民身份证", dtype=object)
     nationality = np.full(n, "中国", dtype=object)
     doc_number = citizen_id.copy()
-    hmt_rows = np.flatnonzero(hmt[h])
-    if len(hmt_rows):
+    if len(rows):
         import opencc
 
-        origin = rng.integers(0, len(ref.HMT_ORIGINS), n_h)[h[hmt_rows]]
-        codes = np.array([ref.HMT_ORIGINS[o][0] for o in origin])
-        hseq = idlib.unique_sequences(rng, codes.astype(np.int64), birth[hmt_rows], male[hmt_rows])
-        doc_number[hmt_rows] = idlib.compose_ids(codes.astype(np.int64), birth[hmt_rows], hseq)
-        doc_type[hmt_rows] = [ref.HMT_ORIGINS[o][2] for o in origin]
-        nationality[hmt_rows] = [ref.HMT_ORIGINS[o][1] for o in origin]
-        citizen_id[hmt_rows] = ""
-        cc = opencc.OpenCC("s2t")
-        name[hmt_rows] = cc.convert("\n".join(name[hmt_rows])).split("\n")
+        origin = rng.integers(0, len(ref.HMT_ORIGINS), h.max() + 1)[h[rows]]
+        codes = np.array([ref.HMT_ORIGINS[o][0] for o in origin]).astype(np.int64)
+        seq = idlib.unique_sequences(rng, codes, birth[rows], male[rows])
+        doc_number[rows] = idlib.compose_ids(codes, birth[rows], seq)
+        doc_type[rows] = [ref.HMT_ORIGINS[o][2] for o in origin]
+        nationality[rows] = [ref.HMT_ORIGINS[o][1] for o in origin]
+        citizen_id[rows] = ""
+        name[rows] = opencc.OpenCC("s2t").convert("\n".join(name[rows])).split("\n")
+    return {"doc_type": doc_type, "doc_number": doc_number, "nationality": nationality}
 
-    # phones: adults have a mobile, children use the head's, some elderly the landline
-    mobiles = _mobiles(rng, n)
-    h_landline = np.where((rng.random(n_h) < 0.25) & ~floating,
-                          [f"{district.phone_area}-{x}" for x in rng.integers(2_000_000, 8_999_999, n_h)], "")
-    age = people.age.to_numpy()
+
+def _phones(rng, h, age, head_idx, h_landline) -> np.ndarray:
+    """Adults have a mobile, children give the head's, some elderly the household landline."""
+    mobiles = _mobiles(rng, len(h))
     phone = mobiles.copy()
     minors = age < 16
     phone[minors] = mobiles[head_idx[h[minors]]]
-    elderly = (age >= 72) & (h_landline[h] != "") & (rng.random(n) < 0.6)
+    elderly = (age >= 60) & (h_landline[h] != "") & (rng.random(len(h)) < 0.6)
     phone[elderly] = h_landline[h][elderly]
+    return phone
 
-    # marital status (GB/T 2261.2)
+
+def _family_links(rng, h, role, age, head_idx, spouse_of_h, head_male):
+    """Marital status (GB/T 2261.2), spouse and mother of each person (-1: none)."""
+    n = len(h)
     marital = np.where(age < 28, "10", np.where(age > 70, "30", "40")).astype(object)
-    single_old = (marital == "40") & (rng.random(n) < 0.5)
-    marital[single_old] = "10"
+    marital[(marital == "40") & (rng.random(n) < 0.5)] = "10"
     couple = (role == "spouse") | ((role == "head") & (spouse_of_h[h] >= 0))
     marital[couple] = np.where(rng.random(couple.sum()) < 0.85, "21", "22")
     marital[age < 18] = "10"
     spouse = np.full(n, -1)
-    sp = np.flatnonzero(spouse_rows)
+    sp = np.flatnonzero(role == "spouse")
     spouse[sp] = head_idx[h[sp]]
     spouse[head_idx[h[sp]]] = sp
     mother = np.full(n, -1)
-    child_rows = np.flatnonzero(role == "child")
-    hc = h[child_rows]
-    mother_of_h = np.where(head_male, spouse_of_h, head_idx)
-    mother[child_rows] = mother_of_h[hc]
-
-    flat_of_h = rng.permutation(len(flats))[:n_h]
-    households = pd.DataFrame({
-        "household_key": [f"H{i:07d}" for i in range(n_h)],
-        "flat": flat_of_h, "floating": floating, "hmt": hmt, "head": head_idx,
-        "landline": h_landline, "ethnicity": h_eth,
-    })
-    _add_hukou_outside(rng, households, h_region)
-    persons = pd.DataFrame({
-        "person_key": [f"P{i:08d}" for i in range(n)],
-        "household": h, "role": role, "gender": gender, "birth": birth, "age": age,
-        "name": name, "ethnicity": eth, "citizen_id": citizen_id, "doc_type": doc_type,
-        "doc_number": doc_number, "nationality": nationality, "phone": phone, "marital": marital,
-        "spouse": spouse, "mother": mother, "twin_of": twin_of,
-        "floating": floating[h], "death": np.full(n, np.datetime64("NaT"), dtype="datetime64[D]"),
-    })
-    return flats, households, persons
+    children = np.flatnonzero(role == "child")
+    mother[children] = np.where(head_male, spouse_of_h, head_idx)[h[children]]
+    return marital, spouse, mother
 
 
 def _mobiles(rng, n: int) -> np.ndarray:

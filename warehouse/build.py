@@ -281,15 +281,33 @@ SELECT source_system, source_object, source_locator, field, address_id, raw_text
 FROM stg.address_mention;
 
 INSERT INTO core.address
-SELECT a.address_id, a.province, a.city, a.county, a.town, a.community, a.road, a.house_number, a.estate,
-       a.building, a.unit, a.floor, a.room, a.rural_group, a.province_code, a.city_code, a.county_code,
-       a.town_code, a.standard_text, a.address_key, a.confidence, a.status, n.mention_count, n.systems, a.raw_text
-FROM (SELECT *, row_number() OVER (PARTITION BY address_id
-                                   ORDER BY confidence DESC, length(standard_text) DESC, standard_text, raw_text) AS rn
-      FROM stg.address_mention WHERE address_id IS NOT NULL) a
-JOIN (SELECT address_id, count(*) AS mention_count, list(DISTINCT source_system ORDER BY source_system) AS systems
-      FROM stg.address_mention GROUP BY address_id) n USING (address_id)
-WHERE a.rn = 1;
+-- every level: the value of the best parse that has it (variants that omit 街道/社区 do
+-- not blank it out); the standard text and status of the best parse overall
+SELECT address_id,
+       arg_max(province, (confidence, length(standard_text), standard_text)) FILTER (WHERE province IS NOT NULL),
+       arg_max(city, (confidence, length(standard_text), standard_text)) FILTER (WHERE city IS NOT NULL),
+       arg_max(county, (confidence, length(standard_text), standard_text)) FILTER (WHERE county IS NOT NULL),
+       arg_max(town, (confidence, length(standard_text), standard_text)) FILTER (WHERE town IS NOT NULL),
+       arg_max(community, (confidence, length(standard_text), standard_text)) FILTER (WHERE community IS NOT NULL),
+       arg_max(road, (confidence, length(standard_text), standard_text)) FILTER (WHERE road IS NOT NULL),
+       arg_max(house_number, (confidence, length(standard_text), standard_text)) FILTER (WHERE house_number IS NOT NULL),
+       arg_max(estate, (confidence, length(standard_text), standard_text)) FILTER (WHERE estate IS NOT NULL),
+       arg_max(building, (confidence, length(standard_text), standard_text)) FILTER (WHERE building IS NOT NULL),
+       arg_max(unit, (confidence, length(standard_text), standard_text)) FILTER (WHERE unit IS NOT NULL),
+       arg_max(floor, (confidence, length(standard_text), standard_text)) FILTER (WHERE floor IS NOT NULL),
+       arg_max(room, (confidence, length(standard_text), standard_text)) FILTER (WHERE room IS NOT NULL),
+       arg_max(rural_group, (confidence, length(standard_text), standard_text)) FILTER (WHERE rural_group IS NOT NULL),
+       arg_max(province_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE province_code IS NOT NULL),
+       arg_max(city_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE city_code IS NOT NULL),
+       arg_max(county_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE county_code IS NOT NULL),
+       arg_max(town_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE town_code IS NOT NULL),
+       arg_max(standard_text, (confidence, length(standard_text), standard_text)),
+       any_value(address_key), max(confidence),
+       arg_max(status, (confidence, length(standard_text), standard_text)),
+       count(*), list(DISTINCT source_system ORDER BY source_system),
+       arg_max(raw_text, (confidence, length(standard_text), raw_text))
+FROM stg.address_mention WHERE address_id IS NOT NULL
+GROUP BY address_id;
 
 INSERT INTO core.person_address
 WITH links AS (

@@ -88,6 +88,7 @@ def constrained_clusters(
     document_keys: list | np.ndarray | pd.Series | None = None,
     decisions: pd.DataFrame | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    anchors: list | np.ndarray | pd.Series | None = None,
 ) -> ClusterResult:
     """Cluster mentions (see the module docstring).
 
@@ -95,6 +96,8 @@ def constrained_clusters(
     requirements; rows below `threshold` are ignored).
     citizen_ids / document_keys: per mention (aligned with `mention_ids`), NA for none.
     decisions: mention_id_a, mention_id_b, decision ('must_link' | 'cannot_link').
+    anchors: per mention, True for nodes that stand for an already published person
+    (incremental linking): no component may hold two of them.
     """
     ids = [str(x) for x in mention_ids]
     n = len(ids)
@@ -115,6 +118,9 @@ def constrained_clusters(
     comp_cid: dict[int, set[str]] = {i: {cid[i]} for i in range(n) if cid[i]}
     comp_doc: dict[int, set[str]] = {i: {doc[i]} for i in range(n) if doc[i] and not cid[i]}
     cannot: dict[int, set[int]] = {}
+    anchor_of: dict[int, int] = {}
+    if anchors is not None:
+        anchor_of = {i: 1 for i, a in enumerate(list(anchors)) if bool(a)}
     method = np.array(["singleton"] * n, dtype=object)
     prob = np.full(n, np.nan)
     conflicts: list[str] = []
@@ -130,12 +136,16 @@ def constrained_clusters(
                 store.setdefault(r, set()).update(store.pop(o))
         if o in cannot:
             cannot.setdefault(r, set()).update(cannot.pop(o))
+        if o in anchor_of:
+            anchor_of[r] = anchor_of.get(r, 0) + anchor_of.pop(o)
         return r
 
     def blocked(ra: int, rb: int) -> str | None:
         a_ids, b_ids = comp_cid.get(ra, set()), comp_cid.get(rb, set())
         if a_ids and b_ids and a_ids != b_ids:
             return "different_citizen_id"
+        if ra in anchor_of and rb in anchor_of:
+            return "two_existing_persons"
         a_doc, b_doc = comp_doc.get(ra, set()), comp_doc.get(rb, set())
         if a_doc and b_doc and a_doc != b_doc:
             return "different_document"

@@ -274,10 +274,11 @@ class LinkageModel:
                 bf = 1.0
             else:
                 m, u = lv["m_probability"], lv["u_probability"]
-                bf = float(scored.get(f"bf_{spec.name}", m / u))
-                tf = scored.get(f"bf_tf_adj_{spec.name}")
+                mw = float(scored.get(f"mw_{spec.name}", math.log2(m / u)))
+                tf = scored.get(f"mw_tf_adj_{spec.name}")
                 if tf is not None and not pd.isna(tf):
-                    bf *= float(tf)
+                    mw += float(tf)  # term-frequency adjustment (a common name weighs less)
+                bf = 2 ** mw
             out.append({"comparison": spec.name, "level": label, "m_probability": m, "u_probability": u,
                         "bayes_factor": bf, "match_weight": math.log2(bf)})
         out.insert(0, {"comparison": "prior", "level": "probability_two_random_records_match",

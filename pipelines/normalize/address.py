@@ -44,8 +44,8 @@ levels when the text does not name them.
 Key rule (``address_key``)
 --------------------------
 The key is built only from levels that identify the flat and that no cosmetic variant
-omits; optional levels (province, city, 街道, 社区 in urban addresses, the estate name when
-a road number is given) never enter it::
+omits; optional levels (province, city, 街道/乡镇, 社区, the road number in front of an
+estate name) never enter it::
 
     <admin> | <anchor> | b:<building> | u:<unit> | f:<floor, only without room> | r:<room>
 
@@ -53,12 +53,17 @@ a road number is given) never enter it::
   county is known, the named county name (``n:``), else ``c:<city_code>``, ``p:<province_code>``
   or empty.
 * ``anchor`` (first that applies):
-  1. urban with a road: ``r:<road>|n:<house number>`` (plus ``e:<estate>`` only when there
-     is no house number);
-  2. rural (a 村 or a 组 is named): ``t:<town>|v:<village>|e:<屯>|g:<group>|n:<number>``
-     — the township is part of a rural address (村 names repeat across townships);
-  3. an estate without road: ``e:<estate>``;
-  4. otherwise ``v:<community>`` / ``t:<town>``.
+  1. rural (a 村 or a 组 is named, no road): ``v:<village>|e:<屯>|g:<group>|n:<number>``;
+     the township is left out because variants drop it (``寿山村三社18号``) just as urban
+     ones drop the 街道, and prefixed (``t:<town>|``) only when no village is named;
+  2. an estate (小区/楼宇名) is named: ``e:<estate>`` — the road and number in front of it
+     (``人民大街125号金城花园3栋``) are optional, so ``金城花园3栋`` gets the same key;
+  3. a road: ``r:<road>|n:<house number>``;
+  4. otherwise ``v:<community>`` / ``t:<town>`` (with ``n:<number>``).
+
+  Known trade-offs: the same flat written once with only its estate name and once with
+  only its road number gets two keys (nothing in the text links them); two villages of the
+  same name in different townships of one county share keys for equal group and number.
 * leftover text that could not be parsed is appended as ``x:<text>`` so that a partly
   parsed address never merges with a different flat.
 
@@ -138,6 +143,9 @@ def address_id_from_key(key: str | None) -> str | None:
 # --------------------------------------------------------------------------------------
 
 _SHORT_BLOCK = set("街路道巷大市省区县州盟旗镇乡村")
+_ESTATE_HEAD_RE = re.compile(
+    r"花园|小区|家园|公寓|大厦|广场|新村|华庭|嘉园|名苑|山庄|公馆|宿舍|中心|苑|园|城|府|庭|居|院|湾|里|楼|社区"
+)
 
 
 def _compatible(g: R.Gazetteer, code: str, last: str | None) -> bool:
@@ -159,8 +167,8 @@ def _admin_matches_at(g: R.Gazetteer, s: str, pos: int, last: str | None, *, loo
         if not cands:
             continue
         nxt = s[pos + L: pos + L + 1]
-        if nxt in _SHORT_BLOCK or nxt.isdigit():
-            continue
+        if nxt in _SHORT_BLOCK or nxt.isdigit() or _ESTATE_HEAD_RE.match(s, pos + L):
+            continue  # 吉林大街, 辽源路, 龙山家园: a name, not the division
         ok = [c for c in cands if _compatible(g, c, last)]
         if last is None and lookahead:
             # at the start a short name must be followed by one of its own children
@@ -324,7 +332,8 @@ def _parse_tail(s: str, pos: int, rec: dict[str, Any]) -> None:
             pos = m.end()
             continue
         if rec["road"] is None and rec["estate"] is None and (m := R.ROAD_ONLY_RE.match(s, pos)):
-            if _ESTATE_SUFFIX_RE.search(s[pos:m.end() + 4]) is None or m.end() == n:
+            m2 = R.ESTATE_RE.match(s, pos)
+            if m2 is None or m2.end() <= m.end() or _ESTATE_SUFFIX_RE.search(m2.group(1)) is None:
                 rec["road"] = m.group(1)
                 pos = m.end()
                 continue
@@ -586,15 +595,17 @@ def _finish(rec: dict[str, Any], ctx_town: str | None, ctx_comm: str | None) -> 
         admin = "p:" + out["province_code"]
     else:
         admin = ""
-    if out["road"]:
-        anchor = f"r:{out['road']}|n:{out['house_number'] or ''}"
-        if not out["house_number"] and out["estate"]:
-            anchor += f"|e:{out['estate']}"
-    elif rural:
-        anchor = (f"t:{out['town'] or ''}|v:{village or ''}|e:{out['estate'] or ''}"
-                  f"|g:{out['rural_group'] or ''}|n:{out['house_number'] or ''}")
+    if rural and not out["road"]:
+        anchor = f"v:{village or ''}|e:{out['estate'] or ''}|g:{out['rural_group'] or ''}|n:{out['house_number'] or ''}"
+        if not village:
+            anchor = f"t:{out['town'] or ''}|" + anchor
     elif out["estate"]:
-        anchor = f"e:{out['estate']}" + (f"|n:{out['house_number']}" if out["house_number"] else "")
+        # 人民大街125号金城花园3栋 is keyed like 金城花园3栋: the road in front is optional
+        anchor = f"e:{out['estate']}"
+        if out["house_number"] and not out["road"]:
+            anchor += f"|n:{out['house_number']}"
+    elif out["road"]:
+        anchor = f"r:{out['road']}|n:{out['house_number'] or ''}"
     elif community:
         anchor = f"v:{community}|n:{out['house_number'] or ''}"
     else:

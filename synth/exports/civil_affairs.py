@@ -36,12 +36,11 @@ def write_civil_affairs(rng, world: World, inbox: Path, noise: NoiseConfig, trut
     for k, day_i in enumerate(export_days(period.days)):
         day = period.start + timedelta(days=day_i)
         style = int(rng.integers(0, 3)) if k else 0
-        in_window = (lambda s: (s <= d64(day)) & ((s > d64(prev)) if prev else True))
-        m = marriages[in_window(marriages.date.to_numpy())]
+        m = marriages[_since(marriages.date.to_numpy(), prev, day)]
         if len(m):
             files.append(_write_marriages(rng, world, m, folder / file_name("婚姻登记", day, style, "xlsx"),
                                           day, noise, truth))
-        c = cremations[in_window(cremations.cremation.to_numpy()) & ~cremations.index.isin(late.index)]
+        c = cremations[_since(cremations.cremation.to_numpy(), prev, day) & ~cremations.index.isin(late.index)]
         if len(c):
             files.append(_write_cremations(rng, world, c, folder / file_name("火化信息", day, style, "csv"),
                                            noise, truth))
@@ -50,6 +49,12 @@ def write_civil_affairs(rng, world: World, inbox: Path, noise: NoiseConfig, trut
                                            noise, truth))
         prev = day
     return files
+
+
+def _since(dates: np.ndarray, previous_export: date | None, export: date) -> np.ndarray:
+    """Events after the previous export up to this one (the first export takes the backlog)."""
+    upto = dates <= d64(export)
+    return upto if previous_export is None else upto & (dates > d64(previous_export))
 
 
 # ----------------------------------------------------------------------------------------

@@ -146,8 +146,7 @@ def _women_table(rng, world: World, women: np.ndarray, is_dup: np.ndarray, ylfn_
     })
     loc = ylfn_id.astype(str)
     truth.add_mentions(SYSTEM, "T_YLFN", loc, "woman", women, w.ids, w.names, w.name_quirks)
-    sw_ids = type(sw.ids)(sw.ids.cells, sw.ids.text, sw.ids.quirk)
-    truth.add_mentions(SYSTEM, "T_YLFN", loc[sp], "spouse", spouse[sp], sw_ids, sw.names, sw.name_quirks)
+    truth.add_mentions(SYSTEM, "T_YLFN", loc[sp], "spouse", spouse[sp], sw.ids, sw.names, sw.name_quirks)
     truth.add_addresses(SYSTEM, "T_YLFN", loc, "XJZDZ", xkeys, xjzdz)
     truth.add_addresses(SYSTEM, "T_YLFN", loc, "HJDZ", hkeys, hjdz)
     return table
@@ -170,8 +169,8 @@ def _children_table(rng, world: World, women: np.ndarray, ylfn_id: np.ndarray, n
     w = write_identity(rng, world, rows, noise, "sql")
     newborn = p.age.to_numpy()[rows] < 1
     no_id = (newborn & (rng.random(n) < 0.8)) | (rng.random(n) < 0.03)
-    ids = type(w.ids)(w.ids.cells.copy(), w.ids.text.copy(), w.ids.quirk.copy())
-    ids.text[no_id], ids.quirk[no_id] = "", "empty"
+    ids = w.ids.take(np.arange(n))  # a copy
+    ids.text[no_id], ids.quirk[no_id] = "", "empty"  # newborns often have no ID yet
     gxsj = _timestamps(rng, world, n, recent_share=0.25)
     registered = (p.birth.to_numpy()[rows] + rng.integers(1, 60, n) * DAY).astype("datetime64[s]")
     end = (d64(world.period.end) + 1 * DAY).astype("datetime64[s]") - SECOND

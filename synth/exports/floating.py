@@ -203,8 +203,8 @@ def _write_file(rng, world: World, reg: Registrations, part: pd.DataFrame, path:
     })
     frame.to_csv(path, index=False, encoding="gb18030", lineterminator="\r\n")
     locators = [str(i) for i in range(2, 2 + len(part))]
-    ids = type(w.ids)(w.ids.cells[j], w.ids.text[j], w.ids.quirk[j])
-    truth.add_mentions(SYSTEM, path.name, locators, "registrant", reg.persons[j], ids, w.names[j], w.name_quirks[j])
+    truth.add_mentions(SYSTEM, path.name, locators, "registrant", reg.persons[j], w.ids.take(j), w.names[j],
+                       w.name_quirks[j])
     truth.add_addresses(SYSTEM, path.name, locators, headers["户籍地址"], hukou_keys[j], hukou[j])
     truth.add_addresses(SYSTEM, path.name, locators, headers["现居住地址"], flat_keys_of(world, part.flat.to_numpy()),
                         part.address.to_numpy())

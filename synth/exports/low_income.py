@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +148,10 @@ def _write_workbook(rng, world: World, prog: Programme, roster: pd.DataFrame, pa
     hrows = roster.iloc[first]
     h_idx = hrows.household.to_numpy()
     addresses, flat_keys = residence_addresses(rng, world, hh.flat.to_numpy()[h_idx], noise)
-    head_phone = render_phones(rng, p.phone.to_numpy()[hh["head"].to_numpy()[h_idx]], noise)
+    phone = p.phone.to_numpy()[hh["head"].to_numpy()[h_idx]]
+    landline = hh.landline.to_numpy()[h_idx]
+    phone = np.where((landline != "") & (rng.random(len(h_idx)) < 0.5), landline, phone)  # the household's
+    head_phone = render_phones(rng, phone, noise)
     j = hrows.prog.to_numpy()
     mi = world.period.roster_months.index(month)
     amount = prog.amount_per_person[j] * hrows.covered.to_numpy()

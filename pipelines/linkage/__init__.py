@@ -1,0 +1,271 @@
+"""Probabilistic person resolution (issue 4): which mentions are the same person.
+
+Public API (pure functions on frames):
+
+* `probabilistic_clusters(mentions, relationships=None, decisions=None, *, threshold=...)`
+  → ``mention_id, cluster_label, match_method, match_probability``: the same contract as
+  `pipelines.resolve.deterministic_clusters`, so
+  ``resolve_persons(..., clusterer=probabilistic_clusters)`` (or a
+  ``functools.partial`` carrying relationships and decisions) works unchanged.
+  ``cluster_label`` is ``ID:<citizen id>`` when the cluster holds a valid ID (as the
+  deterministic clusterer labels it), else ``DOC:<type>:<number>``, else
+  ``M:<smallest mention id>``; ``match_method`` is ``citizen_id``, ``document_number``,
+  ``must_link``, ``probabilistic`` or ``singleton``.
+* `explain_pair(mentions, a, b)`: per comparison the level that applied, its m, u,
+  Bayes factor and match weight, plus the prior and the total probability.
+* `review_candidates(mentions, ...)`: pairs an officer should decide: probability in
+  the uncertain band and not linked, links refused by a hard constraint, and
+  high-probability pairs whose names differ (the twin pattern).
+* `link_new_mentions(new_mentions, existing_mentions, ...)`: the incremental step.
+
+Steps: `features.linkage_frame` → `model.LinkageModel` (Splink 5, DuckDB; comparisons
+and blocking from `comparisons.py`) → `cluster.constrained_clusters`.
+
+Incremental vs full run
+-----------------------
+`link_new_mentions` compares only new × (blocked existing + new) mentions and attaches
+each new mention to at most one existing person (or to a new cluster). It never merges
+two existing persons and never splits one: a new mention that would bridge two
+persons is returned in ``review`` instead. A full run (`probabilistic_clusters` over all
+current mentions, then `pipelines.resolve.assign_person_ids`) re-decides everything; it
+gives the same clusters as the incremental run except where the new mentions are
+evidence that two existing persons are one (the full run merges them and logs it) or
+where a better-scored pair now wins a contested mention. Run incrementally nightly and
+fully on a schedule (weekly) or after officers' decisions; person ids stay stable
+either way because `assign_person_ids` carries them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipelines.linkage.cluster import (
+    CLUSTER_COLUMNS,
+    DEFAULT_THRESHOLD,
+    REVIEW_BAND,
+    ClusterResult,
+    constrained_clusters,
+)
+from pipelines.linkage.comparisons import COMPARISONS, LINK_REQUIREMENTS, LinkRequirement, comparison
+from pipelines.linkage.features import linkage_frame
+from pipelines.linkage.model import LinkageModel
+
+__all__ = [
+    "DEFAULT_THRESHOLD", "REVIEW_BAND", "LinkageModel", "explain_pair", "link_new_mentions",
+    "linkage_frame", "probabilistic_clusters", "resolve_probabilistic", "review_candidates",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+def pair_levels(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The level label of every comparison for each scored pair (``level_<name>``)."""
+    out = pd.DataFrame(index=pairs.index)
+    for c in COMPARISONS:
+        g = pairs[f"gamma_{c.name}"].astype(int)
+        labels = {v: c.label_of(v) for v in g.unique()}
+        out[f"level_{c.name}"] = g.map(labels)
+    return out
+
+
+def meets_requirements(pairs: pd.DataFrame, requirement: LinkRequirement = LINK_REQUIREMENTS) -> pd.Series:
+    ok = pd.Series(False, index=pairs.index)
+    for alt in requirement.any_of:
+        m = pd.Series(True, index=pairs.index)
+        for name, allowed in alt.items():
+            cmp = comparison(name)
+            m &= pairs[f"gamma_{cmp.name}"].isin([cmp.gamma(x) for x in allowed])
+        ok |= m
+    return ok
+
+
+def _edges(pairs: pd.DataFrame) -> pd.DataFrame:
+    return pairs.rename(columns={"unique_id_l": "mention_id_a", "unique_id_r": "mention_id_b"})
+
+
+def _empty_clusters(mentions: pd.DataFrame) -> pd.DataFrame:
+    from pipelines.resolve import deterministic_clusters
+
+    return deterministic_clusters(mentions)
+
+
+# ------------------------------------------------------------------------ full run
+def resolve_probabilistic(
+    mentions: pd.DataFrame,
+    relationships: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: LinkageModel | None = None,
+    district=None,
+    score_from: float | None = None,
+) -> tuple[ClusterResult, pd.DataFrame, LinkageModel | None]:
+    """Everything `probabilistic_clusters` computes: (cluster result, scored pairs with
+    their levels and ``eligible`` flag, the trained model)."""
+    if len(mentions) < 2:
+        det = _empty_clusters(mentions)
+        return ClusterResult(det, pd.DataFrame(), pd.DataFrame()), pd.DataFrame(), model
+    lf = linkage_frame(mentions, relationships, district=district)
+    if model is None or model.settings is None:
+        model = (model or LinkageModel()).fit(lf)
+        pairs = model.predict(threshold=score_from if score_from is not None else threshold)
+    else:
+        pairs = model.predict(lf, threshold=score_from if score_from is not None else threshold)
+    pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
+    pairs["eligible"] = meets_requirements(pairs)
+    result = constrained_clusters(
+        lf["unique_id"], _edges(pairs[pairs["eligible"]]), citizen_ids=lf["cid"], document_keys=lf["doc_key"],
+        decisions=decisions, threshold=threshold)
+    return result, pairs, model
+
+
+def probabilistic_clusters(
+    mentions: pd.DataFrame,
+    relationships: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: LinkageModel | None = None,
+    district=None,
+) -> pd.DataFrame:
+    """mention_id, cluster_label, match_method, match_probability (see module docstring).
+
+    Trains a model on `mentions` unless a trained `model` is given."""
+    result, _, _ = resolve_probabilistic(mentions, relationships, decisions, threshold=threshold,
+                                         model=model, district=district)
+    order = pd.Index(result.clusters["mention_id"]).get_indexer(mentions["mention_id"].astype(str))
+    return result.clusters.iloc[order].reset_index(drop=True)[CLUSTER_COLUMNS]
+
+
+# ------------------------------------------------------------------------ explain
+def explain_pair(mentions: pd.DataFrame, mention_a: str, mention_b: str, *,
+                 relationships: pd.DataFrame | None = None, model: LinkageModel | None = None,
+                 district=None) -> pd.DataFrame:
+    """comparison, level, m_probability, u_probability, bayes_factor, match_weight (and the
+    total row's match_probability) for one pair of mentions. Trains on `mentions` unless a
+    trained `model` is given."""
+    lf = linkage_frame(mentions, relationships, district=district)
+    if model is None or model.settings is None:
+        model = (model or LinkageModel()).fit(lf)
+    return model.explain(lf, str(mention_a), str(mention_b))
+
+
+# ------------------------------------------------------------------------ review
+def review_candidates(
+    mentions: pd.DataFrame,
+    relationships: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+    *,
+    band: tuple[float, float] = REVIEW_BAND,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: LinkageModel | None = None,
+    district=None,
+) -> pd.DataFrame:
+    """Pairs for officers: mention_id_a, mention_id_b, match_probability, match_weight,
+    reason (``uncertain`` | ``names_differ`` | ``refused:<constraint>``), level_<comparison>…
+
+    * ``uncertain``: probability in ``band`` and the two are not in one cluster;
+    * ``names_differ``: probability ≥ threshold but the names are not equivalent (the
+      twin pattern), not in one cluster;
+    * ``refused:*``: an eligible edge above the threshold that a hard constraint refused.
+    Pairs with an officer decision are left out."""
+    result, pairs, _ = resolve_probabilistic(mentions, relationships, decisions, threshold=threshold,
+                                             model=model, district=district, score_from=band[0])
+    cols = ["mention_id_a", "mention_id_b", "match_probability", "match_weight", "reason"] + [
+        f"level_{c.name}" for c in COMPARISONS]
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    label = result.clusters.set_index("mention_id")["cluster_label"]
+    p = _edges(pairs)
+    apart = p["mention_id_a"].map(label).to_numpy() != p["mention_id_b"].map(label).to_numpy()
+    uncertain = (p["match_probability"] >= band[0]) & (p["match_probability"] < band[1]) & apart
+    names = (p["match_probability"] >= threshold) & ~p["eligible"] & apart
+    p["reason"] = np.where(uncertain, "uncertain", np.where(names, "names_differ", None))
+    out = p[p["reason"].notna()]
+    if len(result.rejected):
+        rej = result.rejected.assign(reason="refused:" + result.rejected["reason"])
+        rej = rej.drop(columns=["match_probability"]).merge(p.drop(columns=["reason"]),
+                                                            on=["mention_id_a", "mention_id_b"])
+        out = pd.concat([out, rej], ignore_index=True)
+    if decisions is not None and len(decisions):
+        decided = set(zip(decisions["mention_id_a"].astype(str), decisions["mention_id_b"].astype(str)))
+        decided |= {(b, a) for a, b in decided}
+        keep = [(a, b) not in decided for a, b in zip(out["mention_id_a"], out["mention_id_b"])]
+        out = out[keep]
+    return out.sort_values("match_probability", ascending=False)[cols].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------ incremental
+def link_new_mentions(
+    new_mentions: pd.DataFrame,
+    existing_mentions: pd.DataFrame,
+    relationships: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: LinkageModel | None = None,
+    district=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attach new mentions to existing persons without re-clustering the existing ones.
+
+    existing_mentions: published mentions with their ``person_id``.
+    Returns ``(links, review)``: links has one row per new mention: mention_id, person_id
+    (the existing person it joins, or NA for a new person), cluster_label (``P:<person_id>``
+    or a new cluster's label), match_method, match_probability; review holds the new
+    mentions' edges that a constraint refused (e.g. one that would merge two existing
+    persons). The model is trained on existing + new mentions unless `model` is given.
+    See the module docstring for how this relates to a full run."""
+    new_ids = set(new_mentions["mention_id"].astype(str))
+    existing = existing_mentions[~existing_mentions["mention_id"].astype(str).isin(new_ids)]
+    allm = pd.concat([existing.drop(columns=["person_id"], errors="ignore"), new_mentions], ignore_index=True)
+    lf = linkage_frame(allm, relationships, district=district)
+    is_new = lf["unique_id"].isin(new_ids).to_numpy()
+    lf_new, lf_old = lf[is_new].reset_index(drop=True), lf[~is_new].reset_index(drop=True)
+    if model is None or model.settings is None:
+        model = (model or LinkageModel()).fit(lf)
+    pairs = model.predict_new(lf_new, lf_old, threshold=threshold) if len(lf_new) else pd.DataFrame()
+    person_of = existing.assign(mention_id=existing["mention_id"].astype(str)).set_index("mention_id")["person_id"]
+
+    # existing persons become single anchor nodes "P:<person_id>" carrying their valid ID
+    old = lf_old.assign(person_id=lf_old["unique_id"].map(person_of)).dropna(subset=["person_id"])
+    new_cids = set(lf_new["cid"].dropna())
+    new_docs = set(lf_new["doc_key"].dropna())
+    if len(pairs):
+        pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
+        pairs = pairs[meets_requirements(pairs)]
+        for side in ("unique_id_l", "unique_id_r"):
+            pairs[side] = pairs[side].map(lambda m: "P:" + str(person_of[m]) if m in person_of.index else m)
+        pairs = pairs[pairs["unique_id_l"] != pairs["unique_id_r"]]
+    touched = set(pairs["unique_id_l"]).union(pairs["unique_id_r"]) if len(pairs) else set()
+    rel = old[old["cid"].isin(new_cids) | old["doc_key"].isin(new_docs)
+              | ("P:" + old["person_id"].astype(str)).isin(touched)]
+    persons = rel.groupby("person_id").agg(cid=("cid", "min"), doc_key=("doc_key", "min")).reset_index()
+    node_ids = list(lf_new["unique_id"]) + ["P:" + str(p) for p in persons["person_id"]]
+    result = constrained_clusters(
+        node_ids,
+        _edges(pairs) if len(pairs) else None,
+        citizen_ids=list(lf_new["cid"]) + list(persons["cid"]),
+        document_keys=list(lf_new["doc_key"]) + list(persons["doc_key"]),
+        decisions=_decisions_on_nodes(decisions, person_of),
+        threshold=threshold,
+        anchors=[False] * len(lf_new) + [True] * len(persons),
+    )
+    cl = result.clusters
+    anchor_label = cl[cl["mention_id"].str.startswith("P:")].set_index("cluster_label")["mention_id"]
+    links = cl[~cl["mention_id"].str.startswith("P:")].copy()
+    joined = links["cluster_label"].map(anchor_label)
+    links["person_id"] = joined.str.slice(2).where(joined.notna(), pd.NA)
+    links["cluster_label"] = joined.where(joined.notna(), links["cluster_label"])
+    order = pd.Index(links["mention_id"]).get_indexer(new_mentions["mention_id"].astype(str))
+    links = links.iloc[order].reset_index(drop=True)
+    return links[["mention_id", "person_id", "cluster_label", "match_method", "match_probability"]], result.rejected
+
+
+def _decisions_on_nodes(decisions: pd.DataFrame | None, person_of: pd.Series) -> pd.DataFrame | None:
+    """Officer decisions with existing mentions replaced by their person node."""
+    if decisions is None or len(decisions) == 0:
+        return None
+    d = decisions.astype({"mention_id_a": str, "mention_id_b": str}).copy()
+    for col in ("mention_id_a", "mention_id_b"):
+        d[col] = d[col].map(lambda m: "P:" + str(person_of[m]) if m in person_of.index else m)
+    return d[d["mention_id_a"] != d["mention_id_b"]]

@@ -1,0 +1,153 @@
+"""Accuracy of person resolution on generated inboxes with known truth.
+
+For every noise level: generate an inbox (`synth.generate`), run the sync
+(`flows.run_sync`) into a fresh warehouse, then cluster the staged mentions
+(`stg.mention`, `stg.relationship`) with the probabilistic clusterer (and, for
+comparison, the deterministic one), join to `_truth/mentions.csv` on
+(source_object, source_locator, role) and print pairwise precision, recall and F1 over
+person mentions, cluster counts (true persons vs predicted) and timings.
+
+    .venv/bin/python tests/benchmarks/accuracy.py --households 10000 --seed 7
+    .venv/bin/python tests/benchmarks/accuracy.py --levels realistic --households 2000 --errors 10
+
+Targets (issue 4): pairwise precision ≥ 0.998 and F1 ≥ 0.995 at realistic noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+KEY = ["source_object", "source_locator", "role"]
+
+
+def pairwise(pred: pd.Series, truth: pd.Series) -> dict[str, float]:
+    """Pairwise precision / recall / F1 of a predicted partition against the truth
+    (both Series aligned on the same mentions)."""
+    def pairs(sizes: pd.Series) -> int:
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    df = pd.DataFrame({"p": pred.to_numpy(), "t": truth.to_numpy()})
+    tp = pairs(df.groupby(["p", "t"]).size())
+    pp = pairs(df.groupby("p").size())
+    tt = pairs(df.groupby("t").size())
+    precision = tp / pp if pp else 1.0
+    recall = tp / tt if tt else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "true_pairs": tt, "pred_pairs": pp, "tp": tp,
+            "true_persons": int(df["t"].nunique()), "pred_persons": int(df["p"].nunique())}
+
+
+def sync(inbox: Path, warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    import duckdb
+
+    import flows
+    import settings
+
+    s = settings.load_settings(inbox=inbox, warehouse=warehouse)
+    t0 = time.perf_counter()
+    summary = flows.run_sync(s, use_tasks=False)
+    seconds = time.perf_counter() - t0
+    if summary.status != "succeeded":
+        raise RuntimeError(f"sync failed: {summary.status}")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        mentions = con.execute("SELECT * FROM stg.mention ORDER BY mention_id").df()
+        rels = con.execute("SELECT * FROM stg.relationship").df()
+    finally:
+        con.close()
+    return mentions, rels, seconds
+
+
+def show_errors(mentions: pd.DataFrame, pred: pd.Series, truth: pd.Series, limit: int) -> None:
+    cols = ["mention_id", "citizen_id", "id_status", "name", "birth_date", "gender", "phone"]
+    m = mentions.assign(pred=pred.to_numpy(), truth=truth.to_numpy())
+    merged = m.groupby("pred")["truth"].nunique()
+    bad = merged[merged > 1].index[:limit]
+    for label in bad:
+        print(f"  FALSE MERGE {label}:")
+        print(m.loc[m["pred"] == label, cols + ["truth"]].to_string(index=False, header=False))
+    split = m.groupby("truth")["pred"].nunique()
+    for key in split[split > 1].index[:limit]:
+        print(f"  MISSED {key}:")
+        print(m.loc[m["truth"] == key, cols + ["pred"]].to_string(index=False, header=False))
+
+
+def run_level(level: str, households: int, seed: int, work: Path, threshold: float, errors: int) -> dict:
+    import synth
+    from pipelines.linkage import probabilistic_clusters
+    from pipelines.resolve import deterministic_clusters
+
+    inbox = work / f"inbox_{level}"
+    warehouse = work / f"warehouse_{level}.duckdb"
+    shutil.rmtree(inbox, ignore_errors=True)
+    warehouse.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    synth.generate(inbox, households=households, seed=seed, noise=level)
+    t_gen = time.perf_counter() - t0
+    mentions, rels, t_sync = sync(inbox, warehouse)
+    truth = pd.read_csv(inbox / "_truth" / "mentions.csv", dtype=str)
+    m = mentions.merge(truth[KEY + ["person_key"]], on=KEY, how="left")
+    missing = int(m["person_key"].isna().sum())
+    m = m[m["person_key"].notna()].reset_index(drop=True)
+
+    t0 = time.perf_counter()
+    det = deterministic_clusters(m)
+    t_det = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prob = probabilistic_clusters(m, rels, threshold=threshold)
+    t_prob = time.perf_counter() - t0
+
+    row = {"level": level, "households": households, "seed": seed, "mentions": len(m), "unmatched_truth": missing,
+           "t_generate": t_gen, "t_sync": t_sync, "t_probabilistic": t_prob, "t_deterministic": t_det}
+    for name, c in (("det", det), ("prob", prob)):
+        r = pairwise(c["cluster_label"], m["person_key"])
+        row.update({f"{name}_{k}": v for k, v in r.items()})
+    print(f"\n== {level}: {households} households, seed {seed}, {len(m)} mentions "
+          f"(+{missing} without truth) ==")
+    print(f"  generate {t_gen:.1f}s  sync {t_sync:.1f}s  probabilistic clustering {t_prob:.1f}s")
+    for name in ("det", "prob"):
+        print(f"  {name:5s} precision {row[name + '_precision']:.5f}  recall {row[name + '_recall']:.5f}  "
+              f"F1 {row[name + '_f1']:.5f}  persons true {row[name + '_true_persons']} "
+              f"predicted {row[name + '_pred_persons']}  pairs true {row[name + '_true_pairs']} "
+              f"predicted {row[name + '_pred_pairs']}")
+    if errors:
+        show_errors(m, prob["cluster_label"], m["person_key"], errors)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.linkage import DEFAULT_THRESHOLD
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", nargs="+", default=["clean", "realistic", "hard"])
+    ap.add_argument("--households", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    ap.add_argument("--work", type=Path, default=None, help="keep inboxes and warehouses here")
+    ap.add_argument("--errors", type=int, default=0, help="print this many false merges / missed persons")
+    args = ap.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="accuracy_"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [run_level(lv, args.households, args.seed, work, args.threshold, args.errors) for lv in args.levels]
+    table = pd.DataFrame(rows)
+    cols = ["level", "households", "seed", "mentions", "prob_true_persons", "prob_pred_persons", "prob_precision",
+            "prob_recall", "prob_f1", "det_precision", "det_recall", "det_f1", "t_sync", "t_probabilistic"]
+    print("\n" + table[cols].to_string(index=False, float_format=lambda x: f"{x:.5f}"))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

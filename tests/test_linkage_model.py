@@ -1,0 +1,198 @@
+"""Probabilistic person linkage on small hand-built frames (pipelines.linkage)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipelines.linkage import (
+    LinkageModel,
+    explain_pair,
+    link_new_mentions,
+    linkage_frame,
+    probabilistic_clusters,
+    review_candidates,
+)
+from pipelines.normalize.ids import citizen_id_checksum, normalize_citizen_ids
+from pipelines.normalize.names import normalize_names
+from pipelines.resolve import assign_person_ids, resolve_persons
+
+
+def cid(body17: str) -> str:
+    return body17 + citizen_id_checksum(pd.Series([body17])).iloc[0]
+
+
+def make_mentions(rows: list[dict]) -> pd.DataFrame:
+    """Mention frames as standardize builds them, from raw-ish values."""
+    df = pd.DataFrame(rows)
+    for c in ["id", "name", "gender", "birth", "phone", "addr", "doc_type", "doc_no"]:
+        if c not in df:
+            df[c] = None
+    ids = normalize_citizen_ids(df["id"].astype(object))
+    names = normalize_names(df["name"].astype(object))
+    return pd.DataFrame({
+        "source_system": "civil_affairs", "source_object": "t.csv", "source_locator": df["mid"], "role": "x",
+        "mention_id": df["mid"], "record_key": df["mid"], "household_key": None,
+        "citizen_id": ids["value"], "id_raw": df["id"], "id_status": ids["status"],
+        "id_region_code": ids["region_code"], "id_birth_date": ids["birth_date"], "id_gender": ids["gender"],
+        "id_sequence": ids["sequence"], "id_evidence_only": ids["evidence_only"],
+        "name": names["value"], "name_simplified": names["simplified"], "name_pinyin": names["pinyin"],
+        "name_pinyin_alt": names["pinyin_alt"], "gender": df["gender"], "birth_date": pd.to_datetime(df["birth"]),
+        "phone": df["phone"], "hukou_address": df["addr"], "current_address": None,
+        "document_type": df["doc_type"].fillna("resident_id"), "document_number": df["doc_no"],
+        "export_date": pd.Timestamp("2026-07-01"),
+    })
+
+
+ADDR = "吉林省辽源市龙山区人民大街125号3号楼2单元501室"
+ROWS = [
+    # twins: same birth date, surname, address, phone; IDs differ in the sequence digits
+    dict(mid="tA1", id=cid("22040220150301123"), name="李宇勇", gender="1", birth="2015-03-01", phone="13912345678", addr=ADDR),
+    dict(mid="tA2", id=cid("22040220150301123"), name="李宇勇", gender="1", birth="2015-03-01", phone="13912345678", addr="人民大街125号3-2-501"),
+    dict(mid="tB1", id=cid("22040220150301145"), name="李宇宏", gender="1", birth="2015-03-01", phone="13912345678", addr=ADDR),
+    dict(mid="tB2", id=None, name="李宇宏", gender="1", birth="2015-03-01", phone="13912345678", addr=ADDR),
+    # a third twin-like sibling with no ID anywhere: must not join either
+    dict(mid="tC1", id=None, name="李宇刚", gender="1", birth="2015-03-01", phone="13912345678", addr=ADDR),
+    # Traditional name, missing ID ↔ the valid-ID records of the same person
+    dict(mid="j1", id=cid("22040219880712242"), name="张静莉", gender="2", birth="1988-07-12", phone="13600001111", addr="龙山区东吉大街8号2栋1单元302室"),
+    dict(mid="j2", id=cid("22040219880712242"), name="张静莉", gender="2", birth="1988-07-12", phone="13600001111"),
+    dict(mid="j3", id="无", name="張靜莉", gender="2", birth="1988-07-12", addr="东吉大街8号2-1-302"),
+    # Excel-truncated ID (last three digits 000)
+    dict(mid="e1", id=cid("22040219700203361"), name="王建国", gender="1", birth="1970-02-03", phone="13700002222"),
+    dict(mid="e2", id=cid("22040219700203361"), name="王建国", gender="1", birth="1970-02-03"),
+    dict(mid="e3", id=cid("22040219700203361")[:15] + "000", name="王建国", gender="1", birth="1970-02-03"),
+    # homophone typo, no ID; birth date and phone agree
+    dict(mid="h1", id=cid("22040219820506151"), name="张伟", gender="1", birth="1982-05-06", phone="13800003333"),
+    dict(mid="h2", id=cid("22040219820506151"), name="张伟", gender="1", birth="1982-05-06", phone="13800003333"),
+    dict(mid="h3", id=None, name="章伟", gender="1", birth="1982-05-06", phone="13800003333"),
+    # namesakes with different birth dates
+    dict(mid="n1", id=cid("22040219800101242"), name="王芳", gender="2", birth="1980-01-01", phone="13500004444"),
+    dict(mid="n2", id=cid("22040219800101242"), name="王芳", gender="2", birth="1980-01-01"),
+    dict(mid="n3", id=None, name="王芳", gender="2", birth="1975-06-06", phone="13500005555"),
+    # a foreign spouse with a passport
+    dict(mid="f1", id="E12345678", doc_type="passport", doc_no="E12345678", name="KIM SONG HUI", gender="2", birth="1990-09-09"),
+    dict(mid="f2", id="E12345678", doc_type="passport", doc_no="E12345678", name="KIM SONG HUI", gender="2", birth="1990-09-09"),
+]
+# background residents: each written twice with a valid ID (labels for m), once without
+_SURNAMES = "赵钱孙周吴郑冯陈褚卫蒋沈韩杨朱秦尤许何吕施"
+_GIVEN = "明华国强军平刚杰涛斌辉敏静丽艳娟霞秀英梅"
+for i in range(20):
+    body = f"2204021{960 + i:03d}{(i % 12) + 1:02d}{(i % 27) + 1:02d}{300 + i * 7:03d}"[:17]
+    bdate = f"{body[6:10]}-{body[10:12]}-{body[12:14]}"
+    name = _SURNAMES[i] + _GIVEN[i] + _GIVEN[(i * 7) % 20]
+    phone = f"1390000{i:04d}"
+    sex = "1" if int(body[16]) % 2 else "2"
+    ROWS.append(dict(mid=f"bg{i:02d}a", id=cid(body), name=name, gender=sex, birth=bdate, phone=phone))
+    ROWS.append(dict(mid=f"bg{i:02d}b", id=cid(body), name=name, gender=sex, birth=bdate, addr=f"龙山区向阳路{i + 1}号"))
+    ROWS.append(dict(mid=f"bg{i:02d}c", id=None, name=name, gender=sex, birth=bdate, phone=phone))
+
+
+@pytest.fixture(scope="module")
+def mentions() -> pd.DataFrame:
+    return make_mentions(ROWS)
+
+
+@pytest.fixture(scope="module")
+def model(mentions) -> LinkageModel:
+    return LinkageModel().fit(linkage_frame(mentions))
+
+
+@pytest.fixture(scope="module")
+def clusters(mentions, model) -> pd.Series:
+    out = probabilistic_clusters(mentions, model=model)
+    assert list(out.columns) == ["mention_id", "cluster_label", "match_method", "match_probability"]
+    assert out["mention_id"].tolist() == mentions["mention_id"].tolist()
+    return out.set_index("mention_id")["cluster_label"]
+
+
+def same(labels: pd.Series, *ids: str) -> bool:
+    return labels[list(ids)].nunique() == 1
+
+
+def test_twins_stay_apart(clusters) -> None:
+    assert same(clusters, "tA1", "tA2")
+    assert same(clusters, "tB1", "tB2")          # the ID-less mention joins the twin of its own name
+    assert not same(clusters, "tA1", "tB1")
+    assert clusters["tC1"] not in {clusters["tA1"], clusters["tB1"]}
+
+
+def test_traditional_name_without_id_links(clusters) -> None:
+    assert same(clusters, "j1", "j2", "j3")
+
+
+def test_excel_truncated_id_links(clusters) -> None:
+    assert same(clusters, "e1", "e2", "e3")
+
+
+def test_homophone_typo_links(clusters) -> None:
+    assert same(clusters, "h1", "h2", "h3")
+
+
+def test_namesakes_with_different_birth_dates_stay_apart(clusters) -> None:
+    assert same(clusters, "n1", "n2")
+    assert not same(clusters, "n1", "n3")
+
+
+def test_background_and_documents(clusters) -> None:
+    for i in range(20):
+        assert same(clusters, f"bg{i:02d}a", f"bg{i:02d}b", f"bg{i:02d}c")
+    assert clusters.nunique() == 20 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1  # bg, twins A/B, C, j, e, h, n, n3, f
+    assert clusters["f1"] == clusters["f2"] == "DOC:passport:E12345678"
+
+
+def test_methods_and_probabilities(mentions, model) -> None:
+    out = probabilistic_clusters(mentions, model=model).set_index("mention_id")
+    assert out.loc["j1", "match_method"] == "citizen_id" and out.loc["j1", "match_probability"] == 1.0
+    assert out.loc["j3", "match_method"] == "probabilistic" and out.loc["j3", "match_probability"] >= 0.999
+    assert out.loc["tC1", "match_method"] == "singleton" and pd.isna(out.loc["tC1", "match_probability"])
+
+
+def test_cannot_and_must_link_decisions(mentions, model) -> None:
+    dec = pd.DataFrame({"mention_id_a": ["j3", "n3"], "mention_id_b": ["j1", "n1"],
+                        "decision": ["cannot_link", "must_link"]})
+    labels = probabilistic_clusters(mentions, decisions=dec, model=model).set_index("mention_id")
+    assert labels.loc["j3", "cluster_label"] != labels.loc["j1", "cluster_label"]
+    assert labels.loc["n3", "cluster_label"] == labels.loc["n1", "cluster_label"]
+    assert labels.loc["n3", "match_method"] == "must_link"
+
+
+def test_explain_pair(mentions, model) -> None:
+    ex = explain_pair(mentions, "j1", "j3", model=model).set_index("comparison")
+    assert ex.loc["name", "level"] == "exact"          # 張靜莉 is 张静莉 once simplified
+    assert ex.loc["birth_date", "level"] == "exact"
+    assert ex.loc["citizen_id", "level"] == "null"
+    assert ex.loc["name", "match_weight"] > 0
+    assert ex.loc["total", "match_probability"] >= 0.999
+    parts = ex.drop(index="total")["match_weight"].sum()
+    assert parts == pytest.approx(ex.loc["total", "match_weight"], abs=1e-6)
+
+
+def test_review_candidates_hold_the_twin_pattern(mentions, model) -> None:
+    rc = review_candidates(mentions, model=model)
+    pairs = {frozenset(p) for p in zip(rc["mention_id_a"], rc["mention_id_b"])}
+    assert any("tC1" in p for p in pairs)  # the ID-less sibling looks like his brothers
+    assert set(rc["reason"]) <= {"uncertain", "names_differ"} | {r for r in rc["reason"] if r.startswith("refused:")}
+
+
+def test_resolve_persons_accepts_the_clusterer(mentions) -> None:
+    empty_x = pd.DataFrame(columns=["mention_id", "person_id"])
+    empty_p = pd.DataFrame(columns=["person_id", "citizen_id"])
+    res = resolve_persons(mentions, empty_x, empty_p, clusterer=probabilistic_clusters)
+    pid = res.xref.set_index("mention_id")["person_id"]
+    assert pid["j1"] == pid["j3"] and pid["tA1"] != pid["tB1"]
+
+
+def test_link_new_mentions(mentions, model) -> None:
+    old = mentions[~mentions["mention_id"].isin(["j3", "h3", "tB2"])]
+    clusters = probabilistic_clusters(old, model=model)
+    res = assign_person_ids(old, clusters, pd.DataFrame(columns=["mention_id", "person_id"]),
+                            pd.DataFrame(columns=["person_id", "citizen_id"]))
+    existing = old.merge(res.xref[["mention_id", "person_id"]], on="mention_id")
+    new = mentions[mentions["mention_id"].isin(["j3", "h3", "tB2"])]
+    links, review = link_new_mentions(new, existing, model=model)
+    pid = existing.set_index("mention_id")["person_id"]
+    got = links.set_index("mention_id")
+    assert got.loc["j3", "person_id"] == pid["j1"]
+    assert got.loc["h3", "person_id"] == pid["h1"]
+    assert got.loc["tB2", "person_id"] == pid["tB1"]
+    assert got.loc["j3", "match_method"] == "probabilistic"
