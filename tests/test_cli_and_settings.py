@@ -1,0 +1,83 @@
+"""The CLI's read-side commands and the configuration layering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import synth
+from cli import app
+from settings import load_settings
+from tests.e2e_helpers import sync
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("cli")
+    synth.generate(base / "inbox", households=30, seed=3, noise="realistic", days=2)
+    wh = base / "w.duckdb"
+    sync(base / "inbox", wh)
+    return wh
+
+
+def test_query_prints_a_table_and_csv(warehouse):
+    r = runner.invoke(app, ["query", "-w", str(warehouse), "SELECT count(*) AS n FROM core.person"])
+    assert r.exit_code == 0, r.output
+    assert "n" in r.output
+    r = runner.invoke(app, ["query", "-w", str(warehouse), "--format", "csv",
+                            "SELECT source_system, count(*) AS n FROM core.person_xref GROUP BY 1 ORDER BY 1"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0] == "source_system,n"
+    assert any(line.startswith("low_income,") for line in lines)
+
+
+def test_query_is_read_only(warehouse):
+    r = runner.invoke(app, ["query", "-w", str(warehouse), "DELETE FROM core.person"])
+    assert r.exit_code == 1
+    assert "只读" in r.output or "read-only" in r.output.lower()
+    r = runner.invoke(app, ["query", "-w", str(warehouse), "SELECT count(*) FROM core.person"])
+    assert r.exit_code == 0
+
+
+def test_query_on_missing_warehouse_says_so(tmp_path):
+    r = runner.invoke(app, ["query", "-w", str(tmp_path / "nope.duckdb"), "SELECT 1"])
+    assert r.exit_code == 1
+    assert "不存在" in r.output
+
+
+def test_status_shows_runs_and_ledger(warehouse, monkeypatch):
+    import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)
+    r = runner.invoke(app, ["status", "-w", str(warehouse)])
+    assert r.exit_code == 0, r.output
+    assert "最近的运行" in r.output and "装载台账" in r.output and "low_income" in r.output
+
+
+def test_settings_layering(tmp_path):
+    cfg = tmp_path / "residents.toml"
+    cfg.write_text('inbox = "/data/inbox"\nwarehouse = "/data/w.duckdb"\ngrid_households = 250\n'
+                   '[district]\ncounty = "西安区"\ncounty_code = "220403"\n', encoding="utf-8")
+    s = load_settings(cfg, env={})
+    assert (str(s.inbox), s.grid_households, s.district.county_code, s.district.city) == \
+        ("/data/inbox", 250, "220403", "辽源市")
+    s = load_settings(cfg, env={"RESIDENTS_WAREHOUSE": "/env/w.duckdb", "RESIDENTS_GRID_HOUSEHOLDS": "200"})
+    assert (str(s.warehouse), s.grid_households) == ("/env/w.duckdb", 200)
+    s = load_settings(cfg, env={"RESIDENTS_WAREHOUSE": "/env/w.duckdb"}, warehouse=Path("/cli/w.duckdb"))
+    assert str(s.warehouse) == "/cli/w.duckdb"
+    with pytest.raises(FileNotFoundError):
+        load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_family_planning_url_defaults_to_the_sqlite_in_the_inbox(tmp_path):
+    (tmp_path / "family_planning").mkdir()
+    (tmp_path / "family_planning" / "ylfn.sqlite").write_bytes(b"")
+    s = load_settings(env={}, inbox=tmp_path)
+    assert s.resolved_family_planning_url() == f"sqlite:///{(tmp_path / 'family_planning' / 'ylfn.sqlite').resolve()}"
+    s = load_settings(env={"RESIDENTS_FAMILY_PLANNING_URL": "postgresql+psycopg://u@h/db"}, inbox=tmp_path)
+    assert s.resolved_family_planning_url() == "postgresql+psycopg://u@h/db"
