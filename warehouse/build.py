@@ -337,6 +337,28 @@ FROM (
 WHERE pa.kind = 'household' AND pa.person_id = t.person_id AND pa.address_id = t.address_id
 """
 
+_ID_CONFLICTS = """
+CREATE OR REPLACE TEMP VIEW id_name_conflict AS
+WITH forms AS (
+  SELECT DISTINCT person_id, source_system, coalesce(name_simplified, name) AS nm,
+         coalesce(name_pinyin, lower(replace(name, ' ', ''))) AS py,
+         coalesce(name_pinyin_alt, name_pinyin, lower(replace(name, ' ', ''))) AS py2
+  FROM pm WHERE has_valid_id AND name IS NOT NULL)
+SELECT a.person_id, a.nm AS name_a, b.nm AS name_b
+FROM forms a JOIN forms b ON a.person_id = b.person_id AND a.source_system < b.source_system
+WHERE a.nm <> b.nm
+  AND NOT (a.py = b.py OR a.py = b.py2 OR a.py2 = b.py OR a.py2 = b.py2)
+  AND NOT (length(a.nm) = length(b.nm)
+           AND len(list_filter(range(1, length(a.nm) + 1), lambda i: substr(a.nm, i, 1) <> substr(b.nm, i, 1))) <= 1);
+
+CREATE OR REPLACE TEMP VIEW id_birth_conflict AS
+WITH births AS (SELECT DISTINCT person_id, source_system, birth_date FROM pm
+                WHERE has_valid_id AND birth_date IS NOT NULL)
+SELECT a.person_id, a.birth_date AS birth_a, b.birth_date AS birth_b
+FROM births a JOIN births b ON a.person_id = b.person_id AND a.source_system < b.source_system
+WHERE a.birth_date <> b.birth_date
+"""
+
 _ALERTS = """
 INSERT INTO core.alert
 -- on a low-income roster for a month that starts after the death date
@@ -361,24 +383,27 @@ SELECT 'deceased_still_registered:' || p.person_id || ':' || f.registration_no, 
 FROM core.person p JOIN core.floating_registration f USING (person_id)
 WHERE p.death_date IS NOT NULL AND f.status = 'active'
 UNION ALL
--- one valid ID, incompatible names or birth dates across departments
+-- one valid ID, incompatible names or birth dates across departments. Names are
+-- compatible when their Simplified forms, their pinyin keys (either surname reading) or
+-- all but one character agree: a Traditional spelling, a homophone or a one-character
+-- typo is data quality, not a conflict. Birth dates conflict when they differ.
 SELECT 'id_conflict:' || person_id, 'id_conflict', person_id, NULL,
        '同一身份证号在不同部门登记的' ||
-         CASE WHEN n_names > 1 AND n_births > 1 THEN '姓名和出生日期' WHEN n_names > 1 THEN '姓名' ELSE '出生日期' END ||
-         '不一致：' || names || CASE WHEN n_births > 1 THEN '；' || births ELSE '' END,
+         CASE WHEN n_name_pairs > 0 AND n_birth_pairs > 0 THEN '姓名和出生日期'
+              WHEN n_name_pairs > 0 THEN '姓名' ELSE '出生日期' END ||
+         '不一致：' || names || CASE WHEN n_birth_pairs > 0 THEN '；' || births ELSE '' END,
        to_json({names: names, birth_dates: births, records: recs})
 FROM (
   SELECT person_id,
-         count(DISTINCT coalesce(name_simplified, name)) AS n_names,
-         count(DISTINCT birth_date) AS n_births,
-         count(DISTINCT source_system) AS n_systems,
+         (SELECT count(*) FROM id_name_conflict c WHERE c.person_id = g.person_id) AS n_name_pairs,
+         (SELECT count(*) FROM id_birth_conflict c WHERE c.person_id = g.person_id) AS n_birth_pairs,
          string_agg(DISTINCT coalesce(name_simplified, name) || '（' || source_system || '）', '、'
                     ORDER BY coalesce(name_simplified, name) || '（' || source_system || '）') AS names,
          string_agg(DISTINCT strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）', '、'
                     ORDER BY strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）') AS births,
          list(source_object || '!' || source_locator ORDER BY source_object, source_locator) AS recs
-  FROM pm WHERE has_valid_id GROUP BY person_id)
-WHERE n_systems > 1 AND (n_names > 1 OR n_births > 1)
+  FROM pm g WHERE has_valid_id GROUP BY person_id) t
+WHERE n_name_pairs > 0 OR n_birth_pairs > 0
 UNION ALL
 -- family planning says 未婚 while a marriage is registered and not dissolved
 SELECT 'marital_status_conflict:' || w.person_id, 'marital_status_conflict', w.person_id, r.valid_from,
@@ -409,11 +434,13 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) ->
     con.execute(_MARRIAGE_STATUS)
     con.execute(_PERSON)
     con.execute(_RELATIONSHIP)
+    con.execute(_ID_CONFLICTS)
     con.execute(_ALERTS)
     counts = {}
     for t in core_tables():
         counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
-    con.execute("DROP VIEW IF EXISTS marriage_status")
+    for view in ("id_name_conflict", "id_birth_conflict", "marriage_status"):
+        con.execute(f"DROP VIEW IF EXISTS {view}")
     con.execute("DROP VIEW IF EXISTS pm")
     return counts
 

@@ -220,6 +220,40 @@ REJECTED_RECORD = Table(
      C("run_id", "VARCHAR", "发现它的运行编号")),
 )
 
+EXPECTATION_RESULT = Table(
+    "quality", "expectation_result", "数据期望检查结果（Great Expectations）：每次运行、每个检查一行",
+    (C("run_id", "VARCHAR", "运行编号", True),
+     C("export_id", "BIGINT", "台账编号（按导出检查时；仓库检查为空）"),
+     C("suite", "VARCHAR", "检查套件：来源对象名（婚姻登记、低保花名册…）或 warehouse 仓库", True),
+     C("target", "VARCHAR", "被检查的数据：records 标准化记录，或仓库表名", True),
+     C("expectation", "VARCHAR", "期望类型（如 expect_column_values_to_be_unique）", True),
+     C("column_name", "VARCHAR", "被检查的列"),
+     C("kwargs", "JSON", "期望参数"),
+     C("description", "VARCHAR", "检查说明（中文）"),
+     C("severity", "VARCHAR", "严重程度：error 错误、warning 警告", True),
+     C("success", "BOOLEAN", "是否通过", True),
+     C("element_count", "BIGINT", "检查的值个数"), C("unexpected_count", "BIGINT", "不符合的值个数"),
+     C("unexpected_percent", "DOUBLE", "不符合的比例（%）"),
+     C("observed_value", "VARCHAR", "观察值（如行数、变化比例）"),
+     C("unexpected_examples", "JSON", "不符合的值示例"),
+     C("exception", "VARCHAR", "检查本身出错时的异常信息"),
+     C("evaluated_at", "TIMESTAMP", "检查时间", True)),
+)
+FINDING = Table(
+    "quality", "finding", "质量发现：文件级警告（未知列、隐藏工作表、公式等）与跨部门核查（同一身份证号信息不一致、出生日期/性别与身份证号矛盾）",
+    (C("finding_id", "VARCHAR", "发现编号（按类型和依据稳定生成）", True),
+     C("scope", "VARCHAR", "范围：export 某次导出（装载时记录）、warehouse 全仓库（每次构建后重算）", True),
+     C("finding_kind", "VARCHAR", "类型：unknown_column 未知列、duplicate_header 重复列名、hidden_sheet_skipped 隐藏工作表、formula_without_value 公式无缓存值、id_conflict_birth_date/id_conflict_name/id_conflict_gender 同一身份证号不同部门不一致、birth_date_contradicts_id 出生日期与身份证号不符、gender_contradicts_id 性别与身份证号不符", True),
+     C("severity", "VARCHAR", "严重程度：error 错误、warning 警告、info 提示", True),
+     C("run_id", "VARCHAR", "发现它的运行编号", True), C("export_id", "BIGINT", "台账编号（文件级发现）"),
+     C("source_system", "VARCHAR", "来源系统"), C("source_object", "VARCHAR", "来源对象（文件名或表名）"),
+     C("source_locator", "VARCHAR", "来源位置（工作表!行号、CSV行号或主键）"),
+     C("source_column", "VARCHAR", "来源列名"), C("raw_value", "VARCHAR", "相关的值"),
+     C("citizen_id", "VARCHAR", "相关的公民身份号码"), C("person_id", "VARCHAR", "相关的人员编号"),
+     C("detail", "VARCHAR", "说明（中文）", True), C("evidence", "JSON", "依据：相关来源记录与取值")),
+    ("finding_id",),
+)
+
 # ---------------------------------------------------------------------------------
 # core
 # ---------------------------------------------------------------------------------
@@ -369,7 +403,7 @@ def staging_tables() -> tuple[Table, ...]:
 
 
 def quality_tables() -> tuple[Table, ...]:
-    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD)
+    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING)
 
 
 def all_tables() -> tuple[Table, ...]:

@@ -8,8 +8,9 @@ Public API (pure functions on frames):
   ``resolve_persons(..., clusterer=probabilistic_clusters)`` (or a
   ``functools.partial`` carrying relationships and decisions) works unchanged.
   ``cluster_label`` is ``ID:<citizen id>`` when the cluster holds a valid ID (as the
-  deterministic clusterer labels it), else ``DOC:<type>:<number>``, else
-  ``M:<smallest mention id>``; ``match_method`` is ``citizen_id``, ``document_number``,
+  deterministic clusterer labels it), else ``DOC:<number>``, else
+  ``M:<smallest mention id>`` (``DOC:<number>``: the number alone, since one passport is
+  typed 护照 in one system and 其他 in another); ``match_method`` is ``citizen_id``, ``document_number``,
   ``must_link``, ``probabilistic`` or ``singleton``.
 * `explain_pair(mentions, a, b)`: per comparison the level that applied, its m, u,
   Bayes factor and match weight, plus the prior and the total probability.
@@ -114,7 +115,7 @@ def resolve_probabilistic(
     pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
     pairs["eligible"] = meets_requirements(pairs)
     result = constrained_clusters(
-        lf["unique_id"], _edges(pairs[pairs["eligible"]]), citizen_ids=lf["cid"], document_keys=lf["doc_key"],
+        lf["unique_id"], _edges(pairs[pairs["eligible"]]), citizen_ids=lf["cid"], document_keys=lf["doc_no"],
         decisions=decisions, threshold=threshold)
     return result, pairs, model
 
@@ -229,7 +230,7 @@ def link_new_mentions(
     # existing persons become single anchor nodes "P:<person_id>" carrying their valid ID
     old = lf_old.assign(person_id=lf_old["unique_id"].map(person_of)).dropna(subset=["person_id"])
     new_cids = set(lf_new["cid"].dropna())
-    new_docs = set(lf_new["doc_key"].dropna())
+    new_docs = set(lf_new["doc_no"].dropna())
     if len(pairs):
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
         pairs = pairs[meets_requirements(pairs)]
@@ -237,15 +238,15 @@ def link_new_mentions(
             pairs[side] = pairs[side].map(lambda m: "P:" + str(person_of[m]) if m in person_of.index else m)
         pairs = pairs[pairs["unique_id_l"] != pairs["unique_id_r"]]
     touched = set(pairs["unique_id_l"]).union(pairs["unique_id_r"]) if len(pairs) else set()
-    rel = old[old["cid"].isin(new_cids) | old["doc_key"].isin(new_docs)
+    rel = old[old["cid"].isin(new_cids) | old["doc_no"].isin(new_docs)
               | ("P:" + old["person_id"].astype(str)).isin(touched)]
-    persons = rel.groupby("person_id").agg(cid=("cid", "min"), doc_key=("doc_key", "min")).reset_index()
+    persons = rel.groupby("person_id").agg(cid=("cid", "min"), doc_no=("doc_no", "min")).reset_index()
     node_ids = list(lf_new["unique_id"]) + ["P:" + str(p) for p in persons["person_id"]]
     result = constrained_clusters(
         node_ids,
         _edges(pairs) if len(pairs) else None,
         citizen_ids=list(lf_new["cid"]) + list(persons["cid"]),
-        document_keys=list(lf_new["doc_key"]) + list(persons["doc_key"]),
+        document_keys=list(lf_new["doc_no"]) + list(persons["doc_no"]),
         decisions=_decisions_on_nodes(decisions, person_of),
         threshold=threshold,
         anchors=[False] * len(lf_new) + [True] * len(persons),

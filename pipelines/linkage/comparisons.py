@@ -42,6 +42,7 @@ class Level:
     m: float | None = None          # prior m probability (among true matches)
     u: float | None = None          # prior u probability (among random pairs)
     fix_m: bool = False             # keep `m` as given instead of training it
+    fix_u: bool = False             # keep `u` as given instead of training it
     m_floor: float = 1e-3           # a trained m is never below this
     null: bool = False              # the 'no evidence' level (weight 0)
     tf: str | None = None           # term-frequency adjustment column (common names weigh less)
@@ -57,6 +58,8 @@ class Level:
             d["u_probability"] = self.u
         if self.fix_m:
             d["fix_m_probability"] = True
+        if self.fix_u:
+            d["fix_u_probability"] = True
         if self.tf:
             d["tf_adjustment_column"] = self.tf
             d["tf_adjustment_weight"] = 1.0
@@ -122,21 +125,40 @@ class LinkRequirement:
 _BOTH_VALID = "id_kind_l = 'valid' AND id_kind_r = 'valid'"
 _BODIES = ("id_kind_l IN ('valid', 'typo') AND id_kind_r IN ('valid', 'typo') "
            "AND length(id_digits_l) = 17 AND length(id_digits_r) = 17")
+_SEQ_EQ = "substr(id_digits_l, 15, 3) = substr(id_digits_r, 15, 3)"
 _SHORTER = "least(length(id_digits_l), length(id_digits_r))"
 _PREFIX_EQ = f"left(id_digits_l, {_SHORTER}) = left(id_digits_r, {_SHORTER})"
 
+#: The ID's digits 7–14 *are* the birth date, which `BIRTH_DATE` already weighs, and
+#: people born on one day in one county have IDs that differ only in the three sequence
+#: digits (twins, or namesakes born the same day). Random-pair u values would count the
+#: birth-date agreement twice and make "same region and birth, other sequence" look like
+#: strong evidence of a match, when it is the very signature of a different person. So
+#: the ID levels carry fixed m *and* u, with u taken among non-matches that already agree
+#: on the birth date (in a county, about a third of them share the region code):
+#: exact 1e-6; a one-digit edit outside the sequence 1e-4; one sequence digit differing
+#: 0.01 (⅓ share the region × 3·9/1000 sequences one digit apart: neutral, m = u; the
+#: twin case is kept apart by `LINK_REQUIREMENTS`, not by this weight);
+#: two edits 0.05; region + birth of a damaged ID 0.01 (0.07 × ⅓, less with the first
+#: sequence digit); region only 0.003; disagreeing digits 0.6.
 CITIZEN_ID = Comparison(
     "citizen_id",
-    "公民身份号码：有效号码相同/不同；错号与有效号码相差一两位；Excel 损坏号码残留的地区码+出生日期(+顺序码)",
+    "公民身份号码：有效号码相同/不同；错号与另一号码仅差一位（顺序码相同）；仅顺序码差一位（双胞胎特征）；"
+    "差两位；Excel 损坏号码残留的地区码+出生日期(+顺序码首位)；仅地区码",
     (
         Level("null", "id_digits_l IS NULL OR id_digits_r IS NULL", null=True),
-        Level("exact", f"{_BOTH_VALID} AND cid_l = cid_r", m=0.86, u=1e-6, fix_m=True),
-        Level("different_valid", _BOTH_VALID, m=0.0005, u=0.65, fix_m=True),
-        Level("one_edit", f"{_BODIES} AND hamming(id_digits_l, id_digits_r) <= 1", m=0.05, u=1e-7, fix_m=True),
-        Level("two_edits", f"{_BODIES} AND hamming(id_digits_l, id_digits_r) = 2", m=0.003, u=1e-6, fix_m=True),
-        Level("region_birth", f"{_SHORTER} >= 14 AND {_PREFIX_EQ}", m=0.07, u=1e-5, fix_m=True),
-        Level("region", f"{_SHORTER} < 14 AND left(id_digits_l, 6) = left(id_digits_r, 6)", m=0.01, u=0.02, fix_m=True),
-        Level("disagree", "TRUE", m=0.0065, u=0.33, fix_m=True),
+        Level("exact", f"{_BOTH_VALID} AND cid_l = cid_r", m=0.86, u=1e-6, fix_m=True, fix_u=True),
+        Level("different_valid", _BOTH_VALID, m=0.0005, u=0.99, fix_m=True, fix_u=True),
+        Level("one_edit", f"{_BODIES} AND hamming(id_digits_l, id_digits_r) <= 1 AND {_SEQ_EQ}",
+              m=0.04, u=1e-4, fix_m=True, fix_u=True),
+        Level("sequence_edit", f"{_BODIES} AND hamming(id_digits_l, id_digits_r) <= 1",
+              m=0.01, u=0.01, fix_m=True, fix_u=True),
+        Level("two_edits", f"{_BODIES} AND hamming(id_digits_l, id_digits_r) = 2",
+              m=0.003, u=0.05, fix_m=True, fix_u=True),
+        Level("region_birth", f"{_SHORTER} >= 14 AND {_PREFIX_EQ}", m=0.07, u=0.01, fix_m=True, fix_u=True),
+        Level("region", f"{_SHORTER} < 14 AND left(id_digits_l, 6) = left(id_digits_r, 6)",
+              m=0.01, u=0.003, fix_m=True, fix_u=True),
+        Level("disagree", "TRUE", m=0.0065, u=0.6, fix_m=True, fix_u=True),
     ),
 )
 
@@ -230,7 +252,7 @@ BLOCKING_RULES: tuple[BlockingRule, ...] = (
 #: hard conditions for a probabilistic link (see module docstring)
 LINK_REQUIREMENTS = LinkRequirement(any_of=(
     {"name": ("exact", "pinyin")},
-    {"name": ("one_char",), "citizen_id": ("one_edit",)},
+    {"name": ("one_char",), "citizen_id": ("one_edit",)},  # a one-digit ID typo outside the sequence
 ))
 
 

@@ -4,7 +4,8 @@
 
 * ``unique_id``        the mention id;
 * ``cid``              the valid citizen ID (or NA); ``doc_key`` a non-resident document
-                       (type:number, only when there is no valid ID);
+                       (type:number, only when there is no valid ID) and ``doc_no`` its
+                       number alone (the key the clusterer groups and separates on);
 * ``id_kind``          ``valid`` | ``typo`` (a well-formed 18/15-digit value that failed a
                        check: one digit wrong somewhere) | ``partial`` (Excel-damaged or of a
                        wrong length: only the leading ``id_digits`` are trustworthy) | NA;
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 LINKAGE_COLUMNS = [
-    "unique_id", "cid", "doc_key", "id_kind", "id_digits", "id_p14",
+    "unique_id", "cid", "doc_key", "doc_no", "id_kind", "id_digits", "id_p14",
     "name_s", "name_py", "name_py_alt", "surname", "birth", "birth_year", "sex", "phone",
     "addr_flats", "addr_blds", "ctx",
 ]
@@ -250,7 +251,9 @@ def linkage_frame(mentions: pd.DataFrame, relationships: pd.DataFrame | None = N
     lf = pd.DataFrame({
         "unique_id": m["mention_id"].astype(str).to_numpy(),
         "cid": ev["cid"],
+        # the number alone: one passport is typed 护照 in one system and 其他 in another
         "doc_key": (doc_type + ":" + doc_no).where(doc_ok, pd.NA),
+        "doc_no": doc_no.where(doc_ok, pd.NA),
         "id_kind": ev["id_kind"],
         "id_digits": ev["id_digits"],
         "id_p14": ev["id_p14"],

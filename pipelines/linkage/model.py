@@ -43,7 +43,7 @@ __all__ = ["LinkageModel", "register_functions"]
 _UID = itertools.count()
 
 _SCHEMA = pa.schema([
-    ("unique_id", pa.string()), ("cid", pa.string()), ("doc_key", pa.string()), ("id_kind", pa.string()),
+    ("unique_id", pa.string()), ("cid", pa.string()), ("doc_key", pa.string()), ("doc_no", pa.string()), ("id_kind", pa.string()),
     ("id_digits", pa.string()), ("id_p14", pa.string()), ("name_s", pa.string()), ("name_py", pa.string()),
     ("name_py_alt", pa.string()), ("surname", pa.string()), ("birth", pa.date32()), ("birth_year", pa.int32()),
     ("sex", pa.string()), ("phone", pa.string()), ("addr_flats", pa.list_(pa.string())),
@@ -105,7 +105,7 @@ class LinkageModel:
         self.u_prior_pairs = u_prior_pairs
         self.seed = seed
         self.settings: dict[str, Any] | None = None  # trained Splink settings (JSON-able)
-        self.tf_name: pd.DataFrame | None = None      # term frequencies of name_s
+        self.tf_tables: dict[str, pd.DataFrame] = {}  # term frequencies (name_s, name_py)
         self.training: dict[str, float] = {}
 
     # ------------------------------------------------------------------ settings
@@ -162,7 +162,7 @@ class LinkageModel:
                 label_pairs = 0.0
         self._shrink(linker, label_pairs, u_pairs)
         self.settings = linker.misc.save_model_to_json()
-        self.tf_name = self._tf_table(lf)
+        self.tf_tables = {col: self._tf_table(lf, col) for col in self._tf_columns()}
         self.training = {"mentions": n, "label_pairs": label_pairs, "u_pairs": u_pairs, "lambda": lam,
                          "share_valid_id": share_valid}
         self._linker, self._db_api = linker, db
@@ -189,25 +189,34 @@ class LinkageModel:
                 ms[cl] = max(m, lv.m_floor)
                 u_hat = cl._u_probability
                 u_hat = 0.0 if (u_hat is None or u_hat == LEVEL_NOT_OBSERVED_TEXT) else float(u_hat)
-                u = (u_hat * u_pairs + ku * lv.u) / (u_pairs + ku) if lv.u is not None else u_hat
+                if lv.fix_u:
+                    u = lv.u
+                elif lv.u is not None:
+                    u = (u_hat * u_pairs + ku * lv.u) / (u_pairs + ku)
+                else:
+                    u = u_hat
                 cl.u_probability = max(u, 1e-9)
             total = sum(ms.values())
             for cl, m in ms.items():
                 cl.m_probability = m / total
 
+    def _tf_columns(self) -> list[str]:
+        return sorted({lv.tf for c in self.comparisons for lv in c.levels if lv.tf})
+
     @staticmethod
-    def _tf_table(lf: pd.DataFrame) -> pd.DataFrame:
-        s = lf["name_s"].dropna()
-        tf = (s.value_counts() / max(len(s), 1)).rename("tf_name_s").reset_index()
-        return tf.rename(columns={tf.columns[0]: "name_s"})
+    def _tf_table(lf: pd.DataFrame, col: str) -> pd.DataFrame:
+        s = lf[col].dropna()
+        tf = (s.value_counts() / max(len(s), 1)).rename(f"tf_{col}").reset_index()
+        return tf.rename(columns={tf.columns[0]: col})
 
     def _linker_for(self, table: Any) -> Any:
         from splink import Linker
 
         linker = Linker(table, deepcopy(self.settings), log_level=logging.WARNING)
         db = linker._db_api
-        tf = db.register(self.tf_name, table_name=f"__tf_name_s_{next(_UID)}")
-        linker.table_management.register_term_frequency_lookup(tf, "name_s")
+        for col, table in self.tf_tables.items():
+            tf = db.register(table, table_name=f"__tf_{col}_{next(_UID)}")
+            linker.table_management.register_term_frequency_lookup(tf, col)
         return linker
 
     # ------------------------------------------------------------------ scoring

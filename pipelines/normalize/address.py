@@ -53,9 +53,12 @@ estate name) never enter it::
   county is known, the named county name (``n:``), else ``c:<city_code>``, ``p:<province_code>``
   or empty.
 * ``anchor`` (first that applies):
-  1. rural (a 村 or a 组 is named, no road): ``v:<village>|e:<屯>|g:<group>|n:<number>``;
-     the township is left out because variants drop it (``寿山村三社18号``) just as urban
-     ones drop the 街道, and prefixed (``t:<town>|``) only when no village is named;
+  1. rural (a 村 or a 组 is named, no road): ``t:<town>|v:<village>|e:<屯>|g:<group>|n:<number>``.
+     Within the default district the township is left out (``v:…`` only) because local
+     variants drop it (``寿山村三社18号``) just as urban ones drop the 街道, and the district's
+     village names are its own; outside it (hukou addresses, always written with their
+     township, where 前进村 may exist under several townships of one county) it stays in.
+     Without a village the township always stays in;
   2. an estate (小区/楼宇名) is named: ``e:<estate>`` — the road and number in front of it
      (``人民大街125号金城花园3栋``) are optional, so ``金城花园3栋`` gets the same key;
   3. a road: ``r:<road>|n:<house number>``;
@@ -63,7 +66,8 @@ estate name) never enter it::
 
   Known trade-offs: the same flat written once with only its estate name and once with
   only its road number gets two keys (nothing in the text links them); two villages of the
-  same name in different townships of one county share keys for equal group and number.
+  same name in different townships of the default district share keys for equal group and
+  number; an outside rural address written once with and once without its township splits.
 * leftover text that could not be parsed is appended as ``x:<text>`` so that a partly
   parsed address never merges with a different flat.
 
@@ -172,7 +176,8 @@ def _admin_matches_at(g: R.Gazetteer, s: str, pos: int, last: str | None, *, loo
         ok = [c for c in cands if _compatible(g, c, last)]
         if last is None and lookahead:
             # at the start a short name must be followed by one of its own children
-            ok = [c for c in ok if _admin_matches_at(g, s, pos + L, c, lookahead=False) or _town_at(g, s, pos + L, [c]) is not None]
+            ok = [c for c in ok
+                  if _admin_matches_at(g, s, pos + L, c, lookahead=False) or _town_at(g, s, pos + L, [c]) is not None]
         if ok:
             return [(L, c) for c in ok]
     return []
@@ -275,7 +280,8 @@ def _parse_tail(s: str, pos: int, rec: dict[str, Any]) -> None:
                 rec["unit"], rec["floor"], rec["room"] = a, b, c
             pos = m.end()
             continue
-        if rec["room"] is None and (m := R.DASH2_RE.match(s, pos)) and not _more_dash(s, m.end()) and not _unit_marker(s, m.end()):
+        if (rec["room"] is None and (m := R.DASH2_RE.match(s, pos))
+                and not _more_dash(s, m.end()) and not _unit_marker(s, m.end())):
             a, b = _num(m.group(1)), _num(m.group(2))
             if rec["building"] is None and rec["unit"] is None:
                 rec["building"], rec["room"] = a, b
@@ -360,7 +366,7 @@ def _has_more_number(s: str, end: int) -> bool:
 
 def _empty_rec() -> dict[str, Any]:
     return {c: None for c in COLUMNS} | {"rest": None, "town_inferred": False, "county_filled": False,
-                                        "county_ambiguous": False}
+                                        "county_ambiguous": False, "in_default_county": False}
 
 
 def parse_one(raw: Any, default: tuple[str | None, str | None, str | None] = (None, None, None)) -> dict[str, Any]:
@@ -457,6 +463,7 @@ def parse_one(raw: Any, default: tuple[str | None, str | None, str | None] = (No
             rec[col] = g.by_code[path[lv]].name
     if rec["county"] is None and county_name:
         rec["county"] = county_name
+    rec["in_default_county"] = bool(d_county) and path.get(3) == d_county
 
     # ---- community / village
     m = R.COMMUNITY_RE.match(s, pos)
@@ -542,7 +549,9 @@ def _finish(rec: dict[str, Any], ctx_town: str | None, ctx_comm: str | None) -> 
         rec.get(k) for k in ("road", "town", "community", "building", "unit", "rural_group")
     ) or (rec.get("county_code") and not rec["county_filled"]) or (rec.get("estate") and (
         _ESTATE_SUFFIX_RE.search(rec["estate"]) or rec.get("building") or rec.get("room")))
-    if not named_something or not _HAS_CJK.search(rec.get("clean", "")) or (rest and len(rest) >= len(rec.get("clean", "")) * 0.6 and not rec.get("road")):
+    clean = rec.get("clean", "")
+    mostly_rest = bool(rest) and len(rest) >= len(clean) * 0.6 and not rec.get("road")
+    if not named_something or not _HAS_CJK.search(clean) or mostly_rest:
         out.update(
             status="unparsed", error="address_unparsed", confidence=0.0,
             address_key="raw:" + rec.get("clean", ""), standard_text=rec.get("clean", ""),
@@ -597,7 +606,7 @@ def _finish(rec: dict[str, Any], ctx_town: str | None, ctx_comm: str | None) -> 
         admin = ""
     if rural and not out["road"]:
         anchor = f"v:{village or ''}|e:{out['estate'] or ''}|g:{out['rural_group'] or ''}|n:{out['house_number'] or ''}"
-        if not village:
+        if not village or not rec["in_default_county"]:
             anchor = f"t:{out['town'] or ''}|" + anchor
     elif out["estate"]:
         # 人民大街125号金城花园3栋 is keyed like 金城花园3栋: the road in front is optional

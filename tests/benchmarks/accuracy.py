@@ -49,8 +49,6 @@ def pairwise(pred: pd.Series, truth: pd.Series) -> dict[str, float]:
 
 
 def sync(inbox: Path, warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
-    import duckdb
-
     import flows
     import settings
 
@@ -60,12 +58,7 @@ def sync(inbox: Path, warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame, floa
     seconds = time.perf_counter() - t0
     if summary.status != "succeeded":
         raise RuntimeError(f"sync failed: {summary.status}")
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        mentions = con.execute("SELECT * FROM stg.mention ORDER BY mention_id").df()
-        rels = con.execute("SELECT * FROM stg.relationship").df()
-    finally:
-        con.close()
+    mentions, rels = read_warehouse(warehouse)
     return mentions, rels, seconds
 
 
@@ -83,19 +76,35 @@ def show_errors(mentions: pd.DataFrame, pred: pd.Series, truth: pd.Series, limit
         print(m.loc[m["truth"] == key, cols + ["pred"]].to_string(index=False, header=False))
 
 
-def run_level(level: str, households: int, seed: int, work: Path, threshold: float, errors: int) -> dict:
+def read_warehouse(warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return (con.execute("SELECT * FROM stg.mention ORDER BY mention_id").df(),
+                con.execute("SELECT * FROM stg.relationship").df())
+    finally:
+        con.close()
+
+
+def run_level(level: str, households: int, seed: int, work: Path, threshold: float, errors: int,
+              reuse: bool = False) -> dict:
     import synth
     from pipelines.linkage import probabilistic_clusters
     from pipelines.resolve import deterministic_clusters
 
     inbox = work / f"inbox_{level}"
     warehouse = work / f"warehouse_{level}.duckdb"
-    shutil.rmtree(inbox, ignore_errors=True)
-    warehouse.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    synth.generate(inbox, households=households, seed=seed, noise=level)
-    t_gen = time.perf_counter() - t0
-    mentions, rels, t_sync = sync(inbox, warehouse)
+    if reuse and warehouse.exists() and (inbox / "_truth" / "mentions.csv").exists():
+        mentions, rels = read_warehouse(warehouse)
+        t_gen = t_sync = float("nan")
+    else:
+        shutil.rmtree(inbox, ignore_errors=True)
+        warehouse.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        synth.generate(inbox, households=households, seed=seed, noise=level)
+        t_gen = time.perf_counter() - t0
+        mentions, rels, t_sync = sync(inbox, warehouse)
     truth = pd.read_csv(inbox / "_truth" / "mentions.csv", dtype=str)
     m = mentions.merge(truth[KEY + ["person_key"]], on=KEY, how="left")
     missing = int(m["person_key"].isna().sum())
@@ -136,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     ap.add_argument("--work", type=Path, default=None, help="keep inboxes and warehouses here")
     ap.add_argument("--errors", type=int, default=0, help="print this many false merges / missed persons")
+    ap.add_argument("--reuse", action="store_true", help="reuse inboxes and warehouses already in --work")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="accuracy_"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = [run_level(lv, args.households, args.seed, work, args.threshold, args.errors) for lv in args.levels]
+    rows = [run_level(lv, args.households, args.seed, work, args.threshold, args.errors, args.reuse) for lv in args.levels]
     table = pd.DataFrame(rows)
     cols = ["level", "households", "seed", "mentions", "prob_true_persons", "prob_pred_persons", "prob_precision",
             "prob_recall", "prob_f1", "det_precision", "det_recall", "det_f1", "t_sync", "t_probabilistic"]
