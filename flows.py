@@ -78,6 +78,8 @@ class SyncSummary:
     alerts: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     core_counts: dict[str, int] = field(default_factory=dict)
+    resolution_mode: str | None = None
+    quality: dict[str, int] = field(default_factory=dict)
 
     @property
     def loaded(self) -> list[ExportReport]:
@@ -105,7 +107,8 @@ class SyncSummary:
         lines = [f"# 同步结果 / sync {self.run_id}", "",
                  f"- 流程：{self.flow}；状态：{self.status}；仓库：`{self.warehouse}`",
                  f"- 人员：{self.persons_before} → {self.persons_after}（新建 {self.persons_created}）",
-                 f"- 预警：" + ("，".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "无"), "",
+                 f"- 预警：" + ("，".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "无"),
+                 f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"), "",
                  "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
         for src, s in sorted(self.per_source().items()):
             lines.append(f"| {src} | {s['files']} | {s['rows_read']} | {s['rows_accepted']} | {s['rows_rejected']} "
@@ -208,12 +211,49 @@ def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str |
 
 
 @_task(name="resolve_persons")
-def resolve_task(mentions: pd.DataFrame, prev_xref: pd.DataFrame, prev_persons: pd.DataFrame,
-                 next_sequence: int) -> Any:
-    from pipelines.resolve import assign_person_ids, deterministic_clusters
+def resolve_task(mentions: pd.DataFrame, relationships: pd.DataFrame, decisions: pd.DataFrame,
+                 prev_xref: pd.DataFrame, prev_persons: pd.DataFrame, next_sequence: int, *, mode: str,
+                 model_settings: dict | None, district: Any) -> Any:
+    from pipelines.resolve import resolve_mentions
 
-    clusters = deterministic_clusters(mentions)
-    return assign_person_ids(mentions, clusters, prev_xref, prev_persons, next_sequence)
+    return resolve_mentions(mentions, relationships, decisions, prev_xref, prev_persons, next_sequence,
+                            mode=mode, model_settings=model_settings, district=district)
+
+
+def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "SyncSummary", use_tasks: bool,
+                       district: Any, *, full: bool) -> None:
+    """Resolve persons over the staged mentions, then rebuild core (one transaction)."""
+    from warehouse import build, decisions
+
+    ts = time.perf_counter()
+    mentions = build.read_current_mentions(con)
+    prev_xref, prev_persons, next_seq = build.read_previous_resolution(con)
+    mode = settings.resolution_mode
+    if mode == "incremental" and full:
+        mode = "full"
+    linked = _call(resolve_task, use_tasks, mentions, build.read_stated_relationships(con),
+                   decisions.active_decisions(con), prev_xref, prev_persons, next_seq, mode=mode,
+                   model_settings=decisions.latest_model_settings(con) if mode == "incremental" else None,
+                   district=district)
+    build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
+    decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=_threshold(), mentions=len(mentions),
+                         settings=linked.model_settings)
+    summary.stage_seconds["resolve"] = time.perf_counter() - ts
+    ts = time.perf_counter()
+    summary.core_counts = build.build_core(con, grid_households=settings.grid_households)
+    decisions.write_candidates(con, linked.candidates)
+    summary.stage_seconds["build"] = time.perf_counter() - ts
+    summary.persons_created = linked.resolution.next_sequence - next_seq
+    summary.resolution_mode = linked.mode
+    ts = time.perf_counter()
+    _check_warehouse(con, settings, run_id, summary)
+    summary.stage_seconds["quality"] = time.perf_counter() - ts
+
+
+def _threshold() -> float:
+    from pipelines.linkage import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD
 
 
 # --------------------------------------------------------------------------------------
@@ -269,7 +309,9 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish) as con:
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
+            _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
             staged = 0
+            superseded = False
             total = len(files) + (len(sql_maps) if fp_url else 0)
             t_read = t_std = t_stage = 0.0
             for i, ef in enumerate(files, 1):
@@ -304,6 +346,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, district, timers := {})
                 t_std += timers.get("standardize", 0.0)
                 t_stage += timers.get("stage", 0.0)
+                superseded |= timers.get("superseded", False)
             if fp_url:
                 for j, mapping in enumerate(sorted(sql_maps, key=lambda m: m.parent is not None), len(files) + 1):
                     if progress:
@@ -329,17 +372,12 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                     t_stage += timers.get("stage", 0.0)
             summary.stage_seconds.update(read=t_read, standardize=t_std, stage=t_stage)
 
-            if staged or selection.force or summary.persons_before == 0:
-                ts = time.perf_counter()
-                mentions = build.read_current_mentions(con)
-                prev_xref, prev_persons, next_seq = build.read_previous_resolution(con)
-                resolution = _call(resolve_task, use_tasks, mentions, prev_xref, prev_persons, next_seq)
-                build.write_resolution(con, resolution.xref, resolution.merge_log, run_id)
-                summary.stage_seconds["resolve"] = time.perf_counter() - ts
-                ts = time.perf_counter()
-                summary.core_counts = build.build_core(con, grid_households=settings.grid_households)
-                summary.stage_seconds["build"] = time.perf_counter() - ts
-                summary.persons_created = resolution.next_sequence - next_seq
+            from warehouse.decisions import decisions_changed_since_last_run
+
+            if staged or selection.force or summary.persons_before == 0 or decisions_changed_since_last_run(con):
+                full = selection.force or superseded or summary.persons_before == 0 or \
+                    decisions_changed_since_last_run(con)
+                _resolve_and_build(con, settings, run_id, summary, use_tasks, district, full=full)
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             summary.alerts = dict(con.execute(
                 "SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
@@ -363,20 +401,67 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
     ts = time.perf_counter()
     std = _call(standardize_task, use_tasks, raw, mapping, district, meta.period)
     timers["standardize"] = time.perf_counter() - ts
+    from pipelines.expectations import validate_export
+    from warehouse import quality
+
+    ts = time.perf_counter()
+    checks = validate_export(std.records, mapping)
+    summary.stage_seconds["expectations"] = summary.stage_seconds.get("expectations", 0.0) + time.perf_counter() - ts
     ts = time.perf_counter()
     export_id = load.next_export_id(con)
-    load.supersede(con, mapping, load.superseded_exports(con, meta, mapping), export_id)
+    old_ids = load.superseded_exports(con, meta, mapping)
+    load.supersede(con, mapping, old_ids, export_id)
+    # a correction replaces what was said before: re-resolve everything, not just the new
+    timers["superseded"] = bool(old_ids) or meta.is_correction
     message = "；".join(w.message for w in raw.warnings) or None
     load.stage_export(con, export_id=export_id, run_id=run_id, meta=meta, mapping=mapping,
                       records=std.records, mentions=std.mentions, relationships=std.relationships,
                       issues=std.issues, addresses=std.addresses, rows_read=std.rows_read, rows_rejected=std.rows_rejected,
                       rows_skipped=std.rows_skipped, message=message)
+    quality.write_expectation_results(con, checks, run_id=run_id, export_id=export_id)
+    quality.write_export_findings(con, run_id=run_id, export_id=export_id, source_system=meta.source_system,
+                                  source_object=meta.source_object, warnings=[w.to_dict() for w in raw.warnings])
     timers["stage"] = time.perf_counter() - ts
     summary.exports.append(ExportReport(
         meta.source_system, meta.mapping, meta.source_object, "loaded", rows_read=std.rows_read,
         rows_accepted=std.rows_accepted, rows_rejected=std.rows_rejected, rows_skipped=std.rows_skipped,
         values_rejected=std.values_rejected, mentions=len(std.mentions), message=message))
     return 1
+
+
+def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
+    """Files discovery could not place (wrong folder, unrecognised name, bad date) get a
+    failed ledger row naming the problem, once per content."""
+    from connectors.discovery import file_sha256
+
+    for problem in problems:
+        path = Path(str(getattr(problem, "path", "") or ""))
+        if not path.is_file():
+            continue
+        name = path.name
+        mapping = next((m for m in mappings.values() if m.file_prefixes and m.matches_file(name)), None)
+        digest, size = file_sha256(path)
+        meta = load.ExportMeta(source_system=getattr(problem, "source_system", None) or "unknown",
+                               mapping=mapping.source_object if mapping else "", source_object=name, path=str(path),
+                               content_sha256=digest, size_bytes=size, export_date=None, period=None)
+        if load.find_failed(con, meta) is None:
+            load.record_failed_export(con, export_id=load.next_export_id(con), run_id=run_id, meta=meta,
+                                      message=str(problem))
+
+
+def _check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary) -> None:
+    """After the build, in the same transaction: the warehouse expectation suite and the
+    cross-source findings (quality.expectation_result, quality.finding)."""
+    from pipelines.expectations import run_suite, warehouse_frame_requests, warehouse_suite
+    from warehouse import quality
+
+    frames = quality.warehouse_frames(con, warehouse_frame_requests(), run_id)
+    results = run_suite(frames, warehouse_suite(settings.row_count_change_threshold))
+    quality.write_expectation_results(con, results, run_id=run_id)
+    findings = quality.refresh_cross_source_findings(con, run_id)
+    failed = results[~results["success"].astype(bool)]
+    summary.quality = {"warehouse_checks": len(results), "warehouse_checks_failed": len(failed),
+                       **{f"finding:{k}": v for k, v in findings.items()}}
 
 
 def _district_context(settings: Settings) -> Any:
@@ -478,8 +563,18 @@ def backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = No
 
 
 def _after_sync(settings: Settings, summary: SyncSummary) -> None:
-    """Hooks that run after a published sync (reports for officers)."""
-    return None
+    """Hooks that run after a published sync: the officers' reports (problem lists per
+    department and the HTML summary) in `settings.resolved_reports_dir()`."""
+    from pipelines.errors import advice
+    from warehouse.reports import write_reports
+
+    if summary.status != "succeeded":
+        return
+    try:
+        paths = write_reports(settings.warehouse, settings.resolved_reports_dir(), advice=advice)
+        print(f"质量报告已写入 {settings.resolved_reports_dir()}（{len(paths)} 个文件）")
+    except Exception as exc:  # noqa: BLE001 - the load is published; a report failure is reported, not fatal
+        print(f"质量报告生成失败：{type(exc).__name__}: {exc}")
 
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,10 @@ class Settings(BaseModel):
     lock_timeout_s: float = Field(600.0, description="另一个同步正在运行时最多等待的秒数")
     row_count_change_threshold: float = Field(0.5, description="与上次同来源导出相比，行数变化超过该比例即告警")
     grid_households: int = Field(300, description="网格员每人负责的户数（网格视图）")
+    resolution_mode: Literal["incremental", "full", "deterministic"] = Field(
+        "incremental",
+        description="人员解析：incremental 只为新记录匹配（首次装载、人工决定变化、更正或补录后自动全量）；"
+                    "full 每次全量概率聚类；deterministic 仅按有效身份证号")
     district: DistrictSettings = Field(default_factory=DistrictSettings)
 
     def resolved_family_planning_url(self) -> str | None:

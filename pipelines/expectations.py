@@ -110,6 +110,8 @@ def export_suite(mapping: SourceMapping, *, today: dt.date | None = None) -> Sui
             checks.append(Check("expect_column_values_to_be_unique", {"column": mapping.record_key},
                                 f"{label}：{_label(mapping, mapping.record_key)}在一个导出中唯一"))
     birth_fields = {p.fields.get("birth_date") for p in mapping.persons}
+    # names of persons every record has (not an optional spouse)
+    name_fields = {p.fields.get("name") for p in mapping.persons if not p.present_if_any}
     for spec in mapping.columns:
         name = spec.label_zh or spec.field
         if spec.kind == "code" and spec.code_table in CODE_TABLES:
@@ -126,7 +128,7 @@ def export_suite(mapping: SourceMapping, *, today: dt.date | None = None) -> Sui
                                 {"column": spec.field, "min_value": MIN_DATE.isoformat(),
                                  "max_value": dt.datetime.combine(upper, dt.time()).isoformat()},
                                 f"{name}：日期在1900-01-01至{upper.isoformat()}之间"))
-        elif spec.kind == "name":
+        elif spec.kind == "name" and spec.field in name_fields:
             checks.append(Check("expect_column_values_to_not_be_null", {"column": spec.field, "mostly": 0.95},
                                 f"{name}：至少95%的记录有姓名", "warning"))
         if spec.not_null and spec.field != mapping.record_key:

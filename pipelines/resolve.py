@@ -146,3 +146,74 @@ def resolve_persons(mentions: pd.DataFrame, previous_xref: pd.DataFrame, previou
     """Cluster the mentions with `clusterer`, then assign stable ids."""
     clusters = clusterer(mentions)
     return assign_person_ids(mentions, clusters, previous_xref, previous_persons)
+
+
+# --------------------------------------------------------------------------------------
+# with probabilistic linkage (pipelines.linkage)
+# --------------------------------------------------------------------------------------
+@dataclass
+class LinkedResolution:
+    resolution: Resolution
+    candidates: pd.DataFrame       # review queue: mention_id_a, mention_id_b, match_probability, reason, level_*
+    model_settings: dict | None    # trained Splink settings (stored for explanations and incremental runs)
+    mode: str                      # deterministic | full | incremental
+
+
+def resolve_mentions(
+    mentions: pd.DataFrame,
+    relationships: pd.DataFrame | None,
+    decisions: pd.DataFrame | None,
+    previous_xref: pd.DataFrame,
+    previous_persons: pd.DataFrame,
+    next_sequence: int,
+    *,
+    mode: str = "full",
+    model_settings: dict | None = None,
+    district=None,
+) -> LinkedResolution:
+    """Cluster the mentions and assign stable ids.
+
+    mode ``deterministic``: valid-ID clusters only. ``full``: probabilistic linkage over
+    all mentions (a model is trained on them). ``incremental``: only mentions new since
+    the last resolution are linked, to existing persons or to each other; existing
+    persons are neither merged nor split (the stored model is reused when given).
+    `previous_xref` carries person_id (and, for incremental, match_method and
+    match_probability of the published mentions)."""
+    if mode == "deterministic":
+        clusters = deterministic_clusters(mentions)
+        res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
+        return LinkedResolution(res, pd.DataFrame(), None, mode)
+
+    from pipelines.linkage import LinkageModel, link_new_mentions, resolve_probabilistic, review_candidates
+
+    model = LinkageModel()
+    if model_settings:
+        model.settings = model_settings
+    known = set(previous_xref["mention_id"])
+    is_new = ~mentions["mention_id"].isin(known)
+    if mode == "incremental" and known and model.settings is not None:
+        existing = mentions[~is_new].merge(previous_xref[["mention_id", "person_id"]], on="mention_id")
+        links, refused = link_new_mentions(mentions[is_new], existing, relationships, decisions, model=model,
+                                           district=district)
+        prev = previous_xref.set_index("mention_id")
+        old = pd.DataFrame({
+            "mention_id": existing["mention_id"].to_numpy(),
+            "cluster_label": ("P:" + existing["person_id"].astype(str)).to_numpy(),
+            "match_method": existing["mention_id"].map(prev["match_method"]).to_numpy()
+            if "match_method" in prev else "probabilistic",
+            "match_probability": existing["mention_id"].map(prev["match_probability"]).to_numpy()
+            if "match_probability" in prev else np.nan,
+        })
+        clusters = pd.concat([old, links[["mention_id", "cluster_label", "match_method", "match_probability"]]],
+                             ignore_index=True)
+        res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
+        candidates = refused.assign(reason="refused:" + refused["reason"].astype(str)) if len(refused) else refused
+        return LinkedResolution(res, candidates, model.settings, "incremental")
+
+    result, _pairs, model = resolve_probabilistic(mentions, relationships, decisions, district=district)
+    clusters = result.clusters
+    order = pd.Index(clusters["mention_id"]).get_indexer(mentions["mention_id"].astype(str))
+    clusters = clusters.iloc[order].reset_index(drop=True)
+    candidates = review_candidates(mentions, relationships, decisions, model=model, district=district)
+    res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
+    return LinkedResolution(res, candidates, model.settings, "full")

@@ -31,10 +31,14 @@ def read_current_mentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("SELECT * FROM stg.mention ORDER BY mention_id").df()
 
 
+def read_stated_relationships(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute("SELECT kind, from_mention_id, to_mention_id FROM stg.relationship").df()
+
+
 def read_previous_resolution(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Last published xref and persons, and the next person-id sequence to issue
     (never reusing an id that was ever issued, retired ones included)."""
-    xref = con.execute("SELECT mention_id, person_id FROM core.person_xref").df()
+    xref = con.execute("SELECT mention_id, person_id, match_method, match_probability FROM core.person_xref").df()
     persons = con.execute("SELECT person_id, citizen_id FROM core.person").df()
     seq = con.execute(
         "SELECT coalesce(max(TRY_CAST(substr(pid, 2) AS BIGINT)), 0) + 1 FROM ("
@@ -422,7 +426,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) ->
     from warehouse.views import create_grid_view
 
     create_grid_view(con, grid_households)
-    keep = {PERSON_XREF.qualified, PERSON_MERGE_LOG.qualified}
+    keep = {PERSON_XREF.qualified, PERSON_MERGE_LOG.qualified, "core.link_decision", "core.match_candidate"}
     for t in core_tables():
         if t.qualified not in keep:
             con.execute(f"DELETE FROM {t.qualified}")

@@ -181,6 +181,13 @@ SCHEMA_VERSION = Table(
      C("description", "VARCHAR", "迁移说明")),
     ("version",),
 )
+LINKAGE_MODEL = Table(
+    "quality", "linkage_model", "概率匹配模型（Splink 设置与训练得到的 m/u 参数），供解释和增量匹配使用",
+    (C("run_id", "VARCHAR", "训练它的运行编号", True), C("trained_at", "TIMESTAMP", "训练时间", True),
+     C("mode", "VARCHAR", "full 全量聚类 / incremental 增量匹配", True),
+     C("threshold", "DOUBLE", "关联阈值（匹配概率）"), C("mentions", "BIGINT", "参与的人员提及数"),
+     C("settings", "JSON", "Splink 模型设置（含 m/u 概率）")),
+)
 RUN = Table(
     "quality", "run", "每次同步/补录运行的记录",
     (C("run_id", "VARCHAR", "运行编号", True), C("flow", "VARCHAR", "流程：nightly_sync 每晚同步、backfill 补录、demo 演示", True),
@@ -381,6 +388,24 @@ PERSON_ADDRESS = Table(
      C("valid_from", "DATE", "起始日期"), C("valid_to", "DATE", "终止日期（不含；空为至今/不详）"),
      C("source_system", "VARCHAR", "来源系统", True), C("evidence", "VARCHAR", "依据（来源对象!位置，多条以分号分隔）")),
 )
+LINK_DECISION = Table(
+    "core", "link_decision", "工作人员的人工关联决定（必须关联/不得关联），每次运行都会执行",
+    (C("decision_id", "VARCHAR", "决定编号", True),
+     C("mention_id_a", "VARCHAR", "人员提及编号 A", True), C("mention_id_b", "VARCHAR", "人员提及编号 B", True),
+     C("decision", "VARCHAR", "决定：must_link 是同一人、cannot_link 不是同一人", True),
+     C("decided_by", "VARCHAR", "决定人", True), C("decided_at", "TIMESTAMP", "决定时间", True),
+     C("reason", "VARCHAR", "理由"), C("channel", "VARCHAR", "来源：cli 命令行、review_xlsx 复核表导入"),
+     C("is_active", "BOOLEAN", "是否有效（同一对记录的较新决定取代较旧的）", True)),
+    ("decision_id",),
+)
+MATCH_CANDIDATE = Table(
+    "core", "match_candidate", "待复核的候选匹配：概率不确定、姓名不同但概率高、或被硬约束拒绝的记录对",
+    (C("mention_id_a", "VARCHAR", "人员提及编号 A", True), C("mention_id_b", "VARCHAR", "人员提及编号 B", True),
+     C("person_id_a", "VARCHAR", "A 当前的人员编号"), C("person_id_b", "VARCHAR", "B 当前的人员编号"),
+     C("match_probability", "DOUBLE", "匹配概率"), C("match_weight", "DOUBLE", "匹配权重（log2 贝叶斯因子之和）"),
+     C("reason", "VARCHAR", "复核原因：uncertain 不确定、names_differ 姓名不同、refused:* 被约束拒绝"),
+     C("levels", "JSON", "各比对项的比对级别")),
+)
 ALERT = Table(
     "core", "alert", "跨部门预警（mart.alerts 为脱敏视图）",
     (C("alert_id", "VARCHAR", "预警编号（按类型、人员和依据稳定生成）", True),
@@ -392,8 +417,8 @@ ALERT = Table(
 
 
 def core_tables() -> tuple[Table, ...]:
-    return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, ADDRESS, ADDRESS_XREF, PERSON_ADDRESS, RELATIONSHIP,
-            MARRIAGE, CREMATION,
+    return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, LINK_DECISION, MATCH_CANDIDATE, ADDRESS, ADDRESS_XREF,
+            PERSON_ADDRESS, RELATIONSHIP, MARRIAGE, CREMATION,
             LOW_INCOME_LINE, LOW_INCOME_ENROLMENT, FLOATING_REGISTRATION, FLOATING_HISTORY,
             FP_WOMAN, FP_CHILD, ALERT)
 
@@ -403,7 +428,7 @@ def staging_tables() -> tuple[Table, ...]:
 
 
 def quality_tables() -> tuple[Table, ...]:
-    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING)
+    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL)
 
 
 def all_tables() -> tuple[Table, ...]:

@@ -80,14 +80,14 @@ def to_arrow(lf: pd.DataFrame) -> pa.Table:
             cols[f.name] = pa.array([list(v) if isinstance(v, (list, tuple, np.ndarray)) else [] for v in s],
                                     type=f.type)
         elif pa.types.is_date32(f.type):
-            d = pd.to_datetime(s, errors="coerce")
-            cols[f.name] = pa.array([None if pd.isna(x) else x.date() for x in d], type=f.type)
+            d = pd.to_datetime(s, errors="coerce").astype("datetime64[s]")
+            cols[f.name] = pa.array(d.to_numpy(), type=pa.timestamp("s"), from_pandas=True).cast(f.type)
         elif pa.types.is_integer(f.type):
-            v = pd.to_numeric(s, errors="coerce")
-            cols[f.name] = pa.array([None if pd.isna(x) else int(x) for x in v], type=f.type)
+            v = pd.to_numeric(s, errors="coerce").astype("Int64")
+            cols[f.name] = pa.array(v, from_pandas=True).cast(f.type)
         else:
-            cols[f.name] = pa.array([None if (x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)))
-                                     else str(x) for x in s.astype(object)], type=f.type)
+            obj = s.astype(object)
+            cols[f.name] = pa.array(obj.where(s.notna(), None).tolist(), type=f.type)
     return pa.table(cols, schema=_SCHEMA)
 
 

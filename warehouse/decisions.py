@@ -1,0 +1,132 @@
+"""Officers' link decisions, the review queue and the stored linkage model.
+
+A decision is about two *mentions* (a person id is turned into one of its mentions),
+so it survives re-clustering: every later resolution receives the active decisions
+and must honour them (must-link pairs together, cannot-link pairs apart).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import duckdb
+import pandas as pd
+
+from warehouse.exceptions import WarehouseError
+
+
+class UnknownReferenceError(WarehouseError):
+    template = "找不到人员或记录：{ref}（请使用 person_id，如 P0000000001，或 mention_id，如 文件名|工作表!行号|角色）"
+
+
+DECISION_COLUMNS = ["mention_id_a", "mention_id_b", "decision"]
+
+
+def mentions_of(con: duckdb.DuckDBPyConnection, ref: str) -> list[str]:
+    """The mention ids a reference stands for: a person id → all its mentions."""
+    if ref.startswith("P") and ref[1:].isdigit():
+        rows = con.execute("SELECT mention_id FROM core.person_xref WHERE person_id = ? ORDER BY mention_id",
+                           [ref]).fetchall()
+    else:
+        rows = con.execute("SELECT mention_id FROM stg.mention WHERE mention_id = ?", [ref]).fetchall()
+    if not rows:
+        raise UnknownReferenceError(ref=ref)
+    return [r[0] for r in rows]
+
+
+def add_decision(con: duckdb.DuckDBPyConnection, a: str, b: str, decision: str, *, decided_by: str,
+                 reason: str | None = None, channel: str = "cli") -> str:
+    """Store a decision between two mentions; an earlier decision on the pair is deactivated."""
+    if decision not in ("must_link", "cannot_link"):
+        raise ValueError(decision)
+    a, b = sorted((a, b))
+    now = dt.datetime.now()
+    decision_id = "D" + hashlib.sha1(f"{a}|{b}|{decision}|{now.isoformat()}".encode()).hexdigest()[:15]
+    con.execute("UPDATE core.link_decision SET is_active = FALSE WHERE mention_id_a = ? AND mention_id_b = ?", [a, b])
+    con.execute("INSERT INTO core.link_decision VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE)",
+                [decision_id, a, b, decision, decided_by, now, reason, channel])
+    return decision_id
+
+
+def link_persons(con: duckdb.DuckDBPyConnection, ref_a: str, ref_b: str, *, decided_by: str,
+                 reason: str | None = None, channel: str = "cli") -> list[str]:
+    """must-link: one mention of each side is enough (clusters are transitive)."""
+    a, b = mentions_of(con, ref_a)[0], mentions_of(con, ref_b)[0]
+    if a == b:
+        return []
+    return [add_decision(con, a, b, "must_link", decided_by=decided_by, reason=reason, channel=channel)]
+
+
+def unlink(con: duckdb.DuckDBPyConnection, ref_a: str, ref_b: str, *, decided_by: str,
+           reason: str | None = None, channel: str = "cli") -> list[str]:
+    """cannot-link between every mention of one side and every mention of the other."""
+    ma, mb = mentions_of(con, ref_a), mentions_of(con, ref_b)
+    if set(ma) & set(mb):
+        raise UnknownReferenceError(ref=f"{ref_a} 与 {ref_b} 有相同的记录，无法分开")
+    return [add_decision(con, a, b, "cannot_link", decided_by=decided_by, reason=reason, channel=channel)
+            for a in ma for b in mb]
+
+
+def active_decisions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """mention_id_a, mention_id_b, decision of active decisions whose mentions still exist."""
+    return con.execute(
+        "SELECT mention_id_a, mention_id_b, decision FROM core.link_decision d WHERE is_active "
+        "AND mention_id_a IN (SELECT mention_id FROM stg.mention) "
+        "AND mention_id_b IN (SELECT mention_id FROM stg.mention) ORDER BY mention_id_a, mention_id_b").df()
+
+
+def decisions_changed_since_last_run(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT (SELECT max(decided_at) FROM core.link_decision) > "
+        "coalesce((SELECT max(trained_at) FROM quality.linkage_model), TIMESTAMP '1900-01-01')").fetchall()
+    return bool(row[0][0])
+
+
+def save_model(con: duckdb.DuckDBPyConnection, *, run_id: str, mode: str, threshold: float, mentions: int,
+               settings: dict | None) -> None:
+    con.execute("INSERT INTO quality.linkage_model VALUES (?, now(), ?, ?, ?, ?)",
+                [run_id, mode, threshold, mentions, json.dumps(settings, ensure_ascii=False) if settings else None])
+
+
+def latest_model_settings(con: duckdb.DuckDBPyConnection) -> dict | None:
+    rows = con.execute("SELECT settings FROM quality.linkage_model WHERE settings IS NOT NULL "
+                       "ORDER BY trained_at DESC LIMIT 1").fetchall()
+    return json.loads(rows[0][0]) if rows else None
+
+
+def write_candidates(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) -> None:
+    """Replace the review queue (person ids filled from the current xref)."""
+    con.execute("DELETE FROM core.match_candidate")
+    if candidates is None or candidates.empty:
+        return
+    level_cols = [c for c in candidates.columns if c.startswith("level_")]
+    df = candidates.assign(levels=[json.dumps({c[6:]: (None if pd.isna(v) else str(v)) for c, v in zip(level_cols, row)},
+                                              ensure_ascii=False)
+                                   for row in candidates[level_cols].itertuples(index=False)])
+    con.register("_cand", df[["mention_id_a", "mention_id_b", "match_probability", "match_weight", "reason", "levels"]])
+    try:
+        con.execute(
+            "INSERT INTO core.match_candidate SELECT c.mention_id_a, c.mention_id_b, xa.person_id, xb.person_id, "
+            "c.match_probability, c.match_weight, c.reason, c.levels FROM _cand c "
+            "LEFT JOIN core.person_xref xa ON xa.mention_id = c.mention_id_a "
+            "LEFT JOIN core.person_xref xb ON xb.mention_id = c.mention_id_b")
+    finally:
+        con.unregister("_cand")
+
+
+def read_review_queue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The review queue with both mentions' details, for the officers' xlsx."""
+    return con.execute("""
+        SELECT c.mention_id_a, c.mention_id_b, c.person_id_a, c.person_id_b, c.match_probability, c.reason,
+               a.source_system AS system_a, a.source_object AS object_a, a.source_locator AS locator_a,
+               a.name AS name_a, a.citizen_id AS id_a, coalesce(a.id_raw, '') AS id_raw_a, a.birth_date AS birth_a,
+               a.gender AS gender_a, a.phone AS phone_a, coalesce(a.current_address, a.hukou_address) AS address_a,
+               b.source_system AS system_b, b.source_object AS object_b, b.source_locator AS locator_b,
+               b.name AS name_b, b.citizen_id AS id_b, coalesce(b.id_raw, '') AS id_raw_b, b.birth_date AS birth_b,
+               b.gender AS gender_b, b.phone AS phone_b, coalesce(b.current_address, b.hukou_address) AS address_b
+        FROM core.match_candidate c
+        JOIN stg.mention a ON a.mention_id = c.mention_id_a
+        JOIN stg.mention b ON b.mention_id = c.mention_id_b
+        ORDER BY c.match_probability DESC, c.mention_id_a, c.mention_id_b""").df()
