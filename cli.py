@@ -42,6 +42,10 @@ def _cell(v) -> str:
             return ""
     except (TypeError, ValueError):  # lists, arrays
         pass
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if hasattr(v, "strftime") and getattr(v, "hour", 0) == 0 and getattr(v, "minute", 0) == 0:
+        return v.strftime("%Y-%m-%d")
     return str(v)
 
 
@@ -225,6 +229,116 @@ def serve(config: Optional[Path] = ConfigOpt, inbox: Optional[Path] = InboxOpt,
 
     settings = _settings(config, inbox=inbox, warehouse=warehouse, schedule_cron=cron, schedule_timezone=timezone)
     serve_nightly(settings, config_file=str(config) if config else None, start_server=start_server, console=console)
+
+
+@app.command()
+def link(a: str = typer.Argument(..., help="人员编号 P… 或记录编号（文件名|位置|角色）"),
+         b: str = typer.Argument(..., help="另一个人员编号或记录编号"),
+         by: str = typer.Option(..., "--by", help="决定人（姓名或工号）"),
+         reason: str = typer.Option("", "--reason", help="理由"),
+         warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """人工确认：两者是同一人（必须关联）。决定保存在仓库中，以后每次运行都执行。"""
+    from warehouse.decisions import link_persons
+
+    settings = _settings(config, warehouse=warehouse)
+    summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None))
+    console.print(f"已记录：{a} 与 {b} 是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
+
+
+@app.command()
+def unlink(a: str = typer.Argument(..., help="人员编号 P… 或记录编号"),
+           b: str = typer.Argument(..., help="不应与 a 合并的人员编号或记录编号"),
+           by: str = typer.Option(..., "--by", help="决定人"),
+           reason: str = typer.Option("", "--reason", help="理由"),
+           warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """人工确认：两者不是同一人（不得关联）。a、b 为同一人员的两条记录时，会把它们拆开。"""
+    from warehouse.decisions import unlink as unlink_refs
+
+    settings = _settings(config, warehouse=warehouse)
+    summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None))
+    console.print(f"已记录：{a} 与 {b} 不是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
+
+
+def _decide(settings, record):
+    from flows import apply_decisions
+    from warehouse.exceptions import WarehouseError
+
+    try:
+        return apply_decisions(settings, record)
+    except WarehouseError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编号"),
+            b: Optional[str] = typer.Argument(None, help="第二条记录编号（解释这一对）"),
+            warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重。"""
+    from warehouse.exceptions import WarehouseError
+    from warehouse.queries import explain_person
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        for title, frame in explain_person(settings.warehouse, a, b):
+            t = Table(title=title)
+            for col in frame.columns:
+                t.add_column(str(col))
+            for row in frame.itertuples(index=False):
+                t.add_row(*[_cell(v) for v in row])
+            console.print(t)
+    except WarehouseError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+review_app = typer.Typer(help="待复核的候选匹配：导出 xlsx 给工作人员决定，再导入决定。", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("export")
+def review_export(out: Path = typer.Option(Path("待复核匹配.xlsx"), "--out", "-o", help="输出的 xlsx 文件"),
+                  warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """导出待复核的记录对（中文 xlsx）。"""
+    from warehouse.decisions import read_review_queue
+    from warehouse.review import write_review_workbook
+    from warehouse.store import connect_read_only
+
+    settings = _settings(config, warehouse=warehouse)
+    con = connect_read_only(settings.warehouse)
+    try:
+        queue = read_review_queue(con)
+    finally:
+        con.close()
+    n = write_review_workbook(queue, out)
+    console.print(f"已导出 {n} 对待复核记录 → {out}")
+
+
+@review_app.command("import")
+def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
+                  by: str = typer.Option("", "--by", help="决定人（表中未填时使用）"),
+                  warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """导入复核决定（是 → 必须关联，否 → 不得关联），并重新解析人员。"""
+    from warehouse.decisions import add_decision
+    from warehouse.review import read_review_decisions
+
+    settings = _settings(config, warehouse=warehouse)
+    decided = read_review_decisions(file)
+    if decided.empty:
+        console.print("复核表中没有填写任何决定。")
+        return
+    missing_by = decided["decided_by"].eq("") & (by == "")
+    if missing_by.any():
+        err_console.print("[red]有决定未填写决定人，请在表中填写或使用 --by[/red]")
+        raise typer.Exit(2)
+
+    def record(con) -> None:
+        for r in decided.itertuples(index=False):
+            add_decision(con, r.mention_id_a, r.mention_id_b, r.decision, decided_by=r.decided_by or by,
+                         reason=r.reason or None, channel="review_xlsx")
+
+    summary = _decide(settings, record)
+    console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
 
 
 def main() -> None:  # pragma: no cover

@@ -649,3 +649,27 @@ def serve_nightly(settings: Settings, *, config_file: str | None = None, start_s
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------------------
+# officers' decisions: stored, then applied by a full re-resolution in the same transaction
+# --------------------------------------------------------------------------------------
+def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_name: str = "decision") -> SyncSummary:
+    """Run `record(con)` (which stores link decisions), re-resolve and publish."""
+    from warehouse import store
+
+    run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
+                          started_at=dt.datetime.now().isoformat(timespec="seconds"))
+    t0 = time.perf_counter()
+    with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s) as con:
+        summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
+        record(con)
+        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings), full=True)
+        summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
+        summary.alerts = dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+        summary.status = "succeeded"
+        summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
+        summary.stage_seconds["total"] = time.perf_counter() - t0
+        _record_run(con, summary, Selection())
+    return summary

@@ -111,6 +111,12 @@ ERROR_CODES.update(_table(
     ("date_out_of_range",
      "日期超出合理范围（早于1900年，或晚于导出日期）",
      "请核对年份是否录错"),
+    ("birth_date_in_future",
+     "出生日期晚于今天（不可能的出生日期）",
+     "请核对出生日期，多为年份或月日录错"),
+    ("birth_date_too_old",
+     "按出生日期计算年龄超过120岁",
+     "请核对出生年份是否录错（如1826误为1926）"),
     # phones
     ("phone_invalid",
      "联系电话格式不正确（手机应为1开头的11位数字，固定电话应带区号，如0437-3221234）",
@@ -124,6 +130,8 @@ ERROR_CODES.update(_table(
 # --- rows and generic values (pipelines/standardize.py, pipelines/normalize/dispatch.py) ---
 ERROR_CODES.update(_table(
     ("value_missing", "必填项为空，整行未装载", "请补全该项后重新报送"),
+    ("row_duplicate", "该行与同一文件中前面的一行完全相同（重复行），未重复装载",
+     "请删除重复行；如确为两条不同记录，请核对后更正再报送"),
     ("row_field_count", "该行的列数与表头不一致（可能有多余或缺少的分隔符、未闭合的引号）", "请检查该行的分隔符和引号后重新导出"),
     ("row_formula_without_value", "该行含有未计算结果的公式单元格", "请在Excel中重新计算并保存后再导出"),
     ("text_control_chars", "单元格含有控制字符（不可见字符）", "请删除不可见字符后重新导出"),

@@ -101,9 +101,11 @@ def normalize_records(
     normaliser's extra outputs as `<field>__<extra>` (e.g. `man_id__status`)."""
     out = mapped[LINEAGE].copy()
     issues = []
+    birth_fields = {p.fields.get("birth_date") for p in mapping.persons}
     for spec in mapping.columns:
         raw = mapped[spec.field]
-        res = normalize_kind(spec.kind, raw, code_table=spec.code_table)
+        options = {"birth_date": True} if spec.kind == "date" and spec.field in birth_fields else {}
+        res = normalize_kind(spec.kind, raw, code_table=spec.code_table, **options)
         out[spec.field] = res["value"]
         out[f"{spec.field}__raw"] = raw
         for extra in res.columns:
@@ -280,6 +282,9 @@ def standardize(
     export's period (a roster's month)."""
     mapped, field_to_header = map_columns(raw, mapping)
     records, issues = normalize_records(mapped, mapping, field_to_header)
+    duplicates = duplicate_rows(raw, mapped, mapping)
+    if len(duplicates):
+        issues = pd.concat([issues, duplicates], ignore_index=True) if len(issues) else duplicates
     rejected_locators = set(issues.loc[issues["is_row_rejected"].astype(bool), "source_locator"])
     rejected_mask = records["source_locator"].isin(rejected_locators)
     accepted = records[~rejected_mask]
@@ -316,6 +321,31 @@ def standardize(
         rows_rejected=int(rejected_mask.sum()) + n_unreadable,
         rows_skipped=rows_skipped,
     )
+
+
+def duplicate_rows(raw: pd.DataFrame, mapped: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
+    """Rows identical (every source column) to an earlier row of the same export: the
+    repeats are rejected (`row_duplicate`, naming the first row), the first is kept."""
+    data_cols = [c for c in raw.columns if c not in LINEAGE]
+    if len(raw) < 2 or not data_cols:
+        return _empty_issues().iloc[0:0]
+    hashes = pd.util.hash_pandas_object(raw[data_cols].astype(object).where(raw[data_cols].notna(), None),
+                                        index=False)
+    dup = hashes.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return _empty_issues().iloc[0:0]
+    first = pd.Series(raw["source_locator"].to_numpy(), index=hashes.to_numpy())
+    first = first[~first.index.duplicated(keep="first")]
+    rows = raw[dup]
+    firsts = first.reindex(hashes[dup].to_numpy()).to_numpy()
+    return pd.DataFrame({
+        "source_system": rows["source_system"].to_numpy(), "source_object": rows["source_object"].to_numpy(),
+        "source_locator": rows["source_locator"].to_numpy(), "source_column": None, "field": None,
+        "raw_value": None, "error_code": "row_duplicate",
+        "message": [error_message("row_duplicate", detail=f"与第 {f} 行相同") for f in firsts],
+        "is_row_rejected": True,
+        "record_key": mapped.loc[rows.index, mapping.record_key].astype(object).to_numpy(),
+    }).reindex(columns=ISSUE_COLUMNS)
 
 
 def _raw_rows(raw: pd.DataFrame, locators: set[str]) -> pd.Series:

@@ -31,7 +31,7 @@ def make_mentions(rows: list[dict]) -> pd.DataFrame:
     ids = normalize_citizen_ids(df["id"].astype(object))
     names = normalize_names(df["name"].astype(object))
     return pd.DataFrame({
-        "source_system": "civil_affairs", "source_object": "t.csv", "source_locator": df["mid"], "role": "x",
+        "source_system": "civil_affairs", "source_object": "export_" + df["mid"] + ".csv", "source_locator": "2", "role": "x",
         "mention_id": df["mid"], "record_key": df["mid"], "household_key": None,
         "citizen_id": ids["value"], "id_raw": df["id"], "id_status": ids["status"],
         "id_region_code": ids["region_code"], "id_birth_date": ids["birth_date"], "id_gender": ids["gender"],

@@ -36,3 +36,40 @@ def ledger_overview(path: str | os.PathLike[str]) -> pd.DataFrame:
                sum(rows_accepted) AS accepted, sum(rows_rejected) AS rejected,
                sum(values_rejected) AS values_rejected, max(export_date) AS latest_export
         FROM quality.load_ledger GROUP BY ALL ORDER BY source_system, mapping, status""")
+
+
+def explain_person(path: str | os.PathLike[str], ref_a: str, ref_b: str | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Explanations for a person (its mentions, how each was matched, and the pairwise
+    comparison of each mention with the person's first one) or for one pair of mentions,
+    using the linkage model stored by the last resolution."""
+    from pipelines.linkage import LinkageModel, explain_pair
+    from warehouse.decisions import latest_model_settings, mentions_of
+
+    con = connect_read_only(path)
+    try:
+        mentions = con.execute("SELECT * FROM stg.mention").df()
+        relationships = con.execute("SELECT kind, from_mention_id, to_mention_id FROM stg.relationship").df()
+        model = LinkageModel()
+        model.settings = latest_model_settings(con)
+        out: list[tuple[str, pd.DataFrame]] = []
+        if ref_b is None and ref_a.startswith("P"):
+            ids = mentions_of(con, ref_a)
+            xref = con.execute(
+                "SELECT x.mention_id, x.source_system, x.source_locator, x.role, x.match_method, "
+                "round(x.match_probability, 4) AS match_probability, m.name, m.citizen_id, m.id_status, m.birth_date "
+                "FROM core.person_xref x JOIN stg.mention m USING (mention_id) WHERE x.person_id = ? "
+                "ORDER BY x.mention_id", [ref_a]).df()
+            out.append((f"{ref_a} 的记录及匹配方式", xref))
+            pairs = [(ids[0], other) for other in ids[1:]]
+        else:
+            a = mentions_of(con, ref_a)[0]
+            b = mentions_of(con, ref_b)[0] if ref_b else None
+            if b is None:
+                raise ValueError("explain needs a person id, or two mention ids")
+            pairs = [(a, b)]
+    finally:
+        con.close()
+    for a, b in pairs[:20]:
+        frame = explain_pair(mentions, a, b, relationships=relationships, model=model)
+        out.append((f"{a}  ↔  {b}", frame))
+    return out

@@ -295,7 +295,8 @@ def render_html(con: duckdb.DuckDBPyConnection, *, max_findings: int = 300) -> s
     failed_files = int((ledger["status"] == "failed").sum()) if len(ledger) else 0
     n_alerts = _q(con, "SELECT count(*) AS n FROM core.alert")["n"][0]
     n_findings = _q(con, "SELECT count(*) AS n FROM quality.finding WHERE scope = 'warehouse'")["n"][0]
-    last_run = runs["run_id"].iloc[-1] if len(runs) else None
+    last_run = _q(con, "SELECT run_id FROM quality.expectation_result ORDER BY evaluated_at DESC LIMIT 1")
+    last_run = last_run["run_id"].iloc[0] if len(last_run) else None
     exp_last = _q(con, "SELECT * FROM quality.expectation_result WHERE run_id = ?", [last_run]) if last_run \
         else pd.DataFrame()
     n_exp_fail = int((~exp_last["success"].astype(bool)).sum()) if len(exp_last) else 0
@@ -361,6 +362,8 @@ def render_html(con: duckdb.DuckDBPyConnection, *, max_findings: int = 300) -> s
         FROM quality.run r LEFT JOIN quality.load_ledger l ON l.run_id = r.run_id
         GROUP BY ALL ORDER BY r.started_at""")
     if len(trend):
+        for c in ("rows_read", "accepted", "rejected", "skipped", "vals"):
+            trend[c] = trend[c].astype("int64")
         trend["rate"] = (trend["rejected"] / trend["rows_read"].where(trend["rows_read"] > 0)).fillna(0)
         parts.append(_table(pd.DataFrame({
             "运行": trend["run_id"], "流程": trend["flow"], "状态": trend["status"],

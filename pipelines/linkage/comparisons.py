@@ -18,9 +18,10 @@ by several is compared once). Each is an equality on a short key so that DuckDB 
 it; at a million mentions the largest, ``birth``, gives about 40 mentions per birth date.
 
 `LINK_REQUIREMENTS` are hard conditions on a pair's levels for a probabilistic link
-(checked in `cluster.py`): a pair must have equivalent names (identical Simplified form,
-or identical pinyin: homophone typos, Traditional/Simplified, surname heteronyms), or a
-one-digit ID edit together with a one-character name edit. Twins share birth date,
+(checked before clustering): a pair must have equivalent names (identical Simplified
+form; or identical pinyin — homophone typos, surname heteronyms, Latin spellings — when
+the two mentions come from different export files), or a one-digit ID edit together with
+a one-character name edit; and birth dates that do not disagree. Twins share birth date,
 surname, address, phone, mother and household, and their given names are one character
 apart: Fellegi–Sunter's independence assumption would happily multiply those agreements
 into a certain match. Requiring equivalent names keeps twins (and a look-alike typo of one
@@ -234,7 +235,20 @@ CONTEXT = Comparison(
     ),
 )
 
-COMPARISONS: tuple[Comparison, ...] = (CITIZEN_ID, NAME, BIRTH_DATE, GENDER, PHONE, ADDRESS, CONTEXT)
+#: Weight 0 (m = u): it only feeds `LINK_REQUIREMENTS`. Two mentions of one export file
+#: (one roster month, one day's registrations) written with different characters are two
+#: people (twins named 陈利佳 / 陈利嘉 on consecutive rows), not a homophone typo.
+SOURCE = Comparison(
+    "source",
+    "来源文件/表：同一文件（只用于硬性条件，不计权重）",
+    (
+        Level("null", "source_object_l IS NULL OR source_object_r IS NULL", null=True),
+        Level("same_object", "source_object_l = source_object_r", m=0.05, u=0.05, fix_m=True, fix_u=True),
+        Level("different", "TRUE", m=0.95, u=0.95, fix_m=True, fix_u=True),
+    ),
+)
+
+COMPARISONS: tuple[Comparison, ...] = (CITIZEN_ID, NAME, BIRTH_DATE, GENDER, PHONE, ADDRESS, CONTEXT, SOURCE)
 
 BLOCKING_RULES: tuple[BlockingRule, ...] = (
     BlockingRule("birth", "l.birth = r.birth",
@@ -249,10 +263,16 @@ BLOCKING_RULES: tuple[BlockingRule, ...] = (
                  "出生日期缺失：同名同电话"),
 )
 
-#: hard conditions for a probabilistic link (see module docstring)
+#: hard conditions for a probabilistic link (see module docstring). Besides the names:
+#: the birth dates must not disagree (beyond a day/month swap or a few days) — family
+#: members share address, phone and head of household, and only the birth date (and the
+#: name) tells sisters 汤丽 / 汤莉 apart when one has no usable ID.
+_BIRTH_OK = ("exact", "day_month_swapped", "within_3_days", "null")
 LINK_REQUIREMENTS = LinkRequirement(any_of=(
-    {"name": ("exact", "pinyin")},
-    {"name": ("one_char",), "citizen_id": ("one_edit",)},  # a one-digit ID typo outside the sequence
+    {"name": ("exact",), "birth_date": _BIRTH_OK},
+    {"name": ("pinyin",), "birth_date": _BIRTH_OK, "source": ("different", "null")},
+    # a one-digit ID typo outside the sequence digits, with a one-character name typo
+    {"name": ("one_char",), "citizen_id": ("one_edit",), "birth_date": _BIRTH_OK},
 ))
 
 

@@ -20,7 +20,8 @@
                        ``addr_blds`` the same keys without unit / floor / room;
 * ``ctx``              keys of the persons this mention's record relates it to (spouse, head
                        of household, mother, child...): ``I:<citizen id>`` and
-                       ``N:<pinyin>|<birth date>`` of each.
+                       ``N:<pinyin>|<birth date>`` of each;
+* ``source_object``    the export file or table (for the same-file link requirement).
 
 Pure: frames in, frame out.
 """
@@ -35,7 +36,7 @@ import pandas as pd
 LINKAGE_COLUMNS = [
     "unique_id", "cid", "doc_key", "doc_no", "id_kind", "id_digits", "id_p14",
     "name_s", "name_py", "name_py_alt", "surname", "birth", "birth_year", "sex", "phone",
-    "addr_flats", "addr_blds", "ctx",
+    "addr_flats", "addr_blds", "ctx", "source_object",
 ]
 
 _TYPO_STATUSES = {"id_bad_checksum", "id_bad_region", "id_bad_birth_date"}
@@ -270,4 +271,5 @@ def linkage_frame(mentions: pd.DataFrame, relationships: pd.DataFrame | None = N
     lf["addr_flats"] = flats.to_numpy()
     lf["addr_blds"] = blds.to_numpy()
     lf["ctx"] = _context_keys(lf, relationships).to_numpy()
+    lf["source_object"] = _str(_col(m, "source_object")).to_numpy()
     return lf[LINKAGE_COLUMNS]

@@ -7,6 +7,7 @@ Each normaliser takes a Series of raw strings and returns a frame with at least
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Callable
 
 import pandas as pd
@@ -76,12 +77,32 @@ def _names(raw: pd.Series, **_: object) -> pd.DataFrame:
     return out
 
 
-def _dates(raw: pd.Series, **_: object) -> pd.DataFrame:
+def _dates(raw: pd.Series, *, birth_date: bool = False, today: dt.date | None = None, **_: object) -> pd.DataFrame:
     from pipelines.normalize.dates import parse_dates
 
     out = parse_dates(raw)
     out["value"] = pd.to_datetime(out["value"]).dt.date.astype(object).where(out["value"].notna(), None)
+    if birth_date:
+        check_birth_dates(out, today or dt.date.today())
     return out
+
+
+#: oldest plausible age, in years
+MAX_AGE_YEARS = 120
+
+
+def check_birth_dates(out: pd.DataFrame, today: dt.date) -> None:
+    """A parsed birth date after `today`, or more than MAX_AGE_YEARS before it, is an
+    error (`birth_date_in_future`, `birth_date_too_old`) and not a value (in place)."""
+    ok = out["error"].isna() & out["value"].notna()
+    if not ok.any():
+        return
+    oldest = dt.date(today.year - MAX_AGE_YEARS, today.month, min(today.day, 28))
+    values = out["value"]
+    future = ok & values.map(lambda d: d is not None and d > today).astype(bool)
+    too_old = ok & values.map(lambda d: d is not None and d < oldest).astype(bool)
+    out["error"] = out["error"].astype(object).mask(future, "birth_date_in_future").mask(too_old, "birth_date_too_old")
+    out["value"] = values.mask(future | too_old, None)
 
 
 def _timestamps(raw: pd.Series, **_: object) -> pd.DataFrame:
@@ -128,12 +149,13 @@ NORMALIZERS: dict[str, Callable[..., pd.DataFrame]] = {
 }
 
 
-def normalize_kind(kind: str, raw: pd.Series, *, code_table: str | None = None) -> pd.DataFrame:
-    """Run the normaliser of `kind` on a raw column."""
+def normalize_kind(kind: str, raw: pd.Series, *, code_table: str | None = None, **options: object) -> pd.DataFrame:
+    """Run the normaliser of `kind` on a raw column (`options`: e.g. `birth_date=True`
+    for a date column that holds birth dates)."""
     raw = raw if isinstance(raw, pd.Series) else pd.Series(raw)
     if raw.dtype != object:
         raw = raw.astype(object)
-    res = NORMALIZERS[kind](raw, code_table=code_table)
+    res = NORMALIZERS[kind](raw, code_table=code_table, **options)
     res.index = raw.index
     if "error" not in res:
         res["error"] = None

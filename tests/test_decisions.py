@@ -1,0 +1,130 @@
+"""Officers' decisions: must-link / cannot-link survive every later run; the review
+workbook goes out in Chinese and comes back as decisions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import synth
+from cli import app
+from flows import Selection, apply_decisions
+from settings import load_settings
+from tests.e2e_helpers import sync
+from warehouse.decisions import link_persons, unlink
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("decisions")
+    synth.generate(root / "inbox", households=60, seed=21, noise="realistic", days=3)
+    wh = root / "w.duckdb"
+    sync(root / "inbox", wh)
+    return root / "inbox", wh
+
+
+def person_of(wh: Path, mention_id: str) -> str:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return con.execute("SELECT person_id FROM core.person_xref WHERE mention_id = ?", [mention_id]).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def two_mentions_of_one_person(wh: Path) -> tuple[str, str]:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        rows = con.execute("SELECT person_id, list(mention_id ORDER BY mention_id) FROM core.person_xref "
+                           "GROUP BY 1 HAVING count(*) >= 2 ORDER BY 1 LIMIT 1").fetchall()
+    finally:
+        con.close()
+    return rows[0][1][0], rows[0][1][1]
+
+
+def two_singletons(wh: Path) -> tuple[str, str]:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        rows = con.execute("SELECT min(mention_id) FROM core.person_xref GROUP BY person_id "
+                           "HAVING count(*) = 1 ORDER BY 1 LIMIT 2").fetchall()
+    finally:
+        con.close()
+    return rows[0][0], rows[1][0]
+
+
+def test_cannot_link_splits_and_holds_on_every_later_run(base, tmp_path):
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    a, b = two_mentions_of_one_person(wh)
+    settings = load_settings(inbox=inbox, warehouse=wh, env={})
+    apply_decisions(settings, lambda con: unlink(con, a, b, decided_by="测试员", reason="不同人"))
+    assert person_of(wh, a) != person_of(wh, b)
+    # a plain nightly run and a full reload both keep the decision
+    sync(inbox, wh)
+    assert person_of(wh, a) != person_of(wh, b)
+    sync(inbox, wh, Selection(sources=("low_income", "civil_affairs", "floating_population", "family_planning"),
+                              force=True))
+    assert person_of(wh, a) != person_of(wh, b)
+    con = duckdb.connect(str(wh), read_only=True)
+    log = con.execute("SELECT event FROM core.person_merge_log").fetchall()
+    who = con.execute("SELECT decided_by, reason, decision FROM core.link_decision").fetchall()
+    con.close()
+    assert ("split",) in log
+    assert ("测试员", "不同人", "cannot_link") in who
+
+
+def test_must_link_merges_keeps_the_older_id_and_holds(base, tmp_path):
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    a, b = two_singletons(wh)
+    pa, pb = person_of(wh, a), person_of(wh, b)
+    settings = load_settings(inbox=inbox, warehouse=wh, env={})
+    apply_decisions(settings, lambda con: link_persons(con, pa, pb, decided_by="测试员"))
+    assert person_of(wh, a) == person_of(wh, b) == min(pa, pb)
+    sync(inbox, wh, Selection(sources=("low_income",), force=True))
+    assert person_of(wh, a) == person_of(wh, b) == min(pa, pb)
+
+
+def test_review_workbook_round_trip(base, tmp_path):
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    out = tmp_path / "review.xlsx"
+    r = runner.invoke(app, ["review", "export", "-w", str(wh), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    sheet = pd.read_excel(out, sheet_name="待复核", dtype=str, engine="openpyxl")
+    assert {"记录A编号", "记录B编号", "匹配概率", "复核原因", "是否同一人（填 是/否）"} <= set(sheet.columns)
+    if sheet.empty:
+        pytest.skip("no uncertain pairs in this inbox")
+    sheet.loc[0, "是否同一人（填 是/否）"] = "否"
+    sheet.loc[0, "决定人"] = "复核员"
+    filled = tmp_path / "filled.xlsx"
+    with pd.ExcelWriter(filled) as w:
+        sheet.to_excel(w, sheet_name="待复核", index=False)
+    r = runner.invoke(app, ["review", "import", str(filled), "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    a, b = sheet.loc[0, "记录A编号"], sheet.loc[0, "记录B编号"]
+    assert person_of(wh, a) != person_of(wh, b)
+    sheet.loc[1 if len(sheet) > 1 else 0, "是否同一人（填 是/否）"] = "也许"
+    with pd.ExcelWriter(filled) as w:
+        sheet.to_excel(w, sheet_name="待复核", index=False)
+    r = runner.invoke(app, ["review", "import", str(filled), "-w", str(wh)])
+    assert r.exit_code != 0 and "只能填 是 或 否" in r.output
+
+
+def test_explain_shows_fields_and_weights(base):
+    _inbox, wh = base
+    a, _b = two_mentions_of_one_person(wh)
+    r = runner.invoke(app, ["explain", person_of(wh, a), "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    assert "birth_date" in r.output or "出生" in r.output
+    assert "total" in r.output
