@@ -341,6 +341,25 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
     console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
 
 
+@app.command()
+def report(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt,
+           out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                              help="输出目录（默认配置中的 reports_dir，或仓库文件旁的 reports/）")) -> None:
+    """质量报告：各部门问题清单（xlsx，含文件、工作表、行号、列、原始值、问题说明、处理建议）和离线可读的 HTML 汇总。"""
+    from pipelines.errors import advice
+    from warehouse.exceptions import WarehouseError
+    from warehouse.reports import write_reports
+
+    settings = _settings(config, warehouse=warehouse, reports_dir=out)
+    try:
+        paths = write_reports(settings.warehouse, settings.resolved_reports_dir(), advice=advice)
+    except WarehouseError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    for p in paths:
+        console.print(f"已写入 {p}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

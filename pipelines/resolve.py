@@ -216,4 +216,4 @@ def resolve_mentions(
     clusters = clusters.iloc[order].reset_index(drop=True)
     candidates = review_candidates(mentions, relationships, decisions, model=model, district=district)
     res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
-    return LinkedResolution(res, candidates, model.settings, "full")
+    return LinkedResolution(res, candidates, model.settings if model is not None else None, "full")

@@ -15,6 +15,12 @@ import pandas as pd
 from tests.e2e_helpers import sync
 
 W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
+
+
+def given(i: int) -> str:
+    """A digit-free given name for number i (names with digits are errors)."""
+    return _GIVEN[i % 20] + ("" if i < 20 else _GIVEN[(i // 20) % 20])
 
 
 def citizen_id(birth: str, seq: int, region: str = "220402") -> str:
@@ -36,7 +42,7 @@ ROSTER_HEADERS = ["序号", "街道", "社区", "户主姓名", "户主身份证
 
 def float_row(i: int, **over: str) -> dict[str, str]:
     birth = f"1985{1 + i % 12:02d}{1 + i % 28:02d}"
-    row = {"登记编号": f"LD2026{i:05d}", "姓名": f"赵{'一二三四五六七八九十'[i % 10]}{i}", "性别": "男" if i % 2 else "女",
+    row = {"登记编号": f"LD2026{i:05d}", "姓名": f"赵{given(i)}", "性别": "男" if i % 2 else "女",
            "民族": "汉族", "出生日期": f"{birth[:4]}-{birth[4:6]}-{birth[6:]}",
            "公民身份号码": citizen_id(birth, 100 + 2 * i + (i % 2)), "户籍地址": "河北省保定市莲池区东风路1号",
            "现居住地址": f"龙山区人民大街{100 + i}号3-2-501", "居住事由": "务工", "登记日期": "2026-11-01",
@@ -48,7 +54,7 @@ def float_row(i: int, **over: str) -> dict[str, str]:
 
 def cremation_row(i: int, **over: str) -> dict[str, str]:
     birth = f"1940{1 + i % 12:02d}{1 + i % 28:02d}"
-    row = {"火化证明编号": f"HH2026{i:05d}", "逝者姓名": f"钱{'甲乙丙丁戊己庚辛壬癸'[i % 10]}{i}",
+    row = {"火化证明编号": f"HH2026{i:05d}", "逝者姓名": f"钱{given(i)}",
            "性别": "男" if i % 2 else "女", "民族": "汉族", "身份证号码": citizen_id(birth, 200 + 2 * i + (i % 2)),
            "出生日期": f"{birth[:4]}-{birth[4:6]}-{birth[6:]}", "死亡日期": "2026-11-10", "火化日期": "2026-11-12",
            "户籍地址": f"龙山区东吉街道泰安社区人民大街{i}号", "生前住址": f"龙山区人民大街{i}号", "经办人联系电话": "13900000000"}
@@ -83,8 +89,8 @@ def write_cremation(inbox: Path, rows: list[dict[str, str]], name: str = "火化
 
 def marriage_row(i: int, **over: object) -> dict[str, object]:
     row = {"登记证字号": f"J2026-{i:04d}", "业务类型": "结婚登记", "登记日期": "2026-11-05",
-           "男方姓名": f"孙{i}", "男方证件类型": "居民身份证", "男方证件号码": citizen_id("19900101", 300 + 2 * i + 1),
-           "男方出生日期": "1990-01-01", "女方姓名": f"李{i}", "女方证件类型": "居民身份证",
+           "男方姓名": f"孙{given(i)}", "男方证件类型": "居民身份证", "男方证件号码": citizen_id("19900101", 300 + 2 * i + 1),
+           "男方出生日期": "1990-01-01", "女方姓名": f"李{given(i)}", "女方证件类型": "居民身份证",
            "女方证件号码": citizen_id("19920202", 300 + 2 * i), "女方出生日期": "1992-02-02", "登记机关": "龙山区民政局"}
     row.update(over)
     return row
@@ -108,8 +114,8 @@ def write_marriage(inbox: Path, rows: list[dict[str, object]], name: str = "婚�
 
 def roster_member(seq: int, k: int, **over: object) -> dict[str, object]:
     head_id = citizen_id("19700101", 400 + 2 * seq + 1)
-    m = {"序号": seq, "街道": "东吉街道", "社区": "泰安社区", "户主姓名": f"周{seq}", "户主身份证号": head_id,
-         "成员姓名": f"周{seq}" if k == 0 else f"周{seq}子{k}", "与户主关系": "户主" if k == 0 else "子",
+    m = {"序号": seq, "街道": "东吉街道", "社区": "泰安社区", "户主姓名": f"周{given(seq)}", "户主身份证号": head_id,
+         "成员姓名": f"周{given(seq)}" if k == 0 else f"周{given(seq)}{given(k + 7)}", "与户主关系": "户主" if k == 0 else "子",
          "成员身份证号": head_id if k == 0 else citizen_id("20000101", 500 + 10 * seq + 2 * k + 1),
          "性别": "男", "出生日期": "1970-01-01" if k == 0 else "2000-01-01", "保障类别": "A类", "家庭保障人口": 2,
          "月保障金额（元）": 800.0, "家庭住址": f"龙山区人民大街{seq}号", "联系电话": "13700000000",

@@ -25,13 +25,13 @@ def cid(body17: str) -> str:
 def make_mentions(rows: list[dict]) -> pd.DataFrame:
     """Mention frames as standardize builds them, from raw-ish values."""
     df = pd.DataFrame(rows)
-    for c in ["id", "name", "gender", "birth", "phone", "addr", "doc_type", "doc_no"]:
+    for c in ["id", "name", "gender", "birth", "phone", "addr", "doc_type", "doc_no", "src"]:
         if c not in df:
             df[c] = None
     ids = normalize_citizen_ids(df["id"].astype(object))
     names = normalize_names(df["name"].astype(object))
     return pd.DataFrame({
-        "source_system": "civil_affairs", "source_object": "export_" + df["mid"] + ".csv", "source_locator": "2", "role": "x",
+        "source_system": "civil_affairs", "source_object": df["src"].fillna("export_" + df["mid"] + ".csv"), "source_locator": "2", "role": "x",
         "mention_id": df["mid"], "record_key": df["mid"], "household_key": None,
         "citizen_id": ids["value"], "id_raw": df["id"], "id_status": ids["status"],
         "id_region_code": ids["region_code"], "id_birth_date": ids["birth_date"], "id_gender": ids["gender"],
@@ -69,6 +69,15 @@ ROWS = [
     dict(mid="n1", id=cid("22040219800101242"), name="王芳", gender="2", birth="1980-01-01", phone="13500004444"),
     dict(mid="n2", id=cid("22040219800101242"), name="王芳", gender="2", birth="1980-01-01"),
     dict(mid="n3", id=None, name="王芳", gender="2", birth="1975-06-06", phone="13500005555"),
+    # twins with homophone names on consecutive rows of one file: two people, not a typo
+    dict(mid="s1", src="流动人口登记_20260701.csv", id=cid("12010120140328769"), name="陈利佳", gender="1",
+         birth="2014-03-28", phone="18841079766", addr="龙山区南康路9号1栋1单元101室"),
+    dict(mid="s2", src="流动人口登记_20260701.csv", id=None, name="陈利嘉", gender="1",
+         birth="2014-03-28", phone="18841079766", addr="龙山区南康路9号1栋1单元101室"),
+    # sisters with homophone names, same flat and phone, different birth dates
+    dict(mid="w1", id=cid("22040219800601294"), name="汤莉", gender="2", birth="1980-06-01", phone="0437-2861702", addr="龙山区西宁大路3号2栋1单元201室"),
+    dict(mid="w2", id=cid("22040219800601294"), name="汤莉", gender="2", birth="1980-06-01", phone="0437-2861702", addr="龙山区西宁大路3号2栋1单元201室"),
+    dict(mid="w3", id="2.20402E+17", name="汤丽", gender="2", birth="1983-04-11", phone="0437-2861702", addr="龙山区西宁大路3号2栋1单元201室"),
     # a foreign spouse with a passport
     dict(mid="f1", id="E12345678", doc_type="passport", doc_no="E12345678", name="KIM SONG HUI", gender="2", birth="1990-09-09"),
     dict(mid="f2", id="E12345678", doc_type="passport", doc_no="E12345678", name="KIM SONG HUI", gender="2", birth="1990-09-09"),
@@ -142,12 +151,18 @@ def test_namesakes_with_different_birth_dates_stay_apart(clusters) -> None:
     assert not same(clusters, "n1", "n3")
 
 
+def test_same_file_homophones_and_sisters_stay_apart(clusters) -> None:
+    assert not same(clusters, "s1", "s2")
+    assert same(clusters, "w1", "w2")
+    assert not same(clusters, "w1", "w3")
+
+
 def test_background_and_documents(clusters) -> None:
     for i in range(20):
         assert same(clusters, f"bg{i:02d}a", f"bg{i:02d}b", f"bg{i:02d}c")
     crowd = clusters[clusters.index.str.startswith("z")]
     assert crowd.nunique() >= 298  # random namesakes born the same day are possible, but not here
-    assert clusters[~clusters.index.str.startswith("z")].nunique() == 20 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+    assert clusters[~clusters.index.str.startswith("z")].nunique() == 20 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 2
     assert clusters["f1"] == clusters["f2"] == "DOC:E12345678"
 
 

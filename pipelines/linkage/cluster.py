@@ -245,11 +245,20 @@ def constrained_clusters(
         r = int(roots[i])
         if r not in label_of:
             label_of[r] = "M:" + ids[i]
+    smallest = dict(label_of)  # root → "M:<smallest mention id>"
     for r in set(roots.tolist()):
         if comp_cid.get(r):
             label_of[r] = "ID:" + min(comp_cid[r])
         elif comp_doc.get(r):
             label_of[r] = "DOC:" + min(comp_doc[r])
+    # a cannot-link can split one ID's mentions into several components: only the one
+    # with the smallest mention keeps the ID label, the others are labelled by mention
+    holder: dict[str, int] = {}
+    for r in sorted(set(roots.tolist()), key=lambda r: smallest[r]):
+        if label_of[r] in holder:
+            label_of[r] = smallest[r]
+        else:
+            holder[label_of[r]] = r
     sizes = np.bincount(roots, minlength=n)
     lone = sizes[roots] == 1
     method[lone] = "singleton"
