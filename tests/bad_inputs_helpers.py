@@ -12,7 +12,8 @@ import duckdb
 import openpyxl
 import pandas as pd
 
-from tests.e2e_helpers import sync
+from flows import run_sync
+from settings import load_settings
 
 W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
@@ -154,9 +155,12 @@ def write_roster(inbox: Path, households: list[list[dict[str, object]]], name: s
 # --------------------------------------------------------------------------------------
 # sync and look
 # --------------------------------------------------------------------------------------
-def run(inbox: Path, wh: Path):
+def run(inbox: Path, wh: Path, **settings):
+    """Sync `inbox` into `wh`. Deterministic person resolution: these cases are about
+    the quality of inputs, not about linkage (and stay fast)."""
     inbox.mkdir(parents=True, exist_ok=True)
-    return sync(inbox, wh)
+    settings.setdefault("resolution_mode", "deterministic")
+    return run_sync(load_settings(inbox=inbox, warehouse=wh, lock_timeout_s=30, **settings))
 
 
 def q(wh: Path, sql: str, params: list | None = None) -> pd.DataFrame:

@@ -1,0 +1,186 @@
+"""Expectation suites (GE 1.x), warehouse checks, cross-source findings, corrections."""
+
+from __future__ import annotations
+
+
+import pandas as pd
+import pytest
+
+import synth
+from pipelines.expectations import Check, Suite, export_suite, run_suite, validate_export, warehouse_suite
+from schemas.mapping import mapping_for
+from tests.bad_inputs_helpers import (
+    assert_counts_add_up, citizen_id, cremation_row, findings, float_row, ledger, q, rejected, run, write_cremation,
+    write_floating,
+)
+from tests.e2e_helpers import sync
+
+
+# ------------------------------------------------------------------------ suites as data
+def test_export_suite_is_derived_from_the_mapping():
+    suite = export_suite(mapping_for("火化信息"))
+    kinds = {(c.expectation, c.column) for c in suite.checks}
+    assert ("expect_column_values_to_be_unique", "cremation_no") in kinds
+    assert ("expect_column_values_to_be_in_set", "gender") in kinds
+    assert ("expect_column_values_to_be_in_set", "citizen_id__status") in kinds
+    assert ("expect_column_values_to_be_between", "birth_date") in kinds
+    floating = export_suite(mapping_for("流动人口登记"))
+    assert ("expect_compound_columns_to_be_unique", "registration_no,updated_at") in \
+        {(c.expectation, c.column) for c in floating.checks}
+    roster = export_suite(mapping_for("低保花名册"))
+    assert not any(c.expectation == "expect_column_values_to_be_unique" for c in roster.checks)  # 序号 repeats per member
+
+
+def test_run_suite_reports_duplicates_codes_and_missing_rows():
+    records = pd.DataFrame({"cremation_no": ["A", "A", "B"], "gender": ["1", "7", None],
+                            "citizen_id__status": ["valid", "id_bad_checksum", "valid"]})
+    suite = Suite("t", (
+        Check("expect_column_values_to_be_unique", {"column": "cremation_no"}, "唯一"),
+        Check("expect_column_values_to_be_in_set", {"column": "gender", "value_set": ["1", "2"]}, "代码"),
+        Check("expect_column_values_to_be_in_set",
+              {"column": "citizen_id__status", "value_set": ["valid"], "mostly": 0.9}, "可用", "warning"),
+        Check("expect_table_row_count_to_be_between", {"min_value": 1}, "非空"),
+    ))
+    res = run_suite({"records": records}, suite).set_index("description")
+    assert not res.loc["唯一", "success"] and res.loc["唯一", "unexpected_count"] == 2
+    assert not res.loc["代码", "success"] and "7" in res.loc["代码", "unexpected_examples"]
+    assert not res.loc["可用", "success"] and res.loc["可用", "severity"] == "warning"
+    assert res.loc["非空", "success"] and res.loc["非空", "observed_value"] == "3"
+    assert res["exception"].isna().all()
+    empty = run_suite({"records": records.iloc[0:0]}, suite).set_index("description")
+    assert not empty.loc["非空", "success"] and empty.drop(index="非空")["success"].all()
+
+
+def test_export_suite_runs_on_normalised_records_of_a_real_mapping():
+    from pipelines.standardize import standardize
+
+    mapping = mapping_for("火化信息")
+    raw = pd.DataFrame([cremation_row(1), cremation_row(2), cremation_row(2, 身份证号码="110105194001011230")])
+    raw["source_system"], raw["source_object"], raw["source_locator"] = "civil_affairs", "火化信息_x.csv", ["2", "3", "4"]
+    std = standardize(raw.astype(object), mapping)
+    res = validate_export(std.records, mapping)
+    assert res["exception"].isna().all(), res[res["exception"].notna()]
+    failed = res[~res["success"]]
+    assert failed[failed["severity"] == "error"]["column_name"].tolist() == ["cremation_no"]  # HH202600002 twice
+    assert failed[failed["severity"] == "warning"]["column_name"].tolist() == ["citizen_id__status"]  # 1 of 3 bad
+
+
+def test_warehouse_suite_flags_orphans_and_unknown_codes():
+    frames = {
+        "core.person": pd.DataFrame({"person_id": ["P1", "P2"], "citizen_id": [None, None], "name": ["甲", "乙"],
+                                     "gender": ["1", "5"], "birth_date": pd.to_datetime(["1980-01-01", None]),
+                                     "ethnicity": ["01", "01"], "marital_status": [None, "20"]}),
+        "core.person_xref": pd.DataFrame({"mention_id": ["m1", "m2"], "person_id": ["P1", "P9"],
+                                          "source_system": ["x", "x"], "role": ["a", "a"],
+                                          "person_id__exists": [True, False], "mention_id__exists": [True, True]}),
+    }
+    res = run_suite(frames, warehouse_suite(0.5))
+    bad = res[~res["success"]]
+    assert set(zip(bad["target"], bad["column_name"])) >= {("core.person", "gender"),
+                                                             ("core.person_xref", "person_id__exists")}
+    # absent tables have nothing to violate
+    assert res[res["target"] == "core.cremation"]["success"].all()
+    assert res["exception"].isna().all(), res[res["exception"].notna()][["target", "column_name", "exception"]]
+
+
+# ------------------------------------------------------------------------ on a sync
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "inbox"
+    synth.generate(out, households=30, seed=5, noise="realistic")
+    wh = out.parent / "warehouse.duckdb"
+    summary = sync(out, wh)
+    assert summary.status == "succeeded"
+    return out, wh, summary
+
+
+def test_expectations_run_per_export_and_on_the_warehouse(generated):
+    _inbox, wh, summary = generated
+    res = q(wh, "SELECT * FROM quality.expectation_result")
+    loaded = q(wh, "SELECT export_id FROM quality.load_ledger WHERE status = 'loaded'")
+    assert set(loaded["export_id"]) <= set(res["export_id"].dropna().astype(int))
+    wh_res = res[res["suite"] == "warehouse"]
+    assert len(wh_res) >= 30
+    assert res["exception"].isna().all(), res[res["exception"].notna()][["suite", "target", "exception"]]
+    errors = wh_res[(wh_res["severity"] == "error") & ~wh_res["success"]]
+    assert errors.empty, errors[["target", "expectation", "column_name", "unexpected_count", "unexpected_examples"]]
+    assert summary.quality["warehouse_checks"] == len(wh_res)
+    assert summary.stage_seconds["expectations"] + summary.stage_seconds["quality"] < 30
+
+
+def test_cross_source_findings_name_records_and_columns(tmp_path):
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    shared = citizen_id("19800505", 123)  # male
+    write_floating(inbox, [float_row(1, 公民身份号码=shared, 姓名="赵伟", 性别="女", 出生日期="1980-05-05"), float_row(2)])
+    write_cremation(inbox, [cremation_row(1, 身份证号码=shared, 逝者姓名="钱强", 性别="男", 出生日期="1980-06-06")])
+    run(inbox, wh)
+    f = findings(wh)
+    by_kind = {k: g for k, g in f.groupby("finding_kind")}
+    for kind in ("id_conflict_name", "id_conflict_birth_date", "id_conflict_gender"):
+        assert kind in by_kind, f[["finding_kind", "detail"]]
+        row = by_kind[kind].iloc[0]
+        assert row["citizen_id"] == shared
+        assert "火化信息_20261121.csv!2" in row["detail"] and "流动人口登记_20261121.csv!2" in row["detail"]
+    b = by_kind["birth_date_contradicts_id"]
+    assert b[["source_object", "source_locator", "source_column", "raw_value"]].values.tolist() == \
+        [["火化信息_20261121.csv", "2", "出生日期", "1980-06-06"]]
+    g = by_kind["gender_contradicts_id"]
+    assert g[["source_object", "source_locator", "source_column", "raw_value"]].values.tolist() == \
+        [["流动人口登记_20261121.csv", "2", "性别", "女"]]
+    assert "1980-05-05" in b["detail"].iloc[0]
+    # recomputed, not accumulated, on the next sync
+    run(inbox, wh)
+    assert len(findings(wh)) == len(f)
+
+
+def test_row_count_change_beyond_threshold_is_a_failed_check(tmp_path):
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    write_cremation(inbox, [cremation_row(i) for i in range(1, 11)], name="火化信息_20261120.csv")
+    run(inbox, wh)
+    write_cremation(inbox, [cremation_row(i) for i in range(20, 22)], name="火化信息_20261121.csv")
+    run(inbox, wh)
+    res = q(wh, "SELECT * FROM quality.expectation_result WHERE target = 'quality.row_count_change'")
+    assert len(res) == 2
+    last = res.sort_values("evaluated_at").iloc[-1]
+    assert not last["success"] and last["unexpected_count"] == 1 and last["severity"] == "warning"
+
+
+def test_correction_resolves_the_rows_it_fixes_and_the_rest_stays_open(tmp_path):
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    write_floating(inbox, [float_row(1, 公民身份号码="2.20402198502020e+17"), float_row(2, 出生日期="1985-02-30"),
+                           float_row(3, 更新时间="")])
+    run(inbox, wh)
+    before = rejected(wh)
+    assert set(before["status"]) == {"open"} and len(before) == 3
+    write_floating(inbox, [float_row(1), float_row(3)], name="流动人口登记_20261121_补报.csv")
+    run(inbox, wh)
+    after = rejected(wh).set_index("record_key")
+    assert after.loc["LD202600001", "status"] == "resolved"
+    assert after.loc["LD202600003", "status"] == "resolved"
+    assert after.loc["LD202600002", "status"] == "open"
+    corr = ledger(wh)
+    corr_id = corr[corr["source_object"] == "流动人口登记_20261121_补报.csv"]["export_id"].iloc[0]
+    assert (after[after["status"] == "resolved"]["resolved_by_export_id"] == corr_id).all()
+    assert_counts_add_up(wh)
+
+    from pipelines.errors import advice
+    from warehouse.reports import problem_list
+    from warehouse.store import connect_read_only
+
+    con = connect_read_only(wh)
+    try:
+        pl = problem_list(con, "floating_population", advice)
+    finally:
+        con.close()
+    assert pl["状态"].tolist() == ["待处理", "已解决", "已解决"]
+    assert pl.iloc[0]["行号/主键"] == "3" and pl.iloc[0]["列"] == "出生日期"
+    assert set(pl.iloc[1:]["更正文件"]) == {"流动人口登记_20261121_补报.csv"}
+
+
+def test_quality_tables_are_declared_with_chinese_comments():
+    from warehouse.ddl import quality_tables
+
+    names = {t.qualified for t in quality_tables()}
+    assert {"quality.expectation_result", "quality.finding"} <= names
+    for t in quality_tables():
+        assert all(c.comment for c in t.columns)
