@@ -191,3 +191,17 @@ def test_analyst_views_mask_ids_and_phones(loaded):
             assert not text[col].str.contains(r"\b\d{17}[\dX]\b", regex=True).any(), (v, col)
             assert not text[col].str.contains(r"\b1[3-9]\d{9}\b", regex=True).any(), (v, col)
     con.close()
+
+
+USABLE_QUIRKS = {"clean", "lowercase_x", "fullwidth", "spaces", "apostrophe", "old15"}
+CORRUPTED_QUIRKS = {"excel_scientific", "excel_truncated", "excel_numeric_cell", "typo"}
+
+
+def test_usable_ids_are_recovered_and_corrupted_ones_never_accepted(inbox, loaded):
+    from tests.benchmarks.id_recovery import id_recovery
+
+    fig = id_recovery(inbox, loaded)
+    assert fig["usable"] > 0 and fig["corrupted"] > 0
+    assert fig["usable_recovered"] / fig["usable"] >= 0.999, fig
+    assert fig["corrupted_accepted"] == 0, fig
+    assert fig["corrupted_flagged"] == fig["corrupted"], fig
