@@ -44,24 +44,22 @@ class ExportMeta:
     watermark_to: dt.datetime | None = None
 
 
-def find_loaded(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
-    """export_id of a loaded export with the same mapping and content, if any."""
+def _export_with_status(con: duckdb.DuckDBPyConnection, meta: ExportMeta, status: str) -> int | None:
     row = con.execute(
-        "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? "
-        "AND status = 'loaded' LIMIT 1",
-        [meta.mapping, meta.content_sha256],
+        "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? AND status = ? LIMIT 1",
+        [meta.mapping, meta.content_sha256, status],
     ).fetchall()
     return row[0][0] if row else None
+
+
+def find_loaded(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
+    """export_id of a loaded export with the same mapping and content, if any."""
+    return _export_with_status(con, meta, "loaded")
 
 
 def find_failed(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
     """export_id of an earlier failed attempt at the same content (not retried every night)."""
-    row = con.execute(
-        "SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND content_sha256 = ? "
-        "AND status = 'failed' LIMIT 1",
-        [meta.mapping, meta.content_sha256],
-    ).fetchall()
-    return row[0][0] if row else None
+    return _export_with_status(con, meta, "failed")
 
 
 def loaded_exports_named(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> list[int]:
