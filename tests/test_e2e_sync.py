@@ -205,3 +205,29 @@ def test_usable_ids_are_recovered_and_corrupted_ones_never_accepted(inbox, loade
     assert fig["usable_recovered"] / fig["usable"] >= 0.999, fig
     assert fig["corrupted_accepted"] == 0, fig
     assert fig["corrupted_flagged"] == fig["corrupted"], fig
+
+
+def test_address_mentions_of_one_flat_share_one_address_id(inbox, loaded):
+    """Pairwise over address mentions in the warehouse: same flat ⇔ same address_id."""
+    import itertools
+
+    truth = pd.read_csv(inbox / "_truth" / "addresses.csv", dtype=str, keep_default_na=False)
+    con = duckdb.connect(str(loaded), read_only=True)
+    xref = con.execute("SELECT source_object, source_locator, field, address_id FROM core.address_xref").df()
+    con.close()
+    j = truth.merge(xref, on=["source_object", "source_locator", "field"])
+    assert len(j) >= 0.98 * len(truth), "address mentions of the truth missing from core.address_xref"
+
+    def pairs(groups: pd.Series) -> set[tuple[int, int]]:
+        out: set[tuple[int, int]] = set()
+        for idx in groups.groupby(groups).groups.values():
+            out |= set(itertools.combinations(sorted(idx), 2))
+        return out
+
+    true_pairs, found = pairs(j["flat_key"]), pairs(j["address_id"])
+    tp = len(true_pairs & found)
+    precision = tp / len(found) if found else 1.0
+    recall = tp / len(true_pairs) if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall)
+    assert f1 >= 0.99, (precision, recall, f1)
+    assert precision >= 0.999, "two different flats share an address_id"
