@@ -58,7 +58,8 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
         con.execute(
             "INSERT INTO core.person_xref "
             "SELECT m.source_system, m.source_object, m.source_locator, m.role, m.mention_id, x.person_id, "
-            "x.match_method, x.match_probability FROM stg.mention m JOIN _xref x USING (mention_id)"
+            "x.match_method, x.match_probability, coalesce(m.is_retracted, FALSE) "
+            "FROM stg.mention m JOIN _xref x USING (mention_id)"
         )
     finally:
         con.unregister("_xref")
@@ -78,7 +79,9 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
 _PERSON_MENTIONS = """
 CREATE OR REPLACE TEMP VIEW pm AS
 SELECT x.person_id, m.*,
-       coalesce(CAST(m.export_date AS VARCHAR), '') || '|' || m.mention_id AS recency,
+       -- the most recent statement wins; a retracted record's only when nothing else says it
+       CASE WHEN coalesce(m.is_retracted, FALSE) THEN '0' ELSE '1' END ||
+         coalesce(CAST(m.export_date AS VARCHAR), '') || '|' || m.mention_id AS recency,
        m.id_status IN ('valid', 'upgraded_15') AS has_valid_id
 FROM stg.mention m JOIN core.person_xref x USING (mention_id)
 """

@@ -121,6 +121,7 @@ MENTION_EXTRA_COLUMNS = (
     C("name_simplified", "VARCHAR", "姓名简体形式"),
     C("name_pinyin", "VARCHAR", "姓名拼音键（考虑姓氏多音字）"),
     C("name_pinyin_alt", "VARCHAR", "姓名拼音键（不考虑姓氏读音）"),
+    C("is_retracted", "BOOLEAN", "来源记录已被撤回（计生 SCBZ=1）：人员提及保留，但其所述事实不再有效"),
 )
 
 
@@ -285,7 +286,8 @@ PERSON_XREF = Table(
      C("role", "VARCHAR", "人员角色", True), C("mention_id", "VARCHAR", "人员提及编号", True),
      C("person_id", "VARCHAR", "解析后的人员编号", True),
      C("match_method", "VARCHAR", "匹配方式：citizen_id 身份证号一致、probabilistic 概率匹配、must_link 人工确认、singleton 单独成人", True),
-     C("match_probability", "DOUBLE", "匹配概率（0–1）")),
+     C("match_probability", "DOUBLE", "匹配概率（0–1）"),
+     C("is_retracted", "BOOLEAN", "来源记录已被撤回（计生 SCBZ=1）")),
     ("mention_id",),
 )
 PERSON_MERGE_LOG = Table(

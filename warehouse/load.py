@@ -196,10 +196,14 @@ def stage_export(
     if mapping.delete_flag and not mentions.empty:
         deleted = set(records.loc[records[mapping.delete_flag].astype(str).isin(["1", "True", "true"]),
                                   "source_locator"])
-        mentions = mentions[~mentions["source_locator"].isin(deleted)]
+        # a retracted record keeps its person mentions (the person was seen), flagged;
+        # what it stated (relationships, addresses, facts) is withdrawn
+        mentions = mentions.assign(is_retracted=mentions["source_locator"].isin(deleted))
         relationships = relationships[~relationships["source_locator"].isin(deleted)]
         if addresses is not None:
             addresses = addresses[~addresses["source_locator"].isin(deleted)]
+    if "is_retracted" not in mentions:
+        mentions = mentions.assign(is_retracted=False)
     _insert(con, STG_MENTION.qualified, mentions.assign(export_id=export_id, export_date=meta.export_date),
             STG_MENTION.column_names)
     _insert(con, STG_RELATIONSHIP.qualified, relationships.assign(export_id=export_id), STG_RELATIONSHIP.column_names)

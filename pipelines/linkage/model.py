@@ -108,6 +108,16 @@ class LinkageModel:
         self.tf_tables: dict[str, pd.DataFrame] = {}  # term frequencies (name_s, name_py)
         self.training: dict[str, float] = {}
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any] | None, **kw: Any) -> "LinkageModel":
+        """A model restored from stored settings (`settings`, as `fit` left them).
+
+        The term frequencies are not part of the settings: they are computed from the
+        mentions the restored model is given to score (see `term_frequencies`)."""
+        model = cls(**kw)
+        model.settings = deepcopy(settings) if settings else None
+        return model
+
     # ------------------------------------------------------------------ settings
     def _settings_creator(self, lam: float) -> Any:
         from splink import SettingsCreator
@@ -209,13 +219,31 @@ class LinkageModel:
         tf = (s.value_counts() / max(len(s), 1)).rename(f"tf_{col}").reset_index()
         return tf.rename(columns={tf.columns[0]: col})
 
-    def _linker_for(self, table: Any) -> Any:
+    def term_frequencies(self, *frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """The term-frequency lookups to score with: those of the training frame for a
+        model trained here; for a model restored from stored settings (which carry m and
+        u but no frequencies) they are computed from `frames` — the current mentions,
+        exactly as training on them would — and kept for the model's later calls."""
+        if not self.tf_tables:
+            frames = tuple(f for f in frames if f is not None and len(f))
+            if not frames:
+                raise ValueError("term frequencies need the mentions the model scores")
+            lf = frames[0] if len(frames) == 1 else pd.concat([f[self._tf_columns()] for f in frames])
+            self.tf_tables = {col: self._tf_table(lf, col) for col in self._tf_columns()}
+        return self.tf_tables
+
+    def _linker_for(self, table: Any, *tf_frames: pd.DataFrame) -> Any:
+        """A linker over `table` with the trained settings and registered term frequencies
+        (Splink's predict_within / predict_between / score_pair never derive them from the
+        records they score: without them an exact common name would weigh like a unique one,
+        or — in score_pair — like a name shared by everybody)."""
         from splink import Linker
 
+        tf_tables = self.term_frequencies(*tf_frames)
         linker = Linker(table, deepcopy(self.settings), log_level=logging.WARNING)
         db = linker._db_api
-        for col, table in self.tf_tables.items():
-            tf = db.register(table, table_name=f"__tf_{col}_{next(_UID)}")
+        for col, frame in tf_tables.items():
+            tf = db.register(frame, table_name=f"__tf_{col}_{next(_UID)}")
             linker.table_management.register_term_frequency_lookup(tf, col)
         return linker
 
@@ -225,10 +253,12 @@ class LinkageModel:
         gamma_<comparison> (the level of each comparison)."""
         self._require_trained()
         if lf is None:
+            if not hasattr(self, "_linker"):
+                raise RuntimeError("a restored model scores the mentions it is given: predict(lf)")
             linker = self._linker
         else:
             db = self._db()
-            linker = self._linker_for(db.register(to_arrow(lf), table_name="__linkage_input"))
+            linker = self._linker_for(db.register(to_arrow(lf), table_name="__linkage_input"), lf)
         out = linker.inference.predict(threshold_match_probability=threshold or None, warning_mode="never")
         return self._pairs(out)
 
@@ -239,7 +269,7 @@ class LinkageModel:
         db = self._db()
         new_t = db.register(to_arrow(new_lf), table_name="__linkage_new")
         old_t = db.register(to_arrow(existing_lf), table_name="__linkage_existing")
-        linker = self._linker_for(new_t)
+        linker = self._linker_for(new_t, new_lf, existing_lf)
         parts = [self._pairs(linker.inference.predict_within(new_t, threshold_match_probability=threshold or None,
                                                               warning_mode="never"))]
         if len(existing_lf):
@@ -270,7 +300,7 @@ class LinkageModel:
         db = self._db()
         left = db.register(to_arrow(rows[rows["unique_id"] == a]), table_name="__explain_l")
         right = db.register(to_arrow(rows[rows["unique_id"] == b]), table_name="__explain_r")
-        linker = self._linker_for(left)
+        linker = self._linker_for(left, lf)
         scored = linker.inference.score_pair(left, right).as_pandas_dataframe().iloc[0]
         out = []
         lam = self.settings["probability_two_random_records_match"]

@@ -1,0 +1,164 @@
+"""Officer reports: problem lists per department (xlsx) and the offline HTML summary."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import synth
+from tests.bad_inputs_helpers import float_row, run, write_floating
+from tests.e2e_helpers import sync, truth_mentions
+
+CORRUPTED = ["excel_scientific", "excel_truncated", "excel_numeric_cell", "typo"]
+SYSTEM_ZH = {"civil_affairs": "民政", "low_income": "低保", "floating_population": "流动人口", "family_planning": "计生"}
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """A generated inbox, synced, reported with `residents report`."""
+    from cli import app
+
+    base = tmp_path_factory.mktemp("rep")
+    inbox, wh, out = base / "inbox", base / "warehouse.duckdb", base / "reports"
+    synth.generate(inbox, households=30, seed=7, noise="realistic")
+    assert sync(inbox, wh).status == "succeeded"
+    result = CliRunner().invoke(app, ["report", "--warehouse", str(wh), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return inbox, wh, out
+
+
+def read_list(out: Path, system: str) -> pd.DataFrame:
+    return pd.read_excel(out / f"问题清单_{SYSTEM_ZH[system]}.xlsx", sheet_name="问题清单", dtype=str,
+                         engine="openpyxl").fillna("")
+
+
+def test_every_corrupted_or_mistyped_id_is_in_its_departments_problem_list(reported):
+    inbox, _wh, out = reported
+    truth = truth_mentions(inbox)
+    bad = truth[truth["id_quirk"].isin(CORRUPTED)]
+    assert len(bad) > 0
+    missing = []
+    for system, group in bad.groupby("source_system"):
+        pl = read_list(out, system)
+        where = set(zip(pl["文件"], pl["工作表"], pl["行号/主键"], pl["错误代码"].str.startswith("id_")))
+        for m in group.itertuples():
+            sheet, row = (m.source_locator.rsplit("!", 1) if "!" in m.source_locator else ("", m.source_locator))
+            if (m.source_object, sheet, row, True) not in where:
+                missing.append((system, m.source_object, m.source_locator, m.id_quirk, m.id_written))
+    assert not missing, missing[:10]
+
+
+def test_problem_lists_have_the_chinese_columns_and_open_problems_first(reported):
+    _inbox, _wh, out = reported
+    files = sorted(p.name for p in out.glob("问题清单_*.xlsx"))
+    assert files and all(name.endswith(".xlsx") for name in files)
+    for path in out.glob("问题清单_*.xlsx"):
+        wb = openpyxl.load_workbook(path, read_only=True)
+        assert wb.sheetnames == ["问题清单", "核查提示", "说明"]
+        header = [c.value for c in next(wb["问题清单"].iter_rows(max_row=1))]
+        for col in ("文件", "工作表", "行号/主键", "列", "原始值", "问题说明", "处理建议", "状态"):
+            assert col in header
+        pl = pd.read_excel(path, sheet_name="问题清单", dtype=str,
+                         engine="openpyxl").fillna("")
+        status = pl["状态"].tolist()
+        assert status == sorted(status, key=lambda s: s != "待处理")
+        assert (pl["问题说明"] != "").all() and (pl["处理建议"] != "").all()
+
+
+def test_raw_values_are_written_as_text_never_as_formulas(tmp_path):
+    from pipelines.errors import advice
+    from warehouse.reports import write_reports
+
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    write_floating(inbox, [float_row(1, 公民身份号码="=1+1"), float_row(2, 服务处所="x\x01" + "长" * 40000)])
+    run(inbox, wh)
+    write_reports(wh, tmp_path / "r", advice=advice)
+    ws = openpyxl.load_workbook(tmp_path / "r" / "问题清单_流动人口.xlsx")["问题清单"]
+    header = [c.value for c in ws[1]]
+    raw = header.index("原始值") + 1
+    values = {ws.cell(r, raw).value for r in range(2, ws.max_row + 1)}
+    assert "=1+1" in values
+    cell = next(ws.cell(r, raw) for r in range(2, ws.max_row + 1) if ws.cell(r, raw).value == "=1+1")
+    assert cell.data_type == "s"
+
+
+def test_html_summary_is_self_contained_and_has_every_section(reported):
+    _inbox, _wh, out = reported
+    page = (out / "质量报告.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
+    assert "url(" not in page
+    for section in ("各来源装载情况", "拒收原因", "趋势", "跨部门冲突与预警", "数据期望检查", "文件级警告"):
+        assert section in page
+    assert not re.search(r"\b\d{17}[\dX]\b", page), "full citizen IDs must not appear in the summary"
+
+
+def test_html_summary_renders_in_headless_chromium(reported, tmp_path):
+    _inbox, _wh, out = reported
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium is not installed but CI=true: the HTML render check must run in CI")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    png = tmp_path / "report.png"
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    try:
+        proc = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+             "--window-size=1280,1600", f"--screenshot={png}", (out / "质量报告.html").as_uri()],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert png.exists() and png.stat().st_size > 20_000, proc.stderr[-2000:]
+    pixels = _png_bytes(png)
+    drawn = sum(1 for b in pixels if b not in (0, 255))
+    assert drawn > 0.01 * len(pixels), "the screenshot is (nearly) blank"
+
+
+def _png_bytes(path: Path) -> bytes:
+    """The decompressed scanlines of a PNG (stdlib only): a blank page is all 0/255."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return zlib.decompress(idat)
+
+
+def test_the_flow_writes_the_reports_after_a_sync(tmp_path):
+    from flows import _after_sync
+    from settings import load_settings
+
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    write_floating(inbox, [float_row(1), float_row(2, 出生日期="1985-02-30")])
+    summary = run(inbox, wh)
+    settings = load_settings(inbox=inbox, warehouse=wh, reports_dir=tmp_path / "out")
+    _after_sync(settings, summary)
+    assert (tmp_path / "out" / "质量报告.html").exists()
+    pl = pd.read_excel(tmp_path / "out" / "问题清单_流动人口.xlsx", sheet_name="问题清单", dtype=str, engine="openpyxl")
+    assert pl[["文件", "行号/主键", "列", "原始值", "状态"]].values.tolist() == \
+        [["流动人口登记_20261121.csv", "3", "出生日期", "1985-02-30", "待处理"]]
+
+
+def test_report_command_on_a_missing_warehouse_fails_clearly(tmp_path):
+    from cli import app
+
+    result = CliRunner().invoke(app, ["report", "--warehouse", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path)])
+    assert result.exit_code == 1
