@@ -241,7 +241,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
     summary.stage_seconds["resolve"] = time.perf_counter() - ts
     ts = time.perf_counter()
     summary.core_counts = build.build_core(con, grid_households=settings.grid_households)
-    decisions.write_candidates(con, linked.candidates)
+    decisions.write_candidates(con, linked.candidates, replace=linked.mode != "incremental")
     summary.stage_seconds["build"] = time.perf_counter() - ts
     summary.persons_created = linked.resolution.next_sequence - next_seq
     summary.resolution_mode = linked.mode

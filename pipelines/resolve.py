@@ -151,12 +151,38 @@ def resolve_persons(mentions: pd.DataFrame, previous_xref: pd.DataFrame, previou
 # --------------------------------------------------------------------------------------
 # with probabilistic linkage (pipelines.linkage)
 # --------------------------------------------------------------------------------------
+#: Below this many current mentions every probabilistic resolution is a full run: it takes
+#: seconds to a minute there, and it is exactly what one load of all exports gives.
+INCREMENTAL_MIN_MENTIONS = 100_000
+#: The stored model is stale once the mentions grew by more than this share of those it
+#: was trained on: the sync then retrains and re-clusters fully.
+INCREMENTAL_MAX_DRIFT = 0.05
+
+
 @dataclass
 class LinkedResolution:
     resolution: Resolution
     candidates: pd.DataFrame       # review queue: mention_id_a, mention_id_b, match_probability, reason, level_*
     model_settings: dict | None    # trained Splink settings (stored for explanations and incremental runs)
     mode: str                      # deterministic | full | incremental
+    why: str = ""                  # why this mode (a full run asked for incremental says why)
+
+
+def incremental_obstacle(mentions: pd.DataFrame, previous_xref: pd.DataFrame, training: dict | None, *,
+                         min_mentions: int | None = None, max_drift: float | None = None) -> str | None:
+    """Why an incremental resolution must not be used (None: it may). See `resolve_mentions`."""
+    min_mentions = INCREMENTAL_MIN_MENTIONS if min_mentions is None else min_mentions
+    max_drift = INCREMENTAL_MAX_DRIFT if max_drift is None else max_drift
+    if not len(previous_xref):
+        return "first_load"
+    if training is None:
+        return "no_stored_model"
+    if len(mentions) < min_mentions:
+        return "small_warehouse"
+    trained_on = float(training.get("mentions") or 0)
+    if trained_on <= 0 or (len(mentions) - trained_on) > max_drift * trained_on:
+        return "model_stale"
+    return None
 
 
 def resolve_mentions(
@@ -170,50 +196,101 @@ def resolve_mentions(
     mode: str = "full",
     model_settings: dict | None = None,
     district=None,
+    min_incremental_mentions: int | None = None,
+    max_drift: float | None = None,
 ) -> LinkedResolution:
     """Cluster the mentions and assign stable ids.
 
     mode ``deterministic``: valid-ID clusters only. ``full``: probabilistic linkage over
-    all mentions (a model is trained on them). ``incremental``: only mentions new since
-    the last resolution are linked, to existing persons or to each other; existing
-    persons are neither merged nor split (the stored model is reused when given).
-    `previous_xref` carries person_id (and, for incremental, match_method and
-    match_probability of the published mentions)."""
+    all mentions (a model is trained on them; the review queue comes from the same
+    scoring). ``incremental``: only mentions new since the last resolution are scored,
+    against existing persons and each other, with the stored model (`model_settings`, as
+    `LinkageModel.stored_settings` wrote it); each joins at most one existing person or
+    starts a new one, and existing persons keep their mentions, methods and probabilities.
+    `previous_xref` carries person_id (and match_method, match_probability).
+
+    When incremental falls back to full (the rule)
+    ----------------------------------------------
+    A full run is a function of the current mentions alone, so loading exports day by day
+    or all at once gives the same warehouse. An incremental run depends on the order of
+    arrival (the model it reuses was trained on older data, and it never merges existing
+    persons), so it is only used where a full run is expensive and would change little.
+    An ``incremental`` request runs fully, and says why in ``why``, when:
+
+    * ``first_load`` / ``no_stored_model``: nothing to link to, or no model to reuse;
+    * ``small_warehouse``: fewer than `INCREMENTAL_MIN_MENTIONS` current mentions (a full
+      run takes seconds to a minute there: exactness wins);
+    * ``model_stale``: the mentions grew by more than `INCREMENTAL_MAX_DRIFT` (5 %) of
+      those the stored model was trained on: its m, u, λ and name frequencies no longer
+      describe the data, so the model is retrained and everything re-clustered;
+    * ``bridge``: a new mention would join two existing persons (an edge refused as
+      ``two_existing_persons``): that is evidence the two are one person, which only a
+      full run may decide (it merges them and logs it);
+    * and, decided by the sync before it asks (`flows`): officers' decisions changed, an
+      export was superseded or retracted, or a forced reload (``--force``).
+
+    Otherwise (the common nightly case on a large warehouse) only the new mentions are
+    scored, and the review queue gains their uncertain pairs."""
     if mode == "deterministic":
         clusters = deterministic_clusters(mentions)
         res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
         return LinkedResolution(res, pd.DataFrame(), None, mode)
 
-    from pipelines.linkage import LinkageModel, link_new_mentions, resolve_probabilistic, review_candidates
+    from pipelines.linkage import REVIEW_BAND, LinkageModel, link_new_mentions, resolve_probabilistic, review_from
 
-    model = LinkageModel()
-    if model_settings:
-        model.settings = model_settings
-    known = set(previous_xref["mention_id"])
-    is_new = ~mentions["mention_id"].isin(known)
-    if mode == "incremental" and known and model.settings is not None:
-        existing = mentions[~is_new].merge(previous_xref[["mention_id", "person_id"]], on="mention_id")
-        links, refused = link_new_mentions(mentions[is_new], existing, relationships, decisions, model=model,
-                                           district=district)
-        prev = previous_xref.set_index("mention_id")
-        old = pd.DataFrame({
-            "mention_id": existing["mention_id"].to_numpy(),
-            "cluster_label": ("P:" + existing["person_id"].astype(str)).to_numpy(),
-            "match_method": existing["mention_id"].map(prev["match_method"]).to_numpy()
-            if "match_method" in prev else "probabilistic",
-            "match_probability": existing["mention_id"].map(prev["match_probability"]).to_numpy()
-            if "match_probability" in prev else np.nan,
-        })
-        clusters = pd.concat([old, links[["mention_id", "cluster_label", "match_method", "match_probability"]]],
-                             ignore_index=True)
-        res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
-        candidates = refused.assign(reason="refused:" + refused["reason"].astype(str)) if len(refused) else refused
-        return LinkedResolution(res, candidates, model.settings, "incremental")
+    why = ""
+    if mode == "incremental":
+        model = LinkageModel.from_settings(model_settings)
+        why = incremental_obstacle(mentions, previous_xref, model.training if model.settings else None,
+                                   min_mentions=min_incremental_mentions, max_drift=max_drift) or ""
+        if not why:
+            linked = _resolve_incremental(mentions, relationships, decisions, previous_xref, previous_persons,
+                                          next_sequence, model, district, link_new_mentions)
+            if linked is not None:
+                return linked
+            why = "bridge"
 
-    result, _pairs, model = resolve_probabilistic(mentions, relationships, decisions, district=district)
+    result, pairs, model = resolve_probabilistic(mentions, relationships, decisions, district=district,
+                                                 score_from=REVIEW_BAND[0])
     clusters = result.clusters
     order = pd.Index(clusters["mention_id"]).get_indexer(mentions["mention_id"].astype(str))
     clusters = clusters.iloc[order].reset_index(drop=True)
-    candidates = review_candidates(mentions, relationships, decisions, model=model, district=district)
+    candidates = review_from(result, pairs, decisions)
     res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
-    return LinkedResolution(res, candidates, model.settings if model is not None else None, "full")
+    return LinkedResolution(res, candidates, model.stored_settings() if model is not None else None, "full", why)
+
+
+def _resolve_incremental(mentions, relationships, decisions, previous_xref, previous_persons, next_sequence,
+                         model, district, link_new_mentions) -> LinkedResolution | None:
+    """The incremental step; None when a new mention bridges two existing persons."""
+    known = set(previous_xref["mention_id"])
+    is_new = ~mentions["mention_id"].isin(known)
+    existing = mentions[~is_new].merge(previous_xref[["mention_id", "person_id"]], on="mention_id")
+    links, review = link_new_mentions(mentions[is_new], existing, relationships, decisions, model=model,
+                                      district=district)
+    if (review["reason"] == "refused:two_existing_persons").any():
+        return None
+    prev = previous_xref.set_index("mention_id")
+    old = pd.DataFrame({
+        "mention_id": existing["mention_id"].to_numpy(),
+        "cluster_label": ("P:" + existing["person_id"].astype(str)).to_numpy(),
+        "match_method": existing["mention_id"].map(prev["match_method"]).to_numpy()
+        if "match_method" in prev else "probabilistic",
+        "match_probability": existing["mention_id"].map(prev["match_probability"]).to_numpy()
+        if "match_probability" in prev else np.nan,
+    })
+    # a published singleton that a new mention joins is matched now, as a full run would say
+    joined = links[links["person_id"].notna()]
+    if len(joined):
+        rank = {"citizen_id": 0, "document_number": 1, "must_link": 2, "probabilistic": 3}
+        best = (joined.assign(r=joined["match_method"].map(rank).fillna(9),
+                              cluster_label="P:" + joined["person_id"].astype(str))
+                .sort_values(["cluster_label", "r", "match_probability"], ascending=[True, True, False])
+                .drop_duplicates("cluster_label").set_index("cluster_label"))
+        lone = (old["match_method"] == "singleton") & old["cluster_label"].isin(best.index)
+        old.loc[lone, "match_method"] = old.loc[lone, "cluster_label"].map(best["match_method"]).to_numpy()
+        old.loc[lone, "match_probability"] = old.loc[lone, "cluster_label"].map(best["match_probability"]).to_numpy()
+    clusters = pd.concat([old, links[["mention_id", "cluster_label", "match_method", "match_probability"]]],
+                         ignore_index=True)
+    res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
+    return LinkedResolution(res, review, model.stored_settings(), "incremental")

@@ -120,3 +120,35 @@ def test_constraints_always_hold(case) -> None:
     # every accepted edge is above the threshold; output covers every mention once
     assert (res.accepted["match_probability"] >= 0.3).all()
     assert sorted(res.clusters["mention_id"]) == sorted(ids)
+
+
+@given(_constrained_case(), st.lists(st.tuples(st.integers(0, 39), st.integers(0, 39)), max_size=6))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_cannot_link_holds_even_between_mentions_sharing_a_citizen_id(case, same_id_cannot) -> None:
+    """An officer may split one valid ID's mentions (a checksum-valid typo): the cannot-link
+    holds and the parts get distinct labels (one label is one person downstream)."""
+    ids, edges, cids, cannot = case
+    n = len(ids)
+    extra = [(a % n, b % n) for a, b in same_id_cannot]
+    # aim some cannot-links at pairs that share an ID
+    by_id = {}
+    for i, c in enumerate(cids):
+        if c:
+            by_id.setdefault(c, []).append(i)
+    for k, (a, b) in enumerate(extra):
+        group = by_id.get(cids[a]) if cids[a] else None
+        if group and len(group) > 1:
+            extra[k] = (group[0], group[-1])
+    pairs = [(a, b) for a, b in cannot + extra if a != b]
+    e = pd.DataFrame([(ids[a], ids[b], p) for (a, b), p in edges],
+                     columns=["mention_id_a", "mention_id_b", "match_probability"])
+    dec = pd.DataFrame([(ids[a], ids[b], "cannot_link") for a, b in pairs],
+                       columns=["mention_id_a", "mention_id_b", "decision"])
+    res = constrained_clusters(ids, e, citizen_ids=cids, decisions=dec, threshold=0.3)
+    label = res.clusters.set_index("mention_id")["cluster_label"]
+    assert res.conflicts == [] or all("sharing a citizen_id" in c for c in res.conflicts)
+    for a, b, _ in dec.itertuples(index=False):
+        assert label[a] != label[b], (a, b)
+    per_cluster = pd.DataFrame({"label": label.to_numpy(), "cid": cids}).dropna().groupby("label")["cid"].nunique()
+    assert (per_cluster <= 1).all()
+    assert sorted(res.clusters["mention_id"]) == sorted(ids)

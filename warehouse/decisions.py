@@ -91,16 +91,34 @@ def save_model(con: duckdb.DuckDBPyConnection, *, run_id: str, mode: str, thresh
 
 
 def latest_model_settings(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The stored settings of the latest model (restore with `LinkageModel.from_settings`:
+    Splink's settings plus what the model was trained on)."""
     rows = con.execute("SELECT settings FROM quality.linkage_model WHERE settings IS NOT NULL "
                        "ORDER BY trained_at DESC LIMIT 1").fetchall()
     return json.loads(rows[0][0]) if rows else None
 
 
-def write_candidates(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) -> None:
-    """Replace the review queue (person ids filled from the current xref)."""
-    con.execute("DELETE FROM core.match_candidate")
+def write_candidates(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, *, replace: bool = True) -> None:
+    """Replace the review queue (person ids filled from the current xref).
+
+    ``replace=False`` (an incremental resolution, which scores only the new mentions) adds
+    the new pairs to the queue and keeps the rest, with their person ids refreshed."""
+    if replace:
+        con.execute("DELETE FROM core.match_candidate")
+    else:
+        con.execute("UPDATE core.match_candidate c SET person_id_a = x.person_id FROM core.person_xref x "
+                    "WHERE x.mention_id = c.mention_id_a")
+        con.execute("UPDATE core.match_candidate c SET person_id_b = x.person_id FROM core.person_xref x "
+                    "WHERE x.mention_id = c.mention_id_b")
     if candidates is None or candidates.empty:
         return
+    if not replace:
+        con.register("_cand_keys", candidates[["mention_id_a", "mention_id_b"]])
+        try:
+            con.execute("DELETE FROM core.match_candidate c USING _cand_keys k "
+                        "WHERE c.mention_id_a = k.mention_id_a AND c.mention_id_b = k.mention_id_b")
+        finally:
+            con.unregister("_cand_keys")
     level_cols = [c for c in candidates.columns if c.startswith("level_")]
     df = candidates.assign(levels=[json.dumps({c[6:]: (None if pd.isna(v) else str(v)) for c, v in zip(level_cols, row)},
                                               ensure_ascii=False)

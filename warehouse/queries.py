@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from warehouse.exceptions import ReadOnlyQueryError
@@ -41,16 +42,20 @@ def ledger_overview(path: str | os.PathLike[str]) -> pd.DataFrame:
 def explain_person(path: str | os.PathLike[str], ref_a: str, ref_b: str | None = None) -> list[tuple[str, pd.DataFrame]]:
     """Explanations for a person (its mentions, how each was matched, and the pairwise
     comparison of each mention with the person's first one) or for one pair of mentions,
-    using the linkage model stored by the last resolution."""
-    from pipelines.linkage import LinkageModel, explain_pair
+    using the linkage model stored by the last resolution (restored with the name
+    frequencies of the current mentions, so the weights are those the run scored with).
+
+    Each comparison frame: 比对项 (comparison), 结果 (the level that applied), m, u and
+    权重 (its match weight in bits, log2 of the Bayes factor; the prior row holds the
+    prior odds, the total row the sum and, in 结果, the match probability)."""
+    from pipelines.linkage import LinkageModel, explain_pairs
     from warehouse.decisions import latest_model_settings, mentions_of
 
     con = connect_read_only(path)
     try:
         mentions = con.execute("SELECT * FROM stg.mention").df()
         relationships = con.execute("SELECT kind, from_mention_id, to_mention_id FROM stg.relationship").df()
-        model = LinkageModel()
-        model.settings = latest_model_settings(con)
+        model = LinkageModel.from_settings(latest_model_settings(con))
         out: list[tuple[str, pd.DataFrame]] = []
         if ref_b is None and ref_a.startswith("P"):
             ids = mentions_of(con, ref_a)
@@ -69,7 +74,27 @@ def explain_person(path: str | os.PathLike[str], ref_a: str, ref_b: str | None =
             pairs = [(a, b)]
     finally:
         con.close()
-    for a, b in pairs[:20]:
-        frame = explain_pair(mentions, a, b, relationships=relationships, model=model)
-        out.append((f"{a}  ↔  {b}", frame))
+    pairs = pairs[:20]
+    frames = explain_pairs(mentions, pairs, relationships=relationships, model=model) if pairs else []
+    for (a, b), frame in zip(pairs, frames):
+        out.append((f"{a}  ↔  {b}", _explain_display(frame)))
     return out
+
+
+def _explain_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """An `explain_pair` frame narrowed for a terminal (five short columns)."""
+    level = frame["level"].astype(object).copy()
+    level[frame["comparison"] == "prior"] = "先验"
+    m, u, w = (pd.to_numeric(frame[c], errors="coerce") for c in ("m_probability", "u_probability", "match_weight"))
+    adjusted = (m > 0) & (u > 0) & ((w - np.log2(m / u)).abs() > 0.01)
+    level[adjusted] = level[adjusted] + "（频率调整）"  # a common name weighs less than m/u says
+    total = frame["comparison"] == "total"
+    if total.any() and "match_probability" in frame:
+        level[total] = "概率 " + frame.loc[total, "match_probability"].map(lambda p: f"{p:.6f}")
+    return pd.DataFrame({
+        "比对项": frame["comparison"],
+        "结果": level,
+        "m": frame["m_probability"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
+        "u": frame["u_probability"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
+        "权重": frame["match_weight"].map(lambda v: f"{v:+.2f}"),
+    })

@@ -53,8 +53,9 @@ from pipelines.linkage.features import linkage_frame
 from pipelines.linkage.model import LinkageModel
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "REVIEW_BAND", "LinkageModel", "explain_pair", "link_new_mentions",
-    "linkage_frame", "probabilistic_clusters", "resolve_probabilistic", "review_candidates",
+    "DEFAULT_THRESHOLD", "REVIEW_BAND", "REVIEW_COLUMNS", "LinkageModel", "explain_pair", "explain_pairs",
+    "link_new_mentions", "linkage_frame", "probabilistic_clusters", "resolve_probabilistic", "review_candidates",
+    "review_from",
 ]
 
 
@@ -102,16 +103,21 @@ def resolve_probabilistic(
     score_from: float | None = None,
 ) -> tuple[ClusterResult, pd.DataFrame, LinkageModel | None]:
     """Everything `probabilistic_clusters` computes: (cluster result, scored pairs with
-    their levels and ``eligible`` flag, the trained model)."""
+    their levels and ``eligible`` flag, the trained model).
+
+    Pairs are kept from probability `score_from` (default: `threshold`); clustering only
+    ever uses those at or above `threshold`. Pass ``score_from=REVIEW_BAND[0]`` to derive
+    the review queue from the same run (`review_from`)."""
     if len(mentions) < 2:
         det = _empty_clusters(mentions)
         return ClusterResult(det, pd.DataFrame(), pd.DataFrame()), pd.DataFrame(), model
     lf = linkage_frame(mentions, relationships, district=district)
+    floor = min(score_from, threshold) if score_from is not None else threshold
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-        pairs = model.predict(threshold=score_from if score_from is not None else threshold)
+        pairs = model.predict(threshold=floor)
     else:
-        pairs = model.predict(lf, threshold=score_from if score_from is not None else threshold)
+        pairs = model.predict(lf, threshold=floor)
     pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
     pairs["eligible"] = meets_requirements(pairs)
     result = constrained_clusters(
@@ -144,14 +150,84 @@ def explain_pair(mentions: pd.DataFrame, mention_a: str, mention_b: str, *,
                  district=None) -> pd.DataFrame:
     """comparison, level, m_probability, u_probability, bayes_factor, match_weight (and the
     total row's match_probability) for one pair of mentions. Trains on `mentions` unless a
-    trained `model` is given."""
+    trained `model` is given. A model restored from stored settings
+    (`LinkageModel.from_settings`) takes its name frequencies from `mentions`, so it explains
+    a pair exactly as the run that trained it on the same mentions scored it."""
+    return explain_pairs(mentions, [(mention_a, mention_b)], relationships=relationships, model=model,
+                         district=district)[0]
+
+
+def explain_pairs(mentions: pd.DataFrame, pairs: list[tuple[str, str]], *,
+                  relationships: pd.DataFrame | None = None, model: LinkageModel | None = None,
+                  district=None) -> list[pd.DataFrame]:
+    """`explain_pair` for several pairs (the linkage frame is built once)."""
     lf = linkage_frame(mentions, relationships, district=district)
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-    return model.explain(lf, str(mention_a), str(mention_b))
+    return [model.explain(lf, str(a), str(b)) for a, b in pairs]
 
 
 # ------------------------------------------------------------------------ review
+REVIEW_COLUMNS = ["mention_id_a", "mention_id_b", "match_probability", "match_weight", "reason"] + [
+    f"level_{c.name}" for c in COMPARISONS]
+
+
+def review_from(
+    result: ClusterResult,
+    pairs: pd.DataFrame,
+    decisions: pd.DataFrame | None = None,
+    *,
+    band: tuple[float, float] = REVIEW_BAND,
+    threshold: float = DEFAULT_THRESHOLD,
+    node_of: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The review queue of a clustering already done: `pairs` as `resolve_probabilistic`
+    returns them (scored from ``band[0]``, with levels and ``eligible``), `result` its
+    clusters. Columns `REVIEW_COLUMNS`; reasons:
+
+    * ``uncertain``: probability in ``band`` and the two are not in one cluster;
+    * ``names_differ``: probability ≥ threshold but the link requirements failed (names
+      not equivalent: the twin pattern), not in one cluster;
+    * ``refused:<constraint>``: an eligible edge ≥ threshold that a hard constraint
+      (different valid IDs, a cannot-link, two existing persons...) kept apart.
+
+    Pairs with an officer decision are left out. `node_of` maps mention ids onto the
+    clustered nodes when they differ (incremental linking clusters existing persons as
+    one node ``P:<person_id>``)."""
+    if pairs is None or pairs.empty:
+        return pd.DataFrame(columns=REVIEW_COLUMNS)
+    p = _edges(pairs)
+    a, b = p["mention_id_a"].astype(str), p["mention_id_b"].astype(str)
+    na, nb = (a, b) if node_of is None else (a.map(lambda m: node_of.get(m, m)), b.map(lambda m: node_of.get(m, m)))
+    label = result.clusters.assign(mention_id=result.clusters["mention_id"].astype(str)).set_index(
+        "mention_id")["cluster_label"]
+    apart = (na.map(label).fillna(na).to_numpy() != nb.map(label).fillna(nb).to_numpy())
+    prob = p["match_probability"].to_numpy()
+    eligible = p["eligible"].to_numpy(dtype=bool)
+    uncertain = (prob >= band[0]) & (prob < band[1]) & apart
+    names = (prob >= threshold) & ~eligible & apart
+    refused = (prob >= threshold) & eligible & apart
+    why = {}
+    if len(result.rejected):
+        for x, y, r in zip(result.rejected["mention_id_a"].astype(str), result.rejected["mention_id_b"].astype(str),
+                           result.rejected["reason"]):
+            why.setdefault((x, y), r)
+            why.setdefault((y, x), r)
+    refused_reason = ["refused:" + why.get((x, y), "constraint") for x, y in zip(na, nb)]
+    p["reason"] = np.where(refused, refused_reason, np.where(uncertain, "uncertain",
+                                                              np.where(names, "names_differ", None)))
+    out = p[p["reason"].notna()]
+    if decisions is not None and len(decisions) and len(out):
+        decided = set(zip(decisions["mention_id_a"].astype(str), decisions["mention_id_b"].astype(str)))
+        decided |= {(y, x) for x, y in decided}
+        keep = np.array([(x, y) not in decided for x, y in zip(out["mention_id_a"].astype(str),
+                                                                out["mention_id_b"].astype(str))], dtype=bool)
+        out = out[keep]
+    out = out.sort_values(["match_probability", "mention_id_a", "mention_id_b"], ascending=[False, True, True],
+                          kind="mergesort")
+    return out[REVIEW_COLUMNS].reset_index(drop=True)
+
+
 def review_candidates(
     mentions: pd.DataFrame,
     relationships: pd.DataFrame | None = None,
@@ -162,38 +238,12 @@ def review_candidates(
     model: LinkageModel | None = None,
     district=None,
 ) -> pd.DataFrame:
-    """Pairs for officers: mention_id_a, mention_id_b, match_probability, match_weight,
-    reason (``uncertain`` | ``names_differ`` | ``refused:<constraint>``), level_<comparison>…
-
-    * ``uncertain``: probability in ``band`` and the two are not in one cluster;
-    * ``names_differ``: probability ≥ threshold but the names are not equivalent (the
-      twin pattern), not in one cluster;
-    * ``refused:*``: an eligible edge above the threshold that a hard constraint refused.
-    Pairs with an officer decision are left out."""
+    """Pairs for officers (see `review_from`): runs the resolution, then `review_from`.
+    A caller that also needs the clusters should call `resolve_probabilistic` with
+    ``score_from=band[0]`` and `review_from` on its result instead (one prediction)."""
     result, pairs, _ = resolve_probabilistic(mentions, relationships, decisions, threshold=threshold,
                                              model=model, district=district, score_from=band[0])
-    cols = ["mention_id_a", "mention_id_b", "match_probability", "match_weight", "reason"] + [
-        f"level_{c.name}" for c in COMPARISONS]
-    if pairs.empty:
-        return pd.DataFrame(columns=cols)
-    label = result.clusters.set_index("mention_id")["cluster_label"]
-    p = _edges(pairs)
-    apart = p["mention_id_a"].map(label).to_numpy() != p["mention_id_b"].map(label).to_numpy()
-    uncertain = (p["match_probability"] >= band[0]) & (p["match_probability"] < band[1]) & apart
-    names = (p["match_probability"] >= threshold) & ~p["eligible"] & apart
-    p["reason"] = np.where(uncertain, "uncertain", np.where(names, "names_differ", None))
-    out = p[p["reason"].notna()]
-    if len(result.rejected):
-        rej = result.rejected.assign(reason="refused:" + result.rejected["reason"])
-        rej = rej.drop(columns=["match_probability"]).merge(p.drop(columns=["reason"]),
-                                                            on=["mention_id_a", "mention_id_b"])
-        out = pd.concat([out, rej], ignore_index=True)
-    if decisions is not None and len(decisions):
-        decided = set(zip(decisions["mention_id_a"].astype(str), decisions["mention_id_b"].astype(str)))
-        decided |= {(b, a) for a, b in decided}
-        keep = [(a, b) not in decided for a, b in zip(out["mention_id_a"], out["mention_id_b"])]
-        out = out[keep]
-    return out.sort_values("match_probability", ascending=False)[cols].reset_index(drop=True)
+    return review_from(result, pairs, decisions, band=band, threshold=threshold)
 
 
 # ------------------------------------------------------------------------ incremental
@@ -204,6 +254,7 @@ def link_new_mentions(
     decisions: pd.DataFrame | None = None,
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    band: tuple[float, float] = REVIEW_BAND,
     model: LinkageModel | None = None,
     district=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,9 +264,15 @@ def link_new_mentions(
     Returns ``(links, review)``: links has one row per new mention: mention_id, person_id
     (the existing person it joins, or NA for a new person), cluster_label (``P:<person_id>``
     or a new cluster's label), match_method, match_probability; review holds the new
-    mentions' edges that a constraint refused (e.g. one that would merge two existing
-    persons). The model is trained on existing + new mentions unless `model` is given.
+    mentions' pairs for officers (`review_from` columns and reasons, on mention ids),
+    among them ``refused:two_existing_persons``: a new mention that would merge two
+    existing persons (the caller should then re-cluster fully). The model is trained on
+    existing + new mentions unless `model` is given; a restored model takes its name
+    frequencies from existing + new mentions.
     See the module docstring for how this relates to a full run."""
+    out_cols = ["mention_id", "person_id", "cluster_label", "match_method", "match_probability"]
+    if len(new_mentions) == 0:
+        return pd.DataFrame(columns=out_cols), pd.DataFrame(columns=REVIEW_COLUMNS)
     new_ids = set(new_mentions["mention_id"].astype(str))
     existing = existing_mentions[~existing_mentions["mention_id"].astype(str).isin(new_ids)]
     allm = pd.concat([existing.drop(columns=["person_id"], errors="ignore"), new_mentions], ignore_index=True)
@@ -224,42 +281,47 @@ def link_new_mentions(
     lf_new, lf_old = lf[is_new].reset_index(drop=True), lf[~is_new].reset_index(drop=True)
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-    pairs = model.predict_new(lf_new, lf_old, threshold=threshold) if len(lf_new) else pd.DataFrame()
+    pairs = model.predict_new(lf_new, lf_old, threshold=min(band[0], threshold))
     person_of = existing.assign(mention_id=existing["mention_id"].astype(str)).set_index("mention_id")["person_id"]
+    node_of = "P:" + person_of.astype(str)
 
     # existing persons become single anchor nodes "P:<person_id>" carrying their valid ID
     old = lf_old.assign(person_id=lf_old["unique_id"].map(person_of)).dropna(subset=["person_id"])
     new_cids = set(lf_new["cid"].dropna())
     new_docs = set(lf_new["doc_no"].dropna())
+    edges = None
     if len(pairs):
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-        pairs = pairs[meets_requirements(pairs)]
-        for side in ("unique_id_l", "unique_id_r"):
-            pairs[side] = pairs[side].map(lambda m: "P:" + str(person_of[m]) if m in person_of.index else m)
-        pairs = pairs[pairs["unique_id_l"] != pairs["unique_id_r"]]
-    touched = set(pairs["unique_id_l"]).union(pairs["unique_id_r"]) if len(pairs) else set()
+        pairs["eligible"] = meets_requirements(pairs)
+        edges = _edges(pairs[pairs["eligible"]])[["mention_id_a", "mention_id_b", "match_probability"]].copy()
+        for side in ("mention_id_a", "mention_id_b"):
+            edges[side] = edges[side].astype(str).map(lambda m: node_of.get(m, m))
+        edges = edges[edges["mention_id_a"] != edges["mention_id_b"]]
+    touched = set(edges["mention_id_a"]).union(edges["mention_id_b"]) if edges is not None else set()
     rel = old[old["cid"].isin(new_cids) | old["doc_no"].isin(new_docs)
               | ("P:" + old["person_id"].astype(str)).isin(touched)]
     persons = rel.groupby("person_id").agg(cid=("cid", "min"), doc_no=("doc_no", "min")).reset_index()
     node_ids = list(lf_new["unique_id"]) + ["P:" + str(p) for p in persons["person_id"]]
     result = constrained_clusters(
         node_ids,
-        _edges(pairs) if len(pairs) else None,
+        edges,
         citizen_ids=list(lf_new["cid"]) + list(persons["cid"]),
         document_keys=list(lf_new["doc_no"]) + list(persons["doc_no"]),
         decisions=_decisions_on_nodes(decisions, person_of),
         threshold=threshold,
         anchors=[False] * len(lf_new) + [True] * len(persons),
     )
-    cl = result.clusters
-    anchor_label = cl[cl["mention_id"].str.startswith("P:")].set_index("cluster_label")["mention_id"]
-    links = cl[~cl["mention_id"].str.startswith("P:")].copy()
+    cl = result.clusters.assign(mention_id=result.clusters["mention_id"].astype(str))
+    is_anchor = cl["mention_id"].str.startswith("P:")
+    anchor_label = cl[is_anchor].set_index("cluster_label")["mention_id"]
+    links = cl[~is_anchor].copy()
     joined = links["cluster_label"].map(anchor_label)
     links["person_id"] = joined.str.slice(2).where(joined.notna(), pd.NA)
     links["cluster_label"] = joined.where(joined.notna(), links["cluster_label"])
     order = pd.Index(links["mention_id"]).get_indexer(new_mentions["mention_id"].astype(str))
     links = links.iloc[order].reset_index(drop=True)
-    return links[["mention_id", "person_id", "cluster_label", "match_method", "match_probability"]], result.rejected
+    review = review_from(result, pairs, decisions, band=band, threshold=threshold, node_of=node_of)
+    return links[out_cols], review
 
 
 def _decisions_on_nodes(decisions: pd.DataFrame | None, person_of: pd.Series) -> pd.DataFrame | None:

@@ -38,9 +38,11 @@ import pyarrow as pa
 
 from pipelines.linkage.comparisons import BLOCKING_RULES, COMPARISONS, BlockingRule, Comparison
 
-__all__ = ["LinkageModel", "register_functions"]
+__all__ = ["TRAINING_KEY", "LinkageModel", "register_functions"]
 
 _UID = itertools.count()
+#: key of the training facts in stored settings (not a Splink setting: stripped on restore)
+TRAINING_KEY = "residents_training"
 
 _SCHEMA = pa.schema([
     ("unique_id", pa.string()), ("cid", pa.string()), ("doc_key", pa.string()), ("doc_no", pa.string()), ("id_kind", pa.string()),
@@ -115,8 +117,18 @@ class LinkageModel:
         The term frequencies are not part of the settings: they are computed from the
         mentions the restored model is given to score (see `term_frequencies`)."""
         model = cls(**kw)
-        model.settings = deepcopy(settings) if settings else None
+        if settings:
+            settings = deepcopy(settings)
+            model.training = settings.pop(TRAINING_KEY, None) or {}
+            model.settings = settings
         return model
+
+    def stored_settings(self) -> dict[str, Any] | None:
+        """The settings to store (`from_settings` restores them): Splink's settings plus,
+        under ``TRAINING_KEY``, what the model was trained on (``mentions``: how many)."""
+        if self.settings is None:
+            return None
+        return {**deepcopy(self.settings), TRAINING_KEY: dict(self.training)}
 
     # ------------------------------------------------------------------ settings
     def _settings_creator(self, lam: float) -> Any:
