@@ -279,6 +279,8 @@ def _resolve_incremental(mentions, relationships, decisions, previous_xref, prev
         "match_probability": existing["mention_id"].map(prev["match_probability"]).to_numpy()
         if "match_probability" in prev else np.nan,
     })
+    old["match_method"] = old["match_method"].astype(object)
+    old["match_probability"] = pd.to_numeric(pd.Series(old["match_probability"]), errors="coerce").astype(float)
     # a published singleton that a new mention joins is matched now, as a full run would say
     joined = links[links["person_id"].notna()]
     if len(joined):
@@ -288,8 +290,10 @@ def _resolve_incremental(mentions, relationships, decisions, previous_xref, prev
                 .sort_values(["cluster_label", "r", "match_probability"], ascending=[True, True, False])
                 .drop_duplicates("cluster_label").set_index("cluster_label"))
         lone = (old["match_method"] == "singleton") & old["cluster_label"].isin(best.index)
-        old.loc[lone, "match_method"] = old.loc[lone, "cluster_label"].map(best["match_method"]).to_numpy()
-        old.loc[lone, "match_probability"] = old.loc[lone, "cluster_label"].map(best["match_probability"]).to_numpy()
+        method = old["cluster_label"].map(best["match_method"]).astype(object)
+        prob = pd.to_numeric(old["cluster_label"].map(best["match_probability"]), errors="coerce").astype(float)
+        old["match_method"] = np.where(lone, method, old["match_method"])
+        old["match_probability"] = np.where(lone, prob, old["match_probability"])
     clusters = pd.concat([old, links[["mention_id", "cluster_label", "match_method", "match_probability"]]],
                          ignore_index=True)
     res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)

@@ -222,3 +222,73 @@ def test_link_new_mentions(mentions, model) -> None:
     assert got.loc["h3", "person_id"] == pid["h1"]
     assert got.loc["tB2", "person_id"] == pid["tB1"]
     assert got.loc["j3", "match_method"] == "probabilistic"
+
+
+# ----------------------------------------------------------------- a restored model
+def _restored(model: LinkageModel) -> LinkageModel:
+    import json
+
+    return LinkageModel.from_settings(json.loads(json.dumps(model.stored_settings())))
+
+
+@pytest.mark.parametrize("pair", [("j1", "j3"), ("h1", "h3"), ("tA1", "tB1"), ("bg03a", "bg03c"), ("n1", "n3")])
+def test_a_restored_model_explains_a_pair_like_the_trained_one(mentions, model, pair) -> None:
+    fresh = explain_pair(mentions, *pair, model=model).set_index("comparison")
+    restored = explain_pair(mentions, *pair, model=_restored(model)).set_index("comparison")
+    pd.testing.assert_series_equal(fresh["level"], restored["level"])
+    for col in ("m_probability", "u_probability", "bayes_factor", "match_weight"):
+        pd.testing.assert_series_equal(fresh[col], restored[col], check_exact=False, rtol=1e-9)
+    assert restored.loc["total", "match_probability"] == pytest.approx(fresh.loc["total", "match_probability"])
+
+
+def test_the_exact_name_level_weighs_by_name_frequency_in_a_restored_model(mentions, model) -> None:
+    ex = explain_pair(mentions, "j1", "j3", model=_restored(model)).set_index("comparison")
+    m, u = ex.loc["name", "m_probability"], ex.loc["name", "u_probability"]
+    assert m > u and ex.loc["name", "bayes_factor"] > 1 and ex.loc["name", "match_weight"] > 0
+
+
+def test_a_restored_model_scores_like_the_trained_one(mentions, model) -> None:
+    lf = linkage_frame(mentions)
+    fresh = model.predict(threshold=0.01).set_index(["unique_id_l", "unique_id_r"]).sort_index()
+    again = _restored(model).predict(lf, threshold=0.01).set_index(["unique_id_l", "unique_id_r"]).sort_index()
+    assert fresh.index.equals(again.index)
+    pd.testing.assert_series_equal(fresh["match_weight"], again["match_weight"], check_exact=False, rtol=1e-9)
+
+
+def test_link_new_mentions_with_a_restored_model(mentions, model) -> None:
+    new_ids = ["j3", "h3", "tB2"]
+    old = mentions[~mentions["mention_id"].isin(new_ids)]
+    res = assign_person_ids(old, probabilistic_clusters(old, model=model), pd.DataFrame(columns=["mention_id", "person_id"]),
+                            pd.DataFrame(columns=["person_id", "citizen_id"]))
+    existing = old.merge(res.xref[["mention_id", "person_id"]], on="mention_id")
+    links, review = link_new_mentions(mentions[mentions["mention_id"].isin(new_ids)], existing,
+                                      model=_restored(model))
+    pid = existing.set_index("mention_id")["person_id"]
+    got = links.set_index("mention_id")["person_id"]
+    assert (got["j3"], got["h3"], got["tB2"]) == (pid["j1"], pid["h1"], pid["tB1"])
+    assert set(review.columns) >= {"mention_id_a", "mention_id_b", "match_probability", "reason"}
+    assert not review["mention_id_a"].str.startswith("P:").any()
+
+
+# ----------------------------------------------------------------- review queue
+def test_review_candidates_with_decisions(mentions, model) -> None:
+    dec = pd.DataFrame({"mention_id_a": ["n1", "tA1"], "mention_id_b": ["n3", "tC1"],
+                        "decision": ["must_link", "cannot_link"]})
+    rc = review_candidates(mentions, decisions=dec, model=model)
+    pairs = {frozenset(p) for p in zip(rc["mention_id_a"], rc["mention_id_b"])}
+    assert frozenset({"tA1", "tC1"}) not in pairs and frozenset({"n1", "n3"}) not in pairs
+    # everything decided: an empty queue keeps its columns
+    everything = pd.DataFrame({"mention_id_a": rc["mention_id_a"], "mention_id_b": rc["mention_id_b"],
+                               "decision": "cannot_link"})
+    empty = review_candidates(mentions, decisions=pd.concat([dec, everything]), model=model)
+    assert empty.empty and "match_probability" in empty.columns
+
+
+def test_the_review_queue_comes_from_the_clustering_run(mentions, model) -> None:
+    from pipelines.linkage import REVIEW_BAND, resolve_probabilistic, review_from
+
+    result, pairs, _ = resolve_probabilistic(mentions, model=model, score_from=REVIEW_BAND[0])
+    pd.testing.assert_frame_equal(review_from(result, pairs), review_candidates(mentions, model=model))
+    # clustering is unaffected by scoring the review band too
+    plain, _, _ = resolve_probabilistic(mentions, model=model)
+    pd.testing.assert_frame_equal(plain.clusters, result.clusters)

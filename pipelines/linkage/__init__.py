@@ -14,9 +14,10 @@ Public API (pure functions on frames):
   ``must_link``, ``probabilistic`` or ``singleton``.
 * `explain_pair(mentions, a, b)`: per comparison the level that applied, its m, u,
   Bayes factor and match weight, plus the prior and the total probability.
-* `review_candidates(mentions, ...)`: pairs an officer should decide: probability in
-  the uncertain band and not linked, links refused by a hard constraint, and
-  high-probability pairs whose names differ (the twin pattern).
+* `review_from(result, pairs, ...)`: pairs an officer should decide, from a clustering
+  already done: probability in the uncertain band and not linked, links refused by a hard
+  constraint, and high-probability pairs whose names differ (the twin pattern);
+  `review_candidates(mentions, ...)` runs the resolution and then `review_from`.
 * `link_new_mentions(new_mentions, existing_mentions, ...)`: the incremental step.
 
 Steps: `features.linkage_frame` → `model.LinkageModel` (Splink 5, DuckDB; comparisons
@@ -27,13 +28,20 @@ Incremental vs full run
 `link_new_mentions` compares only new × (blocked existing + new) mentions and attaches
 each new mention to at most one existing person (or to a new cluster). It never merges
 two existing persons and never splits one: a new mention that would bridge two
-persons is returned in ``review`` instead. A full run (`probabilistic_clusters` over all
-current mentions, then `pipelines.resolve.assign_person_ids`) re-decides everything; it
-gives the same clusters as the incremental run except where the new mentions are
-evidence that two existing persons are one (the full run merges them and logs it) or
-where a better-scored pair now wins a contested mention. Run incrementally nightly and
-fully on a schedule (weekly) or after officers' decisions; person ids stay stable
-either way because `assign_person_ids` carries them.
+persons comes back in ``review`` as ``refused:two_existing_persons``. A full run
+(`resolve_probabilistic` over all current mentions, then
+`pipelines.resolve.assign_person_ids`) re-decides everything; it gives the same clusters
+as the incremental run except where the new mentions are evidence that two existing
+persons are one (the full run merges them and logs it), where a better-scored pair now
+wins a contested mention, or where the model retrained on more data weighs a pair
+differently. `pipelines.resolve.resolve_mentions` decides which to run (the rule is in
+its docstring); person ids stay stable either way because `assign_person_ids` carries
+them.
+
+A restored model (`LinkageModel.from_settings` on the stored settings) has the trained
+m, u and λ but no name frequencies: it computes them from the mentions it is given to
+score, as training on them would, so it scores and explains exactly like the run that
+trained it on the same mentions.
 """
 
 from __future__ import annotations
@@ -321,6 +329,19 @@ def link_new_mentions(
     order = pd.Index(links["mention_id"]).get_indexer(new_mentions["mention_id"].astype(str))
     links = links.iloc[order].reset_index(drop=True)
     review = review_from(result, pairs, decisions, band=band, threshold=threshold, node_of=node_of)
+    # two existing persons joined by a shared valid ID rather than a scored pair: shown on
+    # one mention of each (the first), so the queue only ever names mentions
+    bridged = result.rejected[(result.rejected["reason"] == "two_existing_persons")
+                              & (result.rejected["match_probability"] >= 1.0)] if len(result.rejected) else None
+    if bridged is not None and len(bridged):
+        first = existing.assign(mention_id=existing["mention_id"].astype(str)).groupby("person_id")["mention_id"].min()
+        rep = pd.Series(first.to_numpy(), index="P:" + first.index.astype(str))
+        rows = pd.DataFrame({
+            "mention_id_a": bridged["mention_id_a"].map(lambda n: rep.get(n, n)).to_numpy(),
+            "mention_id_b": bridged["mention_id_b"].map(lambda n: rep.get(n, n)).to_numpy(),
+            "match_probability": 1.0, "match_weight": np.nan, "reason": "refused:two_existing_persons"})
+        review = pd.concat([review, rows.reindex(columns=REVIEW_COLUMNS)], ignore_index=True)
+        review = review.drop_duplicates(["mention_id_a", "mention_id_b"]).reset_index(drop=True)
     return links[out_cols], review
 
 

@@ -189,7 +189,10 @@ def constrained_clusters(
         if r != i:
             cannot.setdefault(r, set()).update(cannot.pop(i))
 
-    # 2. shared valid citizen ID, then shared document (never across a cannot-link)
+    # 2. shared valid citizen ID, then shared document (never across a cannot-link, and
+    #    never joining two existing persons: that is for a full run to decide)
+    acc_rows: list[tuple] = []
+    rej_rows: list[tuple] = []
     for key_list, label in ((cid, "citizen_id"), (doc, "document_number")):
         groups: dict[str, list[int]] = {}
         for i, k in enumerate(key_list):
@@ -201,10 +204,15 @@ def constrained_clusters(
             first = members[0]
             for j in members[1:]:
                 ra, rb = uf.find(first), uf.find(j)
-                if ra != rb and (label == "citizen_id" or blocked(ra, rb) is None):
-                    if any(uf.find(x) == rb for x in cannot.get(ra, ())):
-                        conflicts.append(f"cannot_link keeps apart {ids[first]} / {ids[j]} sharing a {label}")
-                        continue
+                if ra == rb:
+                    continue
+                if any(uf.find(x) == rb for x in cannot.get(ra, ())):
+                    conflicts.append(f"cannot_link keeps apart {ids[first]} / {ids[j]} sharing a {label}")
+                    continue
+                if ra in anchor_of and rb in anchor_of:
+                    rej_rows.append((ids[first], ids[j], 1.0, "two_existing_persons"))
+                    continue
+                if label == "citizen_id" or blocked(ra, rb) is None:
                     merge(first, j)
             for j in members:
                 if method[j] == "singleton":
@@ -212,7 +220,6 @@ def constrained_clusters(
                     prob[j] = 1.0
 
     # 3. probabilistic edges, strongest first
-    acc_rows, rej_rows = [], []
     if edges is not None and len(edges):
         e = edges[["mention_id_a", "mention_id_b", "match_probability"]].copy()
         e["mention_id_a"] = e["mention_id_a"].astype(str)

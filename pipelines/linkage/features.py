@@ -13,6 +13,7 @@
 * ``id_p14``           region + birth date (first 14 digits) when trusted, for blocking;
 * ``name_s``, ``name_py``, ``name_py_alt``, ``surname``: the Simplified name, its pinyin
                        keys (surname reading / plain reading) and the surname;
+                       ``name_initial`` the first letter of the pinyin (a blocking key);
 * ``birth``            birth date (written, else from the ID evidence), ``birth_year``;
 * ``sex``              ``1``/``2`` (written, else from the ID), NA when unknown;
 * ``phone``            normalised phone;
@@ -30,12 +31,11 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pandas as pd
 
 LINKAGE_COLUMNS = [
     "unique_id", "cid", "doc_key", "doc_no", "id_kind", "id_digits", "id_p14",
-    "name_s", "name_py", "name_py_alt", "surname", "birth", "birth_year", "sex", "phone",
+    "name_s", "name_py", "name_py_alt", "name_initial", "surname", "birth", "birth_year", "sex", "phone",
     "addr_flats", "addr_blds", "ctx", "source_object",
 ]
 
@@ -166,15 +166,23 @@ def _address_keys(mentions: pd.DataFrame, district=None) -> tuple[pd.Series, pd.
             k = _fallback_address_key(uniq)
         lookup = dict(zip(uniq, k))
         keys = stacked.map(lookup)
-    flats = pd.Series([[] for _ in range(len(mentions))], index=mentions.index, dtype=object)
-    blds = pd.Series([[] for _ in range(len(mentions))], index=mentions.index, dtype=object)
-    for (_, idx), key in keys.dropna().items():
-        if key not in flats[idx]:
-            flats[idx].append(key)
-        b = building_key(key)
-        if b and b not in blds[idx]:
-            blds[idx].append(b)
-    return flats, blds
+    n = len(mentions)
+    flats: list[list[str]] = [[] for _ in range(n)]
+    blds: list[list[str]] = [[] for _ in range(n)]
+    pos = {label: i for i, label in enumerate(mentions.index)}
+    bld_of: dict[str, str | None] = {}
+    keys = keys.dropna()
+    for (_, idx), key in zip(keys.index, keys.to_numpy()):
+        i = pos[idx]
+        if key not in flats[i]:
+            flats[i].append(key)
+        if key not in bld_of:
+            bld_of[key] = building_key(key)
+        b = bld_of[key]
+        if b and b not in blds[i]:
+            blds[i].append(b)
+    return (pd.Series(flats, index=mentions.index, dtype=object),
+            pd.Series(blds, index=mentions.index, dtype=object))
 
 
 def flat_key(address_key: str) -> str | None:
@@ -218,17 +226,22 @@ def _context_keys(lf: pd.DataFrame, relationships: pd.DataFrame | None) -> pd.Se
     ident = lf.set_index("unique_id")
     id_key = ("I:" + ident["cid"]).astype(object)
     name_key = ("N:" + ident["name_py"] + "|" + ident["birth"].dt.strftime("%Y-%m-%d")).astype(object)
-    pos = pd.Series(np.arange(len(lf)), index=lf["unique_id"].to_numpy())
+    pos = {u: i for i, u in enumerate(lf["unique_id"].to_numpy())}
+    id_of = {u: k for u, k in zip(ident.index, id_key.to_numpy()) if isinstance(k, str)}
+    name_of = {u: k for u, k in zip(ident.index, name_key.to_numpy()) if isinstance(k, str)}
     rel = relationships[["from_mention_id", "to_mention_id"]].dropna()
     both = pd.concat([rel.rename(columns={"from_mention_id": "me", "to_mention_id": "other"}),
                       rel.rename(columns={"to_mention_id": "me", "from_mention_id": "other"})])
-    both = both[both["me"].isin(pos.index) & both["other"].isin(pos.index) & (both["me"] != both["other"])]
-    for me, other in both.itertuples(index=False):
-        lst = ctx.iat[pos[me]]
-        for k in (id_key.get(other), name_key.get(other)):
-            if isinstance(k, str) and k not in lst:
+    lists = ctx.to_list()
+    for me, other in zip(both["me"].to_numpy(), both["other"].to_numpy()):
+        i = pos.get(me)
+        if i is None or me == other or other not in pos:
+            continue
+        lst = lists[i]
+        for k in (id_of.get(other), name_of.get(other)):
+            if k is not None and k not in lst:
                 lst.append(k)
-    return ctx
+    return pd.Series(lists, index=lf.index, dtype=object)
 
 
 def linkage_frame(mentions: pd.DataFrame, relationships: pd.DataFrame | None = None, *,
@@ -261,6 +274,7 @@ def linkage_frame(mentions: pd.DataFrame, relationships: pd.DataFrame | None = N
         "name_s": name_s,
         "name_py": py.fillna(name_s),
         "name_py_alt": py_alt.fillna(name_s),
+        "name_initial": py.fillna(name_s).str.slice(0, 1).str.lower(),
         "surname": _surname(name_s),
         "birth": birth,
         "birth_year": birth.dt.year.astype("Int64"),

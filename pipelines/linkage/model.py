@@ -47,7 +47,7 @@ TRAINING_KEY = "residents_training"
 _SCHEMA = pa.schema([
     ("unique_id", pa.string()), ("cid", pa.string()), ("doc_key", pa.string()), ("doc_no", pa.string()), ("id_kind", pa.string()),
     ("id_digits", pa.string()), ("id_p14", pa.string()), ("name_s", pa.string()), ("name_py", pa.string()),
-    ("name_py_alt", pa.string()), ("surname", pa.string()), ("birth", pa.date32()), ("birth_year", pa.int32()),
+    ("name_py_alt", pa.string()), ("name_initial", pa.string()), ("surname", pa.string()), ("birth", pa.date32()), ("birth_year", pa.int32()),
     ("sex", pa.string()), ("phone", pa.string()), ("addr_flats", pa.list_(pa.string())),
     ("addr_blds", pa.list_(pa.string())), ("ctx", pa.list_(pa.string())), ("source_object", pa.string()),
 ])

@@ -1,0 +1,148 @@
+"""Incremental vs full resolution (pipelines.resolve.resolve_mentions): when a nightly
+run may link only the new mentions with the stored model, and when it must re-cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+import pipelines.linkage
+import pipelines.resolve as resolve
+import synth
+from pipelines.linkage import LinkageModel, linkage_frame, probabilistic_clusters
+from pipelines.resolve import assign_person_ids, incremental_obstacle, resolve_mentions
+from tests.e2e_helpers import sync
+from tests.test_linkage_model import ROWS, make_mentions
+
+EMPTY_X = pd.DataFrame(columns=["mention_id", "person_id", "match_method", "match_probability"])
+EMPTY_P = pd.DataFrame(columns=["person_id", "citizen_id"])
+NEW = ["j3", "h3", "tB2"]
+
+
+@pytest.fixture(scope="module")
+def mentions() -> pd.DataFrame:
+    return make_mentions(ROWS)
+
+
+@pytest.fixture(scope="module")
+def stored(mentions) -> dict:
+    """The stored settings of a model trained on all mentions (as the warehouse keeps them)."""
+    return json.loads(json.dumps(LinkageModel().fit(linkage_frame(mentions)).stored_settings()))
+
+
+def _published(old: pd.DataFrame, model: LinkageModel) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    res = assign_person_ids(old, probabilistic_clusters(old, model=model), EMPTY_X[["mention_id", "person_id"]],
+                            EMPTY_P)
+    persons = res.xref.merge(old[["mention_id", "citizen_id"]]).groupby("person_id")["citizen_id"].min()
+    return res.xref, persons.reset_index(), res.next_sequence
+
+
+def _no_full_run(*_a, **_k):
+    raise AssertionError("the incremental run re-clustered everything")
+
+
+def test_obstacles_to_an_incremental_run(mentions) -> None:
+    xref = pd.DataFrame({"mention_id": mentions["mention_id"], "person_id": "P1"})
+    n = len(mentions)
+    assert incremental_obstacle(mentions, xref.iloc[:0], {"mentions": n}) == "first_load"
+    assert incremental_obstacle(mentions, xref, None) == "no_stored_model"
+    assert incremental_obstacle(mentions, xref, {"mentions": n}) == "small_warehouse"
+    assert incremental_obstacle(mentions, xref, {"mentions": n}, min_mentions=0) is None
+    assert incremental_obstacle(mentions, xref, {"mentions": int(n / 1.2)}, min_mentions=0) == "model_stale"
+    assert incremental_obstacle(mentions, xref, {}, min_mentions=0) == "model_stale"  # stored before training facts
+
+
+def test_incremental_run_on_an_unchanged_model_links_only_the_new_mentions(mentions, stored, monkeypatch) -> None:
+    old = mentions[~mentions["mention_id"].isin(NEW)]
+    xref, persons, seq = _published(old, LinkageModel.from_settings(stored))
+    monkeypatch.setattr(pipelines.linkage, "resolve_probabilistic", _no_full_run)
+    linked = resolve_mentions(mentions, None, None, xref, persons, seq, mode="incremental", model_settings=stored,
+                              min_incremental_mentions=0)
+    assert linked.mode == "incremental" and linked.why == ""
+    assert linked.model_settings == stored  # the model is reused as it was stored
+    pid = linked.resolution.xref.set_index("mention_id")["person_id"]
+    before = xref.set_index("mention_id")["person_id"]
+    assert (pid[before.index] == before).all()  # no existing mention changed person
+    assert pid["j3"] == pid["j1"] and pid["h3"] == pid["h1"] and pid["tB2"] == pid["tB1"]
+    assert linked.resolution.merge_log.empty
+    got = linked.resolution.xref.set_index("mention_id")
+    assert got.loc["j3", "match_method"] == "probabilistic" and got.loc["j3", "match_probability"] >= 0.999
+
+
+def test_a_new_mention_bridging_two_persons_forces_a_full_run(mentions, stored) -> None:
+    old = mentions[~mentions["mention_id"].isin(NEW)]
+    xref, persons, seq = _published(old, LinkageModel.from_settings(stored))
+    # pretend an earlier run kept j2 apart from j1 (they share a valid ID: one person)
+    xref = xref.copy()
+    xref.loc[xref["mention_id"] == "j2", "person_id"] = "P0000009999"
+    persons = pd.concat([persons, pd.DataFrame({"person_id": ["P0000009999"], "citizen_id": [None]})])
+    linked = resolve_mentions(mentions, None, None, xref, persons, 10000, mode="incremental", model_settings=stored,
+                              min_incremental_mentions=0)
+    assert (linked.mode, linked.why) == ("full", "bridge")
+    pid = linked.resolution.xref.set_index("mention_id")["person_id"]
+    assert pid["j1"] == pid["j2"] == pid["j3"]
+    log = linked.resolution.merge_log
+    assert ((log["event"] == "merge") & (log["from_person_id"] == "P0000009999")).any()
+
+
+def test_a_small_warehouse_or_a_stale_model_resolves_fully(mentions, stored) -> None:
+    old = mentions[~mentions["mention_id"].isin(NEW)]
+    xref, persons, seq = _published(old, LinkageModel.from_settings(stored))
+    linked = resolve_mentions(mentions, None, None, xref, persons, seq, mode="incremental", model_settings=stored)
+    assert (linked.mode, linked.why) == ("full", "small_warehouse")
+    stale = json.loads(json.dumps(stored))
+    stale["residents_training"]["mentions"] = len(old) // 2
+    linked = resolve_mentions(mentions, None, None, xref, persons, seq, mode="incremental", model_settings=stale,
+                              min_incremental_mentions=0)
+    assert (linked.mode, linked.why) == ("full", "model_stale")
+    assert linked.model_settings["residents_training"]["mentions"] == len(mentions)  # retrained
+
+
+# ------------------------------------------------------------------ through the sync
+@pytest.mark.slow
+def test_nightly_sync_on_an_unchanged_model_is_incremental(tmp_path, monkeypatch) -> None:
+    inbox = tmp_path / "inbox"
+    synth.generate(inbox, households=60, seed=21, noise="realistic", days=3)
+    # the nightly case: the month's low-income roster arrives after everything else (most
+    # of its people are on last month's roster already)
+    roster = max((inbox / "low_income").glob("*.xlsx"))
+    daily, wh = tmp_path / "daily", tmp_path / "w.duckdb"
+    shutil.copytree(inbox, daily, ignore=shutil.ignore_patterns(roster.name, "_truth"))
+    # a warehouse this small resolves fully; pretend it is large and its model fresh
+    monkeypatch.setattr(resolve, "INCREMENTAL_MIN_MENTIONS", 0)
+    monkeypatch.setattr(resolve, "INCREMENTAL_MAX_DRIFT", 10.0)
+    assert sync(daily, wh).status == "succeeded"
+    before = _read(wh)
+    assert before["model"]["mode"].tolist() == ["full"]
+
+    monkeypatch.setattr(pipelines.linkage, "resolve_probabilistic", _no_full_run)
+    shutil.copy2(roster, daily / "low_income" / roster.name)
+    summary = sync(daily, wh)
+    assert summary.status == "succeeded" and summary.resolution_mode == "incremental"
+    after = _read(wh)
+    assert after["model"]["mode"].tolist() == ["full", "incremental"]
+    s0, s1 = (json.loads(s) for s in after["model"]["settings"])
+    assert s0 == s1  # the stored model was reused, not retrained
+    new = set(after["xref"]["mention_id"]) - set(before["xref"]["mention_id"])
+    assert new, "the last day should bring new mentions"
+    # existing mentions keep their persons
+    kept = before["xref"].merge(after["xref"], on="mention_id", suffixes=("_0", "_1"))
+    assert (kept["person_id_0"] == kept["person_id_1"]).all()
+    # and some new mentions joined existing persons
+    joined = after["xref"][after["xref"]["mention_id"].isin(new)
+                           & after["xref"]["person_id"].isin(set(before["xref"]["person_id"]))]
+    assert len(joined) > 0
+
+
+def _read(wh: Path) -> dict[str, pd.DataFrame]:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return {"model": con.execute("SELECT mode, settings FROM quality.linkage_model ORDER BY trained_at").df(),
+                "xref": con.execute("SELECT mention_id, person_id FROM core.person_xref").df()}
+    finally:
+        con.close()
