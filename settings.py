@@ -39,7 +39,8 @@ class Settings(BaseModel):
     grid_households: int = Field(300, description="网格员每人负责的户数（网格视图）")
     resolution_mode: Literal["incremental", "full", "deterministic"] = Field(
         "incremental",
-        description="人员解析：incremental 只为新记录匹配（首次装载、人工决定变化、更正或补录后自动全量）；"
+        description="人员解析：incremental 只为新记录匹配已有人员（首次装载、无已存模型、提及数少于10万、"
+                    "较训练时增长超过5%、新记录会连接两个已有人员、人工决定变化、更正或补录时自动全量）；"
                     "full 每次全量概率聚类；deterministic 仅按有效身份证号")
     district: DistrictSettings = Field(default_factory=DistrictSettings)
 
