@@ -322,8 +322,14 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
     from warehouse.decisions import add_decision
     from warehouse.review import read_review_decisions
 
+    from warehouse.exceptions import WarehouseError
+
     settings = _settings(config, warehouse=warehouse)
-    decided = read_review_decisions(file)
+    try:
+        decided = read_review_decisions(file)
+    except WarehouseError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     if decided.empty:
         console.print("复核表中没有填写任何决定。")
         return

@@ -16,6 +16,7 @@ from cli import app
 from flows import Selection, apply_decisions
 from settings import load_settings
 from tests.e2e_helpers import sync
+from warehouse import store
 from warehouse.decisions import link_persons, unlink
 
 pytestmark = pytest.mark.slow
@@ -98,13 +99,17 @@ def test_review_workbook_round_trip(base, tmp_path):
     inbox, loaded = base
     wh = tmp_path / "w.duckdb"
     shutil.copy2(loaded, wh)
+    # make sure the queue holds at least one pair, whatever the linkage found in this inbox
+    a0, b0 = two_singletons(wh)
+    with store.transaction(wh) as con:
+        con.execute("INSERT INTO core.match_candidate VALUES (?, ?, NULL, NULL, 0.7, 1.2, 'uncertain', NULL)",
+                    [a0, b0])
     out = tmp_path / "review.xlsx"
     r = runner.invoke(app, ["review", "export", "-w", str(wh), "--out", str(out)])
     assert r.exit_code == 0, r.output
     sheet = pd.read_excel(out, sheet_name="待复核", dtype=str, engine="openpyxl")
     assert {"记录A编号", "记录B编号", "匹配概率", "复核原因", "是否同一人（填 是/否）"} <= set(sheet.columns)
-    if sheet.empty:
-        pytest.skip("no uncertain pairs in this inbox")
+    assert not sheet.empty
     sheet.loc[0, "是否同一人（填 是/否）"] = "否"
     sheet.loc[0, "决定人"] = "复核员"
     filled = tmp_path / "filled.xlsx"
