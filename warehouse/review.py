@@ -70,7 +70,7 @@ def write_review_workbook(queue: pd.DataFrame, path: Path) -> int:
 def read_review_decisions(path: Path) -> pd.DataFrame:
     """mention_id_a, mention_id_b, decision, decided_by, reason of the filled rows."""
     try:
-        df = pd.read_excel(path, sheet_name="待复核", dtype=str)
+        df = pd.read_excel(path, sheet_name="待复核", dtype=str, engine="openpyxl")
     except (OSError, ValueError) as exc:
         raise ReviewFileError(path=str(path), detail=str(exc)) from None
     needed = [COLUMNS_ZH["mention_id_a"], COLUMNS_ZH["mention_id_b"], DECISION_COL]
