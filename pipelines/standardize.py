@@ -25,6 +25,7 @@ from pipelines.errors import error_message
 from pipelines.normalize.address import DistrictContext
 from pipelines.normalize.dispatch import normalize_kind
 from schemas.mapping import SourceMapping
+from schemas.regions import region_codes
 from schemas.person import LINEAGE_FIELDS, PERSON_FIELDS
 
 LINEAGE = ["source_system", "source_object", "source_locator"]
@@ -309,6 +310,7 @@ def standardize(
         ]
         issues = pd.concat([issues, extra], ignore_index=True) if len(issues) else extra
     mentions = explode_mentions(accepted, mapping)
+    issues = _drop_foreign_document_id_errors(issues, mentions, mapping)
     rels = stated_relationships(mentions, mapping)
     addresses = address_mentions(accepted, mapping, field_to_header, district=district, period=period)
     return Standardized(
@@ -321,6 +323,36 @@ def standardize(
         rows_rejected=int(rejected_mask.sum()) + n_unreadable,
         rows_skipped=rows_skipped,
     )
+
+
+#: document types whose number is not a GB 11643 citizen ID (no ID error is raised for them)
+NON_ID_DOCUMENTS = ("passport", "foreign_permanent", "hk_macao_pass", "taiwan_pass", "other")
+
+
+def _drop_foreign_document_id_errors(issues: pd.DataFrame, mentions: pd.DataFrame,
+                                     mapping: SourceMapping) -> pd.DataFrame:
+    """A passport (or other non-ID document) number in an ID column is kept as the
+    mention's document, not reported as a bad citizen ID."""
+    if issues.empty or mentions.empty:
+        return issues
+    id_field = {p_role: p.fields.get("citizen_id") for p in mapping.persons for p_role in p.roles}
+    # without a document-type column only a number that is recognisably a foreign
+    # document (or far from ID length, like a 9-digit passport number) counts; a value of
+    # about ID length with letters or a bad check digit stays an ID problem
+    typed = {r for p in mapping.persons if "document_type" in p.fields for r in p.roles}
+    explicit = mentions["role"].isin(typed)
+    number = mentions["document_number"].astype("string")
+    looks_like_id = number.str.slice(0, 6).isin(region_codes()).fillna(False)  # e.g. a truncated ID
+    not_an_id_attempt = ((mentions["document_type"] == "other") & ~number.str.len().fillna(0).between(14, 19)
+                         & ~looks_like_id)
+    foreign = mentions[(explicit & mentions["document_type"].isin(NON_ID_DOCUMENTS))
+                       | mentions["document_type"].isin(("passport", "foreign_permanent")) | not_an_id_attempt]
+    drop = {(loc, id_field.get(role)) for loc, role in zip(foreign["source_locator"], foreign["role"])}
+    if not drop:
+        return issues
+    keep = [not (str(code).startswith("id_") and (loc, f) in drop)
+            for code, loc, f in zip(issues["error_code"], issues["source_locator"], issues["field"])]
+    return issues[keep]
 
 
 def duplicate_rows(raw: pd.DataFrame, mapped: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:

@@ -234,3 +234,22 @@ def test_address_mentions_of_one_flat_share_one_address_id(inbox, loaded):
     f1 = 2 * precision * recall / (precision + recall)
     assert f1 >= 0.99, (precision, recall, f1)
     assert precision >= 0.999, "two different flats share an address_id"
+
+
+def test_foreign_documents_are_kept_as_documents_not_id_errors(inbox, loaded):
+    truth = truth_mentions(inbox)
+    foreign = truth[truth["id_quirk"] == "foreign_document"]
+    assert len(foreign) > 0
+    con = duckdb.connect(str(loaded), read_only=True)
+    m = con.execute("SELECT source_object, source_locator, role, document_type, document_number, citizen_id "
+                    "FROM stg.mention").df()
+    q = con.execute("SELECT source_object, source_locator, raw_value FROM quality.rejected_record "
+                    "WHERE error_code LIKE 'id_%'").df()
+    con.close()
+    j = foreign.merge(m, on=["source_object", "source_locator", "role"])
+    assert len(j) == len(foreign)
+    assert (j["document_type"] != "resident_id").all(), j
+    assert (j["document_number"] == j["id_written"].str.strip()).all(), j
+    flagged = j.merge(q, left_on=["source_object", "source_locator", "id_written"],
+                      right_on=["source_object", "source_locator", "raw_value"])
+    assert flagged.empty, flagged
