@@ -374,9 +374,9 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
 
             from warehouse.decisions import decisions_changed_since_last_run
 
-            if staged or selection.force or summary.persons_before == 0 or decisions_changed_since_last_run(con):
-                full = selection.force or superseded or summary.persons_before == 0 or \
-                    decisions_changed_since_last_run(con)
+            decided = decisions_changed_since_last_run(con)
+            if staged or selection.force or summary.persons_before == 0 or decided:
+                full = selection.force or superseded or summary.persons_before == 0 or decided
                 _resolve_and_build(con, settings, run_id, summary, use_tasks, district, full=full)
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             summary.alerts = dict(con.execute(

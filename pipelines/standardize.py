@@ -337,14 +337,14 @@ def _drop_foreign_document_id_errors(issues: pd.DataFrame, mentions: pd.DataFram
         return issues
     id_field = {p_role: p.fields.get("citizen_id") for p in mapping.persons for p_role in p.roles}
     # without a document-type column only a number that is recognisably a foreign
-    # document (or far from ID length, like a 9-digit passport number) counts; a value of
-    # about ID length with letters or a bad check digit stays an ID problem
+    # document (a passport-like number such as E12345678 or 618182637 that does not start
+    # with a region code) counts; anything else in an ID column stays an ID problem
     typed = {r for p in mapping.persons if "document_type" in p.fields for r in p.roles}
     explicit = mentions["role"].isin(typed)
     number = mentions["document_number"].astype("string")
     looks_like_id = number.str.slice(0, 6).isin(region_codes()).fillna(False)  # e.g. a truncated ID
-    not_an_id_attempt = ((mentions["document_type"] == "other") & ~number.str.len().fillna(0).between(14, 19)
-                         & ~looks_like_id)
+    passport_like = number.str.fullmatch(r"[A-Za-z]{0,2}\d{6,10}").fillna(False)
+    not_an_id_attempt = (mentions["document_type"] == "other") & passport_like & ~looks_like_id
     foreign = mentions[(explicit & mentions["document_type"].isin(NON_ID_DOCUMENTS))
                        | mentions["document_type"].isin(("passport", "foreign_permanent")) | not_an_id_attempt]
     drop = {(loc, id_field.get(role)) for loc, role in zip(foreign["source_locator"], foreign["role"])}
