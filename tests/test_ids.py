@@ -7,14 +7,12 @@ An empty expected cell means NA.
 
 from __future__ import annotations
 
-import csv
-import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipelines.errors import ERROR_CODES
+from tests import golden_files
 from pipelines.normalize.ids import (
     citizen_id_checksum,
     classify_document,
@@ -22,19 +20,11 @@ from pipelines.normalize.ids import (
     upgrade_15_to_18,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
-_ESCAPE = re.compile(r"\\(t|n|u[0-9a-fA-F]{4})")
-
-
-def decode(cell: str) -> str | None:
-    if cell == "<None>":
-        return None
-    return _ESCAPE.sub(lambda m: {"t": "\t", "n": "\n"}.get(m[1]) or chr(int(m[1][1:], 16)), cell)
+decode = golden_files.decode
 
 
 def rows(name: str) -> list[dict[str, str]]:
-    with (GOLDEN / name).open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return golden_files.read_tsv(name)
 
 
 def reference_check(body17: str) -> str:

@@ -13,15 +13,13 @@ exercises the distinct-value path; each case then checks its own row.
 
 from __future__ import annotations
 
-import csv
-import re
 from functools import cache
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipelines.errors import ERROR_CODES
+from tests.golden_files import decode, read_tsv
 from pipelines.normalize.codes import (
     normalize_ethnicity,
     normalize_gender,
@@ -32,26 +30,12 @@ from pipelines.normalize.dates import parse_dates, parse_months, parse_timestamp
 from pipelines.normalize.names import normalize_names
 from pipelines.normalize.phones import normalize_phones
 
-GOLDEN = Path(__file__).parent / "golden"
-_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\t")
-
-
-def _decode(raw: str) -> str | None:
-    """Raw cell of a golden file → the Python value fed to the normaliser."""
-    if raw == "<None>":
-        return None
-    if raw == "<empty>":
-        return ""
-    return _ESCAPE.sub(lambda m: "\t" if m.group(0) == "\\t" else chr(int(m.group(1) or m.group(2), 16)), raw)
-
-
 @cache
 def load_golden(name: str) -> list[dict[str, str]]:
     """Rows of ``tests/golden/<name>.tsv`` as dicts (raw already decoded)."""
-    with open(GOLDEN / f"{name}.tsv", encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = read_tsv(f"{name}.tsv")
     for row in rows:
-        row["raw"] = _decode(row["raw"])
+        row["raw"] = decode(row["raw"])
     return rows
 
 
