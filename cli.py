@@ -276,11 +276,11 @@ def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编�
             warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
     """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重。"""
     from warehouse.exceptions import WarehouseError
-    from warehouse.queries import explain_person
+    from flows import explain_person
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        for title, frame in explain_person(settings.warehouse, a, b):
+        for title, frame in explain_person(settings, a, b):
             t = Table(title=title)
             for col in frame.columns:
                 t.add_column(str(col))

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from settings import Settings, load_settings
@@ -673,3 +674,48 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         summary.stage_seconds["total"] = time.perf_counter() - t0
         _record_run(con, summary, Selection())
     return summary
+
+
+# --------------------------------------------------------------------------------------
+# explanations: warehouse inputs → linkage model → a terminal-sized table per pair
+# --------------------------------------------------------------------------------------
+def explain_person(settings: Settings, ref_a: str, ref_b: str | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Explanations for a person (its mentions, how each was matched, and the pairwise
+    comparison of each mention with the person's first one) or for one pair of mentions,
+    using the linkage model stored by the last resolution (restored with the name
+    frequencies of the current mentions, so the weights are those the run scored with).
+
+    Each comparison frame: 比对项 (comparison), 结果 (the level that applied), m, u and
+    权重 (its match weight in bits, log2 of the Bayes factor; the prior row holds the
+    prior odds, the total row the sum and, in 结果, the match probability)."""
+    from pipelines.linkage import LinkageModel, explain_pairs
+    from warehouse.queries import explain_inputs
+
+    inp = explain_inputs(settings.warehouse, ref_a, ref_b)
+    out: list[tuple[str, pd.DataFrame]] = []
+    if inp.person_records is not None:
+        out.append((f"{ref_a} 的记录及匹配方式", inp.person_records))
+    model = LinkageModel.from_settings(inp.model_settings)
+    frames = explain_pairs(inp.mentions, inp.pairs, relationships=inp.relationships, model=model) if inp.pairs else []
+    for (a, b), frame in zip(inp.pairs, frames):
+        out.append((f"{a}  ↔  {b}", _explain_display(frame)))
+    return out
+
+
+def _explain_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """An `explain_pair` frame narrowed for a terminal (five short columns)."""
+    level = frame["level"].astype(object).copy()
+    level[frame["comparison"] == "prior"] = "先验"
+    m, u, w = (pd.to_numeric(frame[c], errors="coerce") for c in ("m_probability", "u_probability", "match_weight"))
+    adjusted = (m > 0) & (u > 0) & ((w - np.log2(m / u)).abs() > 0.01)
+    level[adjusted] = level[adjusted] + "（频率调整）"  # a common name weighs less than m/u says
+    total = frame["comparison"] == "total"
+    if total.any() and "match_probability" in frame:
+        level[total] = "概率 " + frame.loc[total, "match_probability"].map(lambda p: f"{p:.6f}")
+    return pd.DataFrame({
+        "比对项": frame["comparison"],
+        "结果": level,
+        "m": frame["m_probability"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
+        "u": frame["u_probability"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
+        "权重": frame["match_weight"].map(lambda v: f"{v:+.2f}"),
+    })
