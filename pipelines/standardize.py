@@ -26,7 +26,7 @@ from pipelines.normalize.address import DistrictContext
 from pipelines.normalize.dispatch import normalize_kind
 from schemas.mapping import SourceMapping
 from schemas.regions import region_codes
-from schemas.person import LINEAGE_FIELDS, PERSON_FIELDS
+from schemas.person import PERSON_FIELDS
 
 LINEAGE = ["source_system", "source_object", "source_locator"]
 

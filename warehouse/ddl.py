@@ -437,13 +437,6 @@ def all_tables() -> tuple[Table, ...]:
     return (*quality_tables(), *staging_tables(), *core_tables())
 
 
-def table(qualified: str) -> Table:
-    for t in all_tables():
-        if t.qualified == qualified:
-            return t
-    raise KeyError(qualified)
-
-
 def create_all_sql() -> list[str]:
     stmts = [f"CREATE SCHEMA IF NOT EXISTS {s}" for s in SCHEMAS]
     for t in all_tables():
@@ -451,5 +444,5 @@ def create_all_sql() -> list[str]:
     return stmts
 
 
-__all__ = ["Column", "Table", "SCHEMAS", "all_tables", "table", "create_all_sql", "core_tables",
+__all__ = ["Column", "Table", "SCHEMAS", "all_tables", "create_all_sql", "core_tables",
            "staging_tables", "quality_tables"]
