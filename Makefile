@@ -8,14 +8,18 @@ UV_VERSION := 0.13.8
 VENV   := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test bench clean lint
+.PHONY: install demo test bench bench-scale clean lint
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+# --compile-bytecode: every command starts from compiled modules even where the
+# environment sets PYTHONDONTWRITEBYTECODE (otherwise each `residents` call would
+# recompile pandas, duckdb and prefect: seconds of start-up per command).
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock Makefile
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(VENV)/bin/python -m compileall -q schemas connectors pipelines warehouse synth flows.py cli.py settings.py
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,6 +32,9 @@ test: install
 
 bench: install
 	$(VENV)/bin/python tests/benchmarks/bench_sync.py $(BENCH_ARGS)
+
+bench-scale: install
+	$(VENV)/bin/python tests/benchmarks/bench_scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache demo_output

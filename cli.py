@@ -34,16 +34,14 @@ def _settings(config: Optional[Path], **overrides):
 
 
 def _cell(v) -> str:
-    """A table cell: missing values shown empty, not as nan/None."""
-    import pandas as pd
-
-    try:
-        if v is None or pd.isna(v):
-            return ""
-    except (TypeError, ValueError):  # lists, arrays
-        pass
+    """A table cell: missing values shown empty, not as nan/None/NaT (no pandas import:
+    `query` and `status` must start in well under a second)."""
+    if v is None:
+        return ""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return "" if v != v else f"{v:.4g}"
+    if type(v).__name__ in ("NaTType", "NAType"):
+        return ""
     if hasattr(v, "strftime") and getattr(v, "hour", 0) == 0 and getattr(v, "minute", 0) == 0:
         return v.strftime("%Y-%m-%d")
     return str(v)
@@ -65,8 +63,17 @@ def _print_summary(summary) -> None:
             err_console.print(f"[yellow]未装载[/yellow] {e.source_object}: {e.message}")
 
 
+def _prefect_server_configured() -> bool:
+    """A sync typed at the shell is a Prefect flow run only when a Prefect server is
+    configured (`PREFECT_API_URL`, e.g. the one `residents serve` uses): without one,
+    Prefect would start a temporary server for every command (~10 s, and an orphan
+    server when the process is killed). The same stages then run as plain functions and
+    the run is recorded in quality.run all the same."""
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
 def _run_flow(fn, **kwargs):
-    """Run a Prefect flow (ephemeral mode unless PREFECT_API_URL points at a server)."""
+    """Run a Prefect flow (on the server in PREFECT_API_URL; callers check that one is set)."""
     return fn(**kwargs)
 
 
@@ -85,20 +92,31 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
 
 @app.command()
 def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
-         family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt) -> None:
-    """每晚同步：装载所有尚未装载的导出（nightly_sync 流程）。"""
-    from flows import SyncSummary, nightly_sync
+         family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt,
+         full: bool = typer.Option(False, "--full", help="全量重建：重新解析全部人员、重建全部核心表（默认只处理变化的部分）")
+         ) -> None:
+    """每晚同步：装载所有尚未装载的导出，只重算受影响的人员和地址（nightly_sync 流程）。
+
+    配置了 Prefect 服务器（PREFECT_API_URL）时作为该服务器上的流程运行；否则直接运行各阶段，不启动临时服务器。"""
     from warehouse.exceptions import WarehouseBusyError
 
     settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
     try:
-        result = _run_flow(nightly_sync, inbox=str(settings.inbox), warehouse=str(settings.warehouse),
-                           family_planning_url=settings.family_planning_url,
-                           config_file=str(config) if config else None)
+        if _prefect_server_configured():
+            from flows import nightly_sync
+
+            summary = _summary_from_json(_run_flow(
+                nightly_sync, inbox=str(settings.inbox), warehouse=str(settings.warehouse),
+                family_planning_url=settings.family_planning_url, config_file=str(config) if config else None,
+                full=full))
+        else:
+            from flows import Selection, sync as run
+
+            summary = run(settings, selection=Selection(full=full))
     except WarehouseBusyError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(3) from None
-    _print_summary(_summary_from_json(result))
+    _print_summary(summary)
 
 
 def _summary_from_json(d: dict):
@@ -116,18 +134,18 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
              until: dt.datetime = typer.Option(..., "--until", formats=["%Y-%m-%d"], help="截止导出日期（含）"),
              inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
              family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt,
-             prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="作为 Prefect 流程运行（默认）")) -> None:
+             prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="配置了 Prefect 服务器（PREFECT_API_URL）时作为该服务器上的流程运行（默认）")) -> None:
     """补录：重新装载某来源在日期范围内的导出（可重复执行，结果相同）。"""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows import Selection, backfill as backfill_flow, run_sync
+    from flows import Selection, backfill as backfill_flow, sync as run
     from schemas.person import SOURCE_SYSTEMS
 
     if source not in SOURCE_SYSTEMS:
         err_console.print(f"[red]未知来源系统 {source}；可选：{', '.join(SOURCE_SYSTEMS)}[/red]")
         raise typer.Exit(2)
     settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
-    if prefect:
+    if prefect and _prefect_server_configured():
         result = _run_flow(backfill_flow, source=source, since=since.date(), until=until.date(),
                            inbox=str(settings.inbox), warehouse=str(settings.warehouse),
                            family_planning_url=settings.family_planning_url, config_file=str(config) if config else None)
@@ -140,7 +158,7 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
         def on_progress(name: str, i: int, total: int) -> None:
             progress.update(bar, description=f"补录 {name}", completed=i - 1, total=total)
 
-        summary = run_sync(settings, flow_name="backfill", progress=on_progress,
+        summary = run(settings, flow_name="backfill", progress=on_progress,
                            selection=Selection(sources=(source,), since=since.date(), until=until.date(), force=True))
         progress.update(bar, completed=progress.tasks[0].total or 0)
     _print_summary(summary)
@@ -161,8 +179,13 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
         console.print(f"生成样例辖区（{households} 户）→ {inbox}")
         gen(inbox, households=households, seed=seed, noise="realistic")
     console.print(f"运行每晚同步 → {wh}")
-    result = _run_flow(nightly_sync, inbox=str(inbox), warehouse=str(wh))
-    _print_summary(_summary_from_json(result))
+    if _prefect_server_configured():
+        _print_summary(_summary_from_json(_run_flow(nightly_sync, inbox=str(inbox), warehouse=str(wh))))
+    else:
+        from flows import sync as run
+        from settings import load_settings
+
+        _print_summary(run(load_settings(inbox=inbox, warehouse=wh), flow_name="demo"))
     console.print(f"\n查询示例：residents query -w {wh} \"SELECT alert_kind, count(*) FROM mart.alerts GROUP BY 1\"")
 
 
@@ -170,23 +193,18 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
 def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt,
            limit: int = typer.Option(10, "--limit", help="显示最近多少次运行")) -> None:
     """显示装载台账和最近的运行。"""
-    from warehouse.queries import ledger_overview, recent_runs
+    from warehouse.queries import ledger_overview, recent_runs, recent_stage_times
+
+    from warehouse.exceptions import WarehouseError
 
     settings = _settings(config, warehouse=warehouse)
-    runs = recent_runs(settings.warehouse, limit)
-    t = Table(title="最近的运行")
-    for col in runs.columns:
-        t.add_column(str(col))
-    for row in runs.itertuples(index=False):
-        t.add_row(*[_cell(v) for v in row])
-    console.print(t)
-    ledger = ledger_overview(settings.warehouse)
-    t = Table(title="装载台账（按来源）")
-    for col in ledger.columns:
-        t.add_column(str(col))
-    for row in ledger.itertuples(index=False):
-        t.add_row(*[_cell(v) for v in row])
-    console.print(t)
+    try:
+        _print_rows("最近的运行", *recent_runs(settings.warehouse, limit))
+        _print_rows("各阶段耗时（秒）", *recent_stage_times(settings.warehouse, limit))
+        _print_rows("装载台账（按来源）", *ledger_overview(settings.warehouse))
+    except WarehouseError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -200,21 +218,29 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        df = run_read_only(settings.warehouse, sql)
+        columns, rows = run_read_only(settings.warehouse, sql)
     except WarehouseError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     if fmt == "csv":
-        df.to_csv(sys.stdout, index=False)
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
         return
-    t = Table()
-    for col in df.columns:
+    _print_rows(None, columns, rows[:max_rows])
+    if len(rows) > max_rows:
+        console.print(f"（共 {len(rows)} 行，仅显示前 {max_rows} 行；用 --format csv 导出全部）")
+
+
+def _print_rows(title: str | None, columns: list[str], rows: list[tuple]) -> None:
+    t = Table(title=title)
+    for col in columns:
         t.add_column(str(col))
-    for row in df.head(max_rows).itertuples(index=False):
+    for row in rows:
         t.add_row(*[_cell(v) for v in row])
     console.print(t)
-    if len(df) > max_rows:
-        console.print(f"（共 {len(df)} 行，仅显示前 {max_rows} 行；用 --format csv 导出全部）")
 
 
 @app.command()

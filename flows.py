@@ -130,6 +130,7 @@ class Selection:
     since: dt.date | None = None
     until: dt.date | None = None
     force: bool = False
+    full: bool = False          # rebuild: re-resolve every person and rebuild all of core
 
     def wants(self, source_system: str, export_date: dt.date | None) -> bool:
         if self.sources and source_system not in self.sources:
@@ -160,10 +161,24 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _task(**kw: Any) -> Callable[[Callable[..., Any]], Any]:
-    from prefect import task
+class _LazyTask:
+    """A stage function that becomes a Prefect task only when called as one: importing
+    this module (and running the stages without Prefect, as `residents sync` does when
+    no server is configured) never imports Prefect, which costs seconds per command."""
 
-    return task(**kw)
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]):
+        self.fn, self._options, self._task = fn, options, None
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        if self._task is None:
+            from prefect import task
+
+            self._task = task(**self._options)(self.fn)
+        return self._task(*args, **kw)
+
+
+def _task(**kw: Any) -> Callable[[Callable[..., Any]], _LazyTask]:
+    return lambda fn: _LazyTask(fn, kw)
 
 
 @_task(name="read_export", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
@@ -212,32 +227,40 @@ def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str |
 
 
 @_task(name="resolve_persons")
-def resolve_task(mentions: pd.DataFrame, relationships: pd.DataFrame, decisions: pd.DataFrame,
-                 prev_xref: pd.DataFrame, prev_persons: pd.DataFrame, next_sequence: int, *, mode: str,
-                 model_settings: dict | None, district: Any) -> Any:
-    from pipelines.resolve import resolve_mentions
+def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame, prev_xref: pd.DataFrame,
+                 prev_persons: pd.DataFrame, next_sequence: int, model: Any) -> Any:
+    from pipelines.resolve import resolve_component
 
-    return resolve_mentions(mentions, relationships, decisions, prev_xref, prev_persons, next_sequence,
-                            mode=mode, model_settings=model_settings, district=district)
+    return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
 
 
 def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "SyncSummary", use_tasks: bool,
-                       district: Any, *, full: bool) -> None:
-    """Resolve persons over the staged mentions, then rebuild core (one transaction)."""
+                       district: Any, *, full: bool, decided: list[str] | None = None) -> None:
+    """Resolve persons (locally where the stored model allows, see `_resolve_locally`),
+    then rebuild core, then check it (one transaction)."""
     from warehouse import build, decisions
 
     ts = time.perf_counter()
-    mentions = build.read_current_mentions(con)
-    prev_xref, prev_persons, next_seq = build.read_previous_resolution(con)
-    mode = settings.resolution_mode
-    if mode == "incremental" and full:
-        mode = "full"
-    linked = _call(resolve_task, use_tasks, mentions, build.read_stated_relationships(con),
-                   decisions.active_decisions(con), prev_xref, prev_persons, next_seq, mode=mode,
-                   model_settings=decisions.latest_model_settings(con) if mode == "incremental" else None,
-                   district=district)
-    build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
-    decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=_threshold(), mentions=len(mentions),
+    n_mentions, changes = _refresh_linkage_index(con, district, everything=full)
+    next_seq = build.read_previous_resolution(con, ids_only=True)[2]
+    linked = None
+    if settings.resolution_mode == "incremental" and not full:
+        linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq)
+    if linked is None:
+        from pipelines.linkage import LinkageModel
+        from pipelines.resolve import resolve_mentions
+        from warehouse import linkage_index as index
+
+        prev_xref, prev_persons, _ = build.read_previous_resolution(con)
+        if settings.resolution_mode == "deterministic":
+            linked = resolve_mentions(build.read_current_mentions(con), None, None, prev_xref, prev_persons,
+                                      next_seq, mode="deterministic")
+        else:  # a full run: train on every mention (from the linkage index), re-cluster them all
+            linked = _call(resolve_task, use_tasks, index.features(con), index.mention_facts(con),
+                           decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel())
+        build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
+        del prev_xref, prev_persons
+    decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=_threshold(), mentions=n_mentions,
                          settings=linked.model_settings)
     summary.stage_seconds["resolve"] = time.perf_counter() - ts
     ts = time.perf_counter()
@@ -249,6 +272,83 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
     ts = time.perf_counter()
     _check_warehouse(con, settings, run_id, summary)
     summary.stage_seconds["quality"] = time.perf_counter() - ts
+
+
+def _refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tuple[int, Any]:
+    """What changed since the last resolution, then the linkage features of the mentions
+    staged since (all of them with `everything`): (current mentions, the changes)."""
+    from pipelines.linkage import linkage_frame
+    from warehouse import linkage_index as index
+
+    changes = index.changes(con)
+    mentions, relationships, targets = index.stale_inputs(con, everything=everything)
+    if targets:
+        lf = linkage_frame(mentions, relationships, district=district)
+        lf = lf[lf["unique_id"].isin(set(targets))]
+        export_of = mentions.set_index("mention_id")["export_id"]
+        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything)
+    else:
+        index.write_features(con, None, None)
+    n_mentions = con.execute("SELECT count(*) FROM stg.mention").fetchall()[0][0]
+    return n_mentions, changes
+
+
+def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
+                     next_seq: int) -> Any:
+    """Re-cluster only what changed: the new and changed mentions, the published persons
+    they or the new officers' decisions touch, and the persons blocked with those
+    (`pipelines.resolve.component_persons`), with the stored model. None when the stored
+    model may not be used (`pipelines.resolve.incremental_obstacle`): then a full run."""
+    from pipelines.linkage import LinkageModel
+    from pipelines.linkage.comparisons import BLOCKING_RULES
+    from pipelines.resolve import component_persons, incremental_obstacle, resolve_component
+    from warehouse import decisions, linkage_index as index
+
+    model = LinkageModel.from_settings(decisions.latest_model_settings(con))
+    has_xref = con.execute("SELECT count(*) > 0 FROM core.person_xref").fetchall()[0][0]
+    why = incremental_obstacle(n_mentions, 1 if has_xref else 0, model.training if model.settings else None,
+                               min_mentions=settings.incremental_min_mentions,
+                               max_drift=settings.incremental_max_growth)
+    if why and not (decided and not changes and model.settings):  # a decision alone is applied locally
+        return None
+    changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
+        changes.removed["person_id"])
+    core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
+    rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
+    tf_cols = model._tf_columns()
+    candidates = index.blocked_with(con, core_ids, rules)
+    partners = index.decision_partners(con, core_ids)
+    lf_core = index.features(con, core_ids)
+    lf_cand = index.features(con, candidates)
+    model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
+    cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
+    touched = component_persons(model, lf_core, lf_cand, cand_person)
+    touched |= set(cand_person.reindex(partners).dropna())
+    ids = sorted(set(core_ids) | set(index.mentions_of_persons(con, touched)))
+    if not ids:
+        return _nothing_to_resolve(model, next_seq, changes, con, run_id)
+    lf = index.features(con, ids)
+    model.tf_tables = index.term_frequencies(con, tf_cols, ids)
+    prev_xref = index.person_of(con, [*ids, *changes.removed["mention_id"]])
+    prev_persons = index.persons(con, set(prev_xref["person_id"]))
+    linked = resolve_component(lf, index.mention_facts(con, ids), decisions.active_decisions(con), prev_xref,
+                               prev_persons, next_seq, model)
+    index.write_local_resolution(con, linked.resolution.xref, changes.removed["mention_id"],
+                                 linked.resolution.merge_log, run_id)
+    return linked
+
+
+def _nothing_to_resolve(model: Any, next_seq: int, changes: Any, con: Any, run_id: str) -> Any:
+    """Only removals: their xref rows go, their persons retire when nothing is left."""
+    from pipelines.resolve import LinkedResolution, assign_person_ids
+    from warehouse import linkage_index as index
+
+    empty = pd.DataFrame(columns=["mention_id", "cluster_label", "match_method", "match_probability"])
+    facts = pd.DataFrame(columns=["mention_id", "export_date", "citizen_id"])
+    res = assign_person_ids(facts, empty, changes.removed, index.persons(con, set(changes.removed["person_id"])),
+                            next_seq)
+    index.write_local_resolution(con, res.xref, changes.removed["mention_id"], res.merge_log, run_id)
+    return LinkedResolution(res, pd.DataFrame(), model.stored_settings(), "incremental")
 
 
 def _threshold() -> float:
@@ -305,6 +405,17 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     fp_url = settings.resolved_family_planning_url()
     district = _district_context(settings)
     sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)]
+    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, fp_url, discovery.problems, mappings):
+        # nothing new: the published warehouse is not copied, touched or rewritten
+        summary.status = "unchanged"
+        summary.persons_before, summary.alerts = _person_and_alert_counts(settings)
+        summary.persons_after = summary.persons_before
+        summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
+        summary.stage_seconds["total"] = time.perf_counter() - t0
+        from warehouse.runs import record_unchanged_run
+
+        record_unchanged_run(settings.warehouse, _run_row(summary, selection), lock_timeout_s=settings.lock_timeout_s)
+        return summary
 
     try:
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
@@ -373,12 +484,12 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                     t_stage += timers.get("stage", 0.0)
             summary.stage_seconds.update(read=t_read, standardize=t_std, stage=t_stage)
 
-            from warehouse.decisions import decisions_changed_since_last_run
+            from warehouse.decisions import new_decision_mentions
 
-            decided = decisions_changed_since_last_run(con)
-            if staged or selection.force or summary.persons_before == 0 or decided:
-                full = selection.force or superseded or summary.persons_before == 0 or decided
-                _resolve_and_build(con, settings, run_id, summary, use_tasks, district, full=full)
+            decided = new_decision_mentions(con)
+            if staged or selection.force or selection.full or summary.persons_before == 0 or decided:
+                _resolve_and_build(con, settings, run_id, summary, use_tasks, district,
+                                   full=selection.full or summary.persons_before == 0, decided=decided)
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             summary.alerts = dict(con.execute(
                 "SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
@@ -428,6 +539,64 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
         rows_accepted=std.rows_accepted, rows_rejected=std.rows_rejected, rows_skipped=std.rows_skipped,
         values_rejected=std.values_rejected, mentions=len(std.mentions), message=message))
     return 1
+
+
+def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url: str | None,
+              problems: list[Any], mappings: dict[str, Any]) -> bool:
+    """Whether a sync would change the warehouse: an export not in the ledger, a new
+    inbox problem, new rows in a SQL source or an officer's decision not applied yet.
+    Asked on a read-only connection, so a sync with nothing to do costs only discovery
+    (hashing the inbox) and never copies the warehouse."""
+    from connectors.discovery import file_sha256
+    from warehouse import load, store
+    from warehouse.decisions import decisions_changed_since_last_run
+
+    if not settings.warehouse.exists():
+        return True
+    con = store.connect_read_only(settings.warehouse)
+    try:
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'quality' "
+                       "AND table_name = 'load_ledger'").fetchall()[0][0] == 0:
+            return True
+        for ef in files:
+            meta = _meta_for_file(ef)
+            if load.find_loaded(con, meta) is None and load.find_failed(con, meta) is None:
+                return True
+        for problem in problems:
+            path = Path(str(getattr(problem, "path", "") or ""))
+            if path.is_file():
+                digest, size = file_sha256(path)
+                meta = load.ExportMeta(source_system="unknown", mapping="", source_object=path.name, path=str(path),
+                                       content_sha256=digest, size_bytes=size, export_date=None, period=None)
+                if not con.execute("SELECT count(*) FROM quality.load_ledger WHERE content_sha256 = ? "
+                                   "AND status = 'failed'", [digest]).fetchall()[0][0]:
+                    return True
+        if decisions_changed_since_last_run(con):
+            return True
+        watermarks = {m.source_object: load.last_watermark(con, m.source_object) for m in sql_maps}
+    finally:
+        con.close()
+    if fp_url and sql_maps:
+        from connectors.sql import count_changed, open_engine
+
+        engine = open_engine(fp_url)
+        try:
+            return any(count_changed(engine, m, since=watermarks[m.source_object]) for m in sql_maps)
+        finally:
+            engine.dispose()
+    return False
+
+
+def _person_and_alert_counts(settings: Settings) -> tuple[int, dict[str, int]]:
+    from warehouse import store
+
+    con = store.connect_read_only(settings.warehouse)
+    try:
+        persons = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
+        alerts = dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+        return persons, alerts
+    finally:
+        con.close()
 
 
 def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
@@ -499,16 +668,20 @@ def _as_date(v: Any) -> dt.date | None:
     return d.date() if d else None
 
 
-def _record_run(con: Any, summary: SyncSummary, selection: Selection) -> None:
-    from warehouse.migrations import CURRENT_VERSION
+def _run_row(summary: SyncSummary, selection: Selection) -> dict[str, Any]:
+    from warehouse.runs import run_row
 
     params = {"sources": selection.sources, "since": selection.since, "until": selection.until,
-              "force": selection.force}
-    con.execute(
-        "INSERT INTO quality.run VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [summary.run_id, summary.flow, summary.started_at, summary.finished_at, summary.status,
-         json.dumps(params, default=str, ensure_ascii=False),
-         json.dumps(summary.to_json(), default=str, ensure_ascii=False), CURRENT_VERSION])
+              "force": selection.force, "full": selection.full}
+    return run_row(run_id=summary.run_id, flow=summary.flow, started_at=summary.started_at,
+                   finished_at=summary.finished_at, status=summary.status, parameters=params,
+                   summary=summary.to_json())
+
+
+def _record_run(con: Any, summary: SyncSummary, selection: Selection) -> None:
+    from warehouse.runs import record_run
+
+    record_run(con, _run_row(summary, selection))
 
 
 def _record_failed_run(settings: Settings, summary: SyncSummary, selection: Selection, exc: BaseException) -> None:
@@ -527,12 +700,6 @@ def _record_failed_run(settings: Settings, summary: SyncSummary, selection: Sele
 # --------------------------------------------------------------------------------------
 # flows
 # --------------------------------------------------------------------------------------
-def _flow(**kw: Any) -> Callable[[Callable[..., Any]], Any]:
-    from prefect import flow
-
-    return flow(**kw)
-
-
 def _publish_artifact(summary: SyncSummary) -> None:
     from prefect.artifacts import create_markdown_artifact
 
@@ -540,27 +707,51 @@ def _publish_artifact(summary: SyncSummary) -> None:
                              description=f"{summary.flow} {summary.run_id}")
 
 
-@_flow(name="nightly_sync", log_prints=True)
-def nightly_sync(inbox: str | None = None, warehouse: str | None = None, family_planning_url: str | None = None,
-                 config_file: str | None = None) -> dict[str, Any]:
+def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, family_planning_url: str | None = None,
+                 config_file: str | None = None, full: bool = False) -> dict[str, Any]:
     """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
     settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
-    summary = run_sync(settings, flow_name="nightly_sync", use_tasks=True)
-    _publish_artifact(summary)
-    _after_sync(settings, summary)
-    return summary.to_json()
+    return sync(settings, selection=Selection(full=full), use_prefect=True).to_json()
 
 
-@_flow(name="backfill", log_prints=True)
-def backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = None, warehouse: str | None = None,
+def _backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = None, warehouse: str | None = None,
              family_planning_url: str | None = None, config_file: str | None = None) -> dict[str, Any]:
     """Reload one source's exports dated in [since, until] (idempotent)."""
     settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
-    summary = run_sync(settings, flow_name="backfill",
-                       selection=Selection(sources=(source,), since=since, until=until, force=True), use_tasks=True)
-    _publish_artifact(summary)
+    return sync(settings, flow_name="backfill", selection=Selection(sources=(source,), since=since, until=until,
+                                                                     force=True), use_prefect=True).to_json()
+
+
+#: the Prefect flows, built from the functions above on first access (module __getattr__)
+#: so that importing this module does not import Prefect. Their entrypoints are
+#: `flows.py:nightly_sync` and `flows.py:backfill`, which a served deployment imports.
+_FLOWS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "nightly_sync": (_nightly_sync, {"name": "nightly_sync", "log_prints": True}),
+    "backfill": (_backfill, {"name": "backfill", "log_prints": True}),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FLOWS:
+        raise AttributeError(f"module 'flows' has no attribute {name!r}")
+    from prefect import flow
+
+    fn, options = _FLOWS[name]
+    fn.__name__ = fn.__qualname__ = name
+    built = flow(**options)(fn)
+    globals()[name] = built
+    return built
+
+
+def sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),
+         use_prefect: bool = False, progress: Callable[[str, int, int], None] | None = None) -> SyncSummary:
+    """One sync and what follows it (reports; the run's Prefect artifact inside a flow run).
+    Outside Prefect (`use_prefect=False`) the same stages run as plain functions."""
+    summary = run_sync(settings, flow_name=flow_name, selection=selection, use_tasks=use_prefect, progress=progress)
+    if use_prefect:
+        _publish_artifact(summary)
     _after_sync(settings, summary)
-    return summary.to_json()
+    return summary
 
 
 def _after_sync(settings: Settings, summary: SyncSummary) -> None:
@@ -630,6 +821,8 @@ def serve_nightly(settings: Settings, *, config_file: str | None = None, start_s
     from prefect.schedules import Cron
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    nightly = __getattr__("nightly_sync")
+
     api_url = os.environ.get("PREFECT_API_URL")
     proc = None
     if not api_url:
@@ -640,7 +833,7 @@ def serve_nightly(settings: Settings, *, config_file: str | None = None, start_s
     say(f"Prefect 服务器：{api_url}；计划：{settings.schedule_cron}（{settings.schedule_timezone}）")
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            nightly_sync.serve(
+            nightly.serve(
                 name="nightly",
                 schedules=[Cron(settings.schedule_cron, timezone=settings.schedule_timezone)],
                 parameters=nightly_deployment_parameters(settings, config_file),
@@ -653,10 +846,11 @@ def serve_nightly(settings: Settings, *, config_file: str | None = None, start_s
 
 
 # --------------------------------------------------------------------------------------
-# officers' decisions: stored, then applied by a full re-resolution in the same transaction
+# officers' decisions: stored, then applied to the persons they name in the same transaction
 # --------------------------------------------------------------------------------------
 def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_name: str = "decision") -> SyncSummary:
-    """Run `record(con)` (which stores link decisions), re-resolve and publish."""
+    """Run `record(con)` (which stores link decisions), re-cluster the persons the new
+    decisions name (and those blocked with them), rebuild and publish."""
     from warehouse import store
 
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -666,7 +860,10 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
-        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings), full=True)
+        from warehouse.decisions import new_decision_mentions
+
+        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings), full=False,
+                           decided=new_decision_mentions(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         summary.alerts = dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
         summary.status = "succeeded"

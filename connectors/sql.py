@@ -32,7 +32,7 @@ from connectors.base import (
 from connectors.exceptions import MissingColumnsError, TableNotFoundError
 from schemas.mapping import SourceMapping, normalize_header
 
-__all__ = ["open_engine", "read_table", "render_sql_value"]
+__all__ = ["count_changed", "open_engine", "read_table", "render_sql_value"]
 
 _BATCH = 10_000
 
@@ -102,6 +102,23 @@ def read_table(engine: Engine, mapping: SourceMapping, *, since: dt.datetime | N
             "database": where,
         },
     )
+
+
+def count_changed(engine: Engine, mapping: SourceMapping, *, since: dt.datetime | None = None) -> int:
+    """How many rows `read_table(engine, mapping, since=since)` would return: one
+    ``count(*)`` on the database, so a sync with nothing new reads no rows. A table
+    without a watermark counts all its rows (it is re-read whole every time)."""
+    if not mapping.table:
+        raise ValueError(f"mapping {mapping.source_object} has no table")
+    where = _url_text(engine)
+    table = _reflect(engine, mapping, where)
+    names = _column_names(mapping, table)
+    query = sa.select(sa.func.count()).select_from(table)
+    if mapping.watermark and since is not None:
+        watermark = _column_for(mapping, table, names, mapping.watermark, where)
+        query = query.where(watermark > _bind_since(watermark, since))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 # -- reflection -------------------------------------------------------------------

@@ -168,19 +168,22 @@ class LinkedResolution:
     why: str = ""                  # why this mode (a full run asked for incremental says why)
 
 
-def incremental_obstacle(mentions: pd.DataFrame, previous_xref: pd.DataFrame, training: dict | None, *,
+def incremental_obstacle(mentions: pd.DataFrame | int, previous_xref: pd.DataFrame | int, training: dict | None, *,
                          min_mentions: int | None = None, max_drift: float | None = None) -> str | None:
-    """Why an incremental resolution must not be used (None: it may). See `resolve_mentions`."""
+    """Why an incremental resolution must not be used (None: it may). See `resolve_mentions`.
+    `mentions`, `previous_xref`: the frames, or just how many rows they have."""
     min_mentions = INCREMENTAL_MIN_MENTIONS if min_mentions is None else min_mentions
     max_drift = INCREMENTAL_MAX_DRIFT if max_drift is None else max_drift
-    if not len(previous_xref):
+    n_mentions = mentions if isinstance(mentions, int) else len(mentions)
+    n_previous = previous_xref if isinstance(previous_xref, int) else len(previous_xref)
+    if not n_previous:
         return "first_load"
     if training is None:
         return "no_stored_model"
-    if len(mentions) < min_mentions:
+    if n_mentions < min_mentions:
         return "small_warehouse"
     trained_on = float(training.get("mentions") or 0)
-    if trained_on <= 0 or (len(mentions) - trained_on) > max_drift * trained_on:
+    if trained_on <= 0 or (n_mentions - trained_on) > max_drift * trained_on:
         return "model_stale"
     return None
 
@@ -298,3 +301,63 @@ def _resolve_incremental(mentions, relationships, decisions, previous_xref, prev
                          ignore_index=True)
     res = assign_person_ids(mentions, clusters, previous_xref, previous_persons, next_sequence)
     return LinkedResolution(res, review, model.stored_settings(), "incremental")
+
+
+# --------------------------------------------------------------------------------------
+# local re-clustering: the work of a sync follows what changed
+# --------------------------------------------------------------------------------------
+def component_persons(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFrame, candidate_person: pd.Series,
+                      *, threshold: float | None = None, band: tuple[float, float] | None = None) -> set[str]:
+    """The published persons a re-clustering of the `lf_core` mentions must take in
+    whole: those whose mentions (`lf_candidates`, found by the blocking rules; their
+    person in `candidate_person`, indexed by mention id) score at least the review
+    band's floor with a core mention under the stored `model` (a link, or a pair an
+    officer may have to review), or share a valid citizen ID or document with one."""
+    from pipelines.linkage import DEFAULT_THRESHOLD, REVIEW_BAND
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    band = REVIEW_BAND if band is None else band
+    if lf_core.empty or lf_candidates.empty:
+        return set()
+    out: set[str] = set()
+    cids = set(lf_core["cid"].dropna())
+    docs = set(lf_core["doc_no"].dropna())
+    same_key = lf_candidates["cid"].isin(cids) | lf_candidates["doc_no"].isin(docs)
+    out.update(candidate_person.reindex(lf_candidates.loc[same_key, "unique_id"]).dropna().astype(str))
+    pairs = model.predict_new(lf_core, lf_candidates, threshold=min(band[0], threshold))
+    if len(pairs):
+        cand = set(lf_candidates["unique_id"])
+        ends = pd.concat([pairs["unique_id_l"], pairs["unique_id_r"]]).astype(str)
+        out.update(candidate_person.reindex(ends[ends.isin(cand)].unique()).dropna().astype(str))
+    return out
+
+
+def resolve_component(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame | None,
+                      previous_xref: pd.DataFrame, previous_persons: pd.DataFrame, next_sequence: int, model, *,
+                      threshold: float | None = None) -> LinkedResolution:
+    """Re-cluster one closed set of mentions — the new and changed ones and every mention
+    of the published persons they touch (`component_persons`) — with the stored model,
+    exactly as a full run clusters them, and carry the person ids (merges, splits and
+    retirements logged as in a full run). `previous_xref` / `previous_persons`: the
+    published rows of these mentions and persons; `facts`: mention_id, export_date,
+    citizen_id of the mentions in `lf`. An untrained `model` (a full run: `lf` holds
+    every mention) is trained on `lf` first.
+
+    Equal to a full run with the same model whenever no pair crosses the set's border,
+    which `component_persons` ensures one hop deep: the persons outside it were
+    clustered before on the same evidence and nothing of theirs changed. What differs
+    from a full run (documented in the README): the model is the stored one until the
+    mentions grew past `incremental_max_growth`, and a chain of refused links two hops
+    away is not reconsidered."""
+    from pipelines.linkage import DEFAULT_THRESHOLD, REVIEW_BAND, resolve_frame, review_from
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    trains = model.settings is None
+    result, pairs, model = resolve_frame(lf, decisions, threshold=threshold, model=model, score_from=REVIEW_BAND[0])
+    clusters = result.clusters
+    order = pd.Index(clusters["mention_id"].astype(str)).get_indexer(facts["mention_id"].astype(str))
+    clusters = clusters.iloc[order].reset_index(drop=True)
+    candidates = review_from(result, pairs, decisions)
+    res = assign_person_ids(facts, clusters, previous_xref, previous_persons, next_sequence)
+    settings = model.stored_settings() if model is not None else None
+    return LinkedResolution(res, candidates, settings, "full" if trains else "incremental")

@@ -43,13 +43,23 @@ def test_nightly_sync_flow_runs_and_publishes_a_markdown_artifact(small_inbox, t
         assert artifacts, "the flow should publish a markdown artifact"
         md = artifacts[0].data
         assert "low_income" in md and "读取行" in md
-        # the second run of the same inbox loads nothing
+        # the second run of the same inbox loads nothing and leaves the file as it was
+        before = wh.read_bytes()
         again = nightly_sync(inbox=str(small_inbox), warehouse=str(wh))
-        assert {e["status"] for e in again["exports"]} <= {"duplicate", "unchanged"}
+        assert again["status"] == "unchanged" and again["exports"] == []
+        assert wh.read_bytes() == before
     con = duckdb.connect(str(wh), read_only=True)
     runs = con.execute("SELECT count(*) FROM quality.run WHERE status = 'succeeded'").fetchall()[0][0]
     con.close()
-    assert runs == 2
+    assert runs == 1
+    # the unchanged run is recorded next to the warehouse, shown by `status`, and moved
+    # into quality.run by the next run that publishes
+    from warehouse.queries import recent_runs
+    from warehouse.runs import pending_runs
+
+    assert [r["status"] for r in pending_runs(wh)] == ["unchanged"]
+    _, rows = recent_runs(wh)
+    assert [r[2] for r in rows] == ["unchanged", "succeeded"]
 
 
 def test_served_deployment_fires_on_a_short_cron(small_inbox, tmp_path):

@@ -35,11 +35,15 @@ def read_stated_relationships(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("SELECT kind, from_mention_id, to_mention_id FROM stg.relationship").df()
 
 
-def read_previous_resolution(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def read_previous_resolution(con: duckdb.DuckDBPyConnection, *, ids_only: bool = False
+                             ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, int]:
     """Last published xref and persons, and the next person-id sequence to issue
-    (never reusing an id that was ever issued, retired ones included)."""
-    xref = con.execute("SELECT mention_id, person_id, match_method, match_probability FROM core.person_xref").df()
-    persons = con.execute("SELECT person_id, citizen_id FROM core.person").df()
+    (never reusing an id that was ever issued, retired ones included). `ids_only`:
+    the sequence alone (no frames)."""
+    xref = persons = None
+    if not ids_only:
+        xref = con.execute("SELECT mention_id, person_id, match_method, match_probability FROM core.person_xref").df()
+        persons = con.execute("SELECT person_id, citizen_id FROM core.person").df()
     seq = con.execute(
         "SELECT coalesce(max(TRY_CAST(substr(pid, 2) AS BIGINT)), 0) + 1 FROM ("
         " SELECT person_id AS pid FROM core.person_xref UNION ALL SELECT person_id FROM core.person"
@@ -63,6 +67,10 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
         )
     finally:
         con.unregister("_xref")
+    append_merge_log(con, merge_log, run_id)
+
+
+def append_merge_log(con: duckdb.DuckDBPyConnection, merge_log: pd.DataFrame, run_id: str) -> None:
     if not merge_log.empty:
         con.register("_log", merge_log)
         try:

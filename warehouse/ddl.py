@@ -148,6 +148,28 @@ STG_RELATIONSHIP = Table(
      C("record_key", "VARCHAR", "来源记录业务主键")),
 )
 
+#: the persisted linkage index: one row per mention with the columns the matching rules
+#: read (pipelines.linkage.features.linkage_frame), so a sync computes them only for
+#: the mentions it adds or changes and blocks those against this table in SQL
+STG_LINKAGE_FEATURE = Table(
+    "stg", "linkage_feature", "人员匹配索引：每个人员提及一行，存放匹配规则使用的比对特征（只为新增或变化的提及计算）",
+    (C("unique_id", "VARCHAR", "人员提及编号（mention_id）", True),
+     C("export_id", "BIGINT", "计算特征时该提及所属的台账编号（提及被更新时据此识别）", True),
+     C("cid", "VARCHAR", "有效身份证号"), C("doc_key", "VARCHAR", "非居民身份证件（类型:号码）"),
+     C("doc_no", "VARCHAR", "非居民身份证件号码"),
+     C("id_kind", "VARCHAR", "身份证号可用程度：valid 有效、typo 一位笔误、partial 仅前几位可信"),
+     C("id_digits", "VARCHAR", "身份证号可信的数字（本体17位或前几位）"),
+     C("id_p14", "VARCHAR", "地区码+出生日期（前14位，可信时）"),
+     C("name_s", "VARCHAR", "简体姓名"), C("name_py", "VARCHAR", "姓名拼音（姓氏读法）"),
+     C("name_py_alt", "VARCHAR", "姓名拼音（普通读法）"), C("name_initial", "VARCHAR", "拼音首字母"),
+     C("surname", "VARCHAR", "姓氏"), C("birth", "DATE", "出生日期（填写的，否则取自身份证号）"),
+     C("birth_year", "INTEGER", "出生年份"), C("sex", "VARCHAR", "性别 1 男 2 女"), C("phone", "VARCHAR", "电话"),
+     C("addr_flats", "VARCHAR[]", "户籍和现住地址的户级地址键"), C("addr_blds", "VARCHAR[]", "楼栋级地址键"),
+     C("ctx", "VARCHAR[]", "关系人键（配偶、户主、母亲、子女的身份证号或拼音+出生日期）"),
+     C("source_object", "VARCHAR", "来源文件或表")),
+    ("unique_id",),
+)
+
 ADDRESS_LEVEL_COLUMNS = (
     C("province", "VARCHAR", "省"), C("city", "VARCHAR", "市"), C("county", "VARCHAR", "区县"),
     C("town", "VARCHAR", "街道/乡镇"), C("community", "VARCHAR", "社区/村"), C("road", "VARCHAR", "街路巷"),
@@ -426,7 +448,8 @@ def core_tables() -> tuple[Table, ...]:
 
 
 def staging_tables() -> tuple[Table, ...]:
-    return (STG_MENTION, STG_RELATIONSHIP, STG_ADDRESS_MENTION, *(staging_record_table(m) for m in load_mappings()))
+    return (STG_MENTION, STG_RELATIONSHIP, STG_ADDRESS_MENTION, STG_LINKAGE_FEATURE,
+            *(staging_record_table(m) for m in load_mappings()))
 
 
 def quality_tables() -> tuple[Table, ...]:

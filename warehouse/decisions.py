@@ -84,6 +84,15 @@ def decisions_changed_since_last_run(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(row[0][0])
 
 
+def new_decision_mentions(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Mentions named by officers' decisions taken since the last resolution (their
+    persons are re-clustered by the next sync, or right away by `link`/`unlink`)."""
+    return [r[0] for r in con.execute("""
+        WITH since AS (SELECT coalesce(max(trained_at), TIMESTAMP '1900-01-01') AS t FROM quality.linkage_model),
+        d AS (SELECT mention_id_a, mention_id_b FROM core.link_decision, since WHERE decided_at > since.t)
+        SELECT mention_id_a FROM d UNION SELECT mention_id_b FROM d ORDER BY 1""").fetchall()]
+
+
 def save_model(con: duckdb.DuckDBPyConnection, *, run_id: str, mode: str, threshold: float, mentions: int,
                settings: dict | None) -> None:
     con.execute("INSERT INTO quality.linkage_model VALUES (?, now(), ?, ?, ?, ?)",

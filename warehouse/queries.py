@@ -4,38 +4,71 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from warehouse.exceptions import ReadOnlyQueryError
 from warehouse.store import connect_read_only
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def run_read_only(path: str | os.PathLike[str], sql: str) -> pd.DataFrame:
-    """Run one SQL statement on a read-only connection (writes are refused by DuckDB)."""
+#: the stages a run records in quality.run (summary.stage_seconds), in pipeline order
+STAGES = {"discover": "发现", "read": "读取", "standardize": "标准化", "expectations": "校验", "stage": "暂存",
+          "resolve": "人员解析", "build": "构建", "quality": "质量检查", "publish": "发布", "total": "合计"}
+
+
+def run_read_only(path: str | os.PathLike[str], sql: str, *, with_pending_runs: bool = False
+                  ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SQL statement on a read-only connection (writes are refused by DuckDB):
+    (column names, rows). No pandas: the query command must start quickly.
+    `with_pending_runs`: also a temp table `pending_run` (runs not folded into
+    quality.run yet, see `warehouse.runs`)."""
     con = connect_read_only(path)
     try:
-        return con.execute(sql).df()
+        if with_pending_runs:
+            from warehouse.runs import load_pending_runs
+
+            load_pending_runs(con, path)
+        cur = con.execute(sql)
+        rows = cur.fetchall()
+        return [d[0] for d in cur.description or []], rows
     except duckdb.Error as exc:
         raise ReadOnlyQueryError(detail=str(exc).splitlines()[0]) from None
     finally:
         con.close()
 
 
-def recent_runs(path: str | os.PathLike[str], limit: int = 10) -> pd.DataFrame:
+def recent_runs(path: str | os.PathLike[str], limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The latest runs: what they loaded and how they resolved."""
     return run_read_only(path, f"""
-        SELECT run_id, flow, status, started_at, finished_at,
-               json_extract_string(summary, '$.persons_after') AS persons,
-               json_extract_string(summary, '$.persons_created') AS created
-        FROM quality.run ORDER BY started_at DESC LIMIT {int(limit)}""")
+        SELECT run_id AS 运行编号, flow AS 流程, status AS 状态, started_at AS 开始时间,
+               json_extract_string(summary, '$.resolution_mode') AS 解析方式,
+               (SELECT sum(TRY_CAST(e->>'rows_read' AS BIGINT)) FROM
+                  (SELECT unnest(CAST(json_extract(summary, '$.exports') AS JSON[])) AS e)) AS 读取行,
+               json_extract_string(summary, '$.persons_after') AS 人员数,
+               json_extract_string(summary, '$.persons_created') AS 新建人员
+        FROM (SELECT * FROM quality.run UNION ALL SELECT * FROM pending_run)
+        ORDER BY started_at DESC LIMIT {int(limit)}""", with_pending_runs=True)
 
 
-def ledger_overview(path: str | os.PathLike[str]) -> pd.DataFrame:
+def recent_stage_times(path: str | os.PathLike[str], limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Seconds each stage of the latest runs took (quality.run summary.stage_seconds)."""
+    stages = ", ".join(
+        f"round(TRY_CAST(json_extract_string(summary, '$.stage_seconds.{s}') AS DOUBLE), 1) AS \"{zh}\""
+        for s, zh in STAGES.items())
+    return run_read_only(path, f"""
+        SELECT run_id AS 运行编号, {stages}
+        FROM (SELECT * FROM quality.run UNION ALL SELECT * FROM pending_run)
+        ORDER BY started_at DESC LIMIT {int(limit)}""", with_pending_runs=True)
+
+
+def ledger_overview(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
     return run_read_only(path, """
-        SELECT source_system, mapping, status, count(*) AS exports, sum(rows_read) AS rows_read,
-               sum(rows_accepted) AS accepted, sum(rows_rejected) AS rejected,
-               sum(values_rejected) AS values_rejected, max(export_date) AS latest_export
+        SELECT source_system AS 来源系统, mapping AS 导出类型, status AS 状态, count(*) AS 导出数,
+               sum(rows_read) AS 读取行, sum(rows_accepted) AS 接收行, sum(rows_rejected) AS 拒收行,
+               sum(values_rejected) AS 不可用值, max(export_date) AS 最新导出日期
         FROM quality.load_ledger GROUP BY ALL ORDER BY source_system, mapping, status""")
 
 

@@ -27,6 +27,7 @@ import duckdb
 
 from warehouse.exceptions import WarehouseBusyError, WarehouseNotFoundError
 from warehouse.migrations import migrate
+from warehouse.runs import discard_pending_runs, fold_pending_runs
 
 
 def _lock_path(path: Path) -> Path:
@@ -90,6 +91,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         try:
             migrate(con)
             con.execute("BEGIN TRANSACTION")
+            fold_pending_runs(con, path)
             yield con
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
@@ -106,6 +108,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             os.fsync(fh.fileno())
         os.replace(work, path)
         _fsync_dir(path.parent)
+        discard_pending_runs(path)
 
 
 def connect_read_only(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:

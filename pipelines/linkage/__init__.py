@@ -62,8 +62,8 @@ from pipelines.linkage.model import LinkageModel
 
 __all__ = [
     "DEFAULT_THRESHOLD", "REVIEW_BAND", "REVIEW_COLUMNS", "LinkageModel", "explain_pair", "explain_pairs",
-    "link_new_mentions", "linkage_frame", "probabilistic_clusters", "resolve_probabilistic", "review_candidates",
-    "review_from",
+    "link_new_mentions", "linkage_frame", "pair_levels", "meets_requirements", "probabilistic_clusters",
+    "resolve_frame", "resolve_probabilistic", "review_candidates", "review_from",
 ]
 
 
@@ -120,6 +120,24 @@ def resolve_probabilistic(
         det = _empty_clusters(mentions)
         return ClusterResult(det, pd.DataFrame(), pd.DataFrame()), pd.DataFrame(), model
     lf = linkage_frame(mentions, relationships, district=district)
+    return resolve_frame(lf, decisions, threshold=threshold, model=model, score_from=score_from)
+
+
+def resolve_frame(
+    lf: pd.DataFrame,
+    decisions: pd.DataFrame | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: LinkageModel | None = None,
+    score_from: float | None = None,
+) -> tuple[ClusterResult, pd.DataFrame, LinkageModel | None]:
+    """`resolve_probabilistic` on a linkage frame already built (`linkage_frame`, or the
+    persisted index): trains `model` on it unless it is trained, scores the blocked
+    pairs, clusters them under the constraints."""
+    if len(lf) < 2:
+        alone = constrained_clusters(lf["unique_id"], None, citizen_ids=lf["cid"], document_keys=lf["doc_no"],
+                                     decisions=decisions, threshold=threshold)
+        return alone, pd.DataFrame(), model
     floor = min(score_from, threshold) if score_from is not None else threshold
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)

@@ -1,0 +1,260 @@
+"""The persisted linkage index and the SQL that makes person resolution follow the change.
+
+`stg.linkage_feature` holds, per mention, the columns the matching rules read
+(`pipelines.linkage.features.linkage_frame`). A sync asks this module:
+
+* `stale_inputs`: which mentions need their features (re)computed — those staged since
+  their features were computed (new, or replaced by a newer version of their record)
+  and the mentions related to them (a relationship puts the other person's keys in
+  `ctx`) — with exactly the mention rows and relationships the computation needs;
+* `changes`: which mentions are new, which changed, which were removed (their export
+  was superseded, reloaded or retracted by key);
+* `blocked_with`: which existing mentions share a blocking key with a set of mentions
+  (the blocking rules, given as SQL over ``l.``/``r.`` columns, run as DuckDB joins
+  against the whole index: no pandas frame of the population);
+* the slices of the previous resolution a local re-clustering needs, and
+  `write_local_resolution` to replace just those rows of `core.person_xref`.
+
+All functions take an open connection inside `warehouse.store.transaction`. Nothing
+here imports `pipelines`: the rules and the feature computation are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from warehouse.ddl import STG_LINKAGE_FEATURE
+
+FEATURE_COLUMNS = [c for c in STG_LINKAGE_FEATURE.column_names if c != "export_id"]
+
+#: the stg.mention columns `linkage_frame` reads
+MENTION_INPUT_COLUMNS = [
+    "mention_id", "source_object", "export_id", "citizen_id", "id_status", "id_raw", "document_type",
+    "document_number", "name", "name_simplified", "name_pinyin", "name_pinyin_alt", "birth_date", "id_birth_date",
+    "gender", "id_gender", "phone", "hukou_address", "current_address",
+]
+
+
+@dataclass
+class IndexChanges:
+    """What changed since the last resolution, by mention id."""
+
+    new: list[str]          # staged, never resolved
+    changed: list[str]      # resolved before, staged again with other content (a newer version)
+    removed: pd.DataFrame   # mention_id, person_id: resolved before, no longer staged
+
+    @property
+    def dirty(self) -> list[str]:
+        return self.new + self.changed
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.changed or len(self.removed))
+
+
+def _ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) -> str:
+    """A temp table `name(id)` holding `ids`; returns its name."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (id VARCHAR PRIMARY KEY)")
+    frame = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype=object))})
+    if len(frame):
+        con.register("_ids_frame", frame)
+        try:
+            con.execute(f"INSERT INTO {name} SELECT id FROM _ids_frame")
+        finally:
+            con.unregister("_ids_frame")
+    return name
+
+
+def changes(con: duckdb.DuckDBPyConnection) -> IndexChanges:
+    """New, changed and removed mentions since the index was last written (call before
+    `write_features`). A mention resolved before but without features (a warehouse
+    from before the index existed) is neither: its features are filled in as they are."""
+    new = [r[0] for r in con.execute(
+        "SELECT m.mention_id FROM stg.mention m ANTI JOIN core.person_xref x USING (mention_id) "
+        "ORDER BY m.mention_id").fetchall()]
+    changed = [r[0] for r in con.execute(
+        "SELECT m.mention_id FROM stg.mention m JOIN stg.linkage_feature f ON f.unique_id = m.mention_id "
+        "SEMI JOIN core.person_xref x USING (mention_id) WHERE f.export_id <> m.export_id "
+        "ORDER BY m.mention_id").fetchall()]
+    removed = con.execute(
+        "SELECT x.mention_id, x.person_id FROM core.person_xref x ANTI JOIN stg.mention m USING (mention_id) "
+        "ORDER BY x.mention_id").df()
+    return IndexChanges(new, changed, removed)
+
+
+def stale_inputs(con: duckdb.DuckDBPyConnection, *, everything: bool = False
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(mention rows, relationships, target ids): recompute the features of the target
+    ids from these rows (`linkage_frame(mentions, relationships)`), then keep the
+    targets' rows. Targets: mentions without features or staged again since
+    (`everything`: all mentions), and the mentions related to them."""
+    if everything:
+        con.execute("CREATE OR REPLACE TEMP TABLE _target AS SELECT mention_id AS id FROM stg.mention")
+    else:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _stale AS
+            SELECT m.mention_id AS id FROM stg.mention m
+            LEFT JOIN stg.linkage_feature f ON f.unique_id = m.mention_id
+            WHERE f.unique_id IS NULL OR f.export_id <> m.export_id""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _target AS
+            SELECT id FROM _stale
+            UNION SELECT r.to_mention_id FROM stg.relationship r JOIN _stale s ON s.id = r.from_mention_id
+            UNION SELECT r.from_mention_id FROM stg.relationship r JOIN _stale s ON s.id = r.to_mention_id""")
+    targets = [r[0] for r in con.execute("SELECT id FROM _target ORDER BY id").fetchall()]
+    rels = con.execute("""
+        SELECT kind, from_mention_id, to_mention_id FROM stg.relationship
+        WHERE from_mention_id IN (SELECT id FROM _target) OR to_mention_id IN (SELECT id FROM _target)""").df()
+    cols = ", ".join(f"m.{c}" for c in MENTION_INPUT_COLUMNS)
+    mentions = con.execute(f"""
+        SELECT {cols} FROM stg.mention m
+        WHERE m.mention_id IN (SELECT id FROM _target)
+           OR m.mention_id IN (SELECT from_mention_id FROM stg.relationship
+                               WHERE to_mention_id IN (SELECT id FROM _target))
+           OR m.mention_id IN (SELECT to_mention_id FROM stg.relationship
+                               WHERE from_mention_id IN (SELECT id FROM _target))
+        ORDER BY m.mention_id""").df()
+    return mentions, rels, targets
+
+
+def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None, export_ids: pd.Series | None,
+                   *, everything: bool = False) -> None:
+    """Upsert the recomputed features (`features`: `linkage_frame` rows; `export_ids`:
+    the export of each row's mention) and drop the rows of mentions no longer staged."""
+    if everything:
+        con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified}")
+    con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} f WHERE NOT EXISTS "
+                "(SELECT 1 FROM stg.mention m WHERE m.mention_id = f.unique_id)")
+    if features is None or features.empty:
+        return
+    frame = features.assign(export_id=export_ids.to_numpy())
+    con.register("_features", frame)
+    try:
+        con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} WHERE unique_id IN (SELECT unique_id FROM _features)")
+        cols = STG_LINKAGE_FEATURE.column_names
+        casts = ", ".join(f'CAST("{c}" AS {t.type}) AS "{c}"' for c, t in
+                          zip(cols, STG_LINKAGE_FEATURE.columns))
+        con.execute(f"INSERT INTO {STG_LINKAGE_FEATURE.qualified} SELECT {casts} FROM _features")
+    finally:
+        con.unregister("_features")
+
+
+def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """The linkage frame of `ids` (all mentions when None), ordered by mention id."""
+    cols = ", ".join(f'"{c}"' for c in FEATURE_COLUMNS)
+    if ids is None:
+        df = con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} ORDER BY unique_id").df()
+    else:
+        _ids(con, "_want", ids)
+        df = con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} "
+                         "WHERE unique_id IN (SELECT id FROM _want) ORDER BY unique_id").df()
+    for c in ("addr_flats", "addr_blds", "ctx"):
+        df[c] = [list(v) if v is not None else [] for v in df[c]]
+    df["birth"] = pd.to_datetime(df["birth"]).astype("datetime64[s]")
+    df["birth_year"] = df["birth_year"].astype("Int64")
+    return df
+
+
+def blocked_with(con: duckdb.DuckDBPyConnection, ids: Iterable[str], rules: Sequence[str]) -> list[str]:
+    """Mentions outside `ids` that any of `rules` (SQL over ``l.``/``r.`` linkage
+    columns; applied both ways round) pairs with a mention of `ids`."""
+    _ids(con, "_block_ids", ids)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _block_src AS SELECT * FROM {STG_LINKAGE_FEATURE.qualified} "
+                "WHERE unique_id IN (SELECT id FROM _block_ids)")
+    found: set[str] = set()
+    for rule in rules:
+        for left, right, pick in (("_block_src", STG_LINKAGE_FEATURE.qualified, "r"),
+                                  (STG_LINKAGE_FEATURE.qualified, "_block_src", "l")):
+            rows = con.execute(f"SELECT DISTINCT {pick}.unique_id FROM {left} l JOIN {right} r ON {rule}").fetchall()
+            found.update(r[0] for r in rows)
+    inside = {r[0] for r in con.execute("SELECT id FROM _block_ids").fetchall()}
+    return sorted(found - inside)
+
+
+def term_frequencies(con: duckdb.DuckDBPyConnection, columns: Sequence[str], ids: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """Per column, the share of all current mentions with each value, for the values the
+    mentions `ids` carry (what a model trained on every mention would use)."""
+    _ids(con, "_tf_ids", ids)
+    out = {}
+    for col in columns:
+        out[col] = con.execute(f"""
+            WITH total AS (SELECT count("{col}") AS n FROM {STG_LINKAGE_FEATURE.qualified}),
+                 wanted AS (SELECT DISTINCT "{col}" AS v FROM {STG_LINKAGE_FEATURE.qualified}
+                            WHERE unique_id IN (SELECT id FROM _tf_ids) AND "{col}" IS NOT NULL)
+            SELECT f."{col}", count(*) / max(total.n) AS "tf_{col}"
+            FROM {STG_LINKAGE_FEATURE.qualified} f, total
+            WHERE f."{col}" IN (SELECT v FROM wanted) GROUP BY f."{col}" ORDER BY f."{col}" """).df()
+    return out
+
+
+# -------------------------------------------------------------------------------------
+# slices of the previous resolution
+# -------------------------------------------------------------------------------------
+def person_of(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str]) -> pd.DataFrame:
+    """mention_id, person_id, match_method, match_probability of these mentions."""
+    _ids(con, "_po_ids", mention_ids)
+    return con.execute("SELECT mention_id, person_id, match_method, match_probability FROM core.person_xref "
+                       "WHERE mention_id IN (SELECT id FROM _po_ids) ORDER BY mention_id").df()
+
+
+def mentions_of_persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> list[str]:
+    _ids(con, "_mp_ids", person_ids)
+    return [r[0] for r in con.execute(
+        "SELECT x.mention_id FROM core.person_xref x SEMI JOIN stg.mention m USING (mention_id) "
+        "WHERE x.person_id IN (SELECT id FROM _mp_ids) ORDER BY x.mention_id").fetchall()]
+
+
+def persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> pd.DataFrame:
+    """person_id, citizen_id of these (published) persons."""
+    _ids(con, "_p_ids", person_ids)
+    return con.execute("SELECT person_id, citizen_id FROM core.person WHERE person_id IN (SELECT id FROM _p_ids) "
+                       "ORDER BY person_id").df()
+
+
+def mention_facts(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """mention_id, export_date, citizen_id (what stable id assignment reads) of these
+    mentions (all when None), ordered by mention id."""
+    if mention_ids is None:
+        return con.execute("SELECT mention_id, export_date, citizen_id FROM stg.mention ORDER BY mention_id").df()
+    _ids(con, "_mf_ids", mention_ids)
+    return con.execute("SELECT mention_id, export_date, citizen_id FROM stg.mention "
+                       "WHERE mention_id IN (SELECT id FROM _mf_ids) ORDER BY mention_id").df()
+
+
+def decision_partners(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str]) -> list[str]:
+    """Mentions an active officer decision pairs with one of `mention_ids`."""
+    _ids(con, "_dp_ids", mention_ids)
+    return [r[0] for r in con.execute("""
+        SELECT mention_id_b FROM core.link_decision WHERE is_active AND mention_id_a IN (SELECT id FROM _dp_ids)
+        UNION SELECT mention_id_a FROM core.link_decision WHERE is_active AND mention_id_b IN (SELECT id FROM _dp_ids)
+        """).fetchall()]
+
+
+def write_local_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, removed: Iterable[str],
+                           merge_log: pd.DataFrame, run_id: str) -> None:
+    """Replace the xref rows of the re-clustered mentions (`xref`: mention_id,
+    person_id, match_method, match_probability) and drop those of removed mentions;
+    append the merge log."""
+    from warehouse.build import append_merge_log
+
+    _ids(con, "_local_ids", [*xref["mention_id"], *removed])
+    con.execute("DELETE FROM core.person_xref WHERE mention_id IN (SELECT id FROM _local_ids)")
+    con.register("_xref", xref)
+    try:
+        con.execute(
+            "INSERT INTO core.person_xref "
+            "SELECT m.source_system, m.source_object, m.source_locator, m.role, m.mention_id, x.person_id, "
+            "x.match_method, x.match_probability, coalesce(m.is_retracted, FALSE) "
+            "FROM stg.mention m JOIN _xref x USING (mention_id)")
+    finally:
+        con.unregister("_xref")
+    append_merge_log(con, merge_log, run_id)
+
+
+def next_person_sequence(con: duckdb.DuckDBPyConnection) -> int:
+    from warehouse.build import read_previous_resolution
+
+    return read_previous_resolution(con, ids_only=True)[2]
