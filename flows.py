@@ -264,7 +264,12 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
                          settings=linked.model_settings)
     summary.stage_seconds["resolve"] = time.perf_counter() - ts
     ts = time.perf_counter()
-    summary.core_counts = build.build_core(con, grid_households=settings.grid_households)
+    scope = None
+    if linked.mode == "incremental":
+        exports = {r[0] for r in con.execute("SELECT export_id FROM quality.load_ledger WHERE run_id = ? "
+                                             "AND status = 'loaded'", [run_id]).fetchall()}
+        scope = build.BuildScope(persons=frozenset(linked.touched_persons), exports=frozenset(exports))
+    summary.core_counts = build.build_core(con, grid_households=settings.grid_households, scope=scope)
     decisions.write_candidates(con, linked.candidates, replace=linked.mode != "incremental")
     summary.stage_seconds["build"] = time.perf_counter() - ts
     summary.persons_created = linked.resolution.next_sequence - next_seq
@@ -348,7 +353,8 @@ def _nothing_to_resolve(model: Any, next_seq: int, changes: Any, con: Any, run_i
     res = assign_person_ids(facts, empty, changes.removed, index.persons(con, set(changes.removed["person_id"])),
                             next_seq)
     index.write_local_resolution(con, res.xref, changes.removed["mention_id"], res.merge_log, run_id)
-    return LinkedResolution(res, pd.DataFrame(), model.stored_settings(), "incremental")
+    return LinkedResolution(res, pd.DataFrame(), model.stored_settings(), "incremental",
+                            touched_persons=frozenset(changes.removed["person_id"].astype(str)))
 
 
 def _threshold() -> float:
@@ -620,13 +626,11 @@ def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any]
 
 
 def _check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary) -> None:
-    """After the build, in the same transaction: the warehouse expectation suite and the
-    cross-source findings (quality.expectation_result, quality.finding)."""
-    from pipelines.expectations import run_suite, warehouse_frame_requests, warehouse_suite
+    """After the build, in the same transaction: the warehouse invariants as aggregate SQL
+    (quality.expectation_result) and the cross-source findings (quality.finding)."""
     from warehouse import quality
 
-    frames = quality.warehouse_frames(con, warehouse_frame_requests(), run_id)
-    results = run_suite(frames, warehouse_suite(settings.row_count_change_threshold))
+    results = quality.check_invariants(con, run_id, row_count_change_threshold=settings.row_count_change_threshold)
     quality.write_expectation_results(con, results, run_id=run_id)
     findings = quality.refresh_cross_source_findings(con, run_id)
     failed = results[~results["success"].astype(bool)]

@@ -1,16 +1,12 @@
-"""Data expectations (Great Expectations 1.x), declared as data and run on frames.
+"""Data expectations (Great Expectations 1.x) on each new export, declared as data.
 
-Two kinds of suites:
-
-* one per source object (`export_suite(mapping)`), derived from its mapping and run on
-  the normalised records of each export (`Standardized.records`), once per export:
-  at least one record, business keys present and unique, every coded field within
-  its code table, citizen IDs mostly usable, dates plausible, names mostly present;
-* one for the warehouse (`warehouse_suite(threshold)`), run after each build on
-  frames the warehouse reads for it (`warehouse_frame_requests()`): unique keys,
-  referential integrity between xref, persons, addresses and facts (`<col>__exists`
-  columns), value sets of every coded field, null rates, and the row-count change of
-  each export loaded in the run against the previous export of the same source.
+One suite per source object (`export_suite(mapping)`), derived from its mapping and run
+on the normalised records of each export (`Standardized.records`), once per export: at
+least one record, business keys present and unique, every coded field within its code
+table, citizen IDs mostly usable, dates plausible, names mostly present. The checks of
+the built warehouse (unique keys, references, code sets, null rates, row-count changes)
+are aggregate SQL run where the data is (`warehouse.quality.check_invariants`): a
+suite over frames of whole tables cost minutes and gigabytes at a million residents.
 
 `run_suite(frames, suite)` validates and returns one row per expectation
 (`RESULT_COLUMNS`); it is pure (frames in, frame out). GE is imported lazily (it
@@ -30,8 +26,7 @@ import pandas as pd
 from schemas.codes import CODE_TABLES
 from schemas.mapping import SourceMapping
 
-__all__ = ["Check", "Suite", "FrameRequest", "RESULT_COLUMNS", "export_suite", "warehouse_suite",
-           "warehouse_frame_requests", "run_suite", "validate_export"]
+__all__ = ["Check", "Suite", "RESULT_COLUMNS", "export_suite", "run_suite", "validate_export"]
 
 RESULT_COLUMNS = [
     "suite", "target", "expectation", "column_name", "kwargs", "description", "severity", "success",
@@ -71,17 +66,6 @@ class Suite:
     @property
     def targets(self) -> list[str]:
         return list(dict.fromkeys(c.target for c in self.checks))
-
-
-@dataclass(frozen=True)
-class FrameRequest:
-    """A warehouse frame the warehouse suite needs: `columns` of `table`, plus for each
-    reference (column, parent table, parent column) a boolean `<column>__exists`
-    (true when the value is null or found in the parent)."""
-
-    table: str
-    columns: tuple[str, ...]
-    references: tuple[tuple[str, str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------------------
@@ -147,117 +131,6 @@ def _label(mapping: SourceMapping, field_name: str) -> str:
 def validate_export(records: pd.DataFrame, mapping: SourceMapping, *, today: dt.date | None = None) -> pd.DataFrame:
     """Run the source object's suite on one export's normalised records."""
     return run_suite({"records": records}, export_suite(mapping, today=today))
-
-
-# --------------------------------------------------------------------------------------
-# the warehouse suite
-# --------------------------------------------------------------------------------------
-_P = ("core.person", "person_id")
-_A = ("core.address", "address_id")
-
-
-def warehouse_frame_requests() -> dict[str, FrameRequest]:
-    """What the warehouse suite validates (read by `warehouse.quality.warehouse_frames`)."""
-    def ref(col: str, parent: tuple[str, str] = _P) -> tuple[str, str, str]:
-        return (col, parent[0], parent[1])
-
-    return {
-        "core.person": FrameRequest("core.person", ("person_id", "citizen_id", "name", "gender", "birth_date",
-                                                    "ethnicity", "marital_status")),
-        "core.person_xref": FrameRequest("core.person_xref", ("mention_id", "person_id", "source_system", "role"),
-                                         (ref("person_id"), ("mention_id", "stg.mention", "mention_id"))),
-        "stg.mention": FrameRequest("stg.mention", ("mention_id",), (("mention_id", "core.person_xref", "mention_id"),)),
-        "core.address_xref": FrameRequest("core.address_xref", ("source_object", "source_locator", "field",
-                                                                "address_id"), (ref("address_id", _A),)),
-        "core.person_address": FrameRequest("core.person_address", ("person_id", "address_id", "kind"),
-                                            (ref("person_id"), ref("address_id", _A))),
-        "core.relationship": FrameRequest("core.relationship", ("kind", "person_id_from", "person_id_to"),
-                                          (ref("person_id_from"), ref("person_id_to"))),
-        "core.marriage_registration": FrameRequest(
-            "core.marriage_registration", ("certificate_no", "business_type", "man_person_id", "woman_person_id"),
-            (ref("man_person_id"), ref("woman_person_id"))),
-        "core.cremation": FrameRequest("core.cremation", ("cremation_no", "person_id"), (ref("person_id"),)),
-        "core.low_income_roster_line": FrameRequest(
-            "core.low_income_roster_line", ("month", "source_object", "source_locator", "person_id", "role",
-                                            "category", "relationship_to_head"), (ref("person_id"),)),
-        "core.floating_registration": FrameRequest("core.floating_registration",
-                                                   ("registration_no", "person_id", "status"), (ref("person_id"),)),
-        "core.fp_woman": FrameRequest("core.fp_woman", ("ylfn_id", "person_id", "marital_status", "spouse_person_id"),
-                                      (ref("person_id"), ref("spouse_person_id"))),
-        "core.fp_child": FrameRequest("core.fp_child", ("zn_id", "person_id", "mother_person_id"),
-                                      (ref("person_id"), ref("mother_person_id"))),
-        "core.alert": FrameRequest("core.alert", ("alert_id", "alert_kind", "person_id"), (ref("person_id"),)),
-    }
-
-
-def warehouse_suite(row_count_change_threshold: float = 0.5) -> Suite:
-    """Checks on the built warehouse. `quality.row_count_change` (one row per export
-    loaded in the run that has a previous export of the same source) is produced by
-    `warehouse.quality.row_count_changes`."""
-    def c(target: str, expectation: str, description: str, severity: str = "error", **kwargs: Any) -> Check:
-        return Check(expectation, kwargs, description, severity, target)
-
-    unique, not_null, in_set = ("expect_column_values_to_be_unique", "expect_column_values_to_not_be_null",
-                                "expect_column_values_to_be_in_set")
-
-    def exists(target: str, col: str, what: str) -> Check:
-        return c(target, in_set, f"{target}.{col}：{what}", column=f"{col}__exists", value_set=[True])
-
-    checks = [
-        c("core.person", unique, "人员编号唯一", column="person_id"),
-        c("core.person", not_null, "人员编号不为空", column="person_id"),
-        c("core.person", unique, "一个有效身份证号只对应一个人员", column="citizen_id"),
-        c("core.person", "expect_column_values_to_match_regex", "身份证号均为18位有效格式",
-          column="citizen_id", regex=r"^\d{17}[\dX]$"),
-        c("core.person", in_set, "性别为GB/T 2261.1代码", column="gender", value_set=_codes("gender")),
-        c("core.person", in_set, "民族为GB 3304代码", column="ethnicity", value_set=_codes("ethnicity")),
-        c("core.person", in_set, "婚姻状况为GB/T 2261.2代码", column="marital_status",
-          value_set=_codes("marital_status")),
-        c("core.person", not_null, "至少99%的人员有姓名", "warning", column="name", mostly=0.99),
-        c("core.person", not_null, "至少90%的人员有出生日期", "warning", column="birth_date", mostly=0.9),
-        c("core.person", not_null, "至少80%的人员有有效身份证号", "warning", column="citizen_id", mostly=0.8),
-        c("core.person_xref", unique, "每个人员提及只有一行交叉索引", column="mention_id"),
-        exists("core.person_xref", "person_id", "交叉索引指向的人员都存在"),
-        exists("core.person_xref", "mention_id", "交叉索引对应的人员提及都在暂存层"),
-        exists("stg.mention", "mention_id", "每个人员提及都已解析到人员"),
-        exists("core.address_xref", "address_id", "地址交叉索引指向的地址都存在"),
-        exists("core.person_address", "person_id", "人—地址关系的人员都存在"),
-        exists("core.person_address", "address_id", "人—地址关系的地址都存在"),
-        exists("core.relationship", "person_id_from", "关系一方的人员都存在"),
-        exists("core.relationship", "person_id_to", "关系另一方的人员都存在"),
-        c("core.marriage_registration", not_null, "婚姻登记都有登记证字号", column="certificate_no"),
-        exists("core.marriage_registration", "man_person_id", "男方人员都存在"),
-        exists("core.marriage_registration", "woman_person_id", "女方人员都存在"),
-        c("core.marriage_registration", in_set, "业务类型为标准代码", column="business_type",
-          value_set=_codes("marriage_business")),
-        c("core.cremation", unique, "火化证明编号唯一", column="cremation_no"),
-        exists("core.cremation", "person_id", "逝者人员都存在"),
-        c("core.low_income_roster_line", "expect_compound_columns_to_be_unique", "花名册每行只装载一次",
-          column_list=["source_object", "source_locator", "role"]),
-        exists("core.low_income_roster_line", "person_id", "低保成员人员都存在"),
-        c("core.low_income_roster_line", in_set, "保障类别为标准代码", column="category",
-          value_set=_codes("low_income_category")),
-        c("core.low_income_roster_line", in_set, "与户主关系为GB/T 4761代码", column="relationship_to_head",
-          value_set=_codes("relationship")),
-        c("core.floating_registration", unique, "流动人口登记编号唯一", column="registration_no"),
-        exists("core.floating_registration", "person_id", "流动人口登记人员都存在"),
-        c("core.floating_registration", in_set, "登记状态为 active/cancelled", column="status",
-          value_set=["active", "cancelled"]),
-        c("core.fp_woman", unique, "育龄妇女编号唯一", column="ylfn_id"),
-        exists("core.fp_woman", "person_id", "育龄妇女人员都存在"),
-        exists("core.fp_woman", "spouse_person_id", "配偶人员都存在"),
-        c("core.fp_woman", in_set, "婚姻状况为GB/T 2261.2代码", column="marital_status",
-          value_set=_codes("marital_status")),
-        c("core.fp_child", unique, "子女编号唯一", column="zn_id"),
-        exists("core.fp_child", "person_id", "子女人员都存在"),
-        exists("core.fp_child", "mother_person_id", "母亲人员都存在"),
-        c("core.alert", unique, "预警编号唯一", column="alert_id"),
-        exists("core.alert", "person_id", "预警涉及的人员都存在"),
-        c("quality.row_count_change", "expect_column_values_to_be_between",
-          f"与同一来源上一次导出相比，读取行数变化不超过{row_count_change_threshold:.0%}", "warning",
-          column="change_ratio", min_value=0.0, max_value=float(row_count_change_threshold)),
-    ]
-    return Suite("warehouse", tuple(checks))
 
 
 # --------------------------------------------------------------------------------------

@@ -166,6 +166,9 @@ class LinkedResolution:
     model_settings: dict | None    # trained Splink settings (stored for explanations and incremental runs)
     mode: str                      # deterministic | full | incremental
     why: str = ""                  # why this mode (a full run asked for incremental says why)
+    #: person ids whose mentions changed in this resolution, before and after (what an
+    #: incremental build must derive again)
+    touched_persons: frozenset[str] = frozenset()
 
 
 def incremental_obstacle(mentions: pd.DataFrame | int, previous_xref: pd.DataFrame | int, training: dict | None, *,
@@ -360,4 +363,5 @@ def resolve_component(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataF
     candidates = review_from(result, pairs, decisions)
     res = assign_person_ids(facts, clusters, previous_xref, previous_persons, next_sequence)
     settings = model.stored_settings() if model is not None else None
-    return LinkedResolution(res, candidates, settings, "full" if trains else "incremental")
+    touched = frozenset(set(previous_xref["person_id"].dropna().astype(str)) | set(res.xref["person_id"].dropna()))
+    return LinkedResolution(res, candidates, settings, "full" if trains else "incremental", touched_persons=touched)

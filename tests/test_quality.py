@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
 import synth
-from pipelines.expectations import Check, Suite, export_suite, run_suite, validate_export, warehouse_suite
+from pipelines.expectations import Check, Suite, export_suite, run_suite, validate_export
 from schemas.mapping import mapping_for
 from tests.bad_inputs_helpers import (
     assert_counts_add_up, citizen_id, cremation_row, findings, float_row, ledger, q, rejected, run, write_cremation,
@@ -65,24 +68,6 @@ def test_export_suite_runs_on_normalised_records_of_a_real_mapping():
     assert failed[failed["severity"] == "warning"]["column_name"].tolist() == ["citizen_id__status"]  # 1 of 3 bad
 
 
-def test_warehouse_suite_flags_orphans_and_unknown_codes():
-    frames = {
-        "core.person": pd.DataFrame({"person_id": ["P1", "P2"], "citizen_id": [None, None], "name": ["甲", "乙"],
-                                     "gender": ["1", "5"], "birth_date": pd.to_datetime(["1980-01-01", None]),
-                                     "ethnicity": ["01", "01"], "marital_status": [None, "20"]}),
-        "core.person_xref": pd.DataFrame({"mention_id": ["m1", "m2"], "person_id": ["P1", "P9"],
-                                          "source_system": ["x", "x"], "role": ["a", "a"],
-                                          "person_id__exists": [True, False], "mention_id__exists": [True, True]}),
-    }
-    res = run_suite(frames, warehouse_suite(0.5))
-    bad = res[~res["success"]]
-    assert set(zip(bad["target"], bad["column_name"])) >= {("core.person", "gender"),
-                                                             ("core.person_xref", "person_id__exists")}
-    # absent tables have nothing to violate
-    assert res[res["target"] == "core.cremation"]["success"].all()
-    assert res["exception"].isna().all(), res[res["exception"].notna()][["target", "column_name", "exception"]]
-
-
 # ------------------------------------------------------------------------ on a sync
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
@@ -106,6 +91,58 @@ def test_expectations_run_per_export_and_on_the_warehouse(generated):
     assert errors.empty, errors[["target", "expectation", "column_name", "unexpected_count", "unexpected_examples"]]
     assert summary.quality["warehouse_checks"] == len(wh_res)
     assert summary.stage_seconds["expectations"] + summary.stage_seconds["quality"] < 30
+
+
+def _invariants(wh: Path, run_id: str) -> pd.DataFrame:
+    from warehouse import quality
+
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return quality.check_invariants(con, run_id, row_count_change_threshold=0.5)
+    finally:
+        con.close()
+
+
+def test_sql_invariants_pass_on_a_synced_warehouse(generated):
+    _inbox, wh, summary = generated
+    sql = _invariants(wh, summary.run_id)
+    assert sql[sql["severity"] == "error"]["success"].all()
+    assert not sql.set_index("target").loc["quality.row_count_change", "success"]  # synthetic exports vary
+
+
+def test_sql_invariants_flag_a_corrupted_warehouse(generated, tmp_path):
+    _inbox, wh, summary = generated
+    bad = tmp_path / "corrupted.duckdb"
+    shutil.copy(wh, bad)
+    con = duckdb.connect(str(bad))
+    try:
+        con.execute("CREATE OR REPLACE TABLE core.person AS SELECT * FROM core.person")  # key lost
+        con.execute("""
+            INSERT INTO core.person SELECT * FROM core.person ORDER BY person_id LIMIT 3;
+            UPDATE core.person SET gender = '7' WHERE person_id IN (SELECT person_id FROM core.person
+                                                                   ORDER BY person_id DESC LIMIT 4);
+            UPDATE core.person SET name = NULL, citizen_id = '123' WHERE person_id IN (
+              SELECT person_id FROM core.person ORDER BY person_id LIMIT 2 OFFSET 10);
+            DELETE FROM core.person WHERE person_id IN (SELECT person_id FROM core.cremation LIMIT 2);
+            DELETE FROM core.person_xref WHERE mention_id IN (SELECT mention_id FROM stg.mention LIMIT 1 OFFSET 5);
+            INSERT INTO core.low_income_roster_line SELECT * FROM core.low_income_roster_line LIMIT 2;
+            INSERT INTO core.cremation SELECT * FROM core.cremation LIMIT 1;
+            INSERT INTO core.person_address SELECT * REPLACE ('A-missing' AS address_id) FROM core.person_address
+              LIMIT 1;
+            UPDATE core.fp_woman SET marital_status = '99' WHERE ylfn_id IN (SELECT ylfn_id FROM core.fp_woman
+                                                                            LIMIT 2);
+        """)
+    finally:
+        con.close()
+    sql = _invariants(bad, summary.run_id)
+    failed = sql[~sql["success"]]
+    assert {("core.person", "person_id"), ("core.person", "gender"), ("core.person", "citizen_id"),
+            ("core.cremation", "cremation_no"), ("core.person_address", "address_id__exists"),
+            ("stg.mention", "mention_id__exists"), ("core.fp_woman", "marital_status")} <= set(
+        zip(failed["target"], failed["column_name"])), failed[["target", "column_name"]]
+    assert len(failed) >= 12 and (failed["severity"] == "error").sum() >= 10, failed[["target", "column_name"]]
+    shown = failed[failed["expectation"] != "expect_column_values_to_not_be_null"]  # a null has nothing to show
+    assert shown["unexpected_examples"].notna().all()
 
 
 def test_cross_source_findings_name_records_and_columns(tmp_path):

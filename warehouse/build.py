@@ -21,6 +21,9 @@ Survivorship rules for `core.person` (documented in the README):
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import duckdb
 import pandas as pd
 
@@ -92,6 +95,7 @@ SELECT x.person_id, m.*,
          coalesce(CAST(m.export_date AS VARCHAR), '') || '|' || m.mention_id AS recency,
        m.id_status IN ('valid', 'upgraded_15') AS has_valid_id
 FROM stg.mention m JOIN core.person_xref x USING (mention_id)
+WHERE [[dp:x.person_id]]
 """
 
 
@@ -170,6 +174,7 @@ SELECT r.certificate_no, r.business_type, r.registration_date,
 FROM stg.marriage_registration r
 LEFT JOIN core.person_xref xm ON xm.source_object = r.source_object AND xm.source_locator = r.source_locator AND xm.role = 'man'
 LEFT JOIN core.person_xref xw ON xw.source_object = r.source_object AND xw.source_locator = r.source_locator AND xw.role = 'woman'
+WHERE [[dr:r]] OR [[dp:xm.person_id]] OR [[dp:xw.person_id]]
 """
 
 _CREMATION = """
@@ -177,6 +182,7 @@ INSERT INTO core.cremation
 SELECT r.cremation_no, x.person_id, r.death_date, r.cremation_date, r.source_system, r.source_object, r.source_locator
 FROM stg.cremation r
 JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'deceased'
+WHERE [[dr:r]] OR [[dp:x.person_id]]
 """
 
 _LOW_INCOME_LINES = """
@@ -186,7 +192,8 @@ WITH rows AS (
          r.source_object || '#' || split_part(r.source_locator, '!', 1) || '#' || CAST(r.household_seq AS VARCHAR) AS hh
   FROM stg.low_income_roster r
   JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
-                          AND x.role IN ('head', 'member')),
+                          AND x.role IN ('head', 'member')
+  WHERE [[in:_dhh:r.source_object || '#' || split_part(r.source_locator, '!', 1) || '#' || CAST(r.household_seq AS VARCHAR)]]),
 heads AS (SELECT hh, min(person_id) AS head_person_id FROM rows WHERE role = 'head' GROUP BY hh)
 SELECT substr(r.period, 1, 7), CAST(substr(r.period, 1, 7) || '-01' AS DATE), r.person_id, r.role,
        h.head_person_id, CAST(r.household_seq AS VARCHAR), r.street, r.community, r.relationship,
@@ -204,6 +211,7 @@ lines AS (
          any_value(l.category) AS category, any_value(l.amount_yuan) AS amount_yuan,
          any_value(l.street) AS street, any_value(l.community) AS community, m.mi, l.month_start
   FROM core.low_income_roster_line l JOIN months m USING (month_start)
+  WHERE [[dp:l.person_id]]
   GROUP BY ALL),
 marked AS (
   SELECT *, CASE WHEN lag(mi) OVER w = mi - 1
@@ -228,7 +236,8 @@ SELECT r.registration_no, x.person_id, r.status, r.current_address, r.updated_at
        lead(r.updated_at) OVER (PARTITION BY r.registration_no ORDER BY r.updated_at, r.export_date, r.source_object, TRY_CAST(r.source_locator AS BIGINT)),
        r.source_system, r.source_object, r.source_locator
 FROM stg.floating_registration r
-LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'registrant';
+LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'registrant'
+WHERE [[in:_dreg:r.registration_no]];
 
 INSERT INTO core.floating_registration
 SELECT registration_no, person_id, status, registration_date, cancelled_on, residence_reason, current_address,
@@ -239,7 +248,8 @@ FROM (
                             ORDER BY r.updated_at DESC, r.export_date DESC, r.source_object DESC,
                                      TRY_CAST(r.source_locator AS BIGINT) DESC) AS rn
   FROM stg.floating_registration r
-  JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'registrant')
+  JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = 'registrant'
+  WHERE [[in:_dreg:r.registration_no]])
 WHERE rn = 1
 """
 
@@ -250,7 +260,7 @@ SELECT r.ylfn_id, xw.person_id, xs.person_id, r.marital_status, r.first_marriage
 FROM stg.fp_woman r
 JOIN core.person_xref xw ON xw.source_object = r.source_object AND xw.source_locator = r.source_locator AND xw.role = 'woman'
 LEFT JOIN core.person_xref xs ON xs.source_object = r.source_object AND xs.source_locator = r.source_locator AND xs.role = 'spouse'
-WHERE NOT coalesce(r.deleted, FALSE);
+WHERE NOT coalesce(r.deleted, FALSE) AND [[in:_dylfn:r.ylfn_id]];
 
 INSERT INTO core.fp_child
 SELECT r.zn_id, r.ylfn_id, xc.person_id, w.person_id, r.birth_order, r.updated_at,
@@ -258,7 +268,7 @@ SELECT r.zn_id, r.ylfn_id, xc.person_id, w.person_id, r.birth_order, r.updated_a
 FROM stg.fp_child r
 JOIN core.person_xref xc ON xc.source_object = r.source_object AND xc.source_locator = r.source_locator AND xc.role = 'child'
 LEFT JOIN core.fp_woman w ON w.ylfn_id = r.ylfn_id
-WHERE NOT coalesce(r.deleted, FALSE)
+WHERE NOT coalesce(r.deleted, FALSE) AND ([[dr:r]] OR [[dp:xc.person_id]] OR [[in:_dylfn:r.ylfn_id]])
 """
 
 _RELATIONSHIP = """
@@ -272,28 +282,31 @@ SELECT 'spouse', man_person_id, woman_person_id,
        'civil_affairs', string_agg(source_object || '!' || source_locator, '; ' ORDER BY registration_date)
 FROM core.marriage_registration
 WHERE man_person_id IS NOT NULL AND woman_person_id IS NOT NULL
+  AND ([[dp:man_person_id]] OR [[dp:woman_person_id]])
 GROUP BY man_person_id, woman_person_id
 UNION ALL
 -- spouses stated by family planning
 SELECT 'spouse', spouse_person_id, person_id, first_marriage_date, NULL, 'family_planning',
        source_object || '!' || source_locator
-FROM core.fp_woman WHERE spouse_person_id IS NOT NULL
+FROM core.fp_woman WHERE spouse_person_id IS NOT NULL AND ([[dp:spouse_person_id]] OR [[dp:person_id]])
 UNION ALL
 -- mother and child (family planning)
 SELECT 'parent_child', mother_person_id, person_id, NULL, NULL, 'family_planning', source_object || '!' || source_locator
 FROM core.fp_child WHERE mother_person_id IS NOT NULL AND person_id IS NOT NULL
+  AND ([[dp:mother_person_id]] OR [[dp:person_id]])
 UNION ALL
 -- household members on the low-income roster, over the months they were listed together
 SELECT 'household_member', head_person_id, person_id, min(valid_from),
        CASE WHEN bool_and(valid_to IS NOT NULL) THEN max(valid_to) END, 'low_income', 'low_income_enrolment'
 FROM core.low_income_enrolment WHERE role = 'member' AND head_person_id <> person_id
+  AND ([[dp:head_person_id]] OR [[dp:person_id]])
 GROUP BY head_person_id, person_id
 """
 
 _ADDRESSES = """
 INSERT INTO core.address_xref
 SELECT source_system, source_object, source_locator, field, address_id, raw_text, confidence, status
-FROM stg.address_mention;
+FROM stg.address_mention WHERE [[in:_dx:export_id]];
 
 INSERT INTO core.address
 -- every level: the value of the best parse that has it (variants that omit 街道/社区 do
@@ -321,7 +334,7 @@ SELECT address_id,
        arg_max(status, (confidence, length(standard_text), standard_text)),
        count(*), list(DISTINCT source_system ORDER BY source_system),
        arg_max(raw_text, (confidence, length(standard_text), raw_text))
-FROM stg.address_mention WHERE address_id IS NOT NULL
+FROM stg.address_mention WHERE address_id IS NOT NULL AND [[in:_da:address_id]]
 GROUP BY address_id;
 
 INSERT INTO core.person_address
@@ -333,7 +346,7 @@ WITH links AS (
   JOIN quality.load_ledger l USING (export_id)
   JOIN core.person_xref x ON x.source_object = a.source_object AND x.source_locator = a.source_locator
        AND list_contains(string_split(a.roles, ','), x.role)
-  WHERE a.address_id IS NOT NULL)
+  WHERE a.address_id IS NOT NULL AND [[dp:x.person_id]])
 SELECT person_id, address_id, kind, min(valid_from), arg_max(valid_to, ord), source_system,
        string_agg(ev, '; ' ORDER BY ev)
 FROM links GROUP BY person_id, address_id, kind, source_system;
@@ -346,6 +359,7 @@ FROM (
     SELECT l.person_id, a.address_id, max(l.month_start) AS last_month
     FROM core.low_income_roster_line l
     JOIN stg.address_mention a ON a.source_object = l.source_object AND a.source_locator = l.source_locator
+    WHERE [[dp:l.person_id]]
     GROUP BY ALL)
   SELECT s.person_id, s.address_id, (SELECT min(m.month_start) FROM months m WHERE m.month_start > s.last_month) AS valid_to
   FROM last_seen s) t
@@ -386,7 +400,7 @@ SELECT 'deceased_receiving_benefit:' || p.person_id, 'deceased_receiving_benefit
                 roster_records: list(l.source_object || '!' || l.source_locator ORDER BY l.month),
                 months: list(DISTINCT l.month ORDER BY l.month)})
 FROM core.person p JOIN core.low_income_roster_line l USING (person_id)
-WHERE p.death_date IS NOT NULL AND l.month_start > p.death_date
+WHERE p.death_date IS NOT NULL AND l.month_start > p.death_date AND [[dp:p.person_id]]
 GROUP BY p.person_id, p.death_date
 UNION ALL
 -- floating registration still 在住 after the death date
@@ -396,7 +410,7 @@ SELECT 'deceased_still_registered:' || p.person_id || ':' || f.registration_no, 
        to_json({death_date: p.death_date, registration_no: f.registration_no, updated_at: f.updated_at,
                 registration_record: f.source_object || '!' || f.source_locator})
 FROM core.person p JOIN core.floating_registration f USING (person_id)
-WHERE p.death_date IS NOT NULL AND f.status = 'active'
+WHERE p.death_date IS NOT NULL AND f.status = 'active' AND [[dp:p.person_id]]
 UNION ALL
 -- one valid ID, incompatible names or birth dates across departments. Names are
 -- compatible when their Simplified forms, their pinyin keys (either surname reading) or
@@ -427,30 +441,184 @@ SELECT 'marital_status_conflict:' || w.person_id, 'marital_status_conflict', w.p
 FROM core.fp_woman w
 JOIN core.relationship r ON r.kind = 'spouse' AND r.source_system = 'civil_affairs'
      AND (r.person_id_to = w.person_id OR r.person_id_from = w.person_id) AND r.valid_to IS NULL
-WHERE w.marital_status = '10'
+WHERE w.marital_status = '10' AND [[dp:w.person_id]]
 QUALIFY row_number() OVER (PARTITION BY w.person_id ORDER BY r.valid_from DESC NULLS LAST) = 1
 """
 
 
-def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) -> dict[str, int]:
-    """Derive every core table (except person_xref and the merge log) from staging."""
+@dataclass(frozen=True)
+class BuildScope:
+    """What a sync changed, for a build that recomputes only that (see `build_core`).
+
+    persons: the person ids whose mentions were re-clustered this run, before and after
+    (merged, split, retired and new ones included); exports: the ledger ids staged this
+    run. Everything else the build derives (records, households, months, registrations,
+    family-planning women, addresses) follows from these two in SQL."""
+
+    persons: frozenset[str]
+    exports: frozenset[int]
+
+
+_MARKER = re.compile(r"\[\[(\w+):([^\]]*)\]\]")
+
+
+def _scoped(sql: str, scope: BuildScope | None) -> str:
+    """Expand the scope markers of the build SQL: ``[[dp:EXPR]]`` EXPR is a dirty person,
+    ``[[dr:ALIAS]]`` ALIAS's record was staged this run, ``[[in:TABLE:EXPR]]`` EXPR is in
+    the temp key table TABLE, ``[[gone:STG:ALIAS]]`` ALIAS's record is no longer staged.
+    Without a scope (a full build) every marker is TRUE."""
+    def expand(m: re.Match[str]) -> str:
+        if scope is None:
+            return "TRUE"
+        kind, arg = m.group(1), m.group(2)
+        if kind == "dp":
+            return f"({arg} IN (SELECT k FROM _dp))"
+        if kind == "dr":
+            return (f"EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = {arg}.source_object "
+                    f"AND d.source_locator = {arg}.source_locator)")
+        if kind == "in":
+            table, expr = arg.split(":", 1)
+            return f"({expr} IN (SELECT k FROM {table}))"
+        if kind == "gone":
+            table, alias = arg.split(":", 1)
+            return (f"NOT EXISTS (SELECT 1 FROM {table} g WHERE g.source_object = {alias}.source_object "
+                    f"AND g.source_locator = {alias}.source_locator)")
+        raise ValueError(f"unknown build scope marker {kind!r}")
+    return _MARKER.sub(expand, sql)
+
+
+#: a low-income household: roster file, sheet and 序号 (as the roster-line SQL groups them)
+_HH = "source_object || '#' || split_part(source_locator, '!', 1) || '#' || CAST(household_seq AS VARCHAR)"
+_HH_R = "r.source_object || '#' || split_part(r.source_locator, '!', 1) || '#' || CAST(r.household_seq AS VARCHAR)"
+
+#: the dirty sets of a scoped build, derived in order from _dp0 (re-clustered persons)
+#: and _dx (exports staged this run); each a temp table with one column `k`
+_SCOPE_SETS = f"""
+CREATE OR REPLACE TEMP TABLE _dr AS
+SELECT DISTINCT source_object, source_locator FROM stg.mention WHERE export_id IN (SELECT k FROM _dx)
+UNION SELECT DISTINCT source_object, source_locator FROM stg.address_mention WHERE export_id IN (SELECT k FROM _dx);
+
+CREATE OR REPLACE TEMP TABLE _dp AS
+SELECT k FROM _dp0
+UNION SELECT x.person_id FROM core.person_xref x JOIN _dr d USING (source_object, source_locator);
+
+-- households whose lines change: a line of them staged, or one of their persons dirty
+CREATE OR REPLACE TEMP TABLE _dhh AS
+SELECT DISTINCT {_HH_R} AS k
+FROM stg.low_income_roster r
+LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
+WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
+   OR x.person_id IN (SELECT k FROM _dp)
+UNION SELECT {_HH} FROM core.low_income_roster_line
+WHERE person_id IN (SELECT k FROM _dp) OR head_person_id IN (SELECT k FROM _dp);
+
+-- roster months that appeared or disappeared, and their neighbours: the enrolment
+-- periods of everyone on those months may end or continue differently
+CREATE OR REPLACE TEMP TABLE _months_before AS SELECT DISTINCT month_start AS m FROM core.low_income_roster_line;
+CREATE OR REPLACE TEMP TABLE _months_after AS
+SELECT DISTINCT CAST(substr(period, 1, 7) || '-01' AS DATE) AS m FROM stg.low_income_roster;
+CREATE OR REPLACE TEMP TABLE _months_touched AS
+WITH changed AS ((SELECT m FROM _months_before EXCEPT SELECT m FROM _months_after)
+                 UNION (SELECT m FROM _months_after EXCEPT SELECT m FROM _months_before))
+SELECT m FROM changed
+UNION SELECT (SELECT max(a.m) FROM _months_after a WHERE a.m < c.m) FROM changed c
+UNION SELECT (SELECT min(a.m) FROM _months_after a WHERE a.m > c.m) FROM changed c;
+
+INSERT INTO _dp
+SELECT DISTINCT person_id FROM core.low_income_roster_line
+WHERE month_start IN (SELECT m FROM _months_touched) OR {_HH} IN (SELECT k FROM _dhh)
+UNION SELECT DISTINCT x.person_id FROM stg.low_income_roster r
+JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
+WHERE CAST(substr(r.period, 1, 7) || '-01' AS DATE) IN (SELECT m FROM _months_touched)
+   OR {_HH_R} IN (SELECT k FROM _dhh)
+EXCEPT SELECT k FROM _dp;
+
+CREATE OR REPLACE TEMP TABLE _dreg AS
+SELECT DISTINCT r.registration_no AS k FROM stg.floating_registration r
+LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
+WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
+   OR x.person_id IN (SELECT k FROM _dp)
+UNION SELECT registration_no FROM core.floating_registration_history h
+WHERE h.person_id IN (SELECT k FROM _dp)
+   OR NOT EXISTS (SELECT 1 FROM stg.floating_registration g WHERE g.source_object = h.source_object
+                  AND g.source_locator = h.source_locator);
+
+CREATE OR REPLACE TEMP TABLE _dylfn AS
+SELECT DISTINCT r.ylfn_id AS k FROM stg.fp_woman r
+LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
+WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
+   OR x.person_id IN (SELECT k FROM _dp)
+UNION SELECT ylfn_id FROM core.fp_woman w
+WHERE w.person_id IN (SELECT k FROM _dp) OR w.spouse_person_id IN (SELECT k FROM _dp)
+   OR NOT EXISTS (SELECT 1 FROM stg.fp_woman g WHERE g.source_object = w.source_object
+                  AND g.source_locator = w.source_locator);
+
+CREATE OR REPLACE TEMP TABLE _da AS
+SELECT DISTINCT address_id AS k FROM stg.address_mention WHERE export_id IN (SELECT k FROM _dx) AND address_id IS NOT NULL
+UNION SELECT address_id FROM core.address_xref x
+WHERE NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
+                  AND g.source_locator = x.source_locator AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx))
+"""
+
+#: what a scoped build deletes before re-deriving it (a full build empties the tables)
+_SCOPED_DELETES = f"""
+DELETE FROM core.person WHERE [[dp:person_id]];
+DELETE FROM core.marriage_registration t WHERE [[dr:t]] OR [[dp:man_person_id]] OR [[dp:woman_person_id]]
+  OR [[gone:stg.marriage_registration:t]];
+DELETE FROM core.cremation t WHERE [[dr:t]] OR [[dp:person_id]] OR [[gone:stg.cremation:t]];
+DELETE FROM core.low_income_roster_line t WHERE [[in:_dhh:{_HH}]] OR [[gone:stg.low_income_roster:t]];
+DELETE FROM core.low_income_enrolment WHERE [[dp:person_id]];
+DELETE FROM core.floating_registration_history WHERE [[in:_dreg:registration_no]];
+DELETE FROM core.floating_registration WHERE [[in:_dreg:registration_no]];
+DELETE FROM core.fp_child t WHERE [[dr:t]] OR [[dp:person_id]] OR [[dp:mother_person_id]] OR [[in:_dylfn:ylfn_id]]
+  OR [[gone:stg.fp_child:t]];
+DELETE FROM core.fp_woman WHERE [[in:_dylfn:ylfn_id]];
+DELETE FROM core.relationship WHERE [[dp:person_id_from]] OR [[dp:person_id_to]];
+DELETE FROM core.address_xref x WHERE NOT EXISTS (
+  SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object AND g.source_locator = x.source_locator
+  AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx));
+DELETE FROM core.address WHERE [[in:_da:address_id]];
+DELETE FROM core.person_address WHERE [[dp:person_id]];
+DELETE FROM core.alert WHERE [[dp:person_id]]
+"""
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, scope: BuildScope | None) -> None:
+    for stmt in [s for s in _scoped(sql, scope).split(";\n") if s.strip()]:
+        con.execute(stmt)
+
+
+def _key_table(con: duckdb.DuckDBPyConnection, name: str, keys: frozenset, sql_type: str) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (k {sql_type})")
+    if keys:
+        con.executemany(f"INSERT INTO {name} VALUES (?)", [[k] for k in sorted(keys)])
+
+
+def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
+               scope: BuildScope | None = None) -> dict[str, int]:
+    """Derive every core table (except person_xref and the merge log) from staging.
+
+    With a `scope` only the rows that the run's changes reach are deleted and derived
+    again (the persons re-clustered, the records staged, and what follows from them:
+    their households, the neighbouring roster months, registrations, family-planning
+    women, addresses); the result equals a full build (tests/test_incremental.py)."""
     from warehouse.views import create_grid_view
 
     create_grid_view(con, grid_households)
     keep = {PERSON_XREF.qualified, PERSON_MERGE_LOG.qualified, "core.link_decision", "core.match_candidate"}
-    for t in core_tables():
-        if t.qualified not in keep:
-            con.execute(f"DELETE FROM {t.qualified}")
-    con.execute(_PERSON_MENTIONS)
+    if scope is None:
+        for t in core_tables():
+            if t.qualified not in keep:
+                con.execute(f"DELETE FROM {t.qualified}")
+    else:
+        _key_table(con, "_dp0", scope.persons, "VARCHAR")
+        _key_table(con, "_dx", scope.exports, "BIGINT")
+        _run(con, _SCOPE_SETS, None)
+        _run(con, _SCOPED_DELETES, scope)
+    _run(con, _PERSON_MENTIONS, scope)
     for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
-                _ADDRESSES):
-        for stmt in [s for s in sql.split(";\n") if s.strip()]:
-            con.execute(stmt)
-    con.execute(_MARRIAGE_STATUS)
-    con.execute(_PERSON)
-    con.execute(_RELATIONSHIP)
-    con.execute(_ID_CONFLICTS)
-    con.execute(_ALERTS)
+                _ADDRESSES, _MARRIAGE_STATUS, _PERSON, _RELATIONSHIP, _ID_CONFLICTS, _ALERTS):
+        _run(con, sql, scope)
     counts = {}
     for t in core_tables():
         counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
@@ -460,4 +628,5 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) ->
     return counts
 
 
-__all__ = ["build_core", "read_current_mentions", "read_previous_resolution", "write_resolution", "ALERT"]
+__all__ = ["BuildScope", "build_core", "read_current_mentions", "read_previous_resolution", "write_resolution",
+           "ALERT"]

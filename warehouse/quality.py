@@ -1,9 +1,20 @@
-"""Warehouse-side quality: frames for the warehouse expectation suite, row-count changes,
-writing expectation results, file-level findings and cross-source findings.
+"""Warehouse-side quality: warehouse-wide invariants, row-count changes, writing
+expectation results, file-level findings and cross-source findings.
 
 All functions take an open connection inside `warehouse.store.transaction` (or a
-read-only one for the readers). The expectation suites themselves are declared in
-`pipelines/expectations.py`; `flows.py` wires the two.
+read-only one for the readers). The per-export suites (Great Expectations) are declared
+and run in `pipelines/expectations.py`; `flows.py` wires the two.
+
+Warehouse invariants (`warehouse_invariants(threshold)`, run by `check_invariants`) are
+declared as data: one `Invariant` per check, named like a GE expectation (type and
+kwargs) so that `quality.expectation_result` has one shape for export and warehouse
+checks. Each kind of expectation is compiled to one aggregate DuckDB query on the table
+(`_compile`); only counts and up to ten example values leave the database, and Great
+Expectations is not imported. Counts and success follow GE's rules for map expectations:
+nulls are not checked (except by not-null checks) and do not count towards
+`unexpected_percent`; `mostly` is the share of checked values that must pass; a table
+with no rows passes. Examples are distinct offending values in order (for a reference
+check, the dangling value itself; none for a not-null check).
 
 Cross-source findings (`refresh_cross_source_findings`, recomputed after every build
 from `stg.mention`, scope `warehouse`):
@@ -17,18 +28,25 @@ from `stg.mention`, scope `warehouse`):
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import pandas as pd
 
+from schemas.codes import CODE_TABLES
 from schemas.mapping import load_mappings
 from warehouse.ddl import EXPECTATION_RESULT, FINDING
 
-__all__ = ["warehouse_frames", "row_count_changes", "write_expectation_results", "write_export_findings",
+__all__ = ["Invariant", "RESULT_COLUMNS", "warehouse_invariants", "check_invariants", "run_invariants",
+           "write_expectation_results", "write_export_findings",
            "refresh_cross_source_findings", "FINDING_KINDS_ZH"]
+
+#: one row per check, as `pipelines.expectations.RESULT_COLUMNS` (what `write_expectation_results` takes)
+RESULT_COLUMNS = [c for c in EXPECTATION_RESULT.column_names if c not in ("run_id", "export_id", "evaluated_at")]
 
 FINDING_KINDS_ZH = {
     "unknown_column": "未知列（已照常读入）",
@@ -47,46 +65,281 @@ FINDING_KINDS_ZH = {
 
 
 # --------------------------------------------------------------------------------------
-# frames for the warehouse suite
+# row-count changes: per export loaded in the run (files only; incremental database
+# reads vary by nature), its rows read against the previous export of the same source
+# object (`change_ratio` = |new − old| / old)
 # --------------------------------------------------------------------------------------
-def warehouse_frames(con: duckdb.DuckDBPyConnection, requests: Mapping[str, Any],
-                     run_id: str | None = None) -> dict[str, pd.DataFrame]:
-    """Each requested table's columns, plus `<column>__exists` per reference (true when
-    the value is null or present in the parent table), plus `quality.row_count_change`
-    for the exports loaded by `run_id`. `requests`: name → object with `table`,
-    `columns`, `references` ((column, parent_table, parent_column), …)."""
-    frames: dict[str, pd.DataFrame] = {}
-    for name, req in requests.items():
-        cols = [f't."{c}"' for c in req.columns]
-        for col, parent, pcol in req.references:
-            cols.append(f't."{col}" IS NULL OR t."{col}" IN (SELECT "{pcol}" FROM {parent}) AS "{col}__exists"')
-        frames[name] = con.execute(f"SELECT {', '.join(cols)} FROM {req.table} t").df()
-    frames["quality.row_count_change"] = row_count_changes(con, run_id)
-    return frames
+_ROW_COUNT_CHANGE = """
+WITH cur AS (
+  SELECT * FROM quality.load_ledger
+  WHERE run_id = $run_id AND status = 'loaded' AND watermark_to IS NULL AND watermark_from IS NULL),
+prev AS (
+  SELECT c.export_id, p.source_object AS previous_source_object, p.rows_read AS previous_rows_read,
+         row_number() OVER (PARTITION BY c.export_id
+                            ORDER BY p.export_date DESC NULLS LAST, p.export_id DESC) AS rn
+  FROM cur c JOIN quality.load_ledger p
+    ON p.mapping = c.mapping AND p.export_id < c.export_id AND p.status <> 'failed'
+   AND p.rows_read IS NOT NULL)
+SELECT c.export_id, c.source_system, c.mapping, c.source_object, c.rows_read,
+       p.previous_source_object, p.previous_rows_read,
+       abs(c.rows_read - p.previous_rows_read) / greatest(p.previous_rows_read, 1)::DOUBLE AS change_ratio
+FROM cur c JOIN prev p ON p.export_id = c.export_id AND p.rn = 1
+"""
 
 
-def row_count_changes(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
-    """Per export loaded in `run_id` (files only; incremental database reads vary by
-    nature): its rows read against the previous export of the same source object
-    (`change_ratio` = |new − old| / old)."""
-    return con.execute(
-        """
-        WITH cur AS (
-          SELECT * FROM quality.load_ledger
-          WHERE run_id = ? AND status = 'loaded' AND watermark_to IS NULL AND watermark_from IS NULL),
-        prev AS (
-          SELECT c.export_id, p.source_object AS previous_source_object, p.rows_read AS previous_rows_read,
-                 row_number() OVER (PARTITION BY c.export_id
-                                    ORDER BY p.export_date DESC NULLS LAST, p.export_id DESC) AS rn
-          FROM cur c JOIN quality.load_ledger p
-            ON p.mapping = c.mapping AND p.export_id < c.export_id AND p.status <> 'failed'
-           AND p.rows_read IS NOT NULL)
-        SELECT c.export_id, c.source_system, c.mapping, c.source_object, c.rows_read,
-               p.previous_source_object, p.previous_rows_read,
-               abs(c.rows_read - p.previous_rows_read) / greatest(p.previous_rows_read, 1)::DOUBLE AS change_ratio
-        FROM cur c JOIN prev p ON p.export_id = c.export_id AND p.rn = 1
-        ORDER BY c.export_id
-        """, [run_id]).df()
+# --------------------------------------------------------------------------------------
+# warehouse invariants: declared as data, compiled to aggregate SQL
+# --------------------------------------------------------------------------------------
+UNIQUE = "expect_column_values_to_be_unique"
+COMPOUND_UNIQUE = "expect_compound_columns_to_be_unique"
+NOT_NULL = "expect_column_values_to_not_be_null"
+IN_SET = "expect_column_values_to_be_in_set"
+MATCH_REGEX = "expect_column_values_to_match_regex"
+BETWEEN = "expect_column_values_to_be_between"
+
+#: checked targets that are not tables: the query of their rows (`$run_id`: the run checked)
+DERIVED_TARGETS = {"quality.row_count_change": _ROW_COUNT_CHANGE}
+#: how many distinct offending values a result keeps as examples
+EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One warehouse-wide check on one target. `expectation` and `kwargs` are recorded
+    as they are (a GE expectation type and its arguments). With `reference` (parent
+    table, parent column) the checked column `<col>__exists` is true when `<col>` is
+    null or found in the parent."""
+
+    target: str                      # schema.table, or a key of DERIVED_TARGETS
+    expectation: str                 # e.g. "expect_column_values_to_be_unique"
+    kwargs: dict[str, Any] = field(hash=False)
+    description: str                 # what it means, in Chinese (for the report)
+    severity: str = "error"          # error | warning
+    reference: tuple[str, str] | None = None
+
+    @property
+    def column(self) -> str | None:
+        if "column" in self.kwargs:
+            return str(self.kwargs["column"])
+        if "column_list" in self.kwargs:
+            return ",".join(self.kwargs["column_list"])
+        return None
+
+
+_PERSON = ("core.person", "person_id")
+_ADDRESS = ("core.address", "address_id")
+
+
+def _codes(table: str) -> list[str]:
+    return sorted(CODE_TABLES[table].codes)
+
+
+def warehouse_invariants(row_count_change_threshold: float = 0.5) -> tuple[Invariant, ...]:
+    """The checks on the built warehouse: unique keys, references between xref, persons,
+    addresses and facts, value sets of every coded field, null rates, and the row-count
+    change of each export loaded in the run against the previous export of its source."""
+    def c(target: str, expectation: str, description: str, severity: str = "error", **kwargs: Any) -> Invariant:
+        return Invariant(target, expectation, kwargs, description, severity)
+
+    def exists(target: str, col: str, what: str, parent: tuple[str, str] = _PERSON) -> Invariant:
+        return Invariant(target, IN_SET, {"column": f"{col}__exists", "value_set": [True]},
+                         f"{target}.{col}：{what}", reference=parent)
+
+    return (
+        c("core.person", UNIQUE, "人员编号唯一", column="person_id"),
+        c("core.person", NOT_NULL, "人员编号不为空", column="person_id"),
+        c("core.person", UNIQUE, "一个有效身份证号只对应一个人员", column="citizen_id"),
+        c("core.person", MATCH_REGEX, "身份证号均为18位有效格式", column="citizen_id", regex=r"^\d{17}[\dX]$"),
+        c("core.person", IN_SET, "性别为GB/T 2261.1代码", column="gender", value_set=_codes("gender")),
+        c("core.person", IN_SET, "民族为GB 3304代码", column="ethnicity", value_set=_codes("ethnicity")),
+        c("core.person", IN_SET, "婚姻状况为GB/T 2261.2代码", column="marital_status",
+          value_set=_codes("marital_status")),
+        c("core.person", NOT_NULL, "至少99%的人员有姓名", "warning", column="name", mostly=0.99),
+        c("core.person", NOT_NULL, "至少90%的人员有出生日期", "warning", column="birth_date", mostly=0.9),
+        c("core.person", NOT_NULL, "至少80%的人员有有效身份证号", "warning", column="citizen_id", mostly=0.8),
+        c("core.person_xref", UNIQUE, "每个人员提及只有一行交叉索引", column="mention_id"),
+        exists("core.person_xref", "person_id", "交叉索引指向的人员都存在"),
+        exists("core.person_xref", "mention_id", "交叉索引对应的人员提及都在暂存层", ("stg.mention", "mention_id")),
+        exists("stg.mention", "mention_id", "每个人员提及都已解析到人员", ("core.person_xref", "mention_id")),
+        exists("core.address_xref", "address_id", "地址交叉索引指向的地址都存在", _ADDRESS),
+        exists("core.person_address", "person_id", "人—地址关系的人员都存在"),
+        exists("core.person_address", "address_id", "人—地址关系的地址都存在", _ADDRESS),
+        exists("core.relationship", "person_id_from", "关系一方的人员都存在"),
+        exists("core.relationship", "person_id_to", "关系另一方的人员都存在"),
+        c("core.marriage_registration", NOT_NULL, "婚姻登记都有登记证字号", column="certificate_no"),
+        exists("core.marriage_registration", "man_person_id", "男方人员都存在"),
+        exists("core.marriage_registration", "woman_person_id", "女方人员都存在"),
+        c("core.marriage_registration", IN_SET, "业务类型为标准代码", column="business_type",
+          value_set=_codes("marriage_business")),
+        c("core.cremation", UNIQUE, "火化证明编号唯一", column="cremation_no"),
+        exists("core.cremation", "person_id", "逝者人员都存在"),
+        c("core.low_income_roster_line", COMPOUND_UNIQUE, "花名册每行只装载一次",
+          column_list=["source_object", "source_locator", "role"]),
+        exists("core.low_income_roster_line", "person_id", "低保成员人员都存在"),
+        c("core.low_income_roster_line", IN_SET, "保障类别为标准代码", column="category",
+          value_set=_codes("low_income_category")),
+        c("core.low_income_roster_line", IN_SET, "与户主关系为GB/T 4761代码", column="relationship_to_head",
+          value_set=_codes("relationship")),
+        c("core.floating_registration", UNIQUE, "流动人口登记编号唯一", column="registration_no"),
+        exists("core.floating_registration", "person_id", "流动人口登记人员都存在"),
+        c("core.floating_registration", IN_SET, "登记状态为 active/cancelled", column="status",
+          value_set=["active", "cancelled"]),
+        c("core.fp_woman", UNIQUE, "育龄妇女编号唯一", column="ylfn_id"),
+        exists("core.fp_woman", "person_id", "育龄妇女人员都存在"),
+        exists("core.fp_woman", "spouse_person_id", "配偶人员都存在"),
+        c("core.fp_woman", IN_SET, "婚姻状况为GB/T 2261.2代码", column="marital_status",
+          value_set=_codes("marital_status")),
+        c("core.fp_child", UNIQUE, "子女编号唯一", column="zn_id"),
+        exists("core.fp_child", "person_id", "子女人员都存在"),
+        exists("core.fp_child", "mother_person_id", "母亲人员都存在"),
+        c("core.alert", UNIQUE, "预警编号唯一", column="alert_id"),
+        exists("core.alert", "person_id", "预警涉及的人员都存在"),
+        c("quality.row_count_change", BETWEEN,
+          f"与同一来源上一次导出相比，读取行数变化不超过{row_count_change_threshold:.0%}", "warning",
+          column="change_ratio", min_value=0.0, max_value=float(row_count_change_threshold)),
+    )
+
+
+def check_invariants(con: duckdb.DuckDBPyConnection, run_id: str, *,
+                     row_count_change_threshold: float = 0.5) -> pd.DataFrame:
+    """The warehouse invariants on the current warehouse, each as one aggregate query:
+    one row per check (`RESULT_COLUMNS`, suite `warehouse`) for `write_expectation_results`.
+    `run_id`: the run whose exports' row-count changes are checked."""
+    return run_invariants(con, warehouse_invariants(row_count_change_threshold), run_id=run_id)
+
+
+def run_invariants(con: duckdb.DuckDBPyConnection, invariants: Iterable[Invariant], *,
+                   run_id: str | None = None, suite: str = "warehouse") -> pd.DataFrame:
+    """Evaluate `invariants` in the database; a second query fetches examples only for
+    a check with offending values."""
+    rows: list[dict[str, Any]] = []
+    for inv in invariants:
+        compiled = _compile(inv)
+        params = {"run_id": run_id} if inv.target in DERIVED_TARGETS else {}
+        counts = con.execute(
+            "SELECT coalesce(sum(n), 0)::BIGINT, coalesce(sum(n) FILTER (WHERE considered), 0)::BIGINT, "
+            f"coalesce(sum(n) FILTER (WHERE bad), 0)::BIGINT FROM ({compiled.rows}) r", params).fetchall()[0]
+        element, considered, unexpected = counts if counts else (0, 0, 0)
+        examples: list[Any] = []
+        if unexpected and compiled.examples:
+            found = con.execute(f"SELECT DISTINCT v FROM ({compiled.rows}) r WHERE bad ORDER BY v LIMIT {EXAMPLES}",
+                                params).fetchall()
+            examples = [v for (v,) in found]
+        rows.append(_invariant_result(suite, inv, element, considered, unexpected, examples))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A check as SQL: `rows` yields one row per checked value (or per group of equal
+    values) with `v` (the value shown as an example), `n` (the rows it stands for),
+    `considered` (checked at all: not null) and `bad` (violates the check)."""
+
+    rows: str
+    examples: bool = True
+
+
+def _compile(inv: Invariant) -> _Compiled:
+    """The one place where expectation kinds become SQL."""
+    kw = inv.kwargs
+    src = f"({DERIVED_TARGETS[inv.target]}) t" if inv.target in DERIVED_TARGETS else f"{_table(inv.target)} t"
+    if inv.expectation in (UNIQUE, COMPOUND_UNIQUE):
+        names: list[str] = list(kw["column_list"]) if inv.expectation == COMPOUND_UNIQUE else [kw["column"]]
+        cols = [f"t.{_ident(n)}" for n in names]
+        shown = cols[0] if inv.expectation == UNIQUE else \
+            "{" + ", ".join(f"{_literal(n)}: {col}" for n, col in zip(names, cols)) + "}"
+        # a row is skipped when its value is null (compound: when all its values are)
+        considered = "(" + " OR ".join(f"{col} IS NOT NULL" for col in cols) + ")"
+        return _Compiled(f"SELECT {shown} AS v, count(*) AS n, {considered} AS considered, "
+                         f"{considered} AND count(*) > 1 AS bad FROM {src} GROUP BY {', '.join(cols)}")
+    value, shown = _checked_value(inv)
+    checked = f"(SELECT {value} AS x, {shown} AS v FROM {src}) c"  # `value` (maybe a subquery) once
+    if inv.expectation == NOT_NULL:
+        return _Compiled(f"SELECT NULL AS v, 1 AS n, TRUE AS considered, x IS NULL AS bad FROM {checked}",
+                         examples=False)
+    if inv.expectation == IN_SET:
+        values = list(kw["value_set"])
+        ok = f"x IN ({', '.join(_literal(v) for v in values)})" if values else "FALSE"
+    elif inv.expectation == MATCH_REGEX:
+        ok = f"regexp_matches(CAST(x AS VARCHAR), {_literal(kw['regex'])})"
+    elif inv.expectation == BETWEEN:
+        ok = " AND ".join([
+            f"x {'>' if kw.get('strict_min') else '>='} {_bound(kw['min_value'])}"
+            if kw.get("min_value") is not None else "TRUE",
+            f"x {'<' if kw.get('strict_max') else '<='} {_bound(kw['max_value'])}"
+            if kw.get("max_value") is not None else "TRUE"])
+    else:
+        raise ValueError(f"no SQL for expectation {inv.expectation!r} ({inv.target})")
+    return _Compiled(f"SELECT v, 1 AS n, x IS NOT NULL AS considered, x IS NOT NULL AND NOT ({ok}) AS bad "
+                     f"FROM {checked}")
+
+
+def _checked_value(inv: Invariant) -> tuple[str, str]:
+    """(the checked expression, the value shown when it fails). `<col>__exists` with a
+    reference: whether `<col>` is null or in the parent; shown: `<col>` itself."""
+    column = str(inv.kwargs["column"])
+    if inv.reference is None:
+        col = f"t.{_ident(column)}"
+        return col, col
+    if not column.endswith("__exists"):
+        raise ValueError(f"a reference check names its column <col>__exists, not {column!r} ({inv.target})")
+    col = f"t.{_ident(column.removesuffix('__exists'))}"
+    parent, parent_col = inv.reference
+    return f"({col} IS NULL OR {col} IN (SELECT {_ident(parent_col)} FROM {_table(parent)}))", col
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table(qualified: str) -> str:
+    return ".".join(_ident(part) for part in qualified.split("."))
+
+
+def _literal(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {v!r}")
+
+
+def _bound(v: Any) -> str:
+    """A between bound: numbers as they are; ISO text and dates as timestamps (as GE reads them)."""
+    if isinstance(v, (dt.date, dt.datetime)):
+        v = v.isoformat()
+    return f"CAST({_literal(v)} AS TIMESTAMP)" if isinstance(v, str) else _literal(v)
+
+
+def _invariant_result(suite: str, inv: Invariant, element: int, considered: int, unexpected: int,
+                      examples: list[Any]) -> dict[str, Any]:
+    """GE's rules for map expectations: no rows or nothing checked passes; otherwise the
+    passing share of checked values must reach `mostly` (default all)."""
+    mostly = float(inv.kwargs.get("mostly", 1.0))
+    success = element == 0 or considered == 0 or (considered - unexpected) / considered >= mostly
+    return {
+        "suite": suite, "target": inv.target, "expectation": inv.expectation, "column_name": inv.column,
+        "kwargs": json.dumps(inv.kwargs, ensure_ascii=False, default=str), "description": inv.description,
+        "severity": inv.severity, "success": bool(success), "element_count": element,
+        "unexpected_count": unexpected,
+        "unexpected_percent": unexpected / considered * 100 if element and considered else None,
+        "observed_value": None,
+        "unexpected_examples": json.dumps([_json_value(v) for v in examples], ensure_ascii=False, default=str)
+        if examples else None,
+        "exception": None,
+    }
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    return v
 
 
 # --------------------------------------------------------------------------------------
