@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 import pipelines.linkage
-import pipelines.resolve as resolve
 import synth
 from pipelines.linkage import LinkageModel, linkage_frame, probabilistic_clusters
 from pipelines.resolve import assign_person_ids, incremental_obstacle, resolve_mentions
-from tests.e2e_helpers import sync
+from flows import run_sync
+from settings import load_settings
 from tests.test_linkage_model import ROWS, make_mentions
 
 EMPTY_X = pd.DataFrame(columns=["mention_id", "person_id", "match_method", "match_probability"])
@@ -113,16 +113,15 @@ def test_nightly_sync_on_an_unchanged_model_is_incremental(tmp_path, monkeypatch
     roster = max((inbox / "low_income").glob("*.xlsx"))
     daily, wh = tmp_path / "daily", tmp_path / "w.duckdb"
     shutil.copytree(inbox, daily, ignore=shutil.ignore_patterns(roster.name, "_truth"))
-    # a warehouse this small resolves fully; pretend it is large and its model fresh
-    monkeypatch.setattr(resolve, "INCREMENTAL_MIN_MENTIONS", 0)
-    monkeypatch.setattr(resolve, "INCREMENTAL_MAX_DRIFT", 10.0)
-    assert sync(daily, wh).status == "succeeded"
+    # a warehouse this small resolves fully; configure it as a large one with a fresh model
+    settings = load_settings(inbox=daily, warehouse=wh, incremental_min_mentions=0, incremental_max_growth=10.0)
+    assert run_sync(settings).status == "succeeded"
     before = _read(wh)
     assert before["model"]["mode"].tolist() == ["full"]
 
-    monkeypatch.setattr(pipelines.linkage, "resolve_probabilistic", _no_full_run)
+    monkeypatch.setattr(pipelines.linkage.LinkageModel, "fit", _no_full_run)  # no retraining
     shutil.copy2(roster, daily / "low_income" / roster.name)
-    summary = sync(daily, wh)
+    summary = run_sync(settings)
     assert summary.status == "succeeded" and summary.resolution_mode == "incremental"
     after = _read(wh)
     assert after["model"]["mode"].tolist() == ["full", "incremental"]
