@@ -275,7 +275,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
     summary.persons_created = linked.resolution.next_sequence - next_seq
     summary.resolution_mode = linked.mode
     ts = time.perf_counter()
-    _check_warehouse(con, settings, run_id, summary)
+    _check_warehouse(con, settings, run_id, summary, persons_table="_dp" if scope is not None else None)
     summary.stage_seconds["quality"] = time.perf_counter() - ts
 
 
@@ -320,7 +320,7 @@ def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, de
         changes.removed["person_id"])
     core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
     rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
-    tf_cols = model._tf_columns()
+    tf_cols = model.tf_columns()
     candidates = index.blocked_with(con, core_ids, rules)
     partners = index.decision_partners(con, core_ids)
     lf_core = index.features(con, core_ids)
@@ -424,8 +424,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         return summary
 
     try:
+        ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish) as con:
+            summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
             staged = 0
@@ -625,14 +627,15 @@ def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any]
                                       message=str(problem))
 
 
-def _check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary) -> None:
+def _check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary, *,
+                     persons_table: str | None = None) -> None:
     """After the build, in the same transaction: the warehouse invariants as aggregate SQL
     (quality.expectation_result) and the cross-source findings (quality.finding)."""
     from warehouse import quality
 
     results = quality.check_invariants(con, run_id, row_count_change_threshold=settings.row_count_change_threshold)
     quality.write_expectation_results(con, results, run_id=run_id)
-    findings = quality.refresh_cross_source_findings(con, run_id)
+    findings = quality.refresh_cross_source_findings(con, run_id, persons_table=persons_table)
     failed = results[~results["success"].astype(bool)]
     summary.quality = {"warehouse_checks": len(results), "warehouse_checks_failed": len(failed),
                        **{f"finding:{k}": v for k, v in findings.items()}}
@@ -883,23 +886,29 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
 def explain_person(settings: Settings, ref_a: str, ref_b: str | None = None) -> list[tuple[str, pd.DataFrame]]:
     """Explanations for a person (its mentions, how each was matched, and the pairwise
     comparison of each mention with the person's first one) or for one pair of mentions,
-    using the linkage model stored by the last resolution (restored with the name
-    frequencies of the current mentions, so the weights are those the run scored with).
+    using the linkage model stored by the last resolution, on the mentions' rows of the
+    linkage index and the name frequencies over all current mentions (so the weights are
+    those the run scored with); only the rows involved are read.
 
     Each comparison frame: 比对项 (comparison), 结果 (the level that applied), m, u and
     权重 (its match weight in bits, log2 of the Bayes factor; the prior row holds the
     prior odds, the total row the sum and, in 结果, the match probability)."""
-    from pipelines.linkage import LinkageModel, explain_pairs
+    from pipelines.linkage import LinkageModel
     from warehouse.queries import explain_inputs
 
-    inp = explain_inputs(settings.warehouse, ref_a, ref_b)
+    model = LinkageModel.from_settings(None)
+    inp = explain_inputs(settings.warehouse, ref_a, ref_b, tf_columns=tuple(model.tf_columns()))
     out: list[tuple[str, pd.DataFrame]] = []
     if inp.person_records is not None:
         out.append((f"{ref_a} 的记录及匹配方式", inp.person_records))
+    if not inp.pairs:
+        return out
+    if not inp.model_settings:
+        raise ValueError("仓库中没有已训练的匹配模型（确定性解析模式或尚未同步），无法解释匹配权重")
     model = LinkageModel.from_settings(inp.model_settings)
-    frames = explain_pairs(inp.mentions, inp.pairs, relationships=inp.relationships, model=model) if inp.pairs else []
-    for (a, b), frame in zip(inp.pairs, frames):
-        out.append((f"{a}  ↔  {b}", _explain_display(frame)))
+    model.tf_tables = inp.term_frequencies
+    for a, b in inp.pairs:
+        out.append((f"{a}  ↔  {b}", _explain_display(model.explain(inp.features, str(a), str(b)))))
     return out
 
 

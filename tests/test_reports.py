@@ -162,3 +162,24 @@ def test_report_command_on_a_missing_warehouse_fails_clearly(tmp_path):
 
     result = CliRunner().invoke(app, ["report", "--warehouse", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path)])
     assert result.exit_code == 1
+
+
+def test_unchanged_problem_lists_are_not_rewritten(reported, tmp_path):
+    """A nightly sync rewrites only the lists whose content changed."""
+    from warehouse import store
+    from warehouse.reports import write_reports
+
+    _inbox, wh, _out = reported
+    work = tmp_path / "w.duckdb"
+    shutil.copy2(wh, work)
+    out = tmp_path / "reports"
+    first = {p.name: p.stat().st_mtime_ns for p in write_reports(work, out) if p.suffix == ".xlsx"}
+    assert len(first) >= 3
+    again = {p.name: p.stat().st_mtime_ns for p in write_reports(work, out) if p.suffix == ".xlsx"}
+    assert again == first
+    with store.transaction(work) as con:  # one low-income problem is resolved
+        con.execute("UPDATE quality.rejected_record SET status = 'resolved' WHERE rowid = (SELECT min(rowid) FROM "
+                    "quality.rejected_record WHERE source_system = 'low_income' AND status = 'open')")
+    third = {p.name: p.stat().st_mtime_ns for p in write_reports(work, out) if p.suffix == ".xlsx"}
+    changed = {name for name in third if third[name] != first[name]}
+    assert changed == {"问题清单_低保.xlsx"}, changed

@@ -88,7 +88,7 @@ def append_merge_log(con: duckdb.DuckDBPyConnection, merge_log: pd.DataFrame, ru
 # the SQL of each derived table; executed in order by build_core
 # --------------------------------------------------------------------------------------
 _PERSON_MENTIONS = """
-CREATE OR REPLACE TEMP VIEW pm AS
+CREATE OR REPLACE TEMP TABLE pm AS
 SELECT x.person_id, m.*,
        -- the most recent statement wins; a retracted record's only when nothing else says it
        CASE WHEN coalesce(m.is_retracted, FALSE) THEN '0' ELSE '1' END ||
@@ -439,8 +439,11 @@ SELECT 'marital_status_conflict:' || w.person_id, 'marital_status_conflict', w.p
        '计生系统婚姻状况为未婚，但民政有结婚登记（' || coalesce(strftime(r.valid_from, '%Y-%m-%d'), '日期不详') || '）',
        to_json({fp_record: w.source_object || '!' || w.source_locator, marriage_records: r.evidence})
 FROM core.fp_woman w
-JOIN core.relationship r ON r.kind = 'spouse' AND r.source_system = 'civil_affairs'
-     AND (r.person_id_to = w.person_id OR r.person_id_from = w.person_id) AND r.valid_to IS NULL
+JOIN (SELECT person_id_to AS pid, valid_from, evidence FROM core.relationship
+      WHERE kind = 'spouse' AND source_system = 'civil_affairs' AND valid_to IS NULL
+      UNION ALL
+      SELECT person_id_from, valid_from, evidence FROM core.relationship
+      WHERE kind = 'spouse' AND source_system = 'civil_affairs' AND valid_to IS NULL) r ON r.pid = w.person_id
 WHERE w.marital_status = '10' AND [[dp:w.person_id]]
 QUALIFY row_number() OVER (PARTITION BY w.person_id ORDER BY r.valid_from DESC NULLS LAST) = 1
 """
@@ -624,7 +627,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
     for view in ("id_name_conflict", "id_birth_conflict", "marriage_status"):
         con.execute(f"DROP VIEW IF EXISTS {view}")
-    con.execute("DROP VIEW IF EXISTS pm")
+    con.execute("DROP TABLE IF EXISTS pm")
     return counts
 
 

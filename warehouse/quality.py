@@ -419,7 +419,7 @@ def _birth_gender_headers() -> pd.DataFrame:
 
 
 _MENTIONS = """
-CREATE OR REPLACE TEMP VIEW qm AS
+CREATE OR REPLACE TEMP TABLE qm AS
 SELECT m.*, l.mapping, x.person_id, h.birth_header, h.gender_header,
        CASE m.gender WHEN '1' THEN '男' WHEN '2' THEN '女' ELSE m.gender END AS gender_zh,
        CASE m.id_gender WHEN '1' THEN '男' WHEN '2' THEN '女' ELSE m.id_gender END AS id_gender_zh,
@@ -428,7 +428,7 @@ FROM stg.mention m
 LEFT JOIN quality.load_ledger l USING (export_id)
 LEFT JOIN core.person_xref x USING (mention_id)
 LEFT JOIN _headers h ON h.mapping = l.mapping AND h.role = m.role
-WHERE m.citizen_id IS NOT NULL AND m.id_status IN ('valid', 'upgraded_15')
+WHERE m.citizen_id IS NOT NULL AND m.id_status IN ('valid', 'upgraded_15') AND {scope}
 """
 
 _CONFLICT = """
@@ -440,9 +440,11 @@ SELECT 'warehouse:{kind}:' || citizen_id AS finding_id, 'warehouse' AS scope, '{
          string_agg(DISTINCT {shown} || '（' || source_system || '：' || rec || '）', '；'
                     ORDER BY {shown} || '（' || source_system || '：' || rec || '）') AS detail,
        to_json(list({{source_system: source_system, record: rec, value: {shown}}} ORDER BY rec)) AS evidence
-FROM qm WHERE {value} IS NOT NULL
+FROM qm WHERE {value} IS NOT NULL AND citizen_id IN (
+  -- the few IDs in conflict first: the texts below are built for those alone
+  SELECT citizen_id FROM qm WHERE {value} IS NOT NULL GROUP BY citizen_id
+  HAVING count(DISTINCT {value}) > 1 AND count(DISTINCT source_system) > 1)
 GROUP BY citizen_id
-HAVING count(DISTINCT {value}) > 1 AND count(DISTINCT source_system) > 1
 """
 
 _CONTRADICTION = """
@@ -454,12 +456,27 @@ FROM qm WHERE {value} IS NOT NULL AND {id_value} IS NOT NULL AND {value} <> {id_
 """
 
 
-def refresh_cross_source_findings(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
-    """Recompute the warehouse-scope findings from the current staging; returns counts by kind."""
-    con.execute(f"DELETE FROM {FINDING.qualified} WHERE scope = 'warehouse'")
+def refresh_cross_source_findings(con: duckdb.DuckDBPyConnection, run_id: str, *,
+                                  persons_table: str | None = None) -> dict[str, int]:
+    """Recompute the warehouse-scope findings from the current staging; returns counts by
+    kind. `persons_table` (a table with one column `k` of person ids: those a scoped
+    build re-derived) limits the work to the citizen IDs those persons carry or carried."""
+    if persons_table is None:
+        con.execute(f"DELETE FROM {FINDING.qualified} WHERE scope = 'warehouse'")
+        scope = "TRUE"
+    else:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _dcid AS
+            SELECT DISTINCT m.citizen_id AS k FROM stg.mention m JOIN core.person_xref x USING (mention_id)
+            WHERE x.person_id IN (SELECT k FROM {persons_table}) AND m.citizen_id IS NOT NULL
+            UNION SELECT citizen_id FROM {FINDING.qualified}
+            WHERE scope = 'warehouse' AND person_id IN (SELECT k FROM {persons_table}) AND citizen_id IS NOT NULL""")
+        con.execute(f"DELETE FROM {FINDING.qualified} WHERE scope = 'warehouse' AND (citizen_id IN (SELECT k FROM _dcid)"
+                    f" OR person_id IN (SELECT k FROM {persons_table}))")
+        scope = "m.citizen_id IN (SELECT k FROM _dcid)"
     con.register("_headers", _birth_gender_headers())
     try:
-        con.execute(_MENTIONS)
+        con.execute(_MENTIONS.format(scope=scope))
         parts = [
             _CONFLICT.format(kind="id_conflict_birth_date", what="出生日期", value="birth_date",
                              shown="strftime(birth_date, '%Y-%m-%d')"),
@@ -479,7 +496,7 @@ def refresh_cross_source_findings(con: duckdb.DuckDBPyConnection, run_id: str) -
         names = ", ".join(f'"{c}"' for c in FINDING.column_names)
         con.execute(f"INSERT OR REPLACE INTO {FINDING.qualified} ({names}) " + " UNION ALL ".join(parts),
                     [run_id] * n)
-        con.execute("DROP VIEW IF EXISTS qm")
+        con.execute("DROP TABLE IF EXISTS qm")
     finally:
         con.unregister("_headers")
     return dict(con.execute(f"SELECT finding_kind, count(*) FROM {FINDING.qualified} WHERE scope = 'warehouse' "

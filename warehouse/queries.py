@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: the stages a run records in quality.run (summary.stage_seconds), in pipeline order
-STAGES = {"discover": "发现", "read": "读取", "standardize": "标准化", "expectations": "校验", "stage": "暂存",
-          "resolve": "人员解析", "build": "构建", "quality": "质量检查", "publish": "发布", "total": "合计"}
+STAGES = {"discover": "发现", "open": "打开（复制仓库）", "read": "读取", "standardize": "标准化", "expectations": "校验", "stage": "暂存",
+          "resolve": "人员解析", "build": "构建", "quality": "质量检查", "total": "合计"}
 
 
 def run_read_only(path: str | os.PathLike[str], sql: str, *, with_pending_runs: bool = False
@@ -74,25 +74,26 @@ def ledger_overview(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple
 
 @dataclass
 class ExplainInputs:
-    """What explaining a person or a pair needs from the warehouse."""
+    """What explaining a person or a pair needs from the warehouse: the linkage rows of
+    the mentions involved (from the linkage index), the term frequencies of their values
+    over all current mentions, the stored model, and the pairs to explain."""
 
-    mentions: pd.DataFrame
-    relationships: pd.DataFrame
+    features: pd.DataFrame
+    term_frequencies: dict[str, pd.DataFrame]
     model_settings: dict | None
     pairs: list[tuple[str, str]]
     person_records: pd.DataFrame | None   # the person's mentions and how each was matched
 
 
-def explain_inputs(path: str | os.PathLike[str], ref_a: str, ref_b: str | None = None,
-                   max_pairs: int = 20) -> ExplainInputs:
+def explain_inputs(path: str | os.PathLike[str], ref_a: str, ref_b: str | None = None, *,
+                   tf_columns: tuple[str, ...] = (), max_pairs: int = 20) -> ExplainInputs:
     """For a person id: its mentions, each paired with the person's first one; for two
-    references: that pair. With the stored linkage model's settings."""
+    references: that pair. Reads only the rows involved (quick on any warehouse size)."""
+    from warehouse import linkage_index as index
     from warehouse.decisions import latest_model_settings, mentions_of
 
     con = connect_read_only(path)
     try:
-        mentions = con.execute("SELECT * FROM stg.mention").df()
-        relationships = con.execute("SELECT kind, from_mention_id, to_mention_id FROM stg.relationship").df()
         settings = latest_model_settings(con)
         records = None
         if ref_b is None and ref_a.startswith("P"):
@@ -107,6 +108,10 @@ def explain_inputs(path: str | os.PathLike[str], ref_a: str, ref_b: str | None =
             if ref_b is None:
                 raise ValueError("explain needs a person id, or two mention ids")
             pairs = [(mentions_of(con, ref_a)[0], mentions_of(con, ref_b)[0])]
+        pairs = pairs[:max_pairs]
+        wanted = sorted({m for pair in pairs for m in pair})
+        features = index.features(con, wanted)
+        tf = index.term_frequencies(con, tf_columns, wanted)
     finally:
         con.close()
-    return ExplainInputs(mentions, relationships, settings, pairs[:max_pairs], records)
+    return ExplainInputs(features, tf, settings, pairs, records)

@@ -21,6 +21,7 @@ pipelines.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import os
@@ -166,15 +167,30 @@ def _write_sheet(writer: pd.ExcelWriter, df: pd.DataFrame, name: str, widths: di
 
 def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
                         advice: Callable[[str], str] | None = None) -> list[Path]:
-    """One xlsx per department that has exports in the ledger."""
+    """One xlsx per department that has exports in the ledger.
+
+    A workbook whose content did not change since it was last written (same problems,
+    same findings: a fingerprint of both is kept in `.fingerprints.json` next to it) is
+    left as it is, so a nightly sync rewrites only the lists its exports changed (at a
+    million residents, writing every list costs half a minute)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     systems = [r[0] for r in con.execute(
         "SELECT DISTINCT source_system FROM quality.load_ledger ORDER BY 1").fetchall()]
+    prints_path = out_dir / ".fingerprints.json"
+    try:
+        prints = json.loads(prints_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        prints = {}
     paths = []
     for system in systems:
         problems = problem_list(con, system, advice)
         findings = department_findings(con, system)
         zh = SYSTEM_ZH.get(system, system)
+        path = out_dir / f"问题清单_{zh}.xlsx"
+        fingerprint = _fingerprint(problems, findings)
+        if path.exists() and prints.get(system) == fingerprint:
+            paths.append(path)
+            continue
         counts = pd.DataFrame({
             "项目": ["部门", "生成时间", "待处理问题", "已解决问题", "整行未装载（待处理）", "不可用值（待处理）",
                    "文件无法装载（待处理）", "核查提示"],
@@ -185,7 +201,6 @@ def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "文件无法装载")).sum()),
                    len(findings)],
         })
-        path = out_dir / f"问题清单_{zh}.xlsx"
         tmp = path.with_name(path.name + ".tmp.xlsx")
         with pd.ExcelWriter(tmp, engine="xlsxwriter",
                             engine_kwargs={"options": {"strings_to_formulas": False, "strings_to_urls": False,
@@ -196,8 +211,22 @@ def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
             _write_sheet(writer, findings, "核查提示", {"类型": 30, "文件": 30, "说明": 80, "相关值": 24})
             _write_sheet(writer, counts, "说明", {"项目": 24, "数值": 30})
         os.replace(tmp, path)
+        prints[system] = fingerprint
         paths.append(path)
+    tmp = prints_path.with_name(prints_path.name + ".tmp")
+    tmp.write_text(json.dumps(prints, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, prints_path)
     return paths
+
+
+def _fingerprint(*frames: pd.DataFrame) -> str:
+    """A digest of the frames' columns and values (what a workbook would show)."""
+    h = hashlib.sha256()
+    for f in frames:
+        h.update("|".join(map(str, f.columns)).encode())
+        if len(f):
+            h.update(pd.util.hash_pandas_object(f.astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ class LinkageModel:
                 label_pairs = 0.0
         self._shrink(linker, label_pairs, u_pairs)
         self.settings = linker.misc.save_model_to_json()
-        self.tf_tables = {col: self._tf_table(lf, col) for col in self._tf_columns()}
+        self.tf_tables = {col: self._tf_table(lf, col) for col in self.tf_columns()}
         self.training = {"mentions": n, "label_pairs": label_pairs, "u_pairs": u_pairs, "lambda": lam,
                          "share_valid_id": share_valid}
         self._linker, self._db_api = linker, db
@@ -222,7 +222,7 @@ class LinkageModel:
             for cl, m in ms.items():
                 cl.m_probability = m / total
 
-    def _tf_columns(self) -> list[str]:
+    def tf_columns(self) -> list[str]:
         return sorted({lv.tf for c in self.comparisons for lv in c.levels if lv.tf})
 
     @staticmethod
@@ -240,8 +240,8 @@ class LinkageModel:
             frames = tuple(f for f in frames if f is not None and len(f))
             if not frames:
                 raise ValueError("term frequencies need the mentions the model scores")
-            lf = frames[0] if len(frames) == 1 else pd.concat([f[self._tf_columns()] for f in frames])
-            self.tf_tables = {col: self._tf_table(lf, col) for col in self._tf_columns()}
+            lf = frames[0] if len(frames) == 1 else pd.concat([f[self.tf_columns()] for f in frames])
+            self.tf_tables = {col: self._tf_table(lf, col) for col in self.tf_columns()}
         return self.tf_tables
 
     def _linker_for(self, table: Any, *tf_frames: pd.DataFrame) -> Any:
