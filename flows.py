@@ -495,7 +495,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             from warehouse.decisions import new_decision_mentions
 
             decided = new_decision_mentions(con)
-            if staged or selection.force or selection.full or summary.persons_before == 0 or decided:
+            from warehouse.linkage_index import is_complete
+
+            if (staged or selection.force or selection.full or summary.persons_before == 0 or decided
+                    or not is_complete(con)):
                 _resolve_and_build(con, settings, run_id, summary, use_tasks, district,
                                    full=selection.full or summary.persons_before == 0, decided=decided)
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
@@ -563,9 +566,10 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url:
         return True
     con = store.connect_read_only(settings.warehouse)
     try:
-        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'quality' "
-                       "AND table_name = 'load_ledger'").fetchall()[0][0] == 0:
-            return True
+        from warehouse.migrations import CURRENT_VERSION, current_version
+
+        if current_version(con) < CURRENT_VERSION:
+            return True  # an older warehouse: migrate it (and fill what the new version keeps)
         for ef in files:
             meta = _meta_for_file(ef)
             if load.find_loaded(con, meta) is None and load.find_failed(con, meta) is None:

@@ -127,3 +127,21 @@ def test_linkage_index_holds_exactly_the_current_mentions(full):
     finally:
         con.close()
     assert (missing, extra, stale) == (0, 0, 0)
+
+
+def test_a_warehouse_from_before_the_index_gets_it_on_the_next_sync(inbox, full, tmp_path):
+    """Schema v1 had no linkage index: the next sync, with nothing new, migrates the
+    warehouse and fills the index without changing a person."""
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(full, wh)
+    con = duckdb.connect(str(wh))
+    try:
+        con.execute("DROP TABLE stg.linkage_feature")
+        con.execute("DELETE FROM quality.schema_version WHERE version > 1")
+    finally:
+        con.close()
+    summary = run_sync(_settings(inbox, wh))
+    assert summary.status == "succeeded" and summary.persons_created == 0
+    test_linkage_index_holds_exactly_the_current_mentions(wh)
+    assert_same(snapshot(full), snapshot(wh))
+    assert run_sync(_settings(inbox, wh)).status == "unchanged"

@@ -68,6 +68,13 @@ def _ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) -> str:
     return name
 
 
+def is_complete(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether every current mention has its row in the index (a warehouse built before
+    the index existed gets it filled by its next sync)."""
+    return con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM stg.mention m ANTI JOIN {STG_LINKAGE_FEATURE.qualified} f "
+                       "ON f.unique_id = m.mention_id)").fetchall()[0][0]
+
+
 def changes(con: duckdb.DuckDBPyConnection) -> IndexChanges:
     """New, changed and removed mentions since the index was last written (call before
     `write_features`). A mention resolved before but without features (a warehouse

@@ -9,6 +9,7 @@ person mentions, cluster counts (true persons vs predicted) and timings.
 
     .venv/bin/python tests/benchmarks/accuracy.py --households 10000 --seed 7
     .venv/bin/python tests/benchmarks/accuracy.py --levels realistic --households 2000 --errors 10
+    .venv/bin/python tests/benchmarks/accuracy.py --score WAREHOUSE INBOX     # score a loaded warehouse
 
 Targets (issue 4): pairwise precision ≥ 0.998 and F1 ≥ 0.995 at realistic noise.
 """
@@ -135,10 +136,28 @@ def run_level(level: str, households: int, seed: int, work: Path, threshold: flo
     return row
 
 
+def score_warehouse(warehouse: Path, inbox: Path) -> dict[str, float]:
+    """Pairwise accuracy of the persons a warehouse holds (core.person_xref), against the
+    truth of the generated inbox it was loaded from (however it was loaded: one sync,
+    nightly increments, with officers' decisions...)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        xref = con.execute("SELECT source_object, source_locator, role, person_id FROM core.person_xref").df()
+    finally:
+        con.close()
+    truth = pd.read_csv(inbox / "_truth" / "mentions.csv", dtype=str, keep_default_na=False, usecols=[*KEY, "person_key"])
+    both = xref.merge(truth, on=KEY)
+    return {"scored_mentions": len(both), "xref_mentions": len(xref), **pairwise(both["person_id"], both["person_key"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipelines.linkage import DEFAULT_THRESHOLD
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--score", nargs=2, type=Path, metavar=("WAREHOUSE", "INBOX"),
+                    help="only score an existing warehouse against the truth of its generated inbox")
     ap.add_argument("--levels", nargs="+", default=["clean", "realistic", "hard"])
     ap.add_argument("--households", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=7)
@@ -147,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--errors", type=int, default=0, help="print this many false merges / missed persons")
     ap.add_argument("--reuse", action="store_true", help="reuse inboxes and warehouses already in --work")
     args = ap.parse_args(argv)
+    if args.score:
+        for k, v in score_warehouse(*args.score).items():
+            print(f"{k:>16}: {v:.5f}" if isinstance(v, float) else f"{k:>16}: {v}")
+        return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="accuracy_"))
     work.mkdir(parents=True, exist_ok=True)
     rows = [run_level(lv, args.households, args.seed, work, args.threshold, args.errors, args.reuse) for lv in args.levels]
