@@ -300,13 +300,17 @@ def _refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tupl
 
 def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
                      next_seq: int) -> Any:
-    """Re-cluster only what changed: the new and changed mentions, the published persons
-    they or the new officers' decisions touch, and the persons blocked with those
-    (`pipelines.resolve.component_persons`), with the stored model. None when the stored
-    model may not be used (`pipelines.resolve.incremental_obstacle`): then a full run."""
+    """Resolve only what changed, with the stored model. New mentions are blocked against
+    the linkage index and attached to the published persons they match, each person one
+    anchor node (`pipelines.resolve.attach_new_mentions`: only new × existing pairs are
+    scored). Changed and removed mentions, officers' new decisions, and any group of new
+    mentions that would join two persons or that a constraint refuses re-cluster the
+    persons they touch in whole (`pipelines.resolve.resolve_component`). None when the
+    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run."""
     from pipelines.linkage import LinkageModel
     from pipelines.linkage.comparisons import BLOCKING_RULES
-    from pipelines.resolve import component_persons, incremental_obstacle, resolve_component
+    from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
+                                   attach_new_mentions, incremental_obstacle, resolve_component)
     from warehouse import decisions, linkage_index as index
 
     model = LinkageModel.from_settings(decisions.latest_model_settings(con))
@@ -319,6 +323,8 @@ def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, de
     changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
         changes.removed["person_id"])
     core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
+    if not core_ids:
+        return _nothing_to_resolve(model, next_seq, changes, con, run_id)
     rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
     tf_cols = model.tf_columns()
     candidates = index.blocked_with(con, core_ids, rules)
@@ -327,20 +333,53 @@ def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, de
     lf_cand = index.features(con, candidates)
     model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
     cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
-    touched = component_persons(model, lf_core, lf_cand, cand_person)
-    touched |= set(cand_person.reindex(partners).dropna())
-    ids = sorted(set(core_ids) | set(index.mentions_of_persons(con, touched)))
-    if not ids:
-        return _nothing_to_resolve(model, next_seq, changes, con, run_id)
-    lf = index.features(con, ids)
-    model.tf_tables = index.term_frequencies(con, tf_cols, ids)
-    prev_xref = index.person_of(con, [*ids, *changes.removed["mention_id"]])
-    prev_persons = index.persons(con, set(prev_xref["person_id"]))
-    linked = resolve_component(lf, index.mention_facts(con, ids), decisions.active_decisions(con), prev_xref,
-                               prev_persons, next_seq, model)
-    index.write_local_resolution(con, linked.resolution.xref, changes.removed["mention_id"],
-                                 linked.resolution.merge_log, run_id)
-    return linked
+    all_decisions = decisions.active_decisions(con)
+    # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
+    hard = set(core_ids) - (set(changes.new) - set(decided))
+    att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
+                              index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
+    hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
+    hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
+    facts = index.mention_facts(con, att.links["mention_id"])
+    simple, next_seq = _number_new_persons(att.links, facts, next_seq)
+    joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
+    joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
+    joined = joined.merge(att.joined, on="person_id")
+    parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
+    touched = set(simple["person_id"]) | set(att.joined["person_id"])
+    removed = changes.removed
+    if hard_ids or len(removed):
+        lf = index.features(con, hard_ids)
+        model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
+        prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
+        prev_persons = index.persons(con, set(prev_xref["person_id"]))
+        comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
+                                 next_seq, model)
+        parts.append(comp.resolution.xref)
+        log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
+        review = pd.concat([review, comp.candidates], ignore_index=True)
+        touched |= comp.touched_persons
+    xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
+        len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
+    index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
+    return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
+                            touched_persons=frozenset(touched))
+
+
+def _number_new_persons(links: pd.DataFrame, facts: pd.DataFrame, next_seq: int) -> tuple[pd.DataFrame, int]:
+    """Person ids for attached mentions: the anchor's, or new ones for new clusters, issued
+    in the order of each cluster's earliest mention (export date, then mention id) as a
+    full run issues them."""
+    from pipelines.resolve import format_person_id
+
+    out = links.merge(facts[["mention_id", "export_date"]], on="mention_id", how="left")
+    fresh = out[out["person_id"].isna()]
+    first = (fresh.assign(export_date=pd.to_datetime(fresh["export_date"]))
+             .sort_values(["export_date", "mention_id"], na_position="last")
+             .drop_duplicates("cluster_label")["cluster_label"])
+    ids = {label: format_person_id(next_seq + i) for i, label in enumerate(first)}
+    out["person_id"] = out["person_id"].where(out["person_id"].notna(), out["cluster_label"].map(ids))
+    return out.drop(columns=["export_date"]), next_seq + len(ids)
 
 
 def _nothing_to_resolve(model: Any, next_seq: int, changes: Any, con: Any, run_id: str) -> Any:

@@ -309,37 +309,12 @@ def _resolve_incremental(mentions, relationships, decisions, previous_xref, prev
 # --------------------------------------------------------------------------------------
 # local re-clustering: the work of a sync follows what changed
 # --------------------------------------------------------------------------------------
-def component_persons(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFrame, candidate_person: pd.Series,
-                      *, threshold: float | None = None, band: tuple[float, float] | None = None) -> set[str]:
-    """The published persons a re-clustering of the `lf_core` mentions must take in
-    whole: those whose mentions (`lf_candidates`, found by the blocking rules; their
-    person in `candidate_person`, indexed by mention id) score at least the review
-    band's floor with a core mention under the stored `model` (a link, or a pair an
-    officer may have to review), or share a valid citizen ID or document with one."""
-    from pipelines.linkage import DEFAULT_THRESHOLD, REVIEW_BAND
-
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    band = REVIEW_BAND if band is None else band
-    if lf_core.empty or lf_candidates.empty:
-        return set()
-    out: set[str] = set()
-    cids = set(lf_core["cid"].dropna())
-    docs = set(lf_core["doc_no"].dropna())
-    same_key = lf_candidates["cid"].isin(cids) | lf_candidates["doc_no"].isin(docs)
-    out.update(candidate_person.reindex(lf_candidates.loc[same_key, "unique_id"]).dropna().astype(str))
-    pairs = model.predict_new(lf_core, lf_candidates, threshold=min(band[0], threshold))
-    if len(pairs):
-        cand = set(lf_candidates["unique_id"])
-        ends = pd.concat([pairs["unique_id_l"], pairs["unique_id_r"]]).astype(str)
-        out.update(candidate_person.reindex(ends[ends.isin(cand)].unique()).dropna().astype(str))
-    return out
-
-
 def resolve_component(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame | None,
                       previous_xref: pd.DataFrame, previous_persons: pd.DataFrame, next_sequence: int, model, *,
                       threshold: float | None = None) -> LinkedResolution:
-    """Re-cluster one closed set of mentions — the new and changed ones and every mention
-    of the published persons they touch (`component_persons`) — with the stored model,
+    """Re-cluster one closed set of mentions — changed, removed or decided ones, new ones
+    that `attach_new_mentions` could not simply attach, and every mention of the
+    published persons they touch — with the stored model,
     exactly as a full run clusters them, and carry the person ids (merges, splits and
     retirements logged as in a full run). `previous_xref` / `previous_persons`: the
     published rows of these mentions and persons; `facts`: mention_id, export_date,
@@ -347,7 +322,8 @@ def resolve_component(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataF
     every mention) is trained on `lf` first.
 
     Equal to a full run with the same model whenever no pair crosses the set's border,
-    which `component_persons` ensures one hop deep: the persons outside it were
+    which `attach_new_mentions` ensures one hop deep (every person scored at the review
+    band's floor with one of its mentions is in it): the persons outside it were
     clustered before on the same evidence and nothing of theirs changed. What differs
     from a full run (documented in the README): the model is the stored one until the
     mentions grew past `incremental_max_growth`, and a chain of refused links two hops
@@ -365,3 +341,121 @@ def resolve_component(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataF
     settings = model.stored_settings() if model is not None else None
     touched = frozenset(set(previous_xref["person_id"].dropna().astype(str)) | set(res.xref["person_id"].dropna()))
     return LinkedResolution(res, candidates, settings, "full" if trains else "incremental", touched_persons=touched)
+
+
+@dataclass
+class Attachment:
+    """What `attach_new_mentions` decided, and what it left to `resolve_component`."""
+
+    links: pd.DataFrame            # mention_id, person_id (NA: a new person), cluster_label, match_method, match_probability
+    joined: pd.DataFrame           # person_id, match_method, match_probability: how each anchor was joined (a
+    #                                published lone mention, 'singleton' so far, is matched that way now)
+    review: pd.DataFrame           # REVIEW_COLUMNS for the attached mentions
+    hard_persons: set[str]         # published persons to re-cluster in whole
+    hard_mentions: set[str]        # core mentions to re-cluster with them
+
+
+def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFrame, candidate_person: pd.Series,
+                        anchor_keys: pd.DataFrame, hard: set[str], decisions: pd.DataFrame | None, *,
+                        threshold: float | None = None) -> Attachment:
+    """The fast path of a local resolution: a published person that only *gains* mentions
+    (most of a monthly roster mentions people already known) is one node (an anchor,
+    ``P:<person_id>``, carrying its valid ID or document from `anchor_keys`: person_id,
+    citizen_id, document_number) instead of all its mentions, so only new × existing
+    pairs are scored. `lf_core`: the mentions to resolve; those in `hard` (changed or
+    decided mentions and the mentions of the persons they touch) are never attached here.
+
+    A group of mentions linked at the review band's floor or above (or sharing a valid
+    ID or document) is attached here only when it holds no hard mention, at most one
+    anchor and no link a constraint refused; then the result is the one a full run gives
+    (nothing in it can refuse a link inside the anchor's person). Every other group is
+    returned in `hard_persons` / `hard_mentions`, for `resolve_component`."""
+    from pipelines.linkage import DEFAULT_THRESHOLD, REVIEW_BAND, constrained_clusters, meets_requirements, \
+        pair_levels, review_from
+    from pipelines.linkage.cluster import UnionFind
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    out_cols = ["mention_id", "person_id", "cluster_label", "match_method", "match_probability"]
+    core_ids = [str(u) for u in lf_core["unique_id"]]
+    pairs = (model.predict_new(lf_core, lf_candidates, threshold=min(REVIEW_BAND[0], threshold))
+             if len(lf_core) else pd.DataFrame())
+    anchor_of = {str(m): "P:" + str(p) for m, p in candidate_person.dropna().items()}
+
+    def node_of(m: str) -> str:
+        return anchor_of.get(m, m)
+
+    # the groups: core mentions and anchors joined by a scored pair or a shared key
+    nodes: dict[str, int] = {m: i for i, m in enumerate(core_ids)}
+    links: list[tuple[str, str]] = []
+    if len(pairs):
+        pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
+        pairs["eligible"] = meets_requirements(pairs)
+        links += [(node_of(str(a)), node_of(str(b))) for a, b in zip(pairs["unique_id_l"], pairs["unique_id_r"])]
+    keys = anchor_keys.assign(node="P:" + anchor_keys["person_id"].astype(str))
+    by_cid = dict(zip(keys["citizen_id"].dropna(), keys.loc[keys["citizen_id"].notna(), "node"]))
+    by_doc = dict(zip(keys["document_number"].dropna(), keys.loc[keys["document_number"].notna(), "node"]))
+    for m, cid, doc in zip(core_ids, lf_core["cid"], lf_core["doc_no"]):
+        if isinstance(cid, str) and cid in by_cid:
+            links.append((m, by_cid[cid]))
+        elif isinstance(doc, str) and doc in by_doc:
+            links.append((m, by_doc[doc]))
+    for a, b in links:
+        for n in (a, b):
+            nodes.setdefault(n, len(nodes))
+    names = list(nodes)
+    uf = UnionFind(len(names))
+    for a, b in links:
+        uf.union(uf.find(nodes[a]), uf.find(nodes[b]))
+    group = {n: uf.find(i) for n, i in nodes.items()}
+    members: dict[int, list[str]] = {}
+    for n, g in group.items():
+        members.setdefault(g, []).append(n)
+    bad_groups = {g for g, ns in members.items()
+                  if sum(n.startswith("P:") for n in ns) > 1 or any(n in hard for n in ns)}
+
+    # cluster the rest with the anchors as single nodes
+    easy_core = [m for m in core_ids if group[m] not in bad_groups]
+    anchors = sorted({n for g, ns in members.items() if g not in bad_groups for n in ns if n.startswith("P:")})
+    lf_easy = lf_core.set_index(lf_core["unique_id"].astype(str)).loc[easy_core]
+    akeys = keys.set_index("node").reindex(anchors)
+    edges = None
+    if len(pairs):
+        e = pairs[pairs["eligible"]][["unique_id_l", "unique_id_r", "match_probability"]]
+        edges = pd.DataFrame({"mention_id_a": [node_of(str(a)) for a in e["unique_id_l"]],
+                              "mention_id_b": [node_of(str(b)) for b in e["unique_id_r"]],
+                              "match_probability": e["match_probability"].to_numpy()})
+        edges = edges[edges["mention_id_a"] != edges["mention_id_b"]]
+    result = constrained_clusters(
+        easy_core + anchors, edges,
+        citizen_ids=list(lf_easy["cid"]) + list(akeys["citizen_id"]),
+        document_keys=list(lf_easy["doc_no"]) + list(akeys["document_number"]),
+        decisions=None, threshold=threshold, anchors=[False] * len(easy_core) + [True] * len(anchors))
+    refused = set(result.rejected["mention_id_a"]).union(result.rejected["mention_id_b"]) if len(
+        result.rejected) else set()
+    bad_groups |= {group[n] for n in refused if n in group}
+    hard_nodes = {n for g in bad_groups for n in members[g]}
+    hard_persons = {n[2:] for n in hard_nodes if n.startswith("P:")}
+    hard_mentions = {n for n in hard_nodes if not n.startswith("P:")}
+
+    cl = result.clusters.assign(mention_id=result.clusters["mention_id"].astype(str))
+    cl = cl[~cl["mention_id"].isin(hard_nodes)]
+    is_anchor = cl["mention_id"].str.startswith("P:")
+    anchor_label = cl[is_anchor].set_index("cluster_label")["mention_id"]
+    attached = cl[~is_anchor].copy()
+    joined = attached["cluster_label"].map(anchor_label).astype("string")
+    attached["person_id"] = joined.str.slice(2).astype(object).where(joined.notna(), pd.NA)
+    attached["cluster_label"] = joined.astype(object).where(joined.notna(), attached["cluster_label"])
+    # an anchor stands for a published person; when that person is one lone mention, the
+    # anchor's own method and probability are that mention's in a full run
+    hit = cl[is_anchor & (cl["match_method"] != "singleton")]
+    joined = pd.DataFrame({"person_id": hit["mention_id"].str.slice(2).to_numpy(),
+                           "match_method": hit["match_method"].to_numpy(),
+                           "match_probability": hit["match_probability"].to_numpy()})
+    review = review_from(result, pairs if len(pairs) else None, decisions, threshold=threshold,
+                         node_of=anchor_of)
+    if len(review):
+        review = review[~review["mention_id_a"].isin(hard_mentions) & ~review["mention_id_b"].isin(hard_mentions)
+                        & ~review["mention_id_a"].map(lambda m: node_of(m) in hard_nodes)
+                        & ~review["mention_id_b"].map(lambda m: node_of(m) in hard_nodes)]
+    return Attachment(attached[out_cols].reset_index(drop=True), joined, review.reset_index(drop=True),
+                      hard_persons, hard_mentions)

@@ -150,7 +150,9 @@ def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None
 
 
 def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """The linkage frame of `ids` (all mentions when None), ordered by mention id."""
+    """The linkage frame of `ids` (all mentions when None), ordered by mention id. The list
+    columns hold what DuckDB returns (arrays; None for a missing list, which the model
+    reads as empty)."""
     cols = ", ".join(f'"{c}"' for c in FEATURE_COLUMNS)
     if ids is None:
         df = con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} ORDER BY unique_id").df()
@@ -158,8 +160,6 @@ def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -
         _ids(con, "_want", ids)
         df = con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} "
                          "WHERE unique_id IN (SELECT id FROM _want) ORDER BY unique_id").df()
-    for c in ("addr_flats", "addr_blds", "ctx"):
-        df[c] = [list(v) if v is not None else [] for v in df[c]]
     df["birth"] = pd.to_datetime(df["birth"]).astype("datetime64[s]")
     df["birth_year"] = df["birth_year"].astype("Int64")
     return df
@@ -215,10 +215,10 @@ def mentions_of_persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str
 
 
 def persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> pd.DataFrame:
-    """person_id, citizen_id of these (published) persons."""
+    """person_id, citizen_id, document_number of these (published) persons."""
     _ids(con, "_p_ids", person_ids)
-    return con.execute("SELECT person_id, citizen_id FROM core.person WHERE person_id IN (SELECT id FROM _p_ids) "
-                       "ORDER BY person_id").df()
+    return con.execute("SELECT person_id, citizen_id, document_number FROM core.person "
+                       "WHERE person_id IN (SELECT id FROM _p_ids) ORDER BY person_id").df()
 
 
 def mention_facts(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str] | None = None) -> pd.DataFrame:

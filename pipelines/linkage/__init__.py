@@ -205,7 +205,7 @@ def review_from(
     *,
     band: tuple[float, float] = REVIEW_BAND,
     threshold: float = DEFAULT_THRESHOLD,
-    node_of: pd.Series | None = None,
+    node_of: "pd.Series | dict[str, str] | None" = None,
 ) -> pd.DataFrame:
     """The review queue of a clustering already done: `pairs` as `resolve_probabilistic`
     returns them (scored from ``band[0]``, with levels and ``eligible``), `result` its
@@ -227,7 +227,7 @@ def review_from(
     na, nb = (a, b) if node_of is None else (a.map(lambda m: node_of.get(m, m)), b.map(lambda m: node_of.get(m, m)))
     label = result.clusters.assign(mention_id=result.clusters["mention_id"].astype(str)).set_index(
         "mention_id")["cluster_label"]
-    apart = (na.map(label).fillna(na).to_numpy() != nb.map(label).fillna(nb).to_numpy())
+    apart = (na.map(label).astype(object).fillna(na).to_numpy() != nb.map(label).astype(object).fillna(nb).to_numpy())
     prob = p["match_probability"].to_numpy()
     eligible = p["eligible"].to_numpy(dtype=bool)
     uncertain = (prob >= band[0]) & (prob < band[1]) & apart

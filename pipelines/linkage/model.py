@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.linkage.comparisons import BLOCKING_RULES, COMPARISONS, BlockingRule, Comparison
 
@@ -79,8 +80,9 @@ def to_arrow(lf: pd.DataFrame) -> pa.Table:
     for f in _SCHEMA:
         s = lf[f.name]
         if pa.types.is_list(f.type):
-            cols[f.name] = pa.array([list(v) if isinstance(v, (list, tuple, np.ndarray)) else [] for v in s],
-                                    type=f.type)
+            arr = pa.array([v if isinstance(v, (list, tuple, np.ndarray)) else None for v in s], type=f.type)
+            # a missing list is an empty one (the comparisons test len(...) = 0)
+            cols[f.name] = pc.if_else(pc.is_null(arr), pa.scalar([], type=f.type), arr)
         elif pa.types.is_date32(f.type):
             d = pd.to_datetime(s, errors="coerce").astype("datetime64[s]")
             cols[f.name] = pa.array(d.to_numpy(), type=pa.timestamp("s"), from_pandas=True).cast(f.type)
