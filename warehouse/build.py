@@ -60,6 +60,13 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
                      run_id: str) -> None:
     """Replace core.person_xref; append the merge log."""
     con.execute(f"DELETE FROM {PERSON_XREF.qualified}")
+    insert_xref(con, xref)
+    append_merge_log(con, merge_log, run_id)
+
+
+def insert_xref(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame) -> None:
+    """Add xref rows (mention_id, person_id, match_method, match_probability), with each
+    mention's lineage from staging."""
     con.register("_xref", xref)
     try:
         con.execute(
@@ -70,7 +77,6 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
         )
     finally:
         con.unregister("_xref")
-    append_merge_log(con, merge_log, run_id)
 
 
 def append_merge_log(con: duckdb.DuckDBPyConnection, merge_log: pd.DataFrame, run_id: str) -> None:

@@ -245,19 +245,11 @@ def write_local_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, r
     """Replace the xref rows of the re-clustered mentions (`xref`: mention_id,
     person_id, match_method, match_probability) and drop those of removed mentions;
     append the merge log."""
-    from warehouse.build import append_merge_log
+    from warehouse.build import append_merge_log, insert_xref
 
     _ids(con, "_local_ids", [*xref["mention_id"], *removed])
     con.execute("DELETE FROM core.person_xref WHERE mention_id IN (SELECT id FROM _local_ids)")
-    con.register("_xref", xref)
-    try:
-        con.execute(
-            "INSERT INTO core.person_xref "
-            "SELECT m.source_system, m.source_object, m.source_locator, m.role, m.mention_id, x.person_id, "
-            "x.match_method, x.match_probability, coalesce(m.is_retracted, FALSE) "
-            "FROM stg.mention m JOIN _xref x USING (mention_id)")
-    finally:
-        con.unregister("_xref")
+    insert_xref(con, xref)
     append_merge_log(con, merge_log, run_id)
 
 
