@@ -616,9 +616,7 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url:
         for problem in problems:
             path = Path(str(getattr(problem, "path", "") or ""))
             if path.is_file():
-                digest, size = file_sha256(path)
-                meta = load.ExportMeta(source_system="unknown", mapping="", source_object=path.name, path=str(path),
-                                       content_sha256=digest, size_bytes=size, export_date=None, period=None)
+                digest, _size = file_sha256(path)
                 if not con.execute("SELECT count(*) FROM quality.load_ledger WHERE content_sha256 = ? "
                                    "AND status = 'failed'", [digest]).fetchall()[0][0]:
                     return True
