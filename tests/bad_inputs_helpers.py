@@ -1,5 +1,5 @@
 """Tiny hand-made inboxes for the bad-input catalogue and the quality tests: a few
-rows per file, written with the headers the departments use (source-formats.md)."""
+rows per file, written with the headers the departments use (docs/SOURCE_FORMATS.md)."""
 
 from __future__ import annotations
 

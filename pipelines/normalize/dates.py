@@ -1,6 +1,6 @@
 """Parse the date, timestamp and month spellings of the department exports.
 
-Accepted date forms (see source-formats.md), after NFKC and trimming:
+Accepted date forms (see docs/SOURCE_FORMATS.md), after NFKC and trimming:
 
 =========================  =====================================================
 ``2026-10-01``             also ``/`` or ``.`` separators, 1- or 2-digit month/day
