@@ -450,7 +450,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     fp_url = settings.resolved_family_planning_url()
     district = _district_context(settings)
     sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)]
-    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, fp_url, discovery.problems, mappings):
+    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, fp_url, discovery.problems):
         # nothing new: the published warehouse is not copied, touched or rewritten
         summary.status = "unchanged"
         summary.persons_before, summary.alerts = _person_and_alert_counts(settings)
@@ -541,8 +541,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 _resolve_and_build(con, settings, run_id, summary, use_tasks, district,
                                    full=selection.full or summary.persons_before == 0, decided=decided)
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
-            summary.alerts = dict(con.execute(
-                "SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+            summary.alerts = _alert_counts(con)
             summary.status = "succeeded"
             summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
             summary.stage_seconds["total"] = time.perf_counter() - t0
@@ -592,7 +591,7 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
 
 
 def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url: str | None,
-              problems: list[Any], mappings: dict[str, Any]) -> bool:
+              problems: list[Any]) -> bool:
     """Whether a sync would change the warehouse: an export not in the ledger, a new
     inbox problem, new rows in a SQL source or an officer's decision not applied yet.
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
@@ -636,14 +635,17 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url:
     return False
 
 
+def _alert_counts(con: Any) -> dict[str, int]:
+    return dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+
+
 def _person_and_alert_counts(settings: Settings) -> tuple[int, dict[str, int]]:
     from warehouse import store
 
     con = store.connect_read_only(settings.warehouse)
     try:
         persons = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
-        alerts = dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
-        return persons, alerts
+        return persons, _alert_counts(con)
     finally:
         con.close()
 
@@ -913,7 +915,7 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings), full=False,
                            decided=new_decision_mentions(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
-        summary.alerts = dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+        summary.alerts = _alert_counts(con)
         summary.status = "succeeded"
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
         summary.stage_seconds["total"] = time.perf_counter() - t0
