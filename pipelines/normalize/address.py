@@ -160,13 +160,18 @@ def _compatible(g: R.Gazetteer, code: str, last: str | None) -> bool:
 
 def _admin_matches_at(g: R.Gazetteer, s: str, pos: int, last: str | None, *, lookahead: bool = True) -> list[tuple[int, str]]:
     n = len(s) - pos
-    for L in range(min(g.max_len, n), 1, -1):
+    first = s[pos:pos + 1]
+    for L in g.full_lens.get(first, ()):
+        if L > n:
+            continue
         cands = g.full.get(s[pos:pos + L])
         if cands:
             ok = [c for c in cands if _compatible(g, c, last)]
             if ok:
                 return [(L, c) for c in ok]
-    for L in range(min(6, n), 1, -1):
+    for L in g.short_lens.get(first, ()):
+        if L > min(6, n):
+            continue
         cands = g.short.get(s[pos:pos + L])
         if not cands:
             continue
@@ -196,20 +201,23 @@ def _chains(g: R.Gazetteer, s: str, pos: int, last: str | None, depth: int = 0) 
 
 
 @lru_cache(maxsize=4096)
-def _towns_under(under: tuple[str, ...]) -> tuple[dict[str, list[str]], int]:
+def _towns_under(under: tuple[str, ...]) -> tuple[dict[str, list[str]], dict[str, tuple[int, ...]]]:
     g = R.gazetteer()
     names: dict[str, list[str]] = {}
     for u in under:
         for county in g.counties_under(u):
             for name, code in g.towns_by_county.get(county, {}).items():
                 names.setdefault(name, []).append(code)
-    return names, max((len(n) for n in names), default=0)
+    return names, R.name_lengths(names)
 
 
 def _town_at(g: R.Gazetteer, s: str, pos: int, under: list[str]) -> tuple[int, str] | None:
     """Longest township name at `pos` among the townships of the counties under `under`."""
-    names, max_len = _towns_under(tuple(under))
-    for L in range(min(max_len, len(s) - pos), 1, -1):
+    names, lens = _towns_under(tuple(under))
+    n = len(s) - pos
+    for L in lens.get(s[pos:pos + 1], ()):
+        if L > n:
+            continue
         hits = names.get(s[pos:pos + L])
         if hits:
             return (L, hits[0]) if len(hits) == 1 else None
@@ -218,7 +226,9 @@ def _town_at(g: R.Gazetteer, s: str, pos: int, under: list[str]) -> tuple[int, s
 
 def _global_town_at(g: R.Gazetteer, s: str, pos: int) -> tuple[int, list[str]] | None:
     n = len(s) - pos
-    for L in range(min(g.town_max_len, n), 1, -1):
+    for L in g.town_lens.get(s[pos:pos + 1], ()):
+        if L > n:
+            continue
         hits = g.town_codes.get(s[pos:pos + L])
         if hits:
             return L, hits

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Iterable
 
 # --------------------------------------------------------------------------------------
 # Gazetteer
@@ -69,6 +70,11 @@ class Gazetteer:
     town_codes: dict[str, list[str]]  # town name -> town codes (all of China)
     town_max_len: int
     children: dict[str, list[str]] = field(default_factory=dict)
+    # first character -> the lengths of the names starting with it, longest first: a
+    # longest-match scan tries only lengths that can hit (see `name_lengths`)
+    full_lens: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    short_lens: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    town_lens: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def path(self, code: str) -> dict[int, str]:
         """level -> code for `code` and all its ancestors."""
@@ -148,7 +154,20 @@ def gazetteer() -> Gazetteer:
             del short[s]
     max_len = max(len(n) for n in full)
     town_max_len = max(len(n) for n in town_codes)
-    return Gazetteer(by_code, full, short, max_len, towns_by_county, town_codes, town_max_len, children)
+    return Gazetteer(by_code, full, short, max_len, towns_by_county, town_codes, town_max_len, children,
+                     name_lengths(full), name_lengths(short), name_lengths(town_codes))
+
+
+def name_lengths(names: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """First character -> distinct lengths (≥ 2) of the names that start with it, longest
+    first. A longest-match scan at position `pos` then tries only these lengths instead
+    of every length from the longest name down (the same first hit, a fraction of the
+    dictionary lookups)."""
+    by_first: dict[str, set[int]] = {}
+    for n in names:
+        if len(n) >= 2:
+            by_first.setdefault(n[0], set()).add(len(n))
+    return {c: tuple(sorted(ls, reverse=True)) for c, ls in by_first.items()}
 
 
 # --------------------------------------------------------------------------------------
