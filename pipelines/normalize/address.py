@@ -80,13 +80,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.normalize import address_rules as R
+from pipelines.parallel import map_items
 
 __all__ = ["COLUMNS", "DistrictContext", "address_id_from_key", "parse_addresses", "parse_one"]
 
@@ -657,6 +658,11 @@ def _finish(rec: dict[str, Any], ctx_town: str | None, ctx_comm: str | None) -> 
     return out
 
 
+def _parse_many(values: list[Any], default: tuple[str | None, str | None, str | None]) -> list[dict[str, Any]]:
+    """`parse_one` over a list (the unit of work `pipelines.parallel.map_items` spreads)."""
+    return [parse_one(v, default) for v in values]
+
+
 def parse_addresses(
     raw: pd.Series,
     *,
@@ -680,7 +686,7 @@ def parse_addresses(
 
     # factorize raw (and context) so each distinct combination is finished once
     codes_raw, uniq_raw = pd.factorize(values.to_numpy(), sort=False, use_na_sentinel=True)
-    parsed = [parse_one(u, default) for u in uniq_raw]
+    parsed = map_items(partial(_parse_many, default=default), uniq_raw.tolist())
     parsed.append(parse_one(None, default))  # code -1: missing
     codes_raw = np.where(codes_raw < 0, len(parsed) - 1, codes_raw).astype(np.int64)
     t_codes = c_codes = None

@@ -1,0 +1,83 @@
+"""Spread a pure, per-item Python function over the machine's cores.
+
+Some normalisation is inherently one string at a time (parsing a free-text address walks
+the division gazetteer character by character). On a district's first sync that is
+hundreds of thousands of distinct strings; one core would spend minutes on it while the
+others wait. `map_items` cuts a large list into chunks and maps them in worker processes
+(forked: they start at once with the reference tables the parent already loaded, and
+`spawn` would re-run the caller's main module; the function mapped must be pure Python
+that touches no lock, connection or thread of the parent), keeping the order of the
+input. Small lists (every nightly delta) stay in-process, where
+starting workers would cost more than it saves.
+
+The pool is created on first use and kept for the rest of the process, so the start-up
+(imports, reference tables) is paid once per sync, not once per export. `RESIDENTS_WORKERS`
+caps the number of workers (`1` turns the pool off).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Sequence
+
+#: below this many items the work stays in the calling process
+DEFAULT_MIN_ITEMS = 40_000
+_pool: ProcessPoolExecutor | None = None
+_pool_workers = 0
+
+
+def worker_count() -> int:
+    """Workers to use: `RESIDENTS_WORKERS` if set (≥ 1), otherwise the usable cores."""
+    env = os.environ.get("RESIDENTS_WORKERS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _executor(workers: int) -> ProcessPoolExecutor:
+    global _pool, _pool_workers
+    if _pool is None or _pool_workers != workers:
+        shutdown()
+        import multiprocessing
+
+        _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        _pool_workers = workers
+    return _pool
+
+
+def shutdown() -> None:
+    """Stop the worker processes (also done at interpreter exit)."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
+
+
+atexit.register(shutdown)
+
+
+def map_items(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], *,
+              min_items: int = DEFAULT_MIN_ITEMS, workers: int | None = None) -> list[Any]:
+    """`fn(items)` computed in chunks on the worker processes, results in input order.
+
+    `fn` takes a list and returns a list of the same length; it must be a module-level
+    function (workers import it by name). Lists shorter than `min_items`, or a single
+    worker, run `fn` here directly.
+    """
+    n_workers = workers or worker_count()
+    items = list(items)
+    if n_workers <= 1 or len(items) < max(min_items, 2):
+        return fn(items)
+    # a few chunks per worker so that an uneven chunk does not leave a core idle
+    n_chunks = n_workers * 4
+    size = -(-len(items) // n_chunks)
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    out: list[Any] = []
+    for part in _executor(n_workers).map(fn, chunks):
+        out.extend(part)
+    return out
