@@ -60,15 +60,17 @@ class UnionFind:
     """Union-find over 0..n-1 with component payloads for the constraints."""
 
     def __init__(self, n: int):
-        self.parent = np.arange(n)
-        self.size = np.ones(n, dtype=np.int64)
+        # plain lists: element access on a numpy array costs several times a list's,
+        # and `find` runs millions of times on a district's first sync
+        self.parent = list(range(n))
+        self.size = [1] * n
 
     def find(self, x: int) -> int:
         parent = self.parent
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
-        return int(x)
+        return x
 
     def union(self, a: int, b: int) -> int:
         ra, rb = self.find(a), self.find(b)
@@ -79,6 +81,13 @@ class UnionFind:
         self.parent[rb] = ra
         self.size[ra] += self.size[rb]
         return ra
+
+
+def _known(col: pd.Series, pos: dict[str, int]) -> np.ndarray:
+    """Which values of `col` are keys of `pos`. (`Series.isin(dict)` on pandas' Arrow
+    strings turns every key into a pyarrow scalar first: seconds per call at a million
+    mentions; a dict lookup per row is a fraction of that.)"""
+    return np.fromiter((x in pos for x in col.tolist()), dtype=bool, count=len(col))
 
 
 @dataclass
@@ -108,7 +117,7 @@ def constrained_clusters(
     anchors: per mention, True for nodes that stand for an already published person
     (incremental linking): no component may hold two of them.
     """
-    ids = [str(x) for x in mention_ids]
+    ids = [x if type(x) is str else str(x) for x in (mention_ids.tolist() if hasattr(mention_ids, "tolist") else mention_ids)]
     n = len(ids)
     pos = {m: i for i, m in enumerate(ids)}
     if len(pos) != n:
@@ -118,8 +127,9 @@ def constrained_clusters(
     def _vals(v):
         if v is None:
             return [None] * n
-        return [None if (x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x))) else str(x)
-                for x in (v.tolist() if hasattr(v, "tolist") else list(v))]
+        col = pd.Series(v.tolist() if hasattr(v, "tolist") else list(v), dtype=object)
+        col = col.where(col.notna(), None)
+        return [x if x is None or type(x) is str else str(x) for x in col.tolist()]
 
     cid = _vals(citizen_ids)
     doc = _vals(document_keys)
@@ -168,7 +178,7 @@ def constrained_clusters(
     must = cant = pd.DataFrame(columns=["mention_id_a", "mention_id_b"])
     if decisions is not None and len(decisions):
         d = decisions.astype({"mention_id_a": str, "mention_id_b": str})
-        d = d[d["mention_id_a"].isin(pos) & d["mention_id_b"].isin(pos)]
+        d = d[_known(d["mention_id_a"], pos) & _known(d["mention_id_b"], pos)]
         must = d[d["decision"] == "must_link"]
         cant = d[d["decision"] == "cannot_link"]
     for a, b in zip(must["mention_id_a"], must["mention_id_b"]):
@@ -224,7 +234,8 @@ def constrained_clusters(
         e = edges[["mention_id_a", "mention_id_b", "match_probability"]].copy()
         e["mention_id_a"] = e["mention_id_a"].astype(str)
         e["mention_id_b"] = e["mention_id_b"].astype(str)
-        e = e[(e["match_probability"] >= threshold) & e["mention_id_a"].isin(pos) & e["mention_id_b"].isin(pos)]
+        e = e[(e["match_probability"] >= threshold).to_numpy() & _known(e["mention_id_a"], pos)
+              & _known(e["mention_id_b"], pos)]
         e = e.sort_values(["match_probability", "mention_id_a", "mention_id_b"], ascending=[False, True, True],
                           kind="mergesort")
         for a, b, p in e.itertuples(index=False):

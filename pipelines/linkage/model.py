@@ -254,7 +254,9 @@ class LinkageModel:
         from splink import Linker
 
         tf_tables = self.term_frequencies(*tf_frames)
-        linker = Linker(table, deepcopy(self.settings), log_level=logging.WARNING)
+        # the settings were checked when the model was trained: validating them again for
+        # every scoring call costs seconds of SQL parsing (an officer's link waits on it)
+        linker = Linker(table, deepcopy(self.settings), log_level=logging.WARNING, validate_settings=False)
         db = linker._db_api
         for col, frame in tf_tables.items():
             tf = db.register(frame, table_name=f"__tf_{col}_{next(_UID)}")
