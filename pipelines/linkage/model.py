@@ -89,6 +89,9 @@ def to_arrow(lf: pd.DataFrame) -> pa.Table:
         elif pa.types.is_integer(f.type):
             v = pd.to_numeric(s, errors="coerce").astype("Int64")
             cols[f.name] = pa.array(v, from_pandas=True).cast(f.type)
+        elif isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+            # Arrow-backed strings (what DuckDB hands pandas): the buffers as they are
+            cols[f.name] = pa.chunked_array(pa.array(s.array)).combine_chunks().cast(f.type)
         else:
             obj = s.astype(object)
             cols[f.name] = pa.array(obj.where(s.notna(), None).tolist(), type=f.type)
