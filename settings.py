@@ -40,12 +40,14 @@ class Settings(BaseModel):
     resolution_mode: Literal["incremental", "full", "deterministic"] = Field(
         "incremental",
         description="人员解析：incremental 只为新记录匹配已有人员（首次装载、无已存模型、提及数少于10万、"
-                    "较训练时增长超过5%、新记录会连接两个已有人员、人工决定变化、更正或补录时自动全量）；"
+                    "人口较训练时增长超过5%、新记录会连接两个已有人员、人工决定变化、更正或补录时自动全量）；"
                     "full 每次全量概率聚类；deterministic 仅按有效身份证号")
     incremental_min_mentions: int = Field(
         100_000, description="增量解析的最小规模：提及数少于此值时每次全量解析（全量在此规模下只需数十秒，且结果与装载顺序无关）")
     incremental_max_growth: float = Field(
-        0.05, description="提及数较模型训练时增长超过该比例时重新训练模型并全量解析")
+        0.05, description="人口（不同的有效身份证号数）较模型训练时增长超过该比例时重新训练模型并全量解析")
+    incremental_max_mention_growth: float = Field(
+        0.25, description="提及数较模型训练时增长超过该比例时也重新训练（每月低保花名册等重复提及已知人员的记录只按此计）")
     district: DistrictSettings = Field(default_factory=DistrictSettings)
 
     def resolved_family_planning_url(self) -> str | None:

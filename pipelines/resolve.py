@@ -154,9 +154,12 @@ def resolve_persons(mentions: pd.DataFrame, previous_xref: pd.DataFrame, previou
 #: Below this many current mentions every probabilistic resolution is a full run: it takes
 #: seconds to a minute there, and it is exactly what one load of all exports gives.
 INCREMENTAL_MIN_MENTIONS = 100_000
-#: The stored model is stale once the mentions grew by more than this share of those it
-#: was trained on: the sync then retrains and re-clusters fully.
+#: The stored model is stale once the population it was trained on (distinct valid
+#: citizen IDs) grew by more than this share: the sync then retrains and re-clusters fully.
 INCREMENTAL_MAX_DRIFT = 0.05
+#: ... or once its mentions grew by more than this share (records restating known people,
+#: e.g. each month's 低保 roster, shift the model's prior slowly).
+INCREMENTAL_MAX_MENTION_GROWTH = 0.25
 
 
 @dataclass
@@ -172,11 +175,21 @@ class LinkedResolution:
 
 
 def incremental_obstacle(mentions: pd.DataFrame | int, previous_xref: pd.DataFrame | int, training: dict | None, *,
-                         min_mentions: int | None = None, max_drift: float | None = None) -> str | None:
+                         min_mentions: int | None = None, max_drift: float | None = None,
+                         citizen_ids: int | None = None, max_mention_growth: float | None = None) -> str | None:
     """Why an incremental resolution must not be used (None: it may). See `resolve_mentions`.
-    `mentions`, `previous_xref`: the frames, or just how many rows they have."""
+    `mentions`, `previous_xref`: the frames, or just how many rows they have.
+
+    The stored model goes stale when the *population* it was trained on changed: the
+    distinct valid citizen IDs (`citizen_ids`, now; `training["citizen_ids"]`, then) grew
+    by more than `max_drift`. Records that mention people already known (next month's
+    低保 roster restates every member) do not make it stale by themselves; only when the
+    mentions grew by more than `max_mention_growth` is it retrained. A model stored
+    without a population count (older warehouses) is judged by its mentions against
+    `max_drift`, as before."""
     min_mentions = INCREMENTAL_MIN_MENTIONS if min_mentions is None else min_mentions
     max_drift = INCREMENTAL_MAX_DRIFT if max_drift is None else max_drift
+    max_mention_growth = INCREMENTAL_MAX_MENTION_GROWTH if max_mention_growth is None else max_mention_growth
     n_mentions = mentions if isinstance(mentions, int) else len(mentions)
     n_previous = previous_xref if isinstance(previous_xref, int) else len(previous_xref)
     if not n_previous:
@@ -186,7 +199,14 @@ def incremental_obstacle(mentions: pd.DataFrame | int, previous_xref: pd.DataFra
     if n_mentions < min_mentions:
         return "small_warehouse"
     trained_on = float(training.get("mentions") or 0)
-    if trained_on <= 0 or (n_mentions - trained_on) > max_drift * trained_on:
+    if trained_on <= 0:
+        return "model_stale"
+    people_then = float(training.get("citizen_ids") or 0)
+    if citizen_ids is None or people_then <= 0:
+        return "model_stale" if (n_mentions - trained_on) > max_drift * trained_on else None
+    if (citizen_ids - people_then) > max_drift * people_then:
+        return "model_stale"
+    if (n_mentions - trained_on) > max_mention_growth * trained_on:
         return "model_stale"
     return None
 

@@ -57,6 +57,19 @@ def test_obstacles_to_an_incremental_run(mentions) -> None:
     assert incremental_obstacle(mentions, xref, {}, min_mentions=0) == "model_stale"  # stored before training facts
 
 
+def test_model_staleness_follows_the_population_not_restated_records() -> None:
+    trained = {"mentions": 1_000_000, "citizen_ids": 500_000}
+    kw = dict(min_mentions=0, max_drift=0.05, max_mention_growth=0.25)
+    # two more monthly rosters restating 40,000 known people each: same population, still fresh
+    assert incremental_obstacle(1_080_000, 1, trained, citizen_ids=501_000, **kw) is None
+    # 6 % more people: stale
+    assert incremental_obstacle(1_080_000, 1, trained, citizen_ids=530_001, **kw) == "model_stale"
+    # restatements pile up past the mention bound: retrained all the same
+    assert incremental_obstacle(1_250_001, 1, trained, citizen_ids=500_000, **kw) == "model_stale"
+    # a model stored before the population was recorded: judged by its mentions
+    assert incremental_obstacle(1_080_000, 1, {"mentions": 1_000_000}, citizen_ids=500_000, **kw) == "model_stale"
+
+
 def test_incremental_run_on_an_unchanged_model_links_only_the_new_mentions(mentions, stored, monkeypatch) -> None:
     old = mentions[~mentions["mention_id"].isin(NEW)]
     xref, persons, seq = _published(old, LinkageModel.from_settings(stored))

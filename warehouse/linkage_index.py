@@ -75,6 +75,12 @@ def is_complete(con: duckdb.DuckDBPyConnection) -> bool:
                        "ON f.unique_id = m.mention_id)").fetchall()[0][0]
 
 
+def citizen_id_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Distinct valid citizen IDs among the current mentions (the population a linkage
+    model is judged stale against)."""
+    return con.execute(f"SELECT count(DISTINCT cid) FROM {STG_LINKAGE_FEATURE.qualified}").fetchall()[0][0]
+
+
 def changes(con: duckdb.DuckDBPyConnection) -> IndexChanges:
     """New, changed and removed mentions since the index was last written (call before
     `write_features`). A mention resolved before but without features (a warehouse

@@ -190,8 +190,8 @@ class LinkageModel:
         self._shrink(linker, label_pairs, u_pairs)
         self.settings = linker.misc.save_model_to_json()
         self.tf_tables = {col: self._tf_table(lf, col) for col in self.tf_columns()}
-        self.training = {"mentions": n, "label_pairs": label_pairs, "u_pairs": u_pairs, "lambda": lam,
-                         "share_valid_id": share_valid}
+        self.training = {"mentions": n, "citizen_ids": int(sizes.size), "label_pairs": label_pairs,
+                         "u_pairs": u_pairs, "lambda": lam, "share_valid_id": share_valid}
         self._linker, self._db_api = linker, db
         return self
 
