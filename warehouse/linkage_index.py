@@ -21,6 +21,8 @@ here imports `pipelines`: the rules and the feature computation are passed in.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -179,12 +181,29 @@ def blocked_with(con: duckdb.DuckDBPyConnection, ids: Iterable[str], rules: Sequ
                 "WHERE unique_id IN (SELECT id FROM _block_ids)")
     found: set[str] = set()
     for rule in rules:
-        for left, right, pick in (("_block_src", STG_LINKAGE_FEATURE.qualified, "r"),
-                                  (STG_LINKAGE_FEATURE.qualified, "_block_src", "l")):
+        sides = [("_block_src", STG_LINKAGE_FEATURE.qualified, "r")]
+        if not _symmetric(rule):  # e.g. `l.id_kind = 'partial'`: the other way round too
+            sides.append((STG_LINKAGE_FEATURE.qualified, "_block_src", "l"))
+        for left, right, pick in sides:
             rows = con.execute(f"SELECT DISTINCT {pick}.unique_id FROM {left} l JOIN {right} r ON {rule}").fetchall()
             found.update(r[0] for r in rows)
     inside = {r[0] for r in con.execute("SELECT id FROM _block_ids").fetchall()}
     return sorted(found - inside)
+
+
+def _symmetric(rule: str) -> bool:
+    """Whether a blocking rule (a conjunction over `l.`/`r.`) pairs the same records
+    whichever side is `l`: its conjuncts, with `l.` and `r.` swapped and each equality
+    read both ways, are the same set."""
+    def conjuncts(sql: str) -> set[frozenset[str] | str]:
+        out: set[frozenset[str] | str] = set()
+        for c in re.split(r"\s+AND\s+", sql.strip(), flags=re.IGNORECASE):
+            sides = [x.strip() for x in c.split("=")]
+            out.add(frozenset(sides) if len(sides) == 2 else " ".join(c.split()))
+        return out
+
+    swapped = re.sub(r"\b([lr])\.", lambda m: ("r." if m.group(1) == "l" else "l."), rule)
+    return conjuncts(rule) == conjuncts(swapped)
 
 
 def term_frequencies(con: duckdb.DuckDBPyConnection, columns: Sequence[str], ids: Iterable[str]) -> dict[str, pd.DataFrame]:
