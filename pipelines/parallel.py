@@ -81,3 +81,31 @@ def map_items(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], *,
     for part in _executor(n_workers).map(fn, chunks):
         out.extend(part)
     return out
+
+
+class Deferred:
+    """`fn(*args)` started on a worker process now, its result collected later with
+    `result()`: work whose answer the caller needs only at the end of a run (validating
+    an export while the run goes on resolving persons) overlaps with the rest. With one
+    worker, or when the pool cannot take it, `fn` runs in-process at `result()`."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._call = (fn, args, kwargs)
+        self._future = None
+        n_workers = worker_count()
+        if n_workers > 1:
+            try:
+                self._future = _executor(n_workers).submit(fn, *args, **kwargs)
+            except RuntimeError:  # pool shut down / broken: run it here at result()
+                self._future = None
+
+    def result(self) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        fn, args, kwargs = self._call
+        if self._future is not None:
+            try:
+                return self._future.result()
+            except BrokenProcessPool:  # a worker died (killed, out of memory): do it here
+                shutdown()
+        return fn(*args, **kwargs)
