@@ -2,7 +2,7 @@
 
     connectors (find + read)  →  pipelines (standardize, resolve)  →  warehouse (stage, build, publish)
 
-Every stage is a task (`read_export_task`, `read_table_task`, `standardize_task`,
+Every stage is a task (`pull_task`, `read_export_task`, `read_table_task`, `standardize_task`,
 `resolve_task`, `build_task`); only the reading tasks retry, and only on I/O errors.
 `run_sync` is the whole sync as a plain function: the flows call it with tasks, tests
 call it directly (`use_tasks=False`) to stay fast. One sync = one warehouse
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -179,6 +180,15 @@ class _LazyTask:
 
 def _task(**kw: Any) -> Callable[[Callable[..., Any]], _LazyTask]:
     return lambda fn: _LazyTask(fn, kw)
+
+
+@_task(name="pull")
+def pull_task(settings: Settings) -> Any:
+    """Fetch new files from the declared file sources into the inbox (`connectors.pull`)."""
+    from connectors.pull import pull_sources
+
+    return pull_sources(settings.file_sources(), settings.inbox, archive=settings.resolved_archive(),
+                        retention_days=settings.archive_retention_days, env=os.environ)
 
 
 @_task(name="read_export", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
@@ -440,6 +450,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     mappings = {m.source_object: m for m in load_mappings()}
     t0 = time.perf_counter()
+    for problem in _call(pull_task, use_tasks, settings).problems:  # a source that fails, fails alone
+        summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed", message=str(problem)))
     discovery = discover_exports(settings.inbox, tuple(mappings.values()))
     files = [f for f in discovery.files if selection.wants(f.source_system, f.export_date)]
     for problem in discovery.problems:
@@ -447,10 +459,13 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.exports.append(ExportReport(ctx.get("source_system") or "unknown", "", Path(str(ctx.get("path", ""))).name,
                                             "problem", message=str(problem)))
     summary.stage_seconds["discover"] = time.perf_counter() - t0
-    fp_url = settings.resolved_family_planning_url()
+    from connectors.sql import source_urls
+
+    sql_urls = source_urls(settings.sql_sources(), os.environ)   # source system → its database
     district = _district_context(settings)
-    sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)]
-    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, fp_url, discovery.problems):
+    sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)
+                and m.source_system in sql_urls]
+    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, sql_urls, discovery.problems):
         # nothing new: the published warehouse is not copied, touched or rewritten
         summary.status = "unchanged"
         summary.persons_before, summary.alerts = _person_and_alert_counts(settings)
@@ -471,7 +486,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
             staged = 0
             superseded = False
-            total = len(files) + (len(sql_maps) if fp_url else 0)
+            total = len(files) + len(sql_maps)
             t_read = t_std = t_stage = 0.0
             for i, ef in enumerate(files, 1):
                 if progress:
@@ -506,14 +521,15 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 t_std += timers.get("standardize", 0.0)
                 t_stage += timers.get("stage", 0.0)
                 superseded |= timers.get("superseded", False)
-            if fp_url:
+            if sql_maps:
                 for j, mapping in enumerate(sorted(sql_maps, key=lambda m: m.parent is not None), len(files) + 1):
+                    url = sql_urls[mapping.source_system]
                     if progress:
                         progress(mapping.table or mapping.source_object, j, total)
                     ts = time.perf_counter()
                     since = _sql_since(con, load, mapping, selection)
                     until = (dt.datetime.combine(selection.until, dt.time.max) if selection.until else None)
-                    raw = _call(read_table_task, use_tasks, fp_url, mapping, since, until)
+                    raw = _call(read_table_task, use_tasks, url, mapping, since, until)
                     t_read += time.perf_counter() - ts
                     if raw.frame.empty:
                         summary.exports.append(ExportReport(mapping.source_system, mapping.source_object,
@@ -521,7 +537,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                         continue
                     meta = load.ExportMeta(
                         source_system=mapping.source_system, mapping=mapping.source_object,
-                        source_object=mapping.table or mapping.source_object, path=_redact_url(fp_url),
+                        source_object=mapping.table or mapping.source_object, path=_redact_url(url),
                         content_sha256=_frame_hash(raw.frame), size_bytes=None,
                         export_date=_as_date(raw.metadata.get("max_watermark")), period=None,
                         watermark_from=since, watermark_to=_as_datetime(raw.metadata.get("max_watermark")))
@@ -590,7 +606,7 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
     return 1
 
 
-def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url: str | None,
+def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], sql_urls: dict[str, Any],
               problems: list[Any]) -> bool:
     """Whether a sync would change the warehouse: an export not in the ledger, a new
     inbox problem, new rows in a SQL source or an officer's decision not applied yet.
@@ -624,12 +640,14 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url:
         watermarks = {m.source_object: load.last_watermark(con, m.source_object) for m in sql_maps}
     finally:
         con.close()
-    if fp_url and sql_maps:
-        from connectors.sql import count_changed, open_engine
+    from connectors.sql import count_changed, open_engine
 
-        engine = open_engine(fp_url)
+    for system in dict.fromkeys(m.source_system for m in sql_maps):
+        engine = open_engine(sql_urls[system])
         try:
-            return any(count_changed(engine, m, since=watermarks[m.source_object]) for m in sql_maps)
+            if any(count_changed(engine, m, since=watermarks[m.source_object])
+                   for m in sql_maps if m.source_system == system):
+                return True
         finally:
             engine.dispose()
     return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,10 +30,11 @@ from connectors.base import (
     labels,
     render_number,
 )
-from connectors.exceptions import MissingColumnsError, TableNotFoundError
+from connectors.exceptions import MissingColumnsError, SourceError, TableNotFoundError
 from schemas.mapping import SourceMapping, normalize_header
+from schemas.sources import SourceSpec
 
-__all__ = ["count_changed", "open_engine", "read_table", "render_sql_value"]
+__all__ = ["count_changed", "open_engine", "read_table", "render_sql_value", "source_urls"]
 
 _BATCH = 10_000
 
@@ -42,6 +44,26 @@ def open_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     `postgresql+psycopg://…`). `pool_pre_ping` guards long-lived nightly processes."""
     kwargs.setdefault("pool_pre_ping", True)
     return sa.create_engine(url, **kwargs)
+
+
+def source_urls(sources: Mapping[str, SourceSpec | str], env: Mapping[str, str]) -> dict[str, sa.URL]:
+    """source system → SQLAlchemy URL of its database, the password (by reference:
+    `password_env` / `password_file`) filled in. A `sa.URL` prints without its password,
+    so it may be passed to tasks and shown in messages. Raises `SourceError` when the
+    referenced credential is not there."""
+    out = {}
+    for system, source in sources.items():
+        if isinstance(source, str):
+            out[system] = sa.make_url(source)
+            continue
+        try:
+            password = source.password(env)
+        except (KeyError, OSError) as exc:
+            raise SourceError(source.system, source.name, source.redacted_url, reason="credentials_missing",
+                              detail=str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+        url = sa.make_url(source.url)
+        out[system] = url.set(password=password) if password is not None else url
+    return out
 
 
 def read_table(engine: Engine, mapping: SourceMapping, *, since: dt.datetime | None = None) -> RawRead:

@@ -40,3 +40,20 @@ def sftp_server() -> dict[str, str]:
 def mysql_url() -> str:
     """`RESIDENTS_TEST_MYSQL_URL`: the MariaDB of `tests/servers.py`."""
     return _server_env(("RESIDENTS_TEST_MYSQL_URL",), "MariaDB")["RESIDENTS_TEST_MYSQL_URL"]
+
+
+@pytest.fixture
+def mysql_db(mysql_url):
+    """A fresh MariaDB database of its own (tests run in parallel): its URL."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"residents_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(mysql_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield sa.make_url(mysql_url).set(database=name)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name}")
+    admin.dispose()

@@ -134,8 +134,9 @@ def start_mariadb(base: Path) -> dict[str, str]:
     sql = (f"CREATE DATABASE IF NOT EXISTS {DB_NAME} CHARACTER SET utf8mb4;"
            f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';"
            f"ALTER USER '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';"
-           # the tests create and fill the exchange tables themselves, hence ALL
-           f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'127.0.0.1'; FLUSH PRIVILEGES;")
+           # the tests create and fill the exchange tables themselves, each test in a
+           # database of its own (residents_test_<hex>), hence ALL on the name pattern
+           f"GRANT ALL ON `{DB_NAME}%`.* TO '{DB_USER}'@'127.0.0.1'; FLUSH PRIVILEGES;")
     run("mariadb", f"--socket={sock}", "-uroot", "-e", sql)
     return {"RESIDENTS_TEST_MYSQL_URL": f"mysql+pymysql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"}
 
