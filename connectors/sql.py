@@ -70,7 +70,8 @@ def read_table(engine: Engine, mapping: SourceMapping, *, since: dt.datetime | N
     """Rows of `mapping.table` (all, or with watermark > `since`) as a RawRead.
 
     `source_object` is the mapping's table name (`T_YLFN`), `source_locator` the primary
-    key value. Raises `MissingColumnsError` when a required column is absent.
+    key value. Raises `MissingColumnsError` when a required column is absent, and
+    `SourceError` when the database cannot be reached or refuses the login.
     """
     if not mapping.table:
         raise ValueError(f"mapping {mapping.source_object} has no table")
@@ -149,9 +150,18 @@ def _url_text(engine: Engine) -> str:
 
 
 def _reflect(engine: Engine, mapping: SourceMapping, where: str) -> sa.Table:
-    """The table, found case-insensitively, reflected with its real name."""
+    """The table, found case-insensitively, reflected with its real name. The first
+    contact with the database: a refused connection or login becomes a `SourceError`."""
     assert mapping.table is not None
-    inspector = sa.inspect(engine)
+    try:
+        inspector = sa.inspect(engine)
+    except sa.exc.OperationalError as exc:
+        text = str(exc.orig).lower()
+        denied = any(k in text for k in ("access denied", "password authentication failed", "ora-01017",
+                                         "authentication failed"))
+        raise SourceError(mapping.source_system, mapping.source_system, where,
+                          reason="auth_failed" if denied else "unreachable",
+                          detail=f"{type(exc.orig).__name__}: {exc.orig}") from None
     wanted = mapping.table.lower()
     name = next((t for t in inspector.get_table_names() if t.lower() == wanted), None)
     if name is None:

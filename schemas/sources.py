@@ -86,6 +86,13 @@ class SourceSpec(BaseModel):
         elif self.kind == "sql":
             if self.done_marker or self.key_file or self.known_hosts:
                 raise ValueError(f"来源 {self.name}：done_marker / key_file / known_hosts 只用于文件来源")
+            from schemas.mapping import load_mappings
+
+            with_tables = sorted({m.source_system for m in load_mappings() if m.format == "sql"})
+            if self.system not in with_tables:
+                raise ValueError(
+                    f"来源 {self.name}：{self.system} 没有数据库表的映射（schemas/mappings/*.yaml 中 format: sql），"
+                    f"无法从数据库读取；目前有表映射的来源系统：{'、'.join(with_tables)}")
         if self.password_env and self.password_file:
             raise ValueError(f"来源 {self.name}：password_env 与 password_file 只能设一个")
         return self

@@ -254,3 +254,8 @@ def test_sources_settings_are_validated_and_never_hold_a_password():
         Settings.model_validate({"sources": {"low_income": {"url": "ftp://a@h/x/"}}})
     with pytest.raises(ValidationError, match="SFTP 地址应为"):
         Settings.model_validate({"sources": {"low_income": {"url": "sftp:///x/"}}})
+
+
+def test_a_database_source_needs_table_mappings_for_its_system():
+    with pytest.raises(ValidationError, match="low_income 没有数据库表的映射"):
+        Settings.model_validate({"sources": {"low_income": {"url": "mysql+pymysql://reader@qzj/exchange"}}})

@@ -209,10 +209,25 @@ def test_mariadb_full_and_incremental_read_with_password_by_reference(mysql_db):
 
 
 @pytest.mark.mysql
-def test_mariadb_wrong_password_is_refused(mysql_db):
+def test_mariadb_wrong_password_and_unreachable_host_in_chinese(mysql_db):
+    from connectors.exceptions import SourceError
+
     engine = open_engine(mysql_db.set(password="not-the-password"))
     try:
-        with pytest.raises(sa.exc.OperationalError, match="Access denied"):
+        with pytest.raises(SourceError) as info:
             read_table(engine, WOMEN)
     finally:
         engine.dispose()
+    assert info.value.reason == "auth_failed" and "not-the-password" not in str(info.value)
+    assert str(info.value).startswith("数据来源拒绝登录（用户名、密码或密钥不正确）：来源 family_planning（计生）")
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed_port = s.getsockname()[1]
+    engine = open_engine(mysql_db.set(port=closed_port), connect_args={"connect_timeout": 5})
+    try:
+        with pytest.raises(SourceError) as info:
+            read_table(engine, WOMEN)
+    finally:
+        engine.dispose()
+    assert info.value.reason == "unreachable" and str(info.value).startswith("无法连接数据来源")
