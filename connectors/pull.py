@@ -110,10 +110,10 @@ def pull_source(spec: SourceSpec, inbox: Path, *, archive: Path, env: Mapping[st
     seen = manifest.setdefault(spec.name, {})
     try:
         first = session.call(lambda fs: _listing(fs, spec))
-        new = {r: f for r, f in first.items() if not _known(seen.get(r), f)}
-        out.already = len(first) - len(new) - len(_markers(first, spec))
-        for rel in _markers(first, spec):
-            new.pop(rel, None)
+        markers = set(_markers(first, spec))
+        files = {r: f for r, f in first.items() if r not in markers}
+        new = {r: f for r, f in files.items() if not _known(seen.get(r), f)}
+        out.already = len(files) - len(new)
         ready = _ready(spec, session, first, new, out, sleep)
         for remote in ready:
             digest, resumed = session.call_transfer(lambda fs, r=remote: _fetch(fs, spec, r, inbox))

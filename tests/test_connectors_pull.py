@@ -187,6 +187,8 @@ def test_done_marker_decides_when_a_file_is_complete(sftp_server, remote, tmp_pa
     s = pull([spec(sftp_server, remote, done_marker=".ok")], tmp_path).sources[0]
     assert s.fetched == ["低保花名册_202611.xlsx"]
     assert sorted(p.name for p in (tmp_path / "inbox" / "low_income").iterdir()) == ["低保花名册_202611.xlsx"]
+    s = pull([spec(sftp_server, remote, done_marker=".ok")], tmp_path).sources[0]
+    assert (s.fetched, s.already, s.still_writing) == ([], 1, [])     # the marker is not a file to fetch
 
 
 def test_wrong_password_fails_at_once_in_chinese_and_never_shows_the_password(sftp_server, remote, tmp_path):
