@@ -199,10 +199,12 @@ def read_export_task(export_file: Any, mapping: Any) -> Any:
 
 
 @_task(name="read_table", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
-def read_table_task(url: str, mapping: Any, since: dt.datetime | None, until: dt.datetime | None) -> Any:
-    from connectors.sql import open_engine, read_table
+def read_table_task(settings: Settings, mapping: Any, since: dt.datetime | None, until: dt.datetime | None) -> Any:
+    """Read one SQL table from its system's database. The URL and its password (by
+    reference) are resolved here, never passed as a parameter."""
+    from connectors.sql import open_engine, read_table, source_urls
 
-    engine = open_engine(url)
+    engine = open_engine(source_urls(settings.sql_sources(), os.environ)[mapping.source_system])
     try:
         raw = read_table(engine, mapping, since=since)
     finally:
@@ -459,13 +461,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.exports.append(ExportReport(ctx.get("source_system") or "unknown", "", Path(str(ctx.get("path", ""))).name,
                                             "problem", message=str(problem)))
     summary.stage_seconds["discover"] = time.perf_counter() - t0
-    from connectors.sql import source_urls
-
-    sql_urls = source_urls(settings.sql_sources(), os.environ)   # source system → its database
     district = _district_context(settings)
     sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)
-                and m.source_system in sql_urls]
-    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, sql_urls, discovery.problems):
+                and m.source_system in settings.sql_sources()]
+    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, discovery.problems):
         # nothing new: the published warehouse is not copied, touched or rewritten
         summary.status = "unchanged"
         summary.persons_before, summary.alerts = _person_and_alert_counts(settings)
@@ -523,13 +522,12 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 superseded |= timers.get("superseded", False)
             if sql_maps:
                 for j, mapping in enumerate(sorted(sql_maps, key=lambda m: m.parent is not None), len(files) + 1):
-                    url = sql_urls[mapping.source_system]
                     if progress:
                         progress(mapping.table or mapping.source_object, j, total)
                     ts = time.perf_counter()
                     since = _sql_since(con, load, mapping, selection)
                     until = (dt.datetime.combine(selection.until, dt.time.max) if selection.until else None)
-                    raw = _call(read_table_task, use_tasks, url, mapping, since, until)
+                    raw = _call(read_table_task, use_tasks, settings, mapping, since, until)
                     t_read += time.perf_counter() - ts
                     if raw.frame.empty:
                         summary.exports.append(ExportReport(mapping.source_system, mapping.source_object,
@@ -537,7 +535,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                         continue
                     meta = load.ExportMeta(
                         source_system=mapping.source_system, mapping=mapping.source_object,
-                        source_object=mapping.table or mapping.source_object, path=_redact_url(url),
+                        source_object=mapping.table or mapping.source_object, path=raw.metadata["database"],
                         content_sha256=_frame_hash(raw.frame), size_bytes=None,
                         export_date=_as_date(raw.metadata.get("max_watermark")), period=None,
                         watermark_from=since, watermark_to=_as_datetime(raw.metadata.get("max_watermark")))
@@ -606,8 +604,7 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
     return 1
 
 
-def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], sql_urls: dict[str, Any],
-              problems: list[Any]) -> bool:
+def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problems: list[Any]) -> bool:
     """Whether a sync would change the warehouse: an export not in the ledger, a new
     inbox problem, new rows in a SQL source or an officer's decision not applied yet.
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
@@ -640,8 +637,9 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], sql_url
         watermarks = {m.source_object: load.last_watermark(con, m.source_object) for m in sql_maps}
     finally:
         con.close()
-    from connectors.sql import count_changed, open_engine
+    from connectors.sql import count_changed, open_engine, source_urls
 
+    sql_urls = source_urls(settings.sql_sources(), os.environ) if sql_maps else {}
     for system in dict.fromkeys(m.source_system for m in sql_maps):
         engine = open_engine(sql_urls[system])
         try:

@@ -24,8 +24,6 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.person import SOURCE_SYSTEMS
-
 __all__ = ["SourceSpec", "SourceKind", "SQL_SCHEMES", "redact_url"]
 
 SourceKind = Literal["sftp", "local", "sql"]
@@ -63,6 +61,8 @@ class SourceSpec(BaseModel):
     @field_validator("system")
     @classmethod
     def _known_system(cls, v: str) -> str:
+        from schemas.person import SOURCE_SYSTEMS  # here: `residents query`/`status` start fast
+
         if v not in SOURCE_SYSTEMS:
             raise ValueError(f"未知的来源系统 {v!r}（应为 {' / '.join(SOURCE_SYSTEMS)}）")
         return v
