@@ -261,3 +261,20 @@ def test_sources_settings_are_validated_and_never_hold_a_password():
 def test_a_database_source_needs_table_mappings_for_its_system():
     with pytest.raises(ValidationError, match="low_income 没有数据库表的映射"):
         Settings.model_validate({"sources": {"low_income": {"url": "mysql+pymysql://reader@qzj/exchange"}}})
+
+
+def test_server_tests_fail_in_ci_when_their_server_is_missing(tmp_path):
+    """Locally a missing server skips its tests; with CI=true they fail."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESIDENTS_TEST_", "CI"))}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+           "tests/test_connectors_pull.py::test_done_marker_decides_when_a_file_is_complete",
+           "tests/test_connectors_sql.py::test_mariadb_wrong_password_and_unreachable_host_in_chinese"]
+    local = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert local.returncode == 0 and "2 skipped" in local.stdout, local.stdout
+    ci = subprocess.run(cmd, cwd=root, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=120)
+    assert ci.returncode == 1 and "2 error" in ci.stdout, ci.stdout
+    assert "SFTP (OpenSSH) tests must run in CI" in ci.stdout and "MariaDB tests must run in CI" in ci.stdout
