@@ -377,7 +377,8 @@ class SourceError(ConnectorError):
     `reason`: `unreachable` (no connection: refused, timed out, unknown host),
     `auth_failed` (wrong password or key), `not_found` (the folder or database is not
     there), `credentials_missing` (the referenced environment variable or file is not
-    set), `transfer_failed` (the connection kept dropping). `url` is the source's URL
+    set), `transfer_failed` (the connection kept dropping), `host_key_rejected` (the
+    server's key is not in the declared known_hosts). `url` is the source's URL
     without any password; `attempts` how often it was tried.
     """
 
@@ -397,6 +398,7 @@ class SourceError(ConnectorError):
         "not_found": "数据来源中没有该目录或数据库",
         "credentials_missing": "数据来源的登录凭据未配置",
         "transfer_failed": "从数据来源传输文件时连接反复中断",
+        "host_key_rejected": "数据来源的主机密钥与 known_hosts 中记录的不符（可能连到了别的服务器），已拒绝连接",
     }
     _EN = {
         "unreachable": "cannot connect to the source",
@@ -404,6 +406,7 @@ class SourceError(ConnectorError):
         "not_found": "folder or database not found on the source",
         "credentials_missing": "the source's credentials are not configured",
         "transfer_failed": "the connection kept dropping while transferring from the source",
+        "host_key_rejected": "the source's host key is not the one in known_hosts (another server?); refused",
     }
 
     def reason_zh(self) -> str:

@@ -367,9 +367,13 @@ def _KnownHostsPolicy(path: Path) -> Any:  # noqa: N802 - a paramiko policy inst
         def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
             known = paramiko.HostKeys(str(path)).lookup(hostname) or {}
             if known.get(key.get_name()) != key:
-                raise paramiko.SSHException(f"host key of {hostname} is not in {path}")
+                raise HostKeyRejected(f"host key of {hostname} is not in {path}")
 
     return Policy()
+
+
+class HostKeyRejected(Exception):
+    """The SFTP server's host key is not in the source's known_hosts file."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -377,11 +381,10 @@ def _transient(exc: BaseException) -> bool:
     login, a missing folder, a permission problem, our own SourceError."""
     import paramiko
 
-    if isinstance(exc, (SourceError, paramiko.AuthenticationException, paramiko.BadHostKeyException)):
+    if isinstance(exc, (SourceError, HostKeyRejected, paramiko.AuthenticationException,
+                        paramiko.BadHostKeyException)):
         return False
     if isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)):
-        return False
-    if isinstance(exc, paramiko.SSHException) and "host key" in str(exc):
         return False
     return isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, TimeoutError, socket.timeout, OSError))
 
@@ -391,6 +394,8 @@ def _classify(exc: BaseException, default: str) -> str:
 
     if isinstance(exc, paramiko.AuthenticationException):
         return "auth_failed"
+    if isinstance(exc, (HostKeyRejected, paramiko.BadHostKeyException)):
+        return "host_key_rejected"
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return "not_found"
     if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, socket.gaierror, ConnectionRefusedError)):

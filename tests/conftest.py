@@ -33,6 +33,7 @@ def sftp_server() -> dict[str, str]:
     """The OpenSSH server of `tests/servers.py`: host, port, user, password, key, root."""
     env = _server_env(tuple(f"RESIDENTS_TEST_SFTP_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "KEY", "ROOT")),
                       "SFTP (OpenSSH)")
+    env.update(_server_env(("RESIDENTS_TEST_SFTP_HOST_KEY",), "SFTP (OpenSSH)"))
     return {k.removeprefix("RESIDENTS_TEST_SFTP_").lower(): v for k, v in env.items()}
 
 

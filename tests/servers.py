@@ -15,7 +15,8 @@ password and a key) and MariaDB runs as the `mysql` user.
 Exported for the tests (see tests/conftest.py):
 
 * `RESIDENTS_TEST_SFTP_HOST`, `…_PORT`, `…_USER`, `…_PASSWORD`, `…_KEY` (private key file,
-  readable by the tests), `…_ROOT` (a directory the SFTP user reads and the tests write);
+  readable by the tests), `…_ROOT` (a directory the SFTP user reads and the tests write),
+  `…_HOST_KEY` (the server's public host key);
 * `RESIDENTS_TEST_MYSQL_URL` (`mysql+pymysql://reader:…@127.0.0.1:<port>/residents_test`).
 """
 
@@ -107,6 +108,7 @@ LogLevel INFO
         "RESIDENTS_TEST_SFTP_PASSWORD": password,
         "RESIDENTS_TEST_SFTP_KEY": str(d / "client_key"),
         "RESIDENTS_TEST_SFTP_ROOT": str(root),
+        "RESIDENTS_TEST_SFTP_HOST_KEY": str(d / "host_key.pub"),   # for known_hosts checks
     }
 
 

@@ -278,3 +278,39 @@ def test_server_tests_fail_in_ci_when_their_server_is_missing(tmp_path):
     ci = subprocess.run(cmd, cwd=root, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=120)
     assert ci.returncode == 1 and "2 error" in ci.stdout, ci.stdout
     assert "SFTP (OpenSSH) tests must run in CI" in ci.stdout and "MariaDB tests must run in CI" in ci.stdout
+
+
+def test_transfer_cut_in_one_pull_continues_in_the_next(sftp_server, remote, tmp_path):
+    payload = os.urandom(5 * 1024 * 1024)
+    (remote / "低保花名册_202611.xlsx").write_bytes(payload)
+    proxy = CuttingProxy(int(sftp_server["port"]), cut_after=2 * 1024 * 1024)
+    try:
+        first = pull([spec(sftp_server, remote, port=proxy.port, settle_seconds=0, attempts=1)], tmp_path).sources[0]
+    finally:
+        proxy.close()
+    assert first.error is not None and first.error.reason == "transfer_failed" and first.fetched == []
+    assert "传输文件时连接反复中断" in str(first.error)
+    part = next((tmp_path / "inbox" / ".pull" / "low_income").glob("*.part"))
+    assert 0 < part.stat().st_size < len(payload)               # what arrived is kept
+    assert not (tmp_path / "inbox" / "low_income").exists()      # nothing half-landed
+    second = pull([spec(sftp_server, remote, settle_seconds=0)], tmp_path).sources[0]
+    assert second.fetched == second.resumed == ["低保花名册_202611.xlsx"]
+    assert (tmp_path / "inbox" / "low_income" / "低保花名册_202611.xlsx").read_bytes() == payload
+
+
+def test_known_hosts_accepts_the_servers_key_and_refuses_another(sftp_server, remote, tmp_path):
+    (remote / "低保花名册_202611.xlsx").write_bytes(b"abc")
+    host = f"[{sftp_server['host']}]:{sftp_server['port']}"
+    key_type, key_b64 = Path(sftp_server["host_key"]).read_text().split()[:2]
+    good = tmp_path / "known_hosts"
+    good.write_text(f"{host} {key_type} {key_b64}\n")
+    s = pull([spec(sftp_server, remote, known_hosts=good)], tmp_path).sources[0]
+    assert s.error is None and s.fetched == ["低保花名册_202611.xlsx"]
+    import paramiko
+
+    other = paramiko.Ed25519Key.from_private_key_file(sftp_server["key"])   # not the host's key
+    bad = tmp_path / "known_hosts_other"
+    bad.write_text(f"{host} {other.get_name()} {other.get_base64()}\n")
+    s = pull([spec(sftp_server, remote, "civil_affairs", known_hosts=bad, attempts=3)], tmp_path).sources[0]
+    assert s.error is not None and s.error.reason == "host_key_rejected" and s.error.attempts == 1
+    assert s.fetched == [] and "主机密钥" in str(s.error)
