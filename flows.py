@@ -453,7 +453,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     mappings = {m.source_object: m for m in load_mappings()}
     t0 = time.perf_counter()
     for problem in _call(pull_task, use_tasks, settings).problems:  # a source that fails, fails alone
-        summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed", message=str(problem)))
+        summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed",
+                                            message=str(problem)))
     discovery = discover_exports(settings.inbox, tuple(mappings.values()))
     files = [f for f in discovery.files if selection.wants(f.source_system, f.export_date)]
     for problem in discovery.problems:
