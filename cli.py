@@ -119,6 +119,32 @@ def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = Warehouse
     _print_summary(summary)
 
 
+@app.command()
+def pull(inbox: Optional[Path] = InboxOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """从配置的各文件来源（SFTP、本地目录）取回新文件到收件箱（每晚同步的第一步）；已取回的不再重复取。"""
+    from flows import pull_task
+
+    settings = _settings(config, inbox=inbox)
+    if not settings.file_sources():
+        console.print("未配置文件来源（[sources.<名称>] url = \"sftp://…\"）；收件箱中的文件照常装载。")
+        return
+    result = pull_task.fn(settings)
+    table = Table(title=f"拉取到 {settings.inbox}")
+    for col in ("来源", "地址", "新取得", "续传", "已有", "仍在写入", "状态"):
+        table.add_column(col)
+    for s in result.sources:
+        table.add_row(s.source, s.url, str(len(s.fetched)), str(len(s.resumed)), str(s.already),
+                      str(len(s.still_writing)), "失败" if s.error else "成功")
+    console.print(table)
+    for s in result.sources:
+        for name in s.still_writing:
+            console.print(f"[yellow]仍在写入，下次再取[/yellow] {s.source}: {name}")
+        if s.error:
+            err_console.print(f"[red]{s.error}[/red]")
+    if result.problems:
+        raise typer.Exit(1)
+
+
 def _summary_from_json(d: dict):
     from flows import ExportReport, SyncSummary
 

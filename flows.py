@@ -2,7 +2,7 @@
 
     connectors (find + read)  →  pipelines (standardize, resolve)  →  warehouse (stage, build, publish)
 
-Every stage is a task (`read_export_task`, `read_table_task`, `standardize_task`,
+Every stage is a task (`pull_task`, `read_export_task`, `read_table_task`, `standardize_task`,
 `resolve_task`, `build_task`); only the reading tasks retry, and only on I/O errors.
 `run_sync` is the whole sync as a plain function: the flows call it with tasks, tests
 call it directly (`use_tasks=False`) to stay fast. One sync = one warehouse
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -181,6 +182,15 @@ def _task(**kw: Any) -> Callable[[Callable[..., Any]], _LazyTask]:
     return lambda fn: _LazyTask(fn, kw)
 
 
+@_task(name="pull")
+def pull_task(settings: Settings) -> Any:
+    """Fetch new files from the declared file sources into the inbox (`connectors.pull`)."""
+    from connectors.pull import pull_sources
+
+    return pull_sources(settings.file_sources(), settings.inbox, archive=settings.resolved_archive(),
+                        retention_days=settings.archive_retention_days, env=os.environ)
+
+
 @_task(name="read_export", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
 def read_export_task(export_file: Any, mapping: Any) -> Any:
     from connectors import read_export
@@ -189,10 +199,12 @@ def read_export_task(export_file: Any, mapping: Any) -> Any:
 
 
 @_task(name="read_table", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
-def read_table_task(url: str, mapping: Any, since: dt.datetime | None, until: dt.datetime | None) -> Any:
-    from connectors.sql import open_engine, read_table
+def read_table_task(settings: Settings, mapping: Any, since: dt.datetime | None, until: dt.datetime | None) -> Any:
+    """Read one SQL table from its system's database. The URL and its password (by
+    reference) are resolved here, never passed as a parameter."""
+    from connectors.sql import open_engine, read_table, source_urls
 
-    engine = open_engine(url)
+    engine = open_engine(source_urls(settings.sql_sources(), os.environ)[mapping.source_system])
     try:
         raw = read_table(engine, mapping, since=since)
     finally:
@@ -441,6 +453,9 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     mappings = {m.source_object: m for m in load_mappings()}
     t0 = time.perf_counter()
+    for problem in _call(pull_task, use_tasks, settings).problems:  # a source that fails, fails alone
+        summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed",
+                                            message=str(problem)))
     discovery = discover_exports(settings.inbox, tuple(mappings.values()))
     files = [f for f in discovery.files if selection.wants(f.source_system, f.export_date)]
     for problem in discovery.problems:
@@ -448,10 +463,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.exports.append(ExportReport(ctx.get("source_system") or "unknown", "", Path(str(ctx.get("path", ""))).name,
                                             "problem", message=str(problem)))
     summary.stage_seconds["discover"] = time.perf_counter() - t0
-    fp_url = settings.resolved_family_planning_url()
     district = _district_context(settings)
-    sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)]
-    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, fp_url, discovery.problems):
+    sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)
+                and m.source_system in settings.sql_sources()]
+    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, discovery.problems):
         # nothing new: the published warehouse is not copied, touched or rewritten
         summary.status = "unchanged"
         summary.persons_before, summary.alerts = _person_and_alert_counts(settings)
@@ -473,7 +488,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             staged = 0
             superseded = False
             pending_checks: list[Any] = []  # (Deferred expectation results, export id)
-            total = len(files) + (len(sql_maps) if fp_url else 0)
+            total = len(files) + len(sql_maps)
             t_read = t_std = t_stage = 0.0
             for i, ef in enumerate(files, 1):
                 if progress:
@@ -509,14 +524,14 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 t_std += timers.get("standardize", 0.0)
                 t_stage += timers.get("stage", 0.0)
                 superseded |= timers.get("superseded", False)
-            if fp_url:
+            if sql_maps:
                 for j, mapping in enumerate(sorted(sql_maps, key=lambda m: m.parent is not None), len(files) + 1):
                     if progress:
                         progress(mapping.table or mapping.source_object, j, total)
                     ts = time.perf_counter()
                     since = _sql_since(con, load, mapping, selection)
                     until = (dt.datetime.combine(selection.until, dt.time.max) if selection.until else None)
-                    raw = _call(read_table_task, use_tasks, fp_url, mapping, since, until)
+                    raw = _call(read_table_task, use_tasks, settings, mapping, since, until)
                     t_read += time.perf_counter() - ts
                     if raw.frame.empty:
                         summary.exports.append(ExportReport(mapping.source_system, mapping.source_object,
@@ -524,7 +539,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                         continue
                     meta = load.ExportMeta(
                         source_system=mapping.source_system, mapping=mapping.source_object,
-                        source_object=mapping.table or mapping.source_object, path=_redact_url(fp_url),
+                        source_object=mapping.table or mapping.source_object, path=raw.metadata["database"],
                         content_sha256=_frame_hash(raw.frame), size_bytes=None,
                         export_date=_as_date(raw.metadata.get("max_watermark")), period=None,
                         watermark_from=since, watermark_to=_as_datetime(raw.metadata.get("max_watermark")))
@@ -606,8 +621,7 @@ def _write_expectations(con: Any, run_id: str, summary: SyncSummary, pending: li
         summary.stage_seconds["expectations"] = time.perf_counter() - ts
 
 
-def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url: str | None,
-              problems: list[Any]) -> bool:
+def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problems: list[Any]) -> bool:
     """Whether a sync would change the warehouse: an export not in the ledger, a new
     inbox problem, new rows in a SQL source or an officer's decision not applied yet.
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
@@ -640,12 +654,15 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], fp_url:
         watermarks = {m.source_object: load.last_watermark(con, m.source_object) for m in sql_maps}
     finally:
         con.close()
-    if fp_url and sql_maps:
-        from connectors.sql import count_changed, open_engine
+    from connectors.sql import count_changed, open_engine, source_urls
 
-        engine = open_engine(fp_url)
+    sql_urls = source_urls(settings.sql_sources(), os.environ) if sql_maps else {}
+    for system in dict.fromkeys(m.source_system for m in sql_maps):
+        engine = open_engine(sql_urls[system])
         try:
-            return any(count_changed(engine, m, since=watermarks[m.source_object]) for m in sql_maps)
+            if any(count_changed(engine, m, since=watermarks[m.source_object])
+                   for m in sql_maps if m.source_system == system):
+                return True
         finally:
             engine.dispose()
     return False

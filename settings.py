@@ -14,7 +14,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.sources import SourceSpec
 
 
 class DistrictSettings(BaseModel):
@@ -27,6 +29,9 @@ class DistrictSettings(BaseModel):
 
 
 class Settings(BaseModel):
+    # a mistyped source URL may carry a password: validation errors never echo the input
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     inbox: Path = Field(Path("inbox"), description="收件箱目录：每个来源系统一个子目录")
     warehouse: Path = Field(Path("warehouse.duckdb"), description="DuckDB 仓库文件")
     family_planning_url: str | None = Field(
@@ -49,6 +54,36 @@ class Settings(BaseModel):
     incremental_max_mention_growth: float = Field(
         0.25, description="提及数较模型训练时增长超过该比例时也重新训练（每月低保花名册等重复提及已知人员的记录只按此计）")
     district: DistrictSettings = Field(default_factory=DistrictSettings)
+    sources: dict[str, SourceSpec] = Field(
+        default_factory=dict,
+        description="各部门的数据来源（[sources.<名称>] url = ...）；未声明的部门照旧读取收件箱中的文件")
+    archive: Path | None = Field(None, description="拉取文件的只读存档目录；为空时为收件箱旁的 archive/")
+    archive_retention_days: int = Field(
+        365, ge=0, description="存档保留天数（按拉取日期）；0 表示永久保留")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _name_sources(cls, v: Any) -> Any:
+        """`[sources.low_income]` → a SourceSpec named `low_income` (its system by default)."""
+        if isinstance(v, dict):
+            return {k: ({"name": k, **s} if isinstance(s, dict) else s) for k, s in v.items()}
+        return v
+
+    def file_sources(self) -> list[SourceSpec]:
+        return [s for s in self.sources.values() if s.is_file_source]
+
+    def sql_sources(self) -> dict[str, SourceSpec | str]:
+        """source system → its database: a declared SQL source, else (family planning) the
+        `family_planning_url` or the `.sqlite` file in the inbox."""
+        out: dict[str, SourceSpec | str] = {s.system: s for s in self.sources.values() if s.kind == "sql"}
+        if "family_planning" not in out:
+            url = self.resolved_family_planning_url()
+            if url:
+                out["family_planning"] = url
+        return out
+
+    def resolved_archive(self) -> Path:
+        return self.archive or self.inbox.resolve().parent / "archive"
 
     def resolved_family_planning_url(self) -> str | None:
         """The configured URL, else the first `.sqlite`/`.db` file in inbox/family_planning/."""

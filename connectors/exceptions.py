@@ -27,6 +27,7 @@ __all__ = [
     "UnrecognizedFileError",
     "InvalidFileDateError",
     "TableNotFoundError",
+    "SourceError",
 ]
 
 _SYSTEM_ZH = {
@@ -368,3 +369,61 @@ class TableNotFoundError(ConnectorError):
 
     def reason_en(self) -> str:
         return "table not found in the database"
+
+
+class SourceError(ConnectorError):
+    """A declared source (`[sources.<name>]`) that cannot be fetched from.
+
+    `reason`: `unreachable` (no connection: refused, timed out, unknown host),
+    `auth_failed` (wrong password or key), `not_found` (the folder or database is not
+    there), `credentials_missing` (the referenced environment variable or file is not
+    set), `transfer_failed` (the connection kept dropping), `host_key_rejected` (the
+    server's key is not in the declared known_hosts). `url` is the source's URL
+    without any password; `attempts` how often it was tried.
+    """
+
+    code = "source_error"
+
+    def __init__(self, source_system: str | None, source_name: str, url: str, *,
+                 reason: str = "unreachable", attempts: int = 1, **kw: Any) -> None:
+        self.source_name = source_name
+        self.url = url
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(source_system, None, None, **kw)
+
+    _ZH = {
+        "unreachable": "无法连接数据来源",
+        "auth_failed": "数据来源拒绝登录（用户名、密码或密钥不正确）",
+        "not_found": "数据来源中没有该目录或数据库",
+        "credentials_missing": "数据来源的登录凭据未配置",
+        "transfer_failed": "从数据来源传输文件时连接反复中断",
+        "host_key_rejected": "数据来源的主机密钥与 known_hosts 中记录的不符（可能连到了别的服务器），已拒绝连接",
+    }
+    _EN = {
+        "unreachable": "cannot connect to the source",
+        "auth_failed": "the source refused the login (user name, password or key is wrong)",
+        "not_found": "folder or database not found on the source",
+        "credentials_missing": "the source's credentials are not configured",
+        "transfer_failed": "the connection kept dropping while transferring from the source",
+        "host_key_rejected": "the source's host key is not the one in known_hosts (another server?); refused",
+    }
+
+    def reason_zh(self) -> str:
+        tried = f"（已尝试 {self.attempts} 次）" if self.attempts > 1 else ""
+        return self._ZH.get(self.reason, "无法从数据来源获取数据") + tried
+
+    def reason_en(self) -> str:
+        tried = f" (tried {self.attempts} times)" if self.attempts > 1 else ""
+        return self._EN.get(self.reason, "cannot fetch from the source") + tried
+
+    def _where_zh(self) -> str:
+        system = _SYSTEM_ZH.get(self.source_system or "", self.source_system or "")
+        return f"来源 {self.source_name}（{system}），地址 {self.url}"
+
+    def _where_en(self) -> str:
+        return f"source {self.source_name} ({self.source_system}), url {self.url}"
+
+    def _extra(self) -> dict[str, Any]:
+        return {"source_name": self.source_name, "url": self.url, "reason": self.reason,
+                "attempts": self.attempts}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,10 +30,11 @@ from connectors.base import (
     labels,
     render_number,
 )
-from connectors.exceptions import MissingColumnsError, TableNotFoundError
+from connectors.exceptions import MissingColumnsError, SourceError, TableNotFoundError
 from schemas.mapping import SourceMapping, normalize_header
+from schemas.sources import SourceSpec
 
-__all__ = ["count_changed", "open_engine", "read_table", "render_sql_value"]
+__all__ = ["count_changed", "open_engine", "read_table", "render_sql_value", "source_urls"]
 
 _BATCH = 10_000
 
@@ -44,11 +46,32 @@ def open_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+def source_urls(sources: Mapping[str, SourceSpec | str], env: Mapping[str, str]) -> dict[str, sa.URL]:
+    """source system → SQLAlchemy URL of its database, the password (by reference:
+    `password_env` / `password_file`) filled in. A `sa.URL` prints without its password,
+    so it may be passed to tasks and shown in messages. Raises `SourceError` when the
+    referenced credential is not there."""
+    out = {}
+    for system, source in sources.items():
+        if isinstance(source, str):
+            out[system] = sa.make_url(source)
+            continue
+        try:
+            password = source.password(env)
+        except (KeyError, OSError) as exc:
+            raise SourceError(source.system, source.name, source.redacted_url, reason="credentials_missing",
+                              detail=str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+        url = sa.make_url(source.url)
+        out[system] = url.set(password=password) if password is not None else url
+    return out
+
+
 def read_table(engine: Engine, mapping: SourceMapping, *, since: dt.datetime | None = None) -> RawRead:
     """Rows of `mapping.table` (all, or with watermark > `since`) as a RawRead.
 
     `source_object` is the mapping's table name (`T_YLFN`), `source_locator` the primary
-    key value. Raises `MissingColumnsError` when a required column is absent.
+    key value. Raises `MissingColumnsError` when a required column is absent, and
+    `SourceError` when the database cannot be reached or refuses the login.
     """
     if not mapping.table:
         raise ValueError(f"mapping {mapping.source_object} has no table")
@@ -127,9 +150,18 @@ def _url_text(engine: Engine) -> str:
 
 
 def _reflect(engine: Engine, mapping: SourceMapping, where: str) -> sa.Table:
-    """The table, found case-insensitively, reflected with its real name."""
+    """The table, found case-insensitively, reflected with its real name. The first
+    contact with the database: a refused connection or login becomes a `SourceError`."""
     assert mapping.table is not None
-    inspector = sa.inspect(engine)
+    try:
+        inspector = sa.inspect(engine)
+    except sa.exc.OperationalError as exc:
+        text = str(exc.orig).lower()
+        denied = any(k in text for k in ("access denied", "password authentication failed", "ora-01017",
+                                         "authentication failed"))
+        raise SourceError(mapping.source_system, mapping.source_system, where,
+                          reason="auth_failed" if denied else "unreachable",
+                          detail=f"{type(exc.orig).__name__}: {exc.orig}") from None
     wanted = mapping.table.lower()
     name = next((t for t in inspector.get_table_names() if t.lower() == wanted), None)
     if name is None:

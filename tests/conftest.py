@@ -1,4 +1,4 @@
-"""Shared fixtures: the PostgreSQL URL for `@pytest.mark.postgres` tests."""
+"""Shared fixtures: URLs of the real servers (PostgreSQL, OpenSSH, MariaDB) started by `.ci/run`."""
 
 from __future__ import annotations
 
@@ -16,3 +16,45 @@ def pg_url() -> str:
             pytest.fail("RESIDENTS_TEST_PG_URL is not set but CI=true: PostgreSQL tests must run in CI")
         pytest.skip("RESIDENTS_TEST_PG_URL not set (start PostgreSQL as .ci/run does)")
     return url
+
+
+def _server_env(names: tuple[str, ...], what: str) -> dict[str, str]:
+    """The variables `tests/servers.py` exports. Missing: skip locally, fail in CI."""
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{', '.join(missing)} not set but CI=true: {what} tests must run in CI")
+        pytest.skip(f"{what} not started (sudo python3 tests/servers.py start --dir DIR, as .ci/run does)")
+    return {n: os.environ[n] for n in names}
+
+
+@pytest.fixture(scope="session")
+def sftp_server() -> dict[str, str]:
+    """The OpenSSH server of `tests/servers.py`: host, port, user, password, key, root."""
+    env = _server_env(tuple(f"RESIDENTS_TEST_SFTP_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "KEY", "ROOT")),
+                      "SFTP (OpenSSH)")
+    env.update(_server_env(("RESIDENTS_TEST_SFTP_HOST_KEY",), "SFTP (OpenSSH)"))
+    return {k.removeprefix("RESIDENTS_TEST_SFTP_").lower(): v for k, v in env.items()}
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """`RESIDENTS_TEST_MYSQL_URL`: the MariaDB of `tests/servers.py`."""
+    return _server_env(("RESIDENTS_TEST_MYSQL_URL",), "MariaDB")["RESIDENTS_TEST_MYSQL_URL"]
+
+
+@pytest.fixture
+def mysql_db(mysql_url):
+    """A fresh MariaDB database of its own (tests run in parallel): its URL."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"residents_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(mysql_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield sa.make_url(mysql_url).set(database=name)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name}")
+    admin.dispose()

@@ -179,3 +179,55 @@ def test_postgres_children_table(pg_engine):
     assert r.metadata["max_watermark"] == dt.datetime(2026, 11, 20, 9, 0, 0, 250000)
     # the watermark keeps sub-second precision: the same row is not read again
     assert read_table(pg_engine, CHILDREN, since=r.metadata["max_watermark"]).frame.empty
+
+
+# -- MariaDB (the 前置机 exchange database) ----------------------------------------------
+@pytest.mark.mysql
+def test_mariadb_full_and_incremental_read_with_password_by_reference(mysql_db):
+    from connectors.exceptions import SourceError
+    from connectors.sql import source_urls
+    from schemas.sources import SourceSpec
+
+    spec = SourceSpec(name="wis", system="family_planning",
+                      url=mysql_db._replace(password=None).render_as_string(hide_password=False),
+                      password_env="WIS_PASSWORD")
+    url = source_urls({"family_planning": spec}, {"WIS_PASSWORD": mysql_db.password})["family_planning"]
+    assert mysql_db.password not in str(url) and mysql_db.password not in repr(url)   # printed without it
+    engine = open_engine(url)
+    try:
+        create(engine)                                   # T_YLFN with upper-case names, DATETIME GXSJ
+        check_full_read(read_table(engine, WOMEN))
+        r = read_table(engine, WOMEN, since=T0)
+        assert r.frame["source_locator"].tolist() == ["1", "2", "4"]
+        assert r.frame["SCBZ"].tolist() == ["1", "0", "0"]      # the soft delete is returned, as declared
+        assert read_table(engine, WOMEN, since=r.metadata["max_watermark"]).frame.empty
+    finally:
+        engine.dispose()
+    with pytest.raises(SourceError) as info:
+        source_urls({"family_planning": spec}, {})
+    assert info.value.reason == "credentials_missing" and "WIS_PASSWORD" in str(info.value)
+
+
+@pytest.mark.mysql
+def test_mariadb_wrong_password_and_unreachable_host_in_chinese(mysql_db):
+    from connectors.exceptions import SourceError
+
+    engine = open_engine(mysql_db.set(password="not-the-password"))
+    try:
+        with pytest.raises(SourceError) as info:
+            read_table(engine, WOMEN)
+    finally:
+        engine.dispose()
+    assert info.value.reason == "auth_failed" and "not-the-password" not in str(info.value)
+    assert str(info.value).startswith("数据来源拒绝登录（用户名、密码或密钥不正确）：来源 family_planning（计生）")
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed_port = s.getsockname()[1]
+    engine = open_engine(mysql_db.set(port=closed_port), connect_args={"connect_timeout": 5})
+    try:
+        with pytest.raises(SourceError) as info:
+            read_table(engine, WOMEN)
+    finally:
+        engine.dispose()
+    assert info.value.reason == "unreachable" and str(info.value).startswith("无法连接数据来源")
