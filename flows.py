@@ -247,13 +247,21 @@ def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame,
 
 
 def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "SyncSummary", use_tasks: bool,
-                       district: Any, *, full: bool, decided: list[str] | None = None) -> None:
+                       district: Any, *, full: bool, decided: list[str] | None = None,
+                       index_current: bool = False) -> None:
     """Resolve persons (locally where the stored model allows, see `_resolve_locally`),
-    then rebuild core, then check it (one transaction)."""
+    then rebuild core, then check it (one transaction). `index_current`: nothing was
+    staged and the linkage index is complete (an officer's decision alone), so there is
+    nothing to refresh."""
     from warehouse import build, decisions
 
     ts = time.perf_counter()
-    n_mentions, changes = _refresh_linkage_index(con, district, everything=full)
+    if index_current and not full:
+        from warehouse import linkage_index as index
+
+        n_mentions, changes = index.mention_count(con), index.IndexChanges([], [], index.no_removals())
+    else:
+        n_mentions, changes = _refresh_linkage_index(con, district, everything=full)
     next_seq = build.read_previous_resolution(con, ids_only=True)[2]
     linked = None
     if settings.resolution_mode == "incremental" and not full:
@@ -306,8 +314,7 @@ def _refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tupl
         index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything)
     else:
         index.write_features(con, None, None)
-    n_mentions = con.execute("SELECT count(*) FROM stg.mention").fetchall()[0][0]
-    return n_mentions, changes
+    return index.mention_count(con), changes
 
 
 def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
@@ -554,10 +561,11 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             decided = new_decision_mentions(con)
             from warehouse.linkage_index import is_complete
 
-            if (staged or selection.force or selection.full or summary.persons_before == 0 or decided
-                    or not is_complete(con)):
+            complete = bool(staged) or is_complete(con)
+            if staged or selection.force or selection.full or summary.persons_before == 0 or decided or not complete:
                 _resolve_and_build(con, settings, run_id, summary, use_tasks, district,
-                                   full=selection.full or summary.persons_before == 0, decided=decided)
+                                   full=selection.full or summary.persons_before == 0, decided=decided,
+                                   index_current=not staged and complete)
             _write_expectations(con, run_id, summary, pending_checks)
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             summary.alerts = _alert_counts(con)

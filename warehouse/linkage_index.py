@@ -77,6 +77,16 @@ def is_complete(con: duckdb.DuckDBPyConnection) -> bool:
                        "ON f.unique_id = m.mention_id)").fetchall()[0][0]
 
 
+def mention_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Current (staged) person mentions."""
+    return con.execute("SELECT count(*) FROM stg.mention").fetchall()[0][0]
+
+
+def no_removals() -> pd.DataFrame:
+    """`IndexChanges.removed` when nothing was removed."""
+    return pd.DataFrame({"mention_id": pd.Series(dtype=object), "person_id": pd.Series(dtype=object)})
+
+
 def citizen_id_count(con: duckdb.DuckDBPyConnection) -> int:
     """Distinct valid citizen IDs among the current mentions (the population a linkage
     model is judged stale against)."""
