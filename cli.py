@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="居民数据中心 Resident data hub: 导入各部门导出、解析人员与地址、装载 DuckDB 仓库。",
@@ -23,14 +24,87 @@ WarehouseOpt = typer.Option(None, "--warehouse", "-w", help="DuckDB 仓库文件
 FpUrlOpt = typer.Option(None, "--family-planning-url", help="计生数据库 SQLAlchemy 地址（默认 inbox/family_planning/*.sqlite）")
 
 
+#: exit codes a scheduler can act on (README "Exit codes")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="出错时显示完整的 Python 回溯（供开发人员排查）")) -> None:
+    _state["debug"] = debug
+
+
+def _exit_code(exc: BaseException) -> int:
+    """Usage and configuration errors 2, another sync holding the warehouse 3, the rest 1."""
+    from connectors.exceptions import InboxNotFoundError
+    from settings import ConfigError
+    from warehouse.exceptions import WarehouseBusyError, WarehouseNotWritableError
+
+    if isinstance(exc, (ConfigError, InboxNotFoundError, WarehouseNotWritableError, UsageProblem)):
+        return EXIT_USAGE
+    if isinstance(exc, WarehouseBusyError):
+        return EXIT_BUSY
+    return EXIT_FAILED
+
+
+class UsageProblem(ValueError):
+    """A command-line value that cannot be used (structured: option, value, why)."""
+
+    def __init__(self, option: str, value: str, why: str) -> None:
+        self.option, self.value, self.why = option, value, why
+        super().__init__(f"参数错误：{option} {value!r}：{why}")
+
+
+def _say_error(text: str) -> None:
+    """One line on stderr (no wrapping, no markup: messages may contain brackets)."""
+    err_console.print(text, style="red", markup=False, soft_wrap=True, highlight=False)
+
+
+def _guarded(fn):
+    """Every command: an error ends it with one clear line and its exit code; the
+    traceback only with --debug."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - turned into a message and an exit code
+            import click
+
+            if isinstance(exc, click.exceptions.ClickException) or _state["debug"]:
+                raise
+            code = _exit_code(exc)
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            if code == EXIT_FAILED and not _is_ours(exc):
+                text = f"运行失败：{type(exc).__name__}: {text}（加 --debug 查看详细信息）"
+            _say_error(text)
+            raise typer.Exit(code) from None
+
+    return run
+
+
+def _is_ours(exc: BaseException) -> bool:
+    """Errors whose message was built for officers (structured errors of the packages)."""
+    from connectors.exceptions import ConnectorError
+    from warehouse.exceptions import WarehouseError
+
+    return isinstance(exc, (ConnectorError, WarehouseError))
+
+
 def _settings(config: Optional[Path], **overrides):
     from settings import load_settings
 
-    try:
-        return load_settings(config, **overrides)
-    except FileNotFoundError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    return load_settings(config, **overrides)
+
+
+def _exit_for(summary) -> None:
+    """4 when the sync published but some exports or sources could not be loaded."""
+    if any(e.status in ("failed", "problem") for e in summary.exports):
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _cell(v) -> str:
@@ -60,7 +134,8 @@ def _print_summary(summary) -> None:
     console.print(f"预警：{alerts}")
     for e in summary.exports:
         if e.status in ("failed", "problem"):
-            err_console.print(f"[yellow]未装载[/yellow] {e.source_object}: {e.message}")
+            err_console.print(f"[yellow]未装载[/yellow] {escape(e.source_object)}: {escape(e.message or '')}",
+                              soft_wrap=True)
 
 
 def _prefect_server_configured() -> bool:
@@ -114,9 +189,10 @@ def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = Warehouse
 
             summary = run(settings, selection=Selection(full=full))
     except WarehouseBusyError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(3) from None
+        _say_error(str(exc))
+        raise typer.Exit(EXIT_BUSY) from None
     _print_summary(summary)
+    _exit_for(summary)
 
 
 @app.command()
@@ -156,8 +232,8 @@ def _summary_from_json(d: dict):
 
 @app.command()
 def backfill(source: str = typer.Argument(..., help="来源系统：civil_affairs / low_income / floating_population / family_planning"),
-             since: dt.datetime = typer.Option(..., "--since", formats=["%Y-%m-%d"], help="起始导出日期（含）"),
-             until: dt.datetime = typer.Option(..., "--until", formats=["%Y-%m-%d"], help="截止导出日期（含）"),
+             since: str = typer.Option(..., "--since", help="起始导出日期（含）：YYYY-MM-DD，或月份 YYYY-MM（该月第一天）"),
+             until: str = typer.Option(..., "--until", help="截止导出日期（含）：YYYY-MM-DD，或月份 YYYY-MM（该月最后一天）"),
              inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
              family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt,
              prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="配置了 Prefect 服务器（PREFECT_API_URL）时作为该服务器上的流程运行（默认）")) -> None:
@@ -168,14 +244,16 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
     from schemas.person import SOURCE_SYSTEMS
 
     if source not in SOURCE_SYSTEMS:
-        err_console.print(f"[red]未知来源系统 {source}；可选：{', '.join(SOURCE_SYSTEMS)}[/red]")
-        raise typer.Exit(2)
+        raise UsageProblem("SOURCE", source, f"未知来源系统；可选：{', '.join(SOURCE_SYSTEMS)}")
+    since, until = _date_range(since, until)
     settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
     if prefect and _prefect_server_configured():
-        result = _run_flow(backfill_flow, source=source, since=since.date(), until=until.date(),
+        result = _run_flow(backfill_flow, source=source, since=since, until=until,
                            inbox=str(settings.inbox), warehouse=str(settings.warehouse),
                            family_planning_url=settings.family_planning_url, config_file=str(config) if config else None)
-        _print_summary(_summary_from_json(result))
+        summary = _summary_from_json(result)
+        _print_summary(summary)
+        _exit_for(summary)
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
@@ -185,9 +263,36 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
             progress.update(bar, description=f"补录 {name}", completed=i - 1, total=total)
 
         summary = run(settings, flow_name="backfill", progress=on_progress,
-                           selection=Selection(sources=(source,), since=since.date(), until=until.date(), force=True))
+                           selection=Selection(sources=(source,), since=since, until=until, force=True))
         progress.update(bar, completed=progress.tasks[0].total or 0)
     _print_summary(summary)
+    if not summary.exports:
+        console.print(f"提示：{source} 在 {since} 至 {until} 之间没有导出，未装载任何文件。")
+    _exit_for(summary)
+
+
+def _date_range(since: str, until: str) -> tuple[dt.date, dt.date]:
+    """--since/--until as dates: a day (2026-05-01, 20260501) or a month (2026-05, 202605:
+    its first day for --since, its last day for --until); since must not be after until."""
+    import calendar
+
+    from connectors.discovery import parse_file_date
+
+    def parse(option: str, text: str, end: bool) -> dt.date:
+        try:
+            found = parse_file_date(text.strip())
+        except ValueError:
+            found = None
+        if found is None or found.text != text.strip():
+            raise UsageProblem(option, text, "应为日期 YYYY-MM-DD 或月份 YYYY-MM")
+        if end and len(found.period) == 7:
+            return found.date.replace(day=calendar.monthrange(found.date.year, found.date.month)[1])
+        return found.date
+
+    first, last = parse("--since", since, False), parse("--until", until, True)
+    if first > last:
+        raise UsageProblem("--since", since, f"起始日期 {first} 晚于截止日期 {last}")
+    return first, last
 
 
 @app.command()
@@ -211,7 +316,8 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
         from flows import sync as run
         from settings import load_settings
 
-        _print_summary(run(load_settings(inbox=inbox, warehouse=wh), flow_name="demo"))
+        summary = run(load_settings(inbox=inbox, warehouse=wh), flow_name="demo")
+        _print_summary(summary)
     console.print(f"\n查询示例：residents query -w {wh} \"SELECT alert_kind, count(*) FROM mart.alerts GROUP BY 1\"")
 
 
@@ -229,7 +335,7 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
         _print_rows("各阶段耗时（秒）", *recent_stage_times(settings.warehouse, limit))
         _print_rows("装载台账（按来源）", *ledger_overview(settings.warehouse))
     except WarehouseError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -246,7 +352,7 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
     try:
         columns, rows = run_read_only(settings.warehouse, sql)
     except WarehouseError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(1) from None
     if fmt == "csv":
         import csv
@@ -288,12 +394,14 @@ def link(a: str = typer.Argument(..., help="人员编号 P… 或记录编号（
          b: str = typer.Argument(..., help="另一个人员编号或记录编号"),
          by: str = typer.Option(..., "--by", help="决定人（姓名或工号）"),
          reason: str = typer.Option("", "--reason", help="理由"),
+         force: bool = typer.Option(False, "--force", help="推翻此前“不是同一人”的决定（须用 --reason 说明理由）"),
          warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
     """人工确认：两者是同一人（必须关联）。决定保存在仓库中，以后每次运行都执行。"""
     from warehouse.decisions import link_persons
 
     settings = _settings(config, warehouse=warehouse)
-    summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None))
+    summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None,
+                                                         force=force))
     console.print(f"已记录：{a} 与 {b} 是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
 
 
@@ -302,12 +410,15 @@ def unlink(a: str = typer.Argument(..., help="人员编号 P… 或记录编号"
            b: str = typer.Argument(..., help="不应与 a 合并的人员编号或记录编号"),
            by: str = typer.Option(..., "--by", help="决定人"),
            reason: str = typer.Option("", "--reason", help="理由"),
+           force: bool = typer.Option(False, "--force", help="推翻此前“是同一人”的决定（须用 --reason 说明理由）"),
            warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
-    """人工确认：两者不是同一人（不得关联）。a、b 为同一人员的两条记录时，会把它们拆开。"""
+    """人工确认：两者不是同一人（不得关联）。a、b 为同一人员的两条记录时，会把它们拆开；
+    拆出的记录在此前合并时用过的人员编号会恢复。"""
     from warehouse.decisions import unlink as unlink_refs
 
     settings = _settings(config, warehouse=warehouse)
-    summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None))
+    summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None,
+                                                        force=force))
     console.print(f"已记录：{a} 与 {b} 不是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
 
 
@@ -318,7 +429,7 @@ def _decide(settings, record):
     try:
         return apply_decisions(settings, record)
     except WarehouseError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -340,7 +451,7 @@ def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编�
                 t.add_row(*[_cell(v) for v in row])
             console.print(t)
     except WarehouseError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -380,7 +491,7 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
     try:
         decided = read_review_decisions(file)
     except WarehouseError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(1) from None
     if decided.empty:
         console.print("复核表中没有填写任何决定。")
@@ -412,10 +523,15 @@ def report(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
     try:
         paths = write_reports(settings.warehouse, settings.resolved_reports_dir(), advice=advice)
     except WarehouseError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(1) from None
     for p in paths:
         console.print(f"已写入 {p}")
+
+
+for _group in (app, review_app):
+    for _cmd in _group.registered_commands:
+        _cmd.callback = _guarded(_cmd.callback)
 
 
 def main() -> None:  # pragma: no cover

@@ -201,10 +201,13 @@ def read_export_task(export_file: Any, mapping: Any) -> Any:
 @_task(name="read_table", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
 def read_table_task(settings: Settings, mapping: Any, since: dt.datetime | None, until: dt.datetime | None) -> Any:
     """Read one SQL table from its system's database. The URL and its password (by
-    reference) are resolved here, never passed as a parameter."""
+    reference) are resolved here, never passed as a parameter; a locked or unreachable
+    database fails within `source_timeout_s` instead of hanging."""
+    from connectors.retry import sql_connect_args
     from connectors.sql import open_engine, read_table, source_urls
 
-    engine = open_engine(source_urls(settings.sql_sources(), os.environ)[mapping.source_system])
+    url = source_urls(settings.sql_sources(), os.environ)[mapping.source_system]
+    engine = open_engine(url, connect_args=sql_connect_args(url.drivername + ":", settings.source_timeout_s))
     try:
         raw = read_table(engine, mapping, since=since)
     finally:
@@ -217,6 +220,8 @@ def read_table_task(settings: Settings, mapping: Any, since: dt.datetime | None,
         raw.rows_read = len(raw.frame) + len(raw.skipped)
     return raw
 
+
+STILL_FAILED = "该文件（相同路径和内容）此前装载失败，仍未更正"
 
 #: connector skip reasons that are not data (counted as skipped, never as persons)
 NON_DATA_ROWS = ("total_row", "blank_row")
@@ -233,7 +238,10 @@ def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str |
          for s in raw.skipped if s.reason not in NON_DATA_ROWS],
         columns=["source_locator", "error_code", "detail", "raw_row"])
     n_skipped = sum(1 for s in raw.skipped if s.reason in NON_DATA_ROWS)
-    return standardize(raw.frame, mapping, unreadable_rows=unusable, rows_skipped=n_skipped,
+    cells = pd.DataFrame([{"source_locator": c.locator, "source_column": c.column, "raw_value": c.raw_value,
+                           "error_code": c.error_code, "cell": c.cell} for c in raw.rejected_cells],
+                         columns=["source_locator", "source_column", "raw_value", "error_code", "cell"])
+    return standardize(raw.frame, mapping, unreadable_rows=unusable, rejected_cells=cells, rows_skipped=n_skipped,
                        source_system=raw.source_system, source_object=raw.source_object,
                        district=district, period=period)
 
@@ -452,6 +460,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
              fail_before_publish: bool = False) -> SyncSummary:
     """Load what `selection` asks for into the warehouse, resolve, rebuild, publish."""
     from connectors import discover_exports
+    from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings
     from warehouse import build, load, store
 
@@ -473,7 +482,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     district = _district_context(settings)
     sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)
                 and m.source_system in settings.sql_sources()]
-    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, discovery.problems):
+    if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, discovery.problems,
+                                                                 summary):
         # nothing new: the published warehouse is not copied, touched or rewritten
         summary.status = "unchanged"
         summary.persons_before, summary.alerts = _person_and_alert_counts(settings)
@@ -488,7 +498,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     try:
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
-                               fail_before_publish=fail_before_publish) as con:
+                               fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name) as con:
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
@@ -510,20 +520,13 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                     continue
                 elif load.find_failed(con, meta) is not None:
                     summary.exports.append(ExportReport(ef.source_system, ef.mapping, ef.source_object, "failed",
-                                                        message="该文件（相同内容）此前装载失败，仍未更正"))
+                                                        message=STILL_FAILED))
                     continue
                 ts = time.perf_counter()
                 try:
                     raw = _call(read_export_task, use_tasks, ef, mapping)
-                except Exception as exc:  # noqa: BLE001 - a bad file fails alone, reported
-                    from connectors.exceptions import ConnectorError
-
-                    if not isinstance(exc, ConnectorError):
-                        raise
-                    load.record_failed_export(con, export_id=load.next_export_id(con), run_id=run_id, meta=meta,
-                                              message=str(exc))
-                    summary.exports.append(ExportReport(ef.source_system, ef.mapping, ef.source_object, "failed",
-                                                        message=str(exc)))
+                except ConnectorError as exc:  # a bad or unreadable file fails alone, reported
+                    _record_failed(con, load, summary, run_id, meta, exc)
                     continue
                 t_read += time.perf_counter() - ts
                 staged += _stage(con, load, summary, run_id, meta, mapping, raw, use_tasks, district, timers := {},
@@ -531,6 +534,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 t_std += timers.get("standardize", 0.0)
                 t_stage += timers.get("stage", 0.0)
                 superseded |= timers.get("superseded", False)
+            sql_down: dict[str, Any] = {}  # source system → the fault of its database this run
             if sql_maps:
                 for j, mapping in enumerate(sorted(sql_maps, key=lambda m: m.parent is not None), len(files) + 1):
                     if progress:
@@ -538,7 +542,17 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                     ts = time.perf_counter()
                     since = _sql_since(con, load, mapping, selection)
                     until = (dt.datetime.combine(selection.until, dt.time.max) if selection.until else None)
-                    raw = _call(read_table_task, use_tasks, settings, mapping, since, until)
+                    try:
+                        down = sql_down.get(mapping.source_system)
+                        if down:  # the database is down: its other tables fail without new retries
+                            raise down.for_object(mapping.table)
+                        raw = _read_sql(settings, mapping, since, until, use_tasks)
+                    except ConnectorError as exc:  # locked / unreachable after retries: this source fails alone
+                        if isinstance(exc, SourceUnavailableError):
+                            sql_down.setdefault(mapping.source_system, exc)
+                        _record_failed(con, load, summary, run_id,
+                                       _sql_meta(mapping, _sql_where(settings, mapping.source_system), since), exc)
+                        continue
                     t_read += time.perf_counter() - ts
                     if raw.frame.empty:
                         summary.exports.append(ExportReport(mapping.source_system, mapping.source_object,
@@ -587,12 +601,18 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
 def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any, raw: Any,
            use_tasks: bool, district: Any, timers: dict[str, float], pending_checks: list[Any]) -> int:
     ts = time.perf_counter()
-    std = _call(standardize_task, use_tasks, raw, mapping, district, meta.period)
-    timers["standardize"] = time.perf_counter() - ts
     from pipelines.expectations import validate_export
     from pipelines.parallel import Deferred
     from warehouse import quality
 
+    try:  # pure computation on this export: a failure here fails this export alone
+        std = _call(standardize_task, use_tasks, raw, mapping, district, meta.period)
+        timers["standardize"] = time.perf_counter() - ts
+    except Exception as exc:  # noqa: BLE001 - reported with its type, nothing staged
+        from pipelines.exceptions import ExportProcessingError
+
+        _record_failed(con, load, summary, run_id, meta, ExportProcessingError(meta.source_object, exc))
+        return 0
     # the export's suite runs on another core while the run goes on; collected at the end
     checks = Deferred(validate_export, std.records, mapping)
     ts = time.perf_counter()
@@ -624,17 +644,58 @@ def _write_expectations(con: Any, run_id: str, summary: SyncSummary, pending: li
 
     ts = time.perf_counter()
     for checks, export_id in pending:
-        quality.write_expectation_results(con, checks.result(), run_id=run_id, export_id=export_id)
+        try:
+            results = checks.result()
+        except Exception as exc:  # noqa: BLE001 - the export stays loaded; its checks say they could not run
+            from pipelines.expectations import suite_failure
+
+            results = suite_failure(exc)
+        quality.write_expectation_results(con, results, run_id=run_id, export_id=export_id)
     if pending:
         summary.stage_seconds["expectations"] = time.perf_counter() - ts
 
 
-def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problems: list[Any]) -> bool:
+def _record_failed(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, exc: BaseException) -> None:
+    """One export or source that failed alone: a failed ledger row and the run's report.
+    A transient fault (unavailable, program error) is tried again by the next run."""
+    load.record_failed_export(con, export_id=load.next_export_id(con), run_id=run_id, meta=meta, message=str(exc),
+                              remember=not getattr(exc, "transient", False))
+    summary.exports.append(ExportReport(meta.source_system, meta.mapping, meta.source_object, "failed",
+                                        message=str(exc)))
+
+
+def _read_sql(settings: Settings, mapping: Any, since: Any, until: Any, use_tasks: bool) -> Any:
+    """One SQL table, retried with backoff while the database is locked or unreachable."""
+    from connectors.retry import with_retries
+
+    return with_retries(lambda: _call(read_table_task, use_tasks, settings, mapping, since, until),
+                        source_system=mapping.source_system, source_object=mapping.table,
+                        where=_sql_where(settings, mapping.source_system), delays=settings.source_retry_delays_s)
+
+
+def _sql_where(settings: Settings, system: str) -> str:
+    """The database of a source system, as shown in messages and the ledger (no password)."""
+    source = settings.sql_sources().get(system)
+    return _redact_url(source) if isinstance(source, str) else (source.redacted_url if source else "")
+
+
+def _sql_meta(mapping: Any, url: str, since: Any) -> Any:
+    from warehouse.load import ExportMeta
+
+    return ExportMeta(source_system=mapping.source_system, mapping=mapping.source_object,
+                      source_object=mapping.table or mapping.source_object, path=_redact_url(url),
+                      content_sha256="", size_bytes=None, export_date=None, period=None,
+                      watermark_from=since)
+
+
+def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problems: list[Any],
+              summary: SyncSummary) -> bool:
     """Whether a sync would change the warehouse: an export not in the ledger, a new
     inbox problem, new rows in a SQL source or an officer's decision not applied yet.
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
-    (hashing the inbox) and never copies the warehouse."""
-    from connectors.discovery import file_sha256
+    (hashing the inbox) and never copies the warehouse. Files that failed before and
+    are still uncorrected are reported in `summary` (as a sync that runs reports them)."""
+    from connectors.discovery import content_key
     from warehouse import load, store
     from warehouse.decisions import decisions_changed_since_last_run
 
@@ -646,33 +707,48 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problem
 
         if current_version(con) < CURRENT_VERSION:
             return True  # an older warehouse: migrate it (and fill what the new version keeps)
+        still_failed = []
         for ef in files:
             meta = _meta_for_file(ef)
-            if load.find_loaded(con, meta) is None and load.find_failed(con, meta) is None:
-                return True
+            if load.find_loaded(con, meta) is None:
+                if load.find_failed(con, meta) is None:
+                    return True
+                still_failed.append(ExportReport(ef.source_system, ef.mapping, ef.source_object, "failed",
+                                                 message=STILL_FAILED))
         for problem in problems:
             path = Path(str(getattr(problem, "path", "") or ""))
             if path.is_file():
-                digest, _size = file_sha256(path)
+                digest, _size = content_key(path)
                 if not con.execute("SELECT count(*) FROM quality.load_ledger WHERE content_sha256 = ? "
-                                   "AND status = 'failed'", [digest]).fetchall()[0][0]:
+                                   "AND path = ? AND status = 'failed'", [digest, str(path)]).fetchall()[0][0]:
                     return True
         if decisions_changed_since_last_run(con):
             return True
         watermarks = {m.source_object: load.last_watermark(con, m.source_object) for m in sql_maps}
     finally:
         con.close()
+    from connectors.exceptions import ConnectorError
+    from connectors.retry import sql_connect_args, with_retries
     from connectors.sql import count_changed, open_engine, source_urls
 
-    sql_urls = source_urls(settings.sql_sources(), os.environ) if sql_maps else {}
+    try:
+        sql_urls = source_urls(settings.sql_sources(), os.environ) if sql_maps else {}
+    except ConnectorError:
+        return True  # a missing credential: the sync runs and records the source as failed
     for system in dict.fromkeys(m.source_system for m in sql_maps):
-        engine = open_engine(sql_urls[system])
+        url = sql_urls[system]
+        engine = open_engine(url, connect_args=sql_connect_args(url.drivername + ":", settings.source_timeout_s))
         try:
-            if any(count_changed(engine, m, since=watermarks[m.source_object])
+            if any(with_retries(lambda m=m: count_changed(engine, m, since=watermarks[m.source_object]),
+                                source_system=m.source_system, source_object=m.table,
+                                where=_sql_where(settings, system), delays=settings.source_retry_delays_s)
                    for m in sql_maps if m.source_system == system):
                 return True
+        except ConnectorError:
+            return True  # the sync runs, retries the reads and records the source as failed
         finally:
             engine.dispose()
+    summary.exports += still_failed
     return False
 
 
@@ -694,7 +770,7 @@ def _person_and_alert_counts(settings: Settings) -> tuple[int, dict[str, int]]:
 def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
     """Files discovery could not place (wrong folder, unrecognised name, bad date) get a
     failed ledger row naming the problem, once per content."""
-    from connectors.discovery import file_sha256
+    from connectors.discovery import content_key
 
     for problem in problems:
         path = Path(str(getattr(problem, "path", "") or ""))
@@ -702,7 +778,7 @@ def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any]
             continue
         name = path.name
         mapping = next((m for m in mappings.values() if m.file_prefixes and m.matches_file(name)), None)
-        digest, size = file_sha256(path)
+        digest, size = content_key(path)
         meta = load.ExportMeta(source_system=getattr(problem, "source_system", None) or "unknown",
                                mapping=mapping.source_object if mapping else "", source_object=name, path=str(path),
                                content_sha256=digest, size_bytes=size, export_date=None, period=None)
@@ -881,7 +957,8 @@ def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0,
     env = dict(os.environ if env is None else env)
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -894,6 +971,18 @@ def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0,
             time.sleep(1)
     proc.terminate()
     raise TimeoutError(f"Prefect 服务器 {timeout_s:.0f} 秒内未就绪")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when its parent dies, so a
+    killed `residents serve` leaves no Prefect server behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the server is stopped by `serve`'s finally only
+        pass
 
 
 def nightly_deployment_parameters(settings: Settings, config_file: str | None) -> dict[str, Any]:
@@ -948,7 +1037,8 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
-    with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s) as con:
+    with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
+                           flow=flow_name) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

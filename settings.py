@@ -14,13 +14,48 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.sources import SourceSpec
 
 
+class ConfigError(ValueError):
+    """A configuration the program cannot run with: structured context, one-line message.
+
+    kind: ``missing_file`` (a config file named by --config or RESIDENTS_CONFIG does not
+    exist), ``bad_toml`` (not valid TOML), ``unknown_key`` (a key no setting has; the
+    closest known key is suggested), ``invalid_value`` (a value of the wrong type or
+    outside its choices)."""
+
+    _ZH = {"missing_file": "配置文件不存在", "bad_toml": "配置文件不是有效的 TOML",
+           "unknown_key": "未知的配置项", "invalid_value": "配置值无效"}
+
+    def __init__(self, kind: str, *, source: str | None = None, key: str | None = None, value: Any = None,
+                 detail: str | None = None, suggestion: str | None = None) -> None:
+        self.kind, self.source, self.key, self.value = kind, source, key, value
+        self.detail, self.suggestion = detail, suggestion
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = [self._ZH.get(self.kind, "配置错误")]
+        if self.key is not None:
+            parts.append(f"配置项 {self.key}")
+        if self.value is not None:
+            parts.append(f"值 {str(self.value)[:80]!r}")
+        if self.source:
+            parts.append(f"来自 {self.source}")
+        if self.detail:
+            parts.append(self.detail)
+        if self.suggestion:
+            parts.append(f"是否应为 {self.suggestion}？")
+        return "：".join(parts[:1]) + ("：" + "，".join(parts[1:]) if len(parts) > 1 else "")
+
+
 class DistrictSettings(BaseModel):
     """The district the exports belong to: fills missing upper levels of addresses."""
+
+    model_config = ConfigDict(extra="forbid")
 
     province: str = "吉林省"
     city: str = "辽源市"
@@ -30,7 +65,7 @@ class DistrictSettings(BaseModel):
 
 class Settings(BaseModel):
     # a mistyped source URL may carry a password: validation errors never echo the input
-    model_config = ConfigDict(hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     inbox: Path = Field(Path("inbox"), description="收件箱目录：每个来源系统一个子目录")
     warehouse: Path = Field(Path("warehouse.duckdb"), description="DuckDB 仓库文件")
@@ -40,6 +75,10 @@ class Settings(BaseModel):
     schedule_cron: str = Field("0 2 * * *", description="每晚同步的 cron 表达式")
     schedule_timezone: str = Field("Asia/Shanghai", description="cron 的时区")
     lock_timeout_s: float = Field(600.0, description="另一个同步正在运行时最多等待的秒数")
+    source_timeout_s: float = Field(
+        10.0, description="来源数据库被锁定或连接不上时，每次尝试最多等待的秒数（SQLite 忙等待、连接超时）")
+    source_retry_delays_s: list[float] = Field(
+        [2.0, 8.0], description="来源暂时不可用（数据库锁定、拒绝连接）时，每次重试前等待的秒数；重试用完后该来源本次失败，其他来源照常装载")
     row_count_change_threshold: float = Field(0.5, description="与上次同来源导出相比，行数变化超过该比例即告警")
     grid_households: int = Field(300, description="网格员每人负责的户数（网格视图）")
     resolution_mode: Literal["incremental", "full", "deterministic"] = Field(
@@ -105,25 +144,89 @@ ENV_PREFIX = "RESIDENTS_"
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None,
                   **overrides: Any) -> Settings:
-    """Defaults ← TOML file ← environment ← explicit overrides (None values ignored)."""
+    """Defaults ← TOML file ← environment ← explicit overrides (None values ignored).
+
+    Raises `ConfigError` for a config file named explicitly (argument or
+    RESIDENTS_CONFIG) that does not exist, a file that is not TOML, a key no setting
+    has, and a value of the wrong type; `./residents.toml` is optional."""
     env = dict(os.environ if env is None else env)
     data: dict[str, Any] = {}
-    path = Path(config_file) if config_file else Path(env.get(f"{ENV_PREFIX}CONFIG", "residents.toml"))
-    if path.exists():
-        with path.open("rb") as fh:
-            data.update(tomllib.load(fh))
-    elif config_file:
-        raise FileNotFoundError(f"配置文件不存在 / config file not found: {path}")
+    origin: dict[str, str] = {}
+    named = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    path = Path(named) if named else Path("residents.toml")
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                data.update(tomllib.load(fh))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("bad_toml", source=str(path), detail=str(exc)) from None
+        except OSError as exc:
+            raise ConfigError("missing_file", source=str(path), detail=exc.strerror) from None
+        _check_keys(data, str(path))
+        origin.update({k: str(path) for k in data})
+    elif named:
+        how = "--config" if config_file else f"{ENV_PREFIX}CONFIG"
+        raise ConfigError("missing_file", source=f"{how} {path}")
     for name, info in Settings.model_fields.items():
         key = f"{ENV_PREFIX}{name.upper()}"
         if key in env and name != "district":
-            data[name] = env[key]
+            value: Any = env[key]
+            if name == "source_retry_delays_s":  # a list in the environment: "2,8" or "[2, 8]"
+                value = [v for v in value.strip("[] ").replace(" ", "").split(",") if v]
+            data[name] = value
+            origin[name] = f"环境变量 {key}"
     district = dict(data.get("district", {}))
     for name in DistrictSettings.model_fields:
         key = f"{ENV_PREFIX}DISTRICT_{name.upper()}"
         if key in env:
             district[name] = env[key]
+            origin[f"district.{name}"] = f"环境变量 {key}"
     if district:
         data["district"] = district
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings.model_validate(data)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
+    origin.update({k: "命令行" for k in given})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err.get("loc", ()))
+        top = key.split(".")[0]
+        raise ConfigError("invalid_value", key=key, value=err.get("input"),
+                          source=origin.get(key) or origin.get(top), detail=_expected(err)) from None
+
+
+def _check_keys(data: dict[str, Any], source: str) -> None:
+    """Every key of a config file must name a setting (a misspelt key is an error)."""
+    import difflib
+
+    known = set(Settings.model_fields)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError("unknown_key", key=key, source=source, suggestion=close[0] if close else None)
+    district = data.get("district")
+    if isinstance(district, dict):
+        sub = set(DistrictSettings.model_fields)
+        for key in district:
+            if key not in sub:
+                close = difflib.get_close_matches(key, sorted(sub), n=1)
+                raise ConfigError("unknown_key", key=f"district.{key}", source=source,
+                                  suggestion=f"district.{close[0]}" if close else None)
+
+
+def _expected(err: dict[str, Any]) -> str:
+    """What the value should have been, in Chinese, from a pydantic error."""
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    if kind == "literal_error":
+        return f"应为以下之一：{ctx.get('expected', '')}"
+    if kind.startswith("float") or kind.startswith("int"):
+        return "应为数字"
+    if kind in ("list_type", "float_parsing") or kind.startswith("list"):
+        return "应为数字列表，如 [2, 8]"
+    if kind.startswith("bool"):
+        return "应为 true 或 false"
+    if kind in ("dict_type", "model_type"):
+        return "应为一个表（[district]）"
+    return f"不符合要求（{err.get('msg', kind)}）"

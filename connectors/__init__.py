@@ -68,8 +68,14 @@ def read_export(export_file: ExportFile | str | Path, mapping: SourceMapping | N
         if mapping is None:
             raise ValueError("read_export(path) needs a mapping")
         path, source_object = Path(export_file), Path(export_file).name
-    if mapping.format == "xlsx":
-        return read_xlsx(path, mapping, source_object=source_object)
-    if mapping.format == "csv":
-        return read_csv(path, mapping, source_object=source_object)
+    readers = {"xlsx": read_xlsx, "csv": read_csv}
+    if mapping.format in readers:
+        try:
+            return readers[mapping.format](path, mapping, source_object=source_object)
+        except OSError as exc:  # permission denied, vanished, I/O error: this file fails alone
+            from connectors.exceptions import SourceUnavailableError
+            from connectors.retry import fault_kind
+
+            raise SourceUnavailableError(mapping.source_system, source_object, path, kind=fault_kind(exc) or "io",
+                                         detail=exc.strerror or str(exc)) from None
     raise ValueError(f"{mapping.source_object}: format {mapping.format!r} is not a file format; use read_table")

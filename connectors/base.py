@@ -26,6 +26,7 @@ __all__ = [
     "LINEAGE_COLUMNS",
     "RawRead",
     "SkippedRow",
+    "RejectedCell",
     "ConnectorWarning",
     "clean_header",
     "dedupe_headers",
@@ -81,6 +82,23 @@ class ConnectorWarning:
         }
 
 
+@dataclass(frozen=True)
+class RejectedCell:
+    """A cell whose value the reader could not pass on as written: its frame value is
+    empty (an Excel error such as ``#REF!``) or cleaned (NUL bytes removed), and the
+    pipelines record it as a rejected value at `locator`/`column`.
+
+    error codes (pipelines/errors.py): ``excel_error_value``, ``text_nul_byte``.
+    `raw_value` is printable (control characters escaped, never raw bytes); `cell` the
+    Excel reference (``C5``) where there is one."""
+
+    locator: str
+    column: str
+    raw_value: str
+    error_code: str
+    cell: str | None = None
+
+
 @dataclass
 class RawRead:
     """The result of reading one export.
@@ -93,6 +111,7 @@ class RawRead:
     warnings         structured `ConnectorWarning`s
     metadata         reader-specific facts: xlsx 统计月份/title/sheets, csv encoding,
                      sql max_watermark
+    rejected_cells   cells passed on empty or cleaned (Excel error values, NUL bytes)
     """
 
     source_system: str
@@ -104,6 +123,7 @@ class RawRead:
     rows_read: int = 0
     warnings: list[ConnectorWarning] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    rejected_cells: list[RejectedCell] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.rows_read != len(self.frame) + len(self.skipped):
@@ -121,6 +141,12 @@ class RawRead:
 
 
 # -- headers ----------------------------------------------------------------------
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes (``\\x00``), for messages."""
+    return "".join(ch if ch.isprintable() or ch in "\t " else f"\\x{ord(ch):02x}" if ord(ch) < 256
+                   else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def clean_header(text: Any) -> str:
     """Header text as the frame column: surrounding whitespace stripped, inner newlines removed."""
     if text is None:

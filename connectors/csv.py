@@ -25,8 +25,10 @@ import numpy as np
 from connectors.base import (
     ConnectorWarning,
     RawRead,
+    RejectedCell,
     SkippedRow,
     frame_from_array,
+    printable,
     check_required,
     clean_header,
     dedupe_headers,
@@ -34,7 +36,9 @@ from connectors.base import (
     labels,
     source_object_for,
 )
-from connectors.exceptions import EncodingDetectionError, MissingColumnsError, UnreadableFileError
+from connectors.exceptions import (EncodingDetectionError, MissingColumnsError, SourceUnavailableError,
+                                   UnreadableFileError)
+from connectors.retry import fault_kind
 from schemas.mapping import SourceMapping, normalize_header
 
 __all__ = ["read_csv", "detect_encoding"]
@@ -63,9 +67,9 @@ def read_csv(path: str | Path, mapping: SourceMapping, *, source_object: str | N
     src = _Source(mapping, path, source_object_for(path, source_object))
     try:
         data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableFileError(mapping.source_system, src.source_object, path,
-                                  reason="corrupt", detail=str(exc)) from exc
+    except OSError as exc:  # permission denied, vanished: not a corrupt file
+        raise SourceUnavailableError(mapping.source_system, src.source_object, path,
+                                     kind=fault_kind(exc) or "io", detail=exc.strerror) from None
     if not data.strip() or data.strip() == _BOM:
         raise UnreadableFileError(mapping.source_system, src.source_object, path, reason="empty")
     text, encoding = _decode_text(src, data)
@@ -81,10 +85,10 @@ def detect_encoding(data: bytes, mapping: SourceMapping) -> str:
 def _decode_text(src: _Source, data: bytes) -> tuple[str, str]:
     """Decode the whole file strictly in the encoding that fits; (text, encoding)."""
     nul = data.find(b"\x00")
-    if nul != -1:
+    if nul != -1 and (data[:2] in (b"\xff\xfe", b"\xfe\xff") or data.count(b"\x00") * 10 > len(data)):
+        # NUL in every other byte: UTF-16 text or a binary file (a few NULs are cells: `_strip_nul`)
         raise src.encoding_error(offset=nul, row=data.count(b"\n", 0, nul) + 1,
-                                 value=data[max(0, nul - 8): nul + 8],
-                                 detail="NUL byte: UTF-16 or binary file?")
+                                 detail="many NUL bytes: UTF-16 or binary file?")
     if data.startswith(_BOM):
         return _decode(src, data, "utf-8-sig"), "utf-8-sig"
     ranked = _rank_by_header(src, data)
@@ -223,6 +227,7 @@ def _parse(src: _Source, text: str, encoding: str) -> RawRead:
     skipped.sort(key=lambda r: int(r.locator))
     frame = frame_from_array(_to_array(rows, width), names, mapping.source_system, src.source_object,
                              list(map(str, starts)))
+    rejected = _strip_nul(frame, names) if "\x00" in text else []
     unknown = [n for n in names if n not in header_map]
     for n in unknown:
         warnings.append(ConnectorWarning("unknown_column",
@@ -238,7 +243,24 @@ def _parse(src: _Source, text: str, encoding: str) -> RawRead:
         rows_read=len(frame) + len(skipped),
         warnings=warnings,
         metadata={"encoding": encoding, "header_line": 1, "lines": reader.line_num},
+        rejected_cells=rejected,
     )
+
+
+def _strip_nul(frame: Any, names: list[str]) -> list[RejectedCell]:
+    """NUL bytes inside cells (a fault of the exporting system): removed from the value,
+    each such cell reported as a rejected value with its line and column."""
+    out: list[RejectedCell] = []
+    for name in names:
+        col = frame[name]
+        hit = col.map(lambda v: isinstance(v, str) and "\x00" in v)
+        if not hit.any():
+            continue
+        for i in hit[hit].index:
+            value = col.at[i]
+            out.append(RejectedCell(frame.at[i, "source_locator"], name, printable(value), "text_nul_byte"))
+            frame.at[i, name] = value.replace("\x00", "") or None
+    return out
 
 
 def _header(src: _Source, raw_header: list[str], warnings: list[ConnectorWarning]) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -23,14 +24,16 @@ from typing import Sequence
 
 from connectors.exceptions import (
     ConnectorError,
+    InboxNotFoundError,
     InvalidFileDateError,
+    SourceUnavailableError,
     UnrecognizedFileError,
     WrongFolderError,
 )
 from schemas.mapping import SourceMapping, load_mappings
 from schemas.person import SOURCE_SYSTEMS
 
-__all__ = ["ExportFile", "DiscoveryResult", "FileDate", "discover_exports", "parse_file_date", "file_sha256"]
+__all__ = ["ExportFile", "DiscoveryResult", "FileDate", "discover_exports", "parse_file_date", "file_sha256", "content_key"]
 
 CORRECTION_MARK = "补报"
 _DB_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".sqlite-journal", ".sqlite-wal", ".sqlite-shm")
@@ -128,12 +131,10 @@ def discover_exports(inbox: str | Path, mappings: Sequence[SourceMapping] | None
     """Every export file under `inbox`, recognised by the mappings' file prefixes."""
     inbox = Path(inbox)
     if not inbox.is_dir():
-        raise FileNotFoundError(f"收件箱不存在 / inbox not found: {inbox}")
+        raise InboxNotFoundError(None, None, inbox)
     file_mappings = [m for m in (mappings if mappings is not None else load_mappings()) if m.file_prefixes]
     result = DiscoveryResult()
-    for path in sorted(inbox.rglob("*")):
-        if not path.is_file():
-            continue
+    for path in _walk(inbox, result):
         rel = path.relative_to(inbox)
         if _ignored(rel):
             result.ignored.append(path)
@@ -145,6 +146,30 @@ def discover_exports(inbox: str | Path, mappings: Sequence[SourceMapping] | None
             result.problems.append(found)
     result.files.sort(key=lambda f: f.sort_key)
     return result
+
+
+def _walk(inbox: Path, result: DiscoveryResult) -> list[Path]:
+    """Every file under `inbox`, sorted; a folder that cannot be listed is a problem
+    (`SourceUnavailableError`), never silently empty."""
+    files: list[Path] = []
+
+    def unreadable(exc: OSError) -> None:
+        folder = Path(exc.filename or inbox)
+        rel = folder.relative_to(inbox) if folder.is_relative_to(inbox) else folder
+        if rel.parts and _ignored(rel):
+            return
+        system = rel.parts[0] if rel.parts and rel.parts[0] in SOURCE_SYSTEMS else None
+        result.problems.append(SourceUnavailableError(system, folder.name, folder, kind=_os_kind(exc),
+                                                      detail=exc.strerror))
+
+    for root, dirs, names in os.walk(inbox, onerror=unreadable):
+        dirs.sort()
+        files += [Path(root) / n for n in names if (Path(root) / n).is_file()]
+    return sorted(files)
+
+
+def _os_kind(exc: OSError) -> str:
+    return "permission" if isinstance(exc, PermissionError) else "io"
 
 
 def _ignored(rel: Path) -> bool:
@@ -179,7 +204,10 @@ def _classify(path: Path, rel: Path, mappings: Sequence[SourceMapping]) -> Expor
         return InvalidFileDateError(mapping.source_system, name, path, date_text=str(exc))
     if date is None:
         return InvalidFileDateError(mapping.source_system, name, path)
-    digest, size = file_sha256(path)
+    try:
+        digest, size = file_sha256(path)
+    except OSError as exc:  # unreadable file (permission denied, vanished, I/O error): fails alone
+        return SourceUnavailableError(mapping.source_system, name, path, kind=_os_kind(exc), detail=exc.strerror)
     return ExportFile(
         path=path, source_system=mapping.source_system, source_object=name,
         mapping=mapping.source_object, export_date=date.date, period=date.period,
@@ -197,6 +225,18 @@ def _mapping_for_name(name: str, mappings: Sequence[SourceMapping]) -> SourceMap
             if best is None or length > best[0]:
                 best = (length, m)
     return best[1] if best else None
+
+
+#: the content key of a file that cannot be read (its failure is remembered by path)
+UNREADABLE_CONTENT = "unreadable"
+
+
+def content_key(path: Path) -> tuple[str, int | None]:
+    """`file_sha256`, or (UNREADABLE_CONTENT, None) for a file that cannot be read."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return UNREADABLE_CONTENT, None
 
 
 def file_sha256(path: Path) -> tuple[str, int]:

@@ -28,6 +28,8 @@ __all__ = [
     "InvalidFileDateError",
     "TableNotFoundError",
     "SourceError",
+    "InboxNotFoundError",
+    "SourceUnavailableError",
 ]
 
 _SYSTEM_ZH = {
@@ -39,8 +41,8 @@ _SYSTEM_ZH = {
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    """`repr` of a value, cut to `limit` characters for messages."""
-    text = repr(value)
+    """`repr` of a value, cut to `limit` characters for messages (bytes as hex)."""
+    text = f"0x{value.hex(' ')}" if isinstance(value, (bytes, bytearray)) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -427,3 +429,56 @@ class SourceError(ConnectorError):
     def _extra(self) -> dict[str, Any]:
         return {"source_name": self.source_name, "url": self.url, "reason": self.reason,
                 "attempts": self.attempts}
+class InboxNotFoundError(ConnectorError, FileNotFoundError):
+    """The inbox folder does not exist (a configuration error: nothing can be read)."""
+
+    code = "inbox_not_found"
+
+    def reason_zh(self) -> str:
+        return f"收件箱目录不存在：{self.path}"
+
+    def reason_en(self) -> str:
+        return f"inbox folder not found: {self.path}"
+
+    def _where_zh(self) -> str:
+        return ""
+
+    def _where_en(self) -> str:
+        return ""
+
+
+class SourceUnavailableError(ConnectorError):
+    """A source that could not be read after retries: a file the process may not open
+    (permission denied, vanished, I/O error), or a database that is locked or refuses
+    connections. `attempts` is how many times it was tried; `detail` the last error."""
+
+    code = "source_unavailable"
+    transient = True  # not a fault of the content: tried again by the next run
+
+    def __init__(self, *args: Any, kind: str = "io", attempts: int = 1, **kw: Any) -> None:
+        self.kind = kind          # permission | io | locked | unreachable | database
+        self.attempts = attempts
+        super().__init__(*args, **kw)
+
+    _ZH = {"permission": "没有读取权限（Permission denied）", "io": "读取时发生输入输出错误",
+           "locked": "数据库被其他程序锁定", "unreachable": "无法连接数据库", "database": "数据库读取失败"}
+    _EN = {"permission": "permission denied", "io": "I/O error while reading",
+           "locked": "database locked by another program", "unreachable": "database unreachable",
+           "database": "database read failed"}
+
+    def reason_zh(self) -> str:
+        tries = f"（已尝试 {self.attempts} 次）" if self.attempts > 1 else ""
+        return f"{self._ZH.get(self.kind, '无法读取')}{tries}"
+
+    def reason_en(self) -> str:
+        tries = f" (tried {self.attempts} times)" if self.attempts > 1 else ""
+        return f"{self._EN.get(self.kind, 'cannot read')}{tries}"
+
+    def for_object(self, source_object: str | None) -> "SourceUnavailableError":
+        """The same fault reported for another object of the same source (a database's
+        other table, not tried again)."""
+        return SourceUnavailableError(self.source_system, source_object, self.path, kind=self.kind,
+                                      attempts=self.attempts, detail=self.detail)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"kind": self.kind, "attempts": self.attempts}

@@ -29,6 +29,7 @@ from connectors.base import (
     META_STAT_MONTH,
     ConnectorWarning,
     RawRead,
+    RejectedCell,
     SkippedRow,
     build_frame,
     check_required,
@@ -40,7 +41,9 @@ from connectors.base import (
     render_value,
     source_object_for,
 )
-from connectors.exceptions import HeaderNotFoundError, MissingColumnsError, UnreadableFileError
+from connectors.exceptions import (HeaderNotFoundError, MissingColumnsError, SourceUnavailableError,
+                                   UnreadableFileError)
+from connectors.retry import fault_kind
 from schemas.mapping import SourceMapping, normalize_header
 
 __all__ = ["read_xlsx"]
@@ -90,6 +93,7 @@ class _SheetRead:
     warnings: list[ConnectorWarning] = field(default_factory=list)
     rows_read: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    rejected_cells: list[RejectedCell] = field(default_factory=list)
 
 
 # -- public -----------------------------------------------------------------------
@@ -122,7 +126,7 @@ def read_xlsx(path: str | Path, mapping: SourceMapping, *, source_object: str | 
     data_sheets = _choose_data_sheets(ctx, candidates, warnings)
     reads = []
     with pool:  # the XML scan for formulas overlaps with reading the values
-        scans = {name: pool.submit(formulas.missing_values, name) for name, _h in data_sheets}
+        scans = {name: pool.submit(formulas.scan, name) for name, _h in data_sheets}
         for name, header in data_sheets:
             sheet = sheets[name]
             rows = _sheet_rows(ctx, sheet)
@@ -141,8 +145,9 @@ def _check_container(ctx: _Ctx) -> None:
             # an encrypted workbook is an OLE2 file with an EncryptedPackage stream; its
             # directory may sit anywhere in the file, so the whole file is searched
             encrypted = magic == _OLE_MAGIC and _ENCRYPTED_MARK in fh.read()
-    except OSError as exc:
-        raise ctx.unreadable("corrupt", detail=str(exc)) from exc
+    except OSError as exc:  # permission denied, vanished: not a corrupt file
+        raise SourceUnavailableError(ctx.mapping.source_system, ctx.source_object, ctx.path,
+                                     kind=fault_kind(exc) or "io", detail=exc.strerror) from None
     if size == 0:
         raise ctx.unreadable("empty")
     if magic == _OLE_MAGIC:
@@ -254,7 +259,7 @@ def _read_sheet(
     rows: list[list[Any]],
     header: _Header,
     merged: list[tuple[tuple[int, int], tuple[int, int]]],
-    formula_cells: Future[set[tuple[int, int]]],
+    scan: Future[tuple[set[tuple[int, int]], dict[tuple[int, int], str]]],
 ) -> _SheetRead:
     """Read the data rows below the header of one sheet into columns."""
     out = _SheetRead(name)
@@ -292,7 +297,13 @@ def _read_sheet(
     position = None if all_kept else {i: k for k, i in enumerate(kept_rows)}
     _fill_merged(ctx, name, merged, h, {j: by_index[j] for j in household}, position,
                  dict(zip(keep, names)), out.warnings)
-    _formula_warnings(ctx, name, formula_cells.result(), h, dict(zip(keep, names)), out.warnings)
+    formula_cells, error_cells = scan.result()
+    _formula_warnings(ctx, name, formula_cells, h, dict(zip(keep, names)), out.warnings)
+    kept = set(kept_rows)
+    out.rejected_cells = [RejectedCell(f"{name}!{r + 1}", names[keep.index(c)], text, "excel_error_value",
+                                       cell=f"{column_letter(c)}{r + 1}")
+                          for (r, c), text in sorted(error_cells.items())
+                          if r > h and (r - h - 1) in kept and c in keep]
     return out
 
 
@@ -466,6 +477,7 @@ def _combine(ctx: _Ctx, reads: list[_SheetRead], warnings: list[ConnectorWarning
         rows_read=sum(r.rows_read for r in reads),
         warnings=warnings,
         metadata=metadata,
+        rejected_cells=[c for r in reads for c in r.rejected_cells],
     )
 
 
@@ -481,16 +493,19 @@ class _FormulaScanner:
         self.path = path
         self._paths: dict[str, str] | None = None
 
-    def missing_values(self, sheet: str) -> set[tuple[int, int]]:
+    def scan(self, sheet: str) -> tuple[set[tuple[int, int]], dict[tuple[int, int], str]]:
+        """(formula cells without a cached value, cells holding an Excel error value →
+        the error text such as ``#REF!``), 0-based (row, col). Calamine reads both as
+        empty; only the sheet XML tells them apart from an empty cell."""
         try:
             with zipfile.ZipFile(self.path) as zf:
                 member = self._sheet_paths(zf).get(sheet)
                 if member is None:
-                    return set()
+                    return set(), {}
                 xml = zf.read(member)
         except (zipfile.BadZipFile, KeyError, OSError, ElementTree.ParseError):
-            return set()  # calamine read the values; the scan is a best-effort warning
-        return _scan_formulas(xml)
+            return set(), {}  # calamine read the values; the scan is a best-effort check
+        return _scan_formulas(xml), _scan_errors(xml)
 
     def _sheet_paths(self, zf: zipfile.ZipFile) -> dict[str, str]:
         """sheet name → zip member of its XML, via workbook.xml and its rels."""
@@ -525,6 +540,24 @@ def _scan_formulas(xml: bytes) -> set[tuple[int, int]]:
             pos = xml.find(b"<f", end if end != -1 else pos + 2)
         else:
             pos = xml.find(b"<f", pos + 2)
+    return out
+
+
+_ERROR_CELL = re.compile(rb'<c\b([^>]*\bt="e"[^>]*)>(.*?)</c>', re.S)
+_CACHED = re.compile(rb"<v>([^<]*)</v>")
+
+
+def _scan_errors(xml: bytes) -> dict[tuple[int, int], str]:
+    """Cells of type error (`t="e"`) with their cached error text (#REF!, #DIV/0!, …)."""
+    out: dict[tuple[int, int], str] = {}
+    if b't="e"' not in xml:
+        return out
+    for m in _ERROR_CELL.finditer(xml):
+        ref = _CELL_REF.search(m.group(1))
+        value = _CACHED.search(m.group(2))
+        if ref:
+            text = value.group(1).decode("utf-8", "replace") if value else "#ERROR"
+            out[(int(ref.group(2)) - 1, _col_index(ref.group(1).decode()))] = text
     return out
 
 

@@ -284,3 +284,14 @@ def summarize(results: pd.DataFrame) -> dict[str, int]:
     failed = ~results["success"].astype(bool)
     return {"checks": len(results), "failed": int(failed.sum()),
             "failed_errors": int((failed & results["severity"].eq("error")).sum())}
+
+
+def suite_failure(exc: BaseException) -> pd.DataFrame:
+    """The result of an export's suite that could not run at all (a program error): one
+    failed check saying so, so the run reports it instead of losing the export's checks."""
+    row = {c: None for c in RESULT_COLUMNS}
+    row.update(suite="export", target="records", expectation="suite_runs", kwargs="{}",
+               description="本文件的数据期望检查无法运行（程序错误），请联系技术人员",
+               severity="error", success=False, element_count=0, unexpected_count=0, unexpected_percent=0.0,
+               exception=f"{type(exc).__name__}: {exc}"[:500])
+    return pd.DataFrame([row], columns=RESULT_COLUMNS)

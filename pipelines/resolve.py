@@ -90,15 +90,25 @@ def assign_person_ids(
     m = m.merge(by_cid, on="citizen_id", how="left")
 
     claims = pd.concat([
-        m[["cluster_label", "old_id", "mention_id"]].rename(columns={"old_id": "pid"}),
-        m[["cluster_label", "cid_id", "mention_id"]].rename(columns={"cid_id": "pid"}),
+        m[["cluster_label", "old_id", "mention_id"]].rename(columns={"old_id": "pid"}).assign(by_id=0),
+        m[["cluster_label", "cid_id", "mention_id"]].rename(columns={"cid_id": "pid"}).assign(by_id=1),
     ]).dropna(subset=["pid"])
-    # how strongly each cluster claims each old id (mentions carried over)
-    strength = (claims.groupby(["pid", "cluster_label"]).size().rename("n").reset_index())
+    # how strongly each cluster claims each old id (mentions carried over, then citizen IDs)
+    strength = (claims.groupby(["pid", "cluster_label"])
+                .agg(n=("by_id", "size"), n_cid=("by_id", "sum")).reset_index())
+    strength["n_old"] = strength["n"] - strength["n_cid"]
     strength["seq"] = parse_person_seq(strength["pid"])
 
-    # each old id goes to the cluster with most of its mentions (ties: smallest label)
-    owner = strength.sort_values(["pid", "n", "cluster_label"], ascending=[True, False, True])
+    # each old id goes to the cluster with most of its mentions (ties: the cluster whose
+    # earliest mention comes first, as ids are issued, so a split gives the older id back
+    # to the records that had it; then the one holding its citizen ID; then the smallest label)
+    order = (m.assign(export_date=pd.to_datetime(m["export_date"]))
+              .sort_values(["export_date", "mention_id"], na_position="last")
+              .drop_duplicates("cluster_label")["cluster_label"])
+    rank = pd.Series(range(len(order)), index=order.to_numpy())
+    strength["first"] = strength["cluster_label"].map(rank)
+    owner = strength.sort_values(["pid", "n_old", "first", "n_cid", "cluster_label"],
+                                 ascending=[True, False, True, False, True])
     owner = owner.drop_duplicates("pid")
     # each cluster keeps the oldest id it owns
     kept = owner.sort_values(["cluster_label", "seq"]).drop_duplicates("cluster_label")
@@ -119,10 +129,15 @@ def assign_person_ids(
               .sort_values(["export_date", "mention_id"], na_position="last")
               .drop_duplicates("cluster_label")[["cluster_label"]])
     new_clusters = first[~first["cluster_label"].isin(cluster_id.index)]["cluster_label"]
-    new_ids = pd.Series([format_person_id(next_sequence + i) for i in range(len(new_clusters))],
-                        index=new_clusters.to_numpy(), dtype=object)
-    next_sequence += len(new_clusters)
-    cluster_id = pd.concat([cluster_id, new_ids])
+    # a cluster split off a person gets back an id that was merged into that person
+    # (`previous_persons.former_ids`, most recent first) when no one holds it: an
+    # officer's unlink undoes the link's renumbering
+    restored = _restore_former_ids(new_clusters, lost, previous_persons, set(owner["pid"]))
+    fresh = [c for c in new_clusters if c not in restored]
+    new_ids = pd.Series([format_person_id(next_sequence + i) for i in range(len(fresh))],
+                        index=fresh, dtype=object)
+    next_sequence += len(fresh)
+    cluster_id = pd.concat([cluster_id, pd.Series(restored, dtype=object), new_ids])
 
     split_to = lost.assign(to=lost["cluster_label"].map(cluster_id)).drop_duplicates(["pid", "to"])
     for r in split_to.itertuples(index=False):
@@ -139,6 +154,29 @@ def assign_person_ids(
     })
     return Resolution(xref=xref, merge_log=pd.DataFrame(log, columns=MERGE_LOG_COLUMNS),
                       next_sequence=next_sequence)
+
+
+def _restore_former_ids(new_clusters: pd.Series, lost: pd.DataFrame, previous_persons: pd.DataFrame,
+                        taken: set[str]) -> dict[object, str]:
+    """cluster_label → a former id of the person it split from (see `assign_person_ids`)."""
+    if "former_ids" not in previous_persons or lost.empty or not len(new_clusters):
+        return {}
+    former = {p: str(f).split(",") for p, f in zip(previous_persons["person_id"], previous_persons["former_ids"])
+              if isinstance(f, str) and f}
+    if not former:
+        return {}
+    out: dict[object, str] = {}
+    used = set(taken)
+    lost_by_cluster = lost.sort_values(["cluster_label", "n"], ascending=[True, False]).groupby("cluster_label")["pid"]
+    claims = {label: list(pids) for label, pids in lost_by_cluster}
+    for label in new_clusters:
+        for pid in claims.get(label, []):
+            choice = next((f for f in former.get(pid, []) if f not in used), None)
+            if choice:
+                out[label] = choice
+                used.add(choice)
+                break
+    return out
 
 
 def resolve_persons(mentions: pd.DataFrame, previous_xref: pd.DataFrame, previous_persons: pd.DataFrame,

@@ -268,6 +268,7 @@ def standardize(
     mapping: SourceMapping,
     *,
     unreadable_rows: pd.DataFrame | None = None,
+    rejected_cells: pd.DataFrame | None = None,
     rows_skipped: int = 0,
     source_system: str | None = None,
     source_object: str | None = None,
@@ -278,11 +279,16 @@ def standardize(
 
     `unreadable_rows` (source_locator, error_code, detail, raw_row) are rows the reader
     saw but could not put in the frame (e.g. a CSV row with the wrong field count):
-    they count as read and rejected. `rows_skipped` counts non-data rows (合计).
+    they count as read and rejected. `rejected_cells` (source_locator, source_column,
+    raw_value, error_code, cell) are cells the reader passed on empty or cleaned (Excel
+    error values, NUL bytes): each is a rejected value, and rejects its row when the
+    field is required (instead of `value_missing`). `rows_skipped` counts non-data rows (合计).
     `district` fills the upper levels of addresses that omit them; `period` is the
     export's period (a roster's month)."""
     mapped, field_to_header = map_columns(raw, mapping)
     records, issues = normalize_records(mapped, mapping, field_to_header)
+    if rejected_cells is not None and len(rejected_cells):
+        issues = _with_rejected_cells(issues, rejected_cells, mapped, mapping, field_to_header)
     duplicates = duplicate_rows(raw, mapped, mapping)
     if len(duplicates):
         issues = pd.concat([issues, duplicates], ignore_index=True) if len(issues) else duplicates
@@ -323,6 +329,39 @@ def standardize(
         rows_rejected=int(rejected_mask.sum()) + n_unreadable,
         rows_skipped=rows_skipped,
     )
+
+
+def _with_rejected_cells(issues: pd.DataFrame, cells: pd.DataFrame, mapped: pd.DataFrame, mapping: SourceMapping,
+                        field_to_header: dict[str, str]) -> pd.DataFrame:
+    """Issues plus one per rejected cell; a required field's cell replaces the
+    `value_missing` its empty value caused (the cell says why it is empty)."""
+    header_to_field = {h: f for f, h in field_to_header.items()}
+    required = {c.field for c in mapping.columns if c.not_null}
+    fields = cells["source_column"].map(header_to_field)
+    rejects_row = fields.isin(required).to_numpy()
+    keys = mapped.set_index("source_locator")[mapping.record_key] if mapping.record_key in mapped else None
+    extra = pd.DataFrame({
+        "source_system": mapping.source_system if mapped.empty else mapped["source_system"].iloc[0],
+        "source_object": None if mapped.empty else mapped["source_object"].iloc[0],
+        "source_locator": cells["source_locator"].to_numpy(),
+        "source_column": cells["source_column"].to_numpy(),
+        "field": fields.to_numpy(),
+        "raw_value": cells["raw_value"].to_numpy(),
+        "error_code": cells["error_code"].to_numpy(),
+        "is_row_rejected": rejects_row,
+        "record_key": (cells["source_locator"].map(keys).astype(object).to_numpy() if keys is not None
+                       else None),
+    })
+    extra["message"] = [error_message(code, column=col, value=val, detail=f"单元格 {cell}" if cell else None)
+                        for code, col, val, cell in zip(cells["error_code"], cells["source_column"],
+                                                        cells["raw_value"], cells["cell"])]
+    if len(issues):
+        replaced = set(zip(extra.loc[rejects_row, "source_locator"], extra.loc[rejects_row, "field"]))
+        drop = [(loc, f) in replaced and code == "value_missing"
+                for loc, f, code in zip(issues["source_locator"], issues["field"], issues["error_code"])]
+        issues = issues[~pd.Series(drop, index=issues.index, dtype=bool)]
+        return pd.concat([issues, extra.reindex(columns=ISSUE_COLUMNS)], ignore_index=True)
+    return extra.reindex(columns=ISSUE_COLUMNS)
 
 
 #: document types whose number is not a GB 11643 citizen ID (no ID error is raised for them)

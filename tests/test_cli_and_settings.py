@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import synth
 from cli import app
-from settings import load_settings
+from settings import ConfigError, load_settings
 from tests.e2e_helpers import sync
 
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_settings_layering(tmp_path):
     assert (str(s.warehouse), s.grid_households) == ("/env/w.duckdb", 200)
     s = load_settings(cfg, env={"RESIDENTS_WAREHOUSE": "/env/w.duckdb"}, warehouse=Path("/cli/w.duckdb"))
     assert str(s.warehouse) == "/cli/w.duckdb"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="配置文件不存在"):
         load_settings(tmp_path / "missing.toml", env={})
 
 

@@ -133,3 +133,54 @@ def test_explain_shows_fields_and_weights(base):
     assert r.exit_code == 0, r.output
     assert "birth_date" in r.output or "出生" in r.output
     assert "total" in r.output
+
+
+def decisions_of(wh: Path) -> list[tuple]:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return con.execute("SELECT decision, is_active, reason FROM core.link_decision ORDER BY decided_at").fetchall()
+    finally:
+        con.close()
+
+
+def test_link_contradicting_an_earlier_cannot_link_is_refused_unless_forced_with_a_reason(base, tmp_path):
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    a, b = two_mentions_of_one_person(wh)
+    r = runner.invoke(app, ["unlink", a, b, "--by", "甲", "--reason", "证件不同", "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    pa, pb = person_of(wh, a), person_of(wh, b)
+    assert pa != pb
+    r = runner.invoke(app, ["link", pa, pb, "--by", "乙", "-w", str(wh)])
+    assert r.exit_code == 1
+    assert "矛盾" in r.output and "甲" in r.output and "--force" in r.output
+    assert person_of(wh, a) != person_of(wh, b)          # the earlier decision still holds
+    r = runner.invoke(app, ["link", pa, pb, "--by", "乙", "--force", "-w", str(wh)])
+    assert r.exit_code == 1 and "--reason" in r.output   # overruling needs a reason
+    r = runner.invoke(app, ["link", pa, pb, "--by", "乙", "--force", "--reason", "核实为同一人", "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    assert person_of(wh, a) == person_of(wh, b)
+    history = decisions_of(wh)
+    assert ("cannot_link", False, "证件不同") in history and ("must_link", True, "核实为同一人") in history
+
+
+def test_unlink_contradicting_a_link_is_refused_unless_forced_and_restores_the_previous_ids(base, tmp_path):
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    a, b = two_singletons(wh)
+    pa, pb = person_of(wh, a), person_of(wh, b)
+    r = runner.invoke(app, ["link", pa, pb, "--by", "甲", "--reason", "同一人", "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    assert person_of(wh, a) == person_of(wh, b) == min(pa, pb)
+    r = runner.invoke(app, ["unlink", a, b, "--by", "乙", "-w", str(wh)])
+    assert r.exit_code == 1 and "矛盾" in r.output
+    assert person_of(wh, a) == person_of(wh, b)
+    r = runner.invoke(app, ["unlink", a, b, "--by", "乙", "--force", "--reason", "核实不是同一人", "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    assert (person_of(wh, a), person_of(wh, b)) == (pa, pb)   # each record back under its previous id
+    history = decisions_of(wh)
+    assert ("must_link", False, "同一人") in history and ("cannot_link", True, "核实不是同一人") in history
+    sync(inbox, wh)                                          # and a later run keeps it so
+    assert (person_of(wh, a), person_of(wh, b)) == (pa, pb)

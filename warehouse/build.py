@@ -38,6 +38,13 @@ def read_stated_relationships(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("SELECT kind, from_mention_id, to_mention_id FROM stg.relationship").df()
 
 
+#: a person's former ids: retired ids that were merged into it, most recent first
+#: (comma-separated), so a split restores the id its records had before the merge
+FORMER_IDS_SQL = ("(SELECT string_agg(l.from_person_id, ',' ORDER BY l.logged_at DESC) "
+                  "FROM core.person_merge_log l WHERE l.event = 'merge' AND l.to_person_id = p.person_id "
+                  "AND l.from_person_id NOT IN (SELECT person_id FROM core.person)) AS former_ids")
+
+
 def read_previous_resolution(con: duckdb.DuckDBPyConnection, *, ids_only: bool = False
                              ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, int]:
     """Last published xref and persons, and the next person-id sequence to issue
@@ -46,7 +53,7 @@ def read_previous_resolution(con: duckdb.DuckDBPyConnection, *, ids_only: bool =
     xref = persons = None
     if not ids_only:
         xref = con.execute("SELECT mention_id, person_id, match_method, match_probability FROM core.person_xref").df()
-        persons = con.execute("SELECT person_id, citizen_id FROM core.person").df()
+        persons = con.execute(f"SELECT person_id, citizen_id, {FORMER_IDS_SQL} FROM core.person p").df()
     seq = con.execute(
         "SELECT coalesce(max(TRY_CAST(substr(pid, 2) AS BIGINT)), 0) + 1 FROM ("
         " SELECT person_id AS pid FROM core.person_xref UNION ALL SELECT person_id FROM core.person"

@@ -215,7 +215,7 @@ RUN = Table(
     "quality", "run", "每次同步/补录运行的记录",
     (C("run_id", "VARCHAR", "运行编号", True), C("flow", "VARCHAR", "流程：nightly_sync 每晚同步、backfill 补录、demo 演示", True),
      C("started_at", "TIMESTAMP", "开始时间", True), C("finished_at", "TIMESTAMP", "结束时间"),
-     C("status", "VARCHAR", "状态：succeeded 成功、failed 失败", True),
+     C("status", "VARCHAR", "状态：succeeded 成功、unchanged 无新内容、failed 失败（未发布）、interrupted 被中断（进程被终止，由下一次运行记录）", True),
      C("parameters", "JSON", "运行参数"), C("summary", "JSON", "运行摘要（各来源读取/接收/拒收行数、新建人员、预警数）"),
      C("schema_version", "INTEGER", "运行时的仓库结构版本")),
     ("run_id",),

@@ -21,7 +21,20 @@ class UnknownReferenceError(WarehouseError):
     template = "找不到人员或记录：{ref}（请使用 person_id，如 P0000000001，或 mention_id，如 文件名|工作表!行号|角色）"
 
 
+class DecisionConflictError(WarehouseError):
+    """A new decision contradicts an earlier active one; refused unless confirmed."""
+
+    template = ("与此前的决定矛盾：{new} {ref_a} {ref_b}，但 {earlier_by} 于 {earlier_at} 已决定两者{earlier}"
+                "（决定编号 {earlier_id}，理由：{earlier_reason}）。如确需改变，请加 --force 并用 --reason 说明理由；"
+                "两条决定都会保留在历史中 / contradicts decision {earlier_id}; use --force with --reason")
+
+
+class ForceWithoutReasonError(WarehouseError):
+    template = "推翻此前的决定（--force）必须用 --reason 说明理由 / --force needs --reason"
+
+
 DECISION_COLUMNS = ["mention_id_a", "mention_id_b", "decision"]
+_DECISION_ZH = {"must_link": "是同一人", "cannot_link": "不是同一人"}
 
 
 def mentions_of(con: duckdb.DuckDBPyConnection, ref: str) -> list[str]:
@@ -51,22 +64,74 @@ def add_decision(con: duckdb.DuckDBPyConnection, a: str, b: str, decision: str, 
 
 
 def link_persons(con: duckdb.DuckDBPyConnection, ref_a: str, ref_b: str, *, decided_by: str,
-                 reason: str | None = None, channel: str = "cli") -> list[str]:
-    """must-link: one mention of each side is enough (clusters are transitive)."""
-    a, b = mentions_of(con, ref_a)[0], mentions_of(con, ref_b)[0]
+                 reason: str | None = None, channel: str = "cli", force: bool = False) -> list[str]:
+    """must-link: one mention of each side is enough (clusters are transitive).
+
+    Refused (`DecisionConflictError`) when an active cannot-link stands between the two
+    sides, unless `force` (with a reason): then that cannot-link is deactivated, and
+    both stay in core.link_decision."""
+    ma, mb = mentions_of(con, ref_a), mentions_of(con, ref_b)
+    a, b = ma[0], mb[0]
     if a == b:
         return []
+    _overrule(con, _contradicting(con, ma, mb, "cannot_link"), "must_link", ref_a, ref_b, force, reason)
     return [add_decision(con, a, b, "must_link", decided_by=decided_by, reason=reason, channel=channel)]
 
 
 def unlink(con: duckdb.DuckDBPyConnection, ref_a: str, ref_b: str, *, decided_by: str,
-           reason: str | None = None, channel: str = "cli") -> list[str]:
-    """cannot-link between every mention of one side and every mention of the other."""
+           reason: str | None = None, channel: str = "cli", force: bool = False) -> list[str]:
+    """cannot-link between every mention of one side and every mention of the other.
+
+    Refused when active must-links tie the two sides together (directly or through
+    other records), unless `force` (with a reason): then those must-links are deactivated."""
     ma, mb = mentions_of(con, ref_a), mentions_of(con, ref_b)
     if set(ma) & set(mb):
         raise UnknownReferenceError(ref=f"{ref_a} 与 {ref_b} 有相同的记录，无法分开")
+    _overrule(con, _contradicting(con, ma, mb, "must_link"), "cannot_link", ref_a, ref_b, force, reason)
     return [add_decision(con, a, b, "cannot_link", decided_by=decided_by, reason=reason, channel=channel)
             for a in ma for b in mb]
+
+
+def _contradicting(con: duckdb.DuckDBPyConnection, ma: list[str], mb: list[str], kind: str) -> pd.DataFrame:
+    """Active decisions of `kind` that a new opposite decision between ma and mb would
+    contradict: cannot-links between the sides; must-links on a chain joining them."""
+    active = con.execute("SELECT decision_id, mention_id_a, mention_id_b, decided_by, decided_at, reason "
+                         "FROM core.link_decision WHERE is_active AND decision = ? ORDER BY decided_at", [kind]).df()
+    sa, sb = set(ma), set(mb)
+    if kind == "cannot_link":
+        hit = [(x in sa and y in sb) or (x in sb and y in sa)
+               for x, y in zip(active["mention_id_a"], active["mention_id_b"])]
+        return active[hit]
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(active["mention_id_a"], active["mention_id_b"]):
+        parent[root(x)] = root(y)
+    joined = {root(x) for x in sa} & {root(y) for y in sb}
+    hit = [root(x) in joined and (x in sa | sb or y in sa | sb)
+           for x, y in zip(active["mention_id_a"], active["mention_id_b"])]
+    return active[hit]
+
+
+def _overrule(con: duckdb.DuckDBPyConnection, earlier: pd.DataFrame, new: str, ref_a: str, ref_b: str,
+              force: bool, reason: str | None) -> None:
+    if earlier.empty:
+        return
+    if not force:
+        first = earlier.iloc[0]
+        raise DecisionConflictError(new=f"要求{_DECISION_ZH[new]}：", ref_a=ref_a, ref_b=ref_b,
+                                    earlier_by=first["decided_by"], earlier_at=str(first["decided_at"])[:19],
+                                    earlier=_DECISION_ZH["cannot_link" if new == "must_link" else "must_link"],
+                                    earlier_id=first["decision_id"], earlier_reason=first["reason"] or "未填写")
+    if not (reason and reason.strip()):
+        raise ForceWithoutReasonError()
+    con.executemany("UPDATE core.link_decision SET is_active = FALSE WHERE decision_id = ?",
+                    [[d] for d in earlier["decision_id"]])
 
 
 def active_decisions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

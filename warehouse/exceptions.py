@@ -29,3 +29,11 @@ class SchemaTooNewError(WarehouseError):
 
 class ReadOnlyQueryError(WarehouseError):
     template = "只读查询失败：{detail} / read-only query failed: {detail}"
+
+
+class WarehouseNotWritableError(WarehouseError):
+    """The warehouse's folder cannot be written (read-only, no permission): a
+    configuration problem, reported before anything is read."""
+
+    template = ("仓库位置不可写：{path}（{detail}），请检查 warehouse 配置和目录权限 / "
+                "cannot write the warehouse location {path} ({detail})")

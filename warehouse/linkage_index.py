@@ -250,9 +250,12 @@ def mentions_of_persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str
 
 
 def persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> pd.DataFrame:
-    """person_id, citizen_id, document_number of these (published) persons."""
+    """person_id, citizen_id, document_number, former_ids (`build.FORMER_IDS_SQL`) of
+    these (published) persons."""
+    from warehouse.build import FORMER_IDS_SQL
+
     _ids(con, "_p_ids", person_ids)
-    return con.execute("SELECT person_id, citizen_id, document_number FROM core.person "
+    return con.execute(f"SELECT person_id, citizen_id, document_number, {FORMER_IDS_SQL} FROM core.person p "
                        "WHERE person_id IN (SELECT id FROM _p_ids) ORDER BY person_id").df()
 
 

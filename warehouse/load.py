@@ -58,8 +58,13 @@ def find_loaded(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
 
 
 def find_failed(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> int | None:
-    """export_id of an earlier failed attempt at the same content (not retried every night)."""
-    return _export_with_status(con, meta, "failed")
+    """export_id of an earlier failed attempt at the same file: the same path *and* the
+    same content (not retried every night). A copy under another name or in another
+    folder, or the corrected file, is a new attempt."""
+    row = con.execute(
+        "SELECT export_id FROM quality.load_ledger WHERE status = 'failed' AND mapping = ? AND content_sha256 = ? "
+        "AND path = ? LIMIT 1", [meta.mapping, meta.content_sha256, meta.path]).fetchall()
+    return row[0][0] if row else None
 
 
 def loaded_exports_named(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> list[int]:
@@ -250,9 +255,21 @@ def _retract_previous_versions(con: duckdb.DuckDBPyConnection, mapping: SourceMa
         con.unregister("_keys")
 
 
+#: prefix of the content key of a failure that is not remembered (`remember=False`)
+RETRY_MARK = "retry:"
+
+
 def record_failed_export(con: duckdb.DuckDBPyConnection, *, export_id: int, run_id: str, meta: ExportMeta,
-                         message: str) -> None:
-    """A file that could not be read: ledger row with status failed, nothing staged."""
+                         message: str, remember: bool = True) -> None:
+    """A file that could not be read: ledger row with status failed, nothing staged.
+
+    `remember=False` (a transient fault: the file or database was unavailable, or the
+    program failed on it): its content key is stored as `retry:<sha256>`, so
+    `find_failed` does not match it and the next run tries the file again."""
+    if not remember:
+        from dataclasses import replace
+
+        meta = replace(meta, content_sha256=RETRY_MARK + (meta.content_sha256 or ""))
     con.execute(
         "INSERT INTO quality.load_ledger (export_id, run_id, source_system, mapping, source_object, path, "
         "content_sha256, size_bytes, export_date, period, is_correction, status, loaded_at, message) "

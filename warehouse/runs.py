@@ -12,6 +12,7 @@ Readers (`residents status`) see both.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def record_unchanged_run(warehouse: str | os.PathLike[str], row: dict[str, Any],
     """A run that changed nothing: its row goes to the side file (see module docstring)."""
     from warehouse.store import writer_lock
 
-    with writer_lock(Path(warehouse), timeout_s=lock_timeout_s):
+    with writer_lock(Path(warehouse), timeout_s=lock_timeout_s, run_id=row.get("run_id"), flow=row.get("flow")):
         with open(pending_path(warehouse), "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -86,3 +87,22 @@ def load_pending_runs(con: duckdb.DuckDBPyConnection, warehouse: str | os.PathLi
     if rows:
         con.executemany(f"INSERT INTO pending_run ({', '.join(RUN_COLUMNS)}) "
                         f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)})", [[r[c] for c in RUN_COLUMNS] for r in rows])
+
+
+def record_interrupted_run(warehouse: str | os.PathLike[str], holder: str) -> None:
+    """A run that was killed while it held the writer lock (its text was left in the
+    lock file): one `interrupted` row in the side file, moved into quality.run by the
+    next transaction. Called under the writer lock."""
+    import re
+
+    fields = dict(re.findall(r"(\w+)=(\S+)", holder))
+    run_id = fields.get("run") if fields.get("run") not in (None, "-") else None
+    started = fields.get("since")
+    row = run_row(run_id=run_id or f"interrupted-{started or 'unknown'}-{fields.get('pid', '?')}",
+                  flow=fields.get("flow") if fields.get("flow") not in (None, "-") else "unknown",
+                  started_at=(started or "").replace("T", " ") or dt.datetime.now().isoformat(timespec="seconds"),
+                  finished_at=None, status="interrupted",
+                  parameters={}, summary={"pid": fields.get("pid"), "lock_text": holder[:200],
+                                          "message": "运行被中断（进程被终止），未发布任何更改"})
+    with open(pending_path(warehouse), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.exceptions import WarehouseBusyError, WarehouseNotFoundError
+from warehouse.exceptions import WarehouseBusyError, WarehouseNotFoundError, WarehouseNotWritableError
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
 
@@ -39,31 +39,105 @@ def working_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def writer_lock(path: Path, *, timeout_s: float = 0.0, poll_s: float = 0.5) -> Iterator[None]:
-    """Exclusive advisory lock on the warehouse; raises WarehouseBusyError after timeout."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(_lock_path(path), "a+")
+def writer_lock(path: Path, *, timeout_s: float = 0.0, poll_s: float = 0.5, run_id: str | None = None,
+                flow: str | None = None) -> Iterator[None]:
+    """Exclusive advisory lock on the warehouse; raises WarehouseBusyError after timeout.
+
+    While held, the lock file names the holder (`pid=… run=… flow=… since=…`); a clean
+    release empties it. Text left in it when the lock is acquired means the previous
+    holder was killed: its run is recorded as `interrupted` (`warehouse.runs`). A
+    "busy" message names the process that really holds the lock (from /proc/locks),
+    and says so when the text names a process that no longer exists."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(_lock_path(path), "a+")
+    except OSError as exc:
+        raise WarehouseNotWritableError(path=str(path), detail=exc.strerror or type(exc).__name__) from None
     deadline = time.monotonic() + timeout_s
+    locked = False
     try:
         while True:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     fh.seek(0)
-                    holder = fh.read().strip()
-                    raise WarehouseBusyError(path=str(path), holder=holder or None) from None
+                    raise WarehouseBusyError(path=str(path), holder=describe_holder(fh.read().strip(),
+                                                                                    _lock_path(path))) from None
                 time.sleep(poll_s)
         fh.seek(0)
+        left = fh.read().strip()
+        if left:
+            from warehouse.runs import record_interrupted_run
+
+            record_interrupted_run(path, left)
+        fh.seek(0)
         fh.truncate()
-        fh.write(f"pid={os.getpid()} since={time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.write(f"pid={os.getpid()} run={run_id or '-'} flow={flow or '-'} "
+                 f"since={time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         fh.flush()
         yield
     finally:
+        if locked:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()  # a clean release leaves no holder text behind
+                fh.flush()
         with contextlib.suppress(OSError):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         fh.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_holders(lock_file: Path) -> list[int]:
+    """Processes holding a flock on `lock_file`, from /proc/locks (Linux; else [])."""
+    try:
+        st = os.stat(lock_file)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    inode = f":{st.st_ino} "
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and (parts[5] + " ").endswith(inode):
+            with contextlib.suppress(ValueError):
+                out.append(int(parts[4]))
+    return out
+
+
+def describe_holder(text: str, lock_file: Path) -> str:
+    """Who holds the lock, in words: the lock file's text when its process is alive;
+    otherwise the real holder from /proc/locks, noting the stale text."""
+    import re
+
+    m = re.search(r"pid=(\d+)", text)
+    holders = [p for p in _lock_holders(lock_file) if p != os.getpid()]
+    if m and _pid_alive(int(m.group(1))) and (not holders or int(m.group(1)) in holders):
+        return text
+    real = "，".join(f"pid={p} {_cmdline(p)}".strip() for p in holders) or "未知进程"
+    if m:
+        return f"锁文件记录的进程 pid={m.group(1)} 已不存在（过期记录）；实际持有者：{real}"
+    return f"持有者：{real}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return " ".join(raw.decode("utf-8", "replace").split("\0")).strip()[:120]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -76,18 +150,25 @@ def _fsync_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
-                fail_before_publish: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+                fail_before_publish: bool = False, run_id: str | None = None,
+                flow: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writable connection to a working copy, published atomically on success.
 
-    `fail_before_publish` is a test hook: raise after loading, before the rename."""
+    `run_id`/`flow` name the holder in the lock file (an interrupted run is recorded
+    under them). `fail_before_publish` is a test hook: raise after loading, before the rename."""
     path = Path(path)
-    with writer_lock(path, timeout_s=lock_timeout_s):
+    with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow):
         work = working_path(path)
         for stale in (work, work.with_name(work.name + ".wal")):
             stale.unlink(missing_ok=True)
-        if path.exists():
-            shutil.copy2(path, work)
-        con = duckdb.connect(str(work))
+        try:
+            if path.exists():
+                shutil.copy2(path, work)
+            con = duckdb.connect(str(work))
+        except (OSError, duckdb.IOException) as exc:
+            work.unlink(missing_ok=True)
+            raise WarehouseNotWritableError(path=str(path), detail=getattr(exc, "strerror", None) or str(exc)
+                                            ) from None
         try:
             migrate(con)
             con.execute("BEGIN TRANSACTION")
