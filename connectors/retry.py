@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from connectors.exceptions import ConnectorError, SourceUnavailableError
+from connectors.exceptions import ConnectorError, SourceError, SourceUnavailableError
 
 __all__ = ["DEFAULT_DELAYS", "fault_kind", "retry", "with_retries", "sql_connect_args"]
 
@@ -82,8 +82,7 @@ def with_retries(fn: Callable[[], T], *, source_system: str | None, source_objec
     last one raised as `SourceUnavailableError`."""
     waits = iter(delays)
     try:
-        return retry(fn, attempts=len(delays) + 1, delay_s=0.0,
-                     transient=lambda exc: isinstance(exc, Exception) and fault_kind(exc) not in (None, "permission"),
+        return retry(fn, attempts=len(delays) + 1, delay_s=0.0, transient=_transient,
                      sleep=lambda _s: sleep(next(waits)))
     except Exception as exc:  # noqa: BLE001 - classified below; anything else re-raised
         kind = fault_kind(exc)
@@ -91,6 +90,14 @@ def with_retries(fn: Callable[[], T], *, source_system: str | None, source_objec
             raise
         raise SourceUnavailableError(source_system, source_object, where, kind=kind,
                                      attempts=getattr(exc, "attempts", 1), detail=_one_line(exc)) from None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: a transient driver or OS fault, or a source the connector
+    itself found unreachable (a refused connection, not a refused login)."""
+    if isinstance(exc, SourceError):
+        return exc.reason == "unreachable"
+    return isinstance(exc, Exception) and fault_kind(exc) not in (None, "permission")
 
 
 def sql_connect_args(url: str, timeout_s: float) -> dict[str, Any]:

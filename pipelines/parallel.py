@@ -45,9 +45,27 @@ def _executor(workers: int) -> ProcessPoolExecutor:
         shutdown()
         import multiprocessing
 
-        _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                    initializer=_die_with_parent, initargs=(os.getpid(),))
         _pool_workers = workers
     return _pool
+
+
+def _die_with_parent(parent: int) -> None:
+    """In each worker: exit as soon as the parent is gone. A sync killed with SIGKILL
+    (an operator, the OOM killer) cannot stop its pool; without this its workers would
+    live on as orphans, holding memory and the inputs they were given."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died while this worker was starting
+        os._exit(1)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def shutdown() -> None:

@@ -197,7 +197,7 @@ def test_unreachable_postgresql_is_retried_then_fails_alone(inbox, wh, config, c
     assert code == 4, out + err
     assert_others_loaded(wh, file_exports(inbox), {"T_YLFN", "T_ZN"})
     msg = failure_message(wh, "T_YLFN")
-    assert "无法连接数据库" in msg and "已尝试 3 次" in msg
+    assert "无法连接数据" in msg and "已尝试 3 次" in msg
     assert "secret" not in msg and "secret" not in out + err      # the password is never printed
     code, out, err = sync(inbox, wh, config)                     # the database is back (here: the SQLite)
     assert code == 0, out + err
