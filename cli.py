@@ -122,11 +122,16 @@ def _cell(v) -> str:
 
 
 def _print_summary(summary) -> None:
-    table = Table(title=f"同步 {summary.run_id}（{summary.status}）")
+    from schemas.person import SOURCE_SYSTEM_LABELS_ZH
+
+    failed = any(e.status in ("failed", "problem") for e in summary.exports)
+    status = {"succeeded": "已发布，部分文件未装载" if failed else "成功", "unchanged": "无新数据",
+              "failed": "失败", "running": "进行中"}.get(summary.status, summary.status)
+    table = Table(title=f"同步 {summary.run_id}（{status}）")
     for col in ("来源", "文件", "读取行", "接收行", "拒收行", "不可用值", "失败文件"):
         table.add_column(col, justify="right" if col not in ("来源",) else "left")
     for src, s in sorted(summary.per_source().items()):
-        table.add_row(src, str(s["files"]), str(s["rows_read"]), str(s["rows_accepted"]), str(s["rows_rejected"]),
+        table.add_row(SOURCE_SYSTEM_LABELS_ZH.get(src, src), str(s["files"]), str(s["rows_read"]), str(s["rows_accepted"]), str(s["rows_rejected"]),
                       str(s["values_rejected"]), str(s["failed"]))
     console.print(table)
     console.print(f"人员：{summary.persons_before} → {summary.persons_after}（新建 {summary.persons_created}）")

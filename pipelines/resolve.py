@@ -76,6 +76,13 @@ def assign_person_ids(
     previous_xref: mention_id, person_id (last published)
     previous_persons: person_id, citizen_id (last published)
     """
+    # an empty frame (nothing staged yet, every export failed) carries no dtypes: give its
+    # keys those of the mentions so the joins below line up
+    key_type = mentions["mention_id"].dtype
+    if clusters.empty:
+        clusters = clusters.astype({"mention_id": key_type})
+    if previous_xref.empty:
+        previous_xref = previous_xref.astype({"mention_id": key_type, "person_id": "object"})
     prev_ids = pd.concat([previous_xref["person_id"], previous_persons["person_id"]]).dropna()
     if next_sequence is None:
         seqs = parse_person_seq(prev_ids)

@@ -578,3 +578,18 @@ def test_locked_postgresql_table_is_retried_then_fails_alone(inbox, wh, config, 
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         admin.dispose()
+
+
+def test_a_first_sync_whose_only_export_fails_publishes_an_empty_warehouse_and_exits_4(tmp_path, config):
+    """Nothing staged at all (the one export of a new district is unreadable): the sync
+    still records the failure, publishes and says so, instead of crashing in resolution."""
+    inbox = tmp_path / "only"
+    (inbox / "floating_population").mkdir(parents=True)
+    (inbox / "floating_population" / "流动人口登记_20260702.csv").write_bytes(b"garbage,,\nzz,,\n")
+    wh = tmp_path / "only.duckdb"
+    code, out, err = sync(inbox, wh, config)
+    assert code == 4, out + err
+    assert "部分文件未装载" in out and "流动人口" in out
+    assert statuses(wh) == {"流动人口登记_20260702.csv": {"failed"}}
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM core.person").fetchone()[0] == 0
