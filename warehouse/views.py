@@ -1,6 +1,16 @@
-"""Analyst views (`mart`). They never show a full citizen ID or phone number."""
+"""Analyst views (`mart`), declared once: name, comment, SQL and the Chinese comment of
+every column. They never show a full citizen ID or phone number.
+
+A column passed through from a declared table inherits that table column's comment
+(`View.sources`, looked up in `warehouse.ddl`); computed or renamed columns are
+declared in `View.columns`. `create_views` fails on a view column with no comment, so
+an analyst never meets an undocumented column, and `python -m warehouse.docs` renders
+the same declarations into docs/WAREHOUSE.md.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -13,105 +23,191 @@ MACROS = [
     "WHEN length(s) >= 7 THEN left(s, 3) || repeat('*', length(s) - 6) || right(s, 3) ELSE repeat('*', length(s)) END",
 ]
 
-VIEWS: dict[str, tuple[str, str]] = {
-    "mart.person": (
-        "人员（脱敏）：每个解析后的人一行",
-        """SELECT person_id, mart.mask_id(citizen_id) AS citizen_id_masked, name, gender, birth_date, ethnicity,
-                  marital_status, mart.mask_phone(phone) AS phone_masked, current_address, death_date, is_deceased,
-                  source_systems, mention_count, first_seen_on, last_seen_on
-           FROM core.person""",
-    ),
-    "mart.person_sources": (
-        "人员在各部门的记录（居民360视图的明细）：每个人员提及一行",
-        """SELECT x.person_id, x.source_system, x.source_object, x.source_locator, x.role, x.match_method,
-                  x.match_probability, m.name, m.birth_date, m.export_date
-           FROM core.person_xref x JOIN stg.mention m USING (mention_id)""",
-    ),
-    "mart.alerts": (
-        "跨部门预警：每条发现一行（死亡后仍领低保、死亡后仍在住、身份证号信息冲突、婚姻状况冲突）",
-        """SELECT a.alert_id, a.alert_kind, a.person_id, p.name, mart.mask_id(p.citizen_id) AS citizen_id_masked,
-                  a.alert_date, a.detail, a.evidence
-           FROM core.alert a LEFT JOIN core.person p USING (person_id)""",
-    ),
-    "mart.low_income_current": (
-        "当前在保的低保对象（最新花名册月份仍在册）",
-        """SELECT e.person_id, p.name, e.role, e.head_person_id, e.category, e.amount_yuan, e.valid_from,
-                  e.street, e.community, p.is_deceased, p.death_date
-           FROM core.low_income_enrolment e JOIN core.person p USING (person_id)
-           WHERE e.valid_to IS NULL""",
-    ),
-    "mart.low_income_households_by_community": (
-        "各月各社区低保户数、人数与金额",
-        """SELECT month, street, community, count(DISTINCT head_person_id) AS households,
-                  count(DISTINCT person_id) AS persons,
-                  sum(amount_yuan) FILTER (WHERE role = 'head') AS amount_yuan
-           FROM core.low_income_roster_line GROUP BY ALL""",
-    ),
-    "mart.floating_current": (
-        "流动人口登记当前状态（脱敏）",
-        """SELECT f.registration_no, f.person_id, p.name, f.status, f.registration_date, f.cancelled_on,
-                  f.residence_reason, f.current_address, f.updated_at, p.is_deceased
-           FROM core.floating_registration f JOIN core.person p USING (person_id)""",
-    ),
-    "mart.address": (
-        "标准地址：每套房一行，含行政层级与楼栋单元室",
-        """SELECT address_id, standard_text, province, city, county, town, community, road, house_number, estate,
-                  building, unit, room, rural_group, county_code, town_code, confidence, status, mention_count,
-                  source_systems
-           FROM core.address""",
-    ),
-    "mart.address_residents": (
-        "这套房住着谁（各部门口径）：每个人—地址关系一行",
-        """SELECT a.address_id, a.standard_text, a.town, a.community, pa.person_id, p.name, p.gender, p.birth_date,
-                  p.is_deceased, pa.kind, pa.source_system, pa.valid_from, pa.valid_to,
-                  (pa.valid_to IS NULL OR pa.valid_to > current_date) AND NOT coalesce(p.is_deceased, FALSE) AS is_current
-           FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)""",
-    ),
-    "mart.community_summary": (
-        "各社区户数（有现住人员的地址）与人数（按居住、家庭住址关系）",
-        """SELECT a.county, a.town, a.community, count(DISTINCT pa.address_id) AS households,
-                  count(DISTINCT pa.person_id) AS residents
-           FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
-           WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-             AND NOT coalesce(p.is_deceased, FALSE)
-           GROUP BY ALL""",
-    ),
-    "mart.load_summary": (
-        "各来源每次装载的读取、接收、拒收行数",
-        """SELECT l.run_id, l.source_system, l.mapping, l.source_object, l.export_date, l.status,
-                  l.rows_read, l.rows_accepted, l.rows_rejected, l.rows_skipped, l.values_rejected, l.mentions,
-                  l.loaded_at
-           FROM quality.load_ledger l""",
-    ),
-}
+#: the street (街道/乡镇) a community belongs to, for addresses written without it: the one
+#: street its other addresses name, when they name exactly one (a community name found
+#: under two streets of a county stays without a street rather than being guessed)
+COMMUNITY_TOWN = """
+  community_town AS (
+    SELECT county, community, any_value(town) AS town
+    FROM core.address WHERE community IS NOT NULL AND town IS NOT NULL
+    GROUP BY county, community HAVING count(DISTINCT town) = 1)"""
+
+#: a household address lived in now: a current residence / household link of a living person
+CURRENT_HOUSEHOLDS = """
+  households AS (
+    SELECT DISTINCT a.address_id, a.county, coalesce(a.town, ct.town) AS town, a.community, a.road,
+           a.house_number, a.estate, a.building, a.unit, a.room, a.rural_group, a.standard_text
+    FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
+    LEFT JOIN community_town ct ON ct.county IS NOT DISTINCT FROM a.county AND ct.community = a.community
+    WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
+      AND NOT coalesce(p.is_deceased, FALSE))"""
 
 
-GRID_VIEW = """
-CREATE OR REPLACE VIEW mart.grid AS
-WITH households AS (
-  SELECT DISTINCT a.address_id, a.county, a.town, a.community, a.road, a.house_number, a.estate, a.building,
-         a.unit, a.room, a.rural_group, a.standard_text
-  FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
-  WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-    AND NOT coalesce(p.is_deceased, FALSE) AND a.community IS NOT NULL),
+@dataclass(frozen=True)
+class View:
+    name: str
+    comment: str
+    sql: str
+    #: declared tables whose column comments pass-through columns inherit (first match wins)
+    sources: tuple[str, ...] = ()
+    #: comments of computed or renamed columns (and overrides of inherited ones)
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+VIEW_LIST: list[View] = [
+    View("mart.person", "人员（脱敏）：每个解析后的人一行",
+         """SELECT person_id, mart.mask_id(citizen_id) AS citizen_id_masked, name, gender, birth_date, ethnicity,
+                   marital_status, mart.mask_phone(phone) AS phone_masked, current_address, death_date, is_deceased,
+                   source_systems, mention_count, first_seen_on, last_seen_on
+            FROM core.person""",
+         ("core.person",),
+         {"citizen_id_masked": "公民身份号码（脱敏：保留前 6 位行政区划码与末 4 位）",
+          "phone_masked": "联系电话（脱敏：保留前 3 位与末 3 位）"}),
+    View("mart.person_sources", "人员在各部门的记录（居民360视图的明细）：每个人员提及一行",
+         """SELECT x.person_id, x.source_system, x.source_object, x.source_locator, x.role, x.match_method,
+                   x.match_probability, m.name, m.birth_date, m.export_date
+            FROM core.person_xref x JOIN stg.mention m USING (mention_id)""",
+         ("core.person_xref", "stg.mention"),
+         {"name": "该记录中的姓名（来源原样，经标准化）", "birth_date": "该记录中的出生日期"}),
+    View("mart.alerts",
+         "跨部门预警：每条发现一行（死亡后仍领低保、死亡后仍在住、身份证号信息冲突、婚姻状况冲突）",
+         """SELECT a.alert_id, a.alert_kind, a.person_id, p.name, mart.mask_id(p.citizen_id) AS citizen_id_masked,
+                   a.alert_date, a.detail, a.evidence
+            FROM core.alert a LEFT JOIN core.person p USING (person_id)""",
+         ("core.alert", "core.person"),
+         {"citizen_id_masked": "公民身份号码（脱敏：保留前 6 位行政区划码与末 4 位）"}),
+    View("mart.low_income_current", "当前在保的低保对象（最新花名册月份仍在册）",
+         """SELECT e.person_id, p.name, e.role, e.head_person_id, e.category, e.amount_yuan, e.valid_from,
+                   e.street, e.community, p.is_deceased, p.death_date
+            FROM core.low_income_enrolment e JOIN core.person p USING (person_id)
+            WHERE e.valid_to IS NULL""",
+         ("core.low_income_enrolment", "core.person")),
+    View("mart.low_income_households_by_community", "各月各社区低保户数、人数与金额",
+         """SELECT month, street, community, count(DISTINCT head_person_id) AS households,
+                   count(DISTINCT person_id) AS persons,
+                   sum(amount_yuan) FILTER (WHERE role = 'head') AS amount_yuan
+            FROM core.low_income_roster_line GROUP BY ALL""",
+         ("core.low_income_roster_line",),
+         {"households": "低保户数（不同户主）", "persons": "低保人数（户内全部成员）",
+          "amount_yuan": "当月保障金额合计（元，按户主行计）"}),
+    View("mart.floating_current", "流动人口登记当前状态（脱敏）",
+         """SELECT f.registration_no, f.person_id, p.name, f.status, f.registration_date, f.cancelled_on,
+                   f.residence_reason, f.current_address, f.updated_at, p.is_deceased
+            FROM core.floating_registration f JOIN core.person p USING (person_id)""",
+         ("core.floating_registration", "core.person")),
+    View("mart.address", "标准地址：每套房一行，含行政层级与楼栋单元室",
+         """SELECT address_id, standard_text, province, city, county, town, community, road, house_number, estate,
+                   building, unit, room, rural_group, county_code, town_code, confidence, status, mention_count,
+                   source_systems
+            FROM core.address""",
+         ("core.address",)),
+    View("mart.address_residents",
+         "这套房住着谁：每个人—地址一行（各部门口径合并，列出关系类型与来源部门）",
+         f"""WITH {COMMUNITY_TOWN}
+            SELECT a.address_id, a.standard_text, a.county_code, a.county, coalesce(a.town, ct.town) AS town,
+                   a.community, pa.person_id, p.name, p.gender, p.birth_date, p.is_deceased,
+                   list(DISTINCT pa.kind ORDER BY pa.kind) AS kinds,
+                   list(DISTINCT pa.source_system ORDER BY pa.source_system) AS source_systems,
+                   min(pa.valid_from) AS valid_from,
+                   CASE WHEN bool_or(pa.valid_to IS NULL) THEN NULL ELSE max(pa.valid_to) END AS valid_to,
+                   bool_or(pa.kind IN ('residence', 'household')
+                           AND (pa.valid_to IS NULL OR pa.valid_to > current_date))
+                     AND NOT coalesce(p.is_deceased, FALSE) AS is_current
+            FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
+            LEFT JOIN community_town ct ON ct.county IS NOT DISTINCT FROM a.county AND ct.community = a.community
+            GROUP BY a.address_id, a.standard_text, a.county_code, a.county, coalesce(a.town, ct.town), a.community,
+                     pa.person_id, p.name, p.gender, p.birth_date, p.is_deceased""",
+         ("core.address", "core.person"),
+         {"town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
+          "kinds": "此人与此地址的关系类型（hukou 户籍、residence 居住、household 家庭住址（低保）、last 生前住址）",
+          "source_systems": "记录此关系的来源部门",
+          "valid_from": "最早起始日期（各来源中）", "valid_to": "最晚终止日期（不含；任一来源至今有效则为空）",
+          "is_current": "当前是否居住于此（有效的居住或家庭住址关系，且本人未死亡）"}),
+    View("mart.community_summary",
+         "各社区现住户数与人数：每个社区一行（地址未写街道时归入该社区所属街道；社区不详的地址按县区合为一行，社区为空）",
+         f"""WITH {COMMUNITY_TOWN},
+            {CURRENT_HOUSEHOLDS},
+              residents AS (
+                SELECT DISTINCT pa.person_id, pa.address_id
+                FROM core.person_address pa JOIN core.person p USING (person_id)
+                WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
+                  AND NOT coalesce(p.is_deceased, FALSE))
+            SELECT h.county, CASE WHEN h.community IS NOT NULL THEN h.town END AS town, h.community,
+                   count(DISTINCT h.address_id) AS households, count(DISTINCT r.person_id) AS residents
+            FROM households h JOIN residents r USING (address_id)
+            GROUP BY ALL""",
+         ("core.address",),
+         {"town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
+          "community": "社区/村（为空：地址中未能确定社区的住户合计）",
+          "households": "现住户数（有在世现住人员的地址数）", "residents": "现住人数（按居住、家庭住址关系，不重复计人）"}),
+    View("mart.load_summary", "各来源每次装载的读取、接收、拒收行数",
+         """SELECT l.run_id, l.source_system, l.mapping, l.source_object, l.export_date, l.status,
+                   l.rows_read, l.rows_accepted, l.rows_rejected, l.rows_skipped, l.values_rejected, l.mentions,
+                   l.loaded_at
+            FROM quality.load_ledger l""",
+         ("quality.load_ledger",)),
+]
+
+#: name → (comment, SQL), for callers that only need those
+VIEWS: dict[str, tuple[str, str]] = {v.name: (v.comment, v.sql) for v in VIEW_LIST}
+
+GRID_COMMENT = "网格划分：每个社区按地址顺序每 {size} 户一个网格（网格号在社区内唯一）"
+GRID_VIEW = View(
+    "mart.grid", GRID_COMMENT, f"""
+WITH {COMMUNITY_TOWN},
+{CURRENT_HOUSEHOLDS},
 ranked AS (
   SELECT *, row_number() OVER (PARTITION BY county, town, community
             ORDER BY road NULLS LAST, TRY_CAST(house_number AS INTEGER) NULLS LAST, house_number, estate,
                      TRY_CAST(building AS INTEGER) NULLS LAST, building, TRY_CAST(unit AS INTEGER) NULLS LAST,
                      TRY_CAST(room AS INTEGER) NULLS LAST, room, rural_group, address_id) AS seq
-  FROM households)
-SELECT county, town, community, CAST(ceil(seq / {size}) AS INTEGER) AS grid_no, address_id, standard_text, seq
-FROM ranked
-"""
+  FROM households WHERE community IS NOT NULL)
+SELECT county, town, community, CAST(ceil(seq / {{size}}) AS INTEGER) AS grid_no, address_id, standard_text, seq
+FROM ranked""",
+    ("core.address",),
+    {"town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
+     "grid_no": "网格号（社区内从 1 起）", "seq": "户在社区内的顺序号（按路、门牌、楼栋、单元、室排序，社区内唯一）"})
+
+
+def column_comment(view: View, column: str) -> str | None:
+    """The Chinese comment of one column of `view`: declared, else inherited."""
+    from warehouse.ddl import all_tables
+
+    if column in view.columns:
+        return view.columns[column]
+    tables = {t.qualified: t for t in all_tables()}
+    for source in view.sources:
+        table = tables.get(source)
+        for c in table.columns if table else ():
+            if c.name == column:
+                return c.comment
+    return None
+
+
+def _create(con: duckdb.DuckDBPyConnection, view: View, sql: str, comment: str) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {sql}")
+    con.execute(f"COMMENT ON VIEW {view.name} IS {_q(comment)}")
+    schema, name = view.name.split(".")
+    columns = [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "AND database_name = current_database() ORDER BY column_index", [schema, name]).fetchall()]
+    for column in columns:
+        text = column_comment(view, column)
+        if not text:
+            raise ValueError(f"{view.name}.{column}: no comment declared (warehouse/views.py)")
+        con.execute(f'COMMENT ON COLUMN {view.name}."{column}" IS {_q(text)}')
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def create_views(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS mart")
     for stmt in MACROS:
         con.execute(stmt)
-    for name, (comment, sql) in VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-        con.execute(f"COMMENT ON VIEW {name} IS '{comment}'")
+    for view in VIEW_LIST:
+        _create(con, view, view.sql, view.comment)
     create_grid_view(con, grid_households)
 
 
@@ -120,5 +216,4 @@ def create_grid_view(con: duckdb.DuckDBPyConnection, grid_households: int) -> No
     size = int(grid_households)
     if size < 1:
         raise ValueError("grid_households must be at least 1")
-    con.execute(GRID_VIEW.format(size=f"{size}.0"))
-    con.execute(f"COMMENT ON VIEW mart.grid IS '网格划分：每个社区按地址顺序每 {size} 户一个网格'")
+    _create(con, GRID_VIEW, GRID_VIEW.sql.format(size=f"{size}.0"), GRID_COMMENT.format(size=size))
