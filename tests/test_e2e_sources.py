@@ -109,7 +109,7 @@ def test_one_sync_pulls_and_loads_everything_a_second_changes_nothing(sftp_serve
         inbox_before, wh_before = file_state(tmp_path / "inbox"), file_state(tmp_path)[wh.name]
         second = residents("sync", "-c", str(config), env=env, cwd=tmp_path)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "unchanged" in second.stdout
+        assert "无新数据" in second.stdout
         assert file_state(tmp_path / "inbox") == inbox_before      # nothing fetched, manifest untouched
         assert file_state(tmp_path)[wh.name] == wh_before           # the warehouse was not rewritten
 

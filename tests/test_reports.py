@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import duckdb
 import openpyxl
 import pandas as pd
 import pytest
@@ -63,7 +64,7 @@ def test_problem_lists_have_the_chinese_columns_and_open_problems_first(reported
     assert files and all(name.endswith(".xlsx") for name in files)
     for path in out.glob("问题清单_*.xlsx"):
         wb = openpyxl.load_workbook(path, read_only=True)
-        assert wb.sheetnames == ["问题清单", "核查提示", "说明"]
+        assert wb.sheetnames == ["问题清单", "跨部门预警", "核查提示", "说明"]
         header = [c.value for c in next(wb["问题清单"].iter_rows(max_row=1))]
         for col in ("文件", "工作表", "行号/主键", "列", "原始值", "问题说明", "处理建议", "状态"):
             assert col in header
@@ -183,3 +184,25 @@ def test_unchanged_problem_lists_are_not_rewritten(reported, tmp_path):
     third = {p.name: p.stat().st_mtime_ns for p in write_reports(work, out) if p.suffix == ".xlsx"}
     changed = {name for name in third if third[name] != first[name]}
     assert changed == {"问题清单_低保.xlsx"}, changed
+
+
+def test_each_departments_list_carries_the_alerts_on_its_records(reported):
+    """The 低保 office sees, in its own workbook, every deceased person still on a roster,
+    with the roster rows to stop (file!sheet!row) and the full ID."""
+    _inbox, wh, out = reported
+    with duckdb.connect(str(wh), read_only=True) as con:
+        expected = con.execute(
+            "SELECT a.person_id, p.citizen_id, CAST(a.evidence AS VARCHAR) FROM core.alert a "
+            "JOIN core.person p USING (person_id) WHERE alert_kind = 'deceased_receiving_benefit'").fetchall()
+    assert expected, "the fixture district has a deceased person on a roster"
+    sheet = pd.read_excel(out / "问题清单_低保.xlsx", sheet_name="跨部门预警", dtype=str, engine="openpyxl").fillna("")
+    rows = {r["人员编号"]: r for _, r in sheet.iterrows()}
+    for person_id, citizen_id, evidence in expected:
+        row = rows[person_id]
+        assert row["预警类型"] == "死亡后仍在低保花名册" and row["公民身份号码"] == (citizen_id or "")
+        cited = row["本部门记录（文件!工作表!行）"].split("；")
+        assert cited and all(rec in evidence and rec.startswith("低保花名册") for rec in cited)
+        assert "停发" in row["处理建议"]
+    # the family-planning list has no 低保 alert of its own
+    fp = pd.read_excel(out / "问题清单_计生.xlsx", sheet_name="跨部门预警", dtype=str, engine="openpyxl")
+    assert "死亡后仍在低保花名册" not in set(fp["预警类型"])

@@ -41,6 +41,15 @@ SYSTEM_ZH = {
     "floating_population": "流动人口",
     "family_planning": "计生",
 }
+#: alert kinds, as officers read them, and what the department named in the alert should do
+ALERT_KINDS_ZH = {"deceased_receiving_benefit": "死亡后仍在低保花名册", "deceased_still_registered": "死亡后流动人口仍为在住",
+                  "id_conflict": "同一身份证号信息冲突", "marital_status_conflict": "婚姻状况冲突"}
+ALERT_ADVICE = {
+    "deceased_receiving_benefit": "核实死亡信息后停发（列出的本部门记录即应停发的花名册行），并核算死亡后已发放的金额",
+    "deceased_still_registered": "核实死亡信息后注销该流动人口登记",
+    "id_conflict": "核对各部门记录中的姓名、性别、出生日期，更正录入有误的一方",
+    "marital_status_conflict": "核对婚姻登记与本部门记录的婚姻状况，按婚姻登记更正",
+}
 PROBLEM_COLUMNS = ["状态", "文件", "工作表", "行号/主键", "列", "原始值", "问题说明", "处理建议", "问题类型", "错误代码",
                    "业务主键", "导出日期", "整行拒收", "更正文件"]
 FILE_ADVICE = "请按问题说明修正文件（编码、格式、表头、存放位置）后重新报送"
@@ -153,6 +162,35 @@ def department_findings(con: duckdb.DuckDBPyConnection, source_system: str) -> p
     })
 
 
+def department_alerts(con: duckdb.DuckDBPyConnection, source_system: str) -> pd.DataFrame:
+    """Cross-department alerts that name records of this department (a 低保 roster line of
+    a deceased person: the rows to stop), with full identity (officers' workbook) and
+    the department's records the alert cites, by file!sheet!row."""
+    df = con.execute(
+        """
+        WITH cited AS (
+            SELECT a.alert_id, x.source_object || '!' || x.source_locator AS record,
+                   strpos(CAST(a.evidence AS VARCHAR), x.source_object || '!' || x.source_locator) > 0 AS exact
+            FROM core.alert a
+            JOIN core.person_xref x ON x.person_id = a.person_id AND x.source_system = ?
+                 AND strpos(CAST(a.evidence AS VARCHAR), x.source_object) > 0)
+        SELECT a.alert_kind, a.person_id, p.name, p.citizen_id, a.alert_date, a.detail,
+               -- the records the alert cites row by row, else every record of the files it cites
+               coalesce(list(DISTINCT c.record ORDER BY c.record) FILTER (WHERE c.exact),
+                        list(DISTINCT c.record ORDER BY c.record)) AS records
+        FROM core.alert a JOIN cited c USING (alert_id) LEFT JOIN core.person p ON p.person_id = a.person_id
+        GROUP BY a.alert_id, a.alert_kind, a.person_id, p.name, p.citizen_id, a.alert_date, a.detail
+        ORDER BY a.alert_kind, a.alert_date, a.person_id, a.alert_id
+        """, [source_system]).df()
+    return pd.DataFrame({
+        "预警类型": df["alert_kind"].map(lambda k: ALERT_KINDS_ZH.get(k, k)),
+        "人员编号": df["person_id"], "姓名": df["name"], "公民身份号码": df["citizen_id"],
+        "日期": pd.to_datetime(df["alert_date"]).dt.date, "说明": df["detail"],
+        "本部门记录（文件!工作表!行）": df["records"].map(lambda r: "；".join(r) if r is not None else ""),
+        "处理建议": df["alert_kind"].map(lambda k: ALERT_ADVICE.get(k, "核实后更正")),
+    }, columns=["预警类型", "人员编号", "姓名", "公民身份号码", "日期", "说明", "本部门记录（文件!工作表!行）", "处理建议"])
+
+
 def _write_sheet(writer: pd.ExcelWriter, df: pd.DataFrame, name: str, widths: dict[str, int]) -> None:
     """One sheet, written row by row with xlsxwriter (pandas' `to_excel` formats every
     cell through its own layer: five times slower on a district's problem list). Text
@@ -190,21 +228,22 @@ def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
     for system in systems:
         problems = problem_list(con, system, advice)
         findings = department_findings(con, system)
+        alerts = department_alerts(con, system)
         zh = SYSTEM_ZH.get(system, system)
         path = out_dir / f"问题清单_{zh}.xlsx"
-        fingerprint = _fingerprint(problems, findings)
+        fingerprint = _fingerprint(problems, findings, alerts)
         if path.exists() and prints.get(system) == fingerprint:
             paths.append(path)
             continue
         counts = pd.DataFrame({
             "项目": ["部门", "生成时间", "待处理问题", "已解决问题", "整行未装载（待处理）", "不可用值（待处理）",
-                   "文件无法装载（待处理）", "核查提示"],
+                   "文件无法装载（待处理）", "核查提示", "跨部门预警"],
             "数值": [f"{zh}（{system}）", dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
                    int((problems["状态"] == "待处理").sum()), int((problems["状态"] == "已解决").sum()),
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "整行未装载")).sum()),
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "该值不可用（记录已装载）")).sum()),
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "文件无法装载")).sum()),
-                   len(findings)],
+                   len(findings), len(alerts)],
         })
         tmp = path.with_name(path.name + ".tmp.xlsx")
         with pd.ExcelWriter(tmp, engine="xlsxwriter",
@@ -213,6 +252,8 @@ def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
             _write_sheet(writer, problems, "问题清单", {"文件": 30, "工作表": 12, "行号/主键": 10, "列": 16,
                                                     "原始值": 24, "问题说明": 60, "处理建议": 40, "问题类型": 20,
                                                     "更正文件": 30})
+            _write_sheet(writer, alerts, "跨部门预警", {"预警类型": 22, "公民身份号码": 20, "说明": 60,
+                                                      "本部门记录（文件!工作表!行）": 60, "处理建议": 50})
             _write_sheet(writer, findings, "核查提示", {"类型": 30, "文件": 30, "说明": 80, "相关值": 24})
             _write_sheet(writer, counts, "说明", {"项目": 24, "数值": 30})
         os.replace(tmp, path)
@@ -415,8 +456,7 @@ def render_html(con: duckdb.DuckDBPyConnection, *, max_findings: int = 300) -> s
                           GROUP BY 1 ORDER BY 2 DESC""")
     from warehouse.quality import FINDING_KINDS_ZH
 
-    alert_zh = {"deceased_receiving_benefit": "死亡后仍在低保花名册", "deceased_still_registered": "死亡后流动人口仍为在住",
-                "id_conflict": "同一身份证号信息冲突", "marital_status_conflict": "婚姻状况冲突"}
+    alert_zh = ALERT_KINDS_ZH
     summary = pd.concat([
         pd.DataFrame({"类别": "预警", "类型": alerts["alert_kind"].map(lambda k: alert_zh.get(k, k)), "数量": alerts["n"]}),
         pd.DataFrame({"类别": "核查发现", "类型": findings["finding_kind"].map(lambda k: FINDING_KINDS_ZH.get(k, k)),
