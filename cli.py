@@ -348,14 +348,28 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
 def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional[Path] = WarehouseOpt,
           config: Optional[Path] = ConfigOpt,
           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
-          max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数")) -> None:
+          max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数"),
+          as_of: Optional[str] = typer.Option(
+              None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01")
+          ) -> None:
     """在仓库上执行只读 SQL（表格或 CSV 输出）。"""
     from warehouse.exceptions import WarehouseError
     from warehouse.queries import run_read_only
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        columns, rows = run_read_only(settings.warehouse, sql)
+        target = settings.warehouse
+        if as_of:
+            from zoneinfo import ZoneInfo
+
+            from warehouse.history import parse_as_of, snapshot_as_of
+
+            snap = snapshot_as_of(settings.warehouse, parse_as_of(as_of, settings.schedule_timezone))
+            target = snap.path
+            err_console.print(f"按 {as_of} 的状态查询：使用 "
+                              f"{snap.published_at.astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M} "
+                              f"发布的仓库快照")
+        columns, rows = run_read_only(target, sql)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None

@@ -498,7 +498,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     try:
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
-                               fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name) as con:
+                               fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
+                               history_days=settings.history_days) as con:
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
@@ -857,7 +858,8 @@ def _record_failed_run(settings: Settings, summary: SyncSummary, selection: Sele
 
     summary.stage_seconds["error"] = 0.0
     try:
-        with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s) as con:
+        with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
+                               history_days=settings.history_days) as con:
             summary.exports.append(ExportReport("", "", "", "failed", message=f"{type(exc).__name__}: {exc}"))
             _record_run(con, summary, selection)
     except Exception:  # noqa: BLE001 - recording the failure must not hide the failure
@@ -1038,7 +1040,7 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
-                           flow=flow_name) as con:
+                           flow=flow_name, history_days=settings.history_days) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

@@ -99,6 +99,8 @@ class Settings(BaseModel):
     archive: Path | None = Field(None, description="拉取文件的只读存档目录；为空时为收件箱旁的 archive/")
     archive_retention_days: int = Field(
         365, ge=0, description="存档保留天数（按拉取日期）；0 表示永久保留")
+    history_days: int = Field(
+        31, ge=0, description="仓库快照保留天数（residents query --as-of 按日期查询历史状态）；每保留一次同步约占一个仓库文件的磁盘；0 表示不保留")
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -37,3 +37,9 @@ class WarehouseNotWritableError(WarehouseError):
 
     template = ("仓库位置不可写：{path}（{detail}），请检查 warehouse 配置和目录权限 / "
                 "cannot write the warehouse location {path} ({detail})")
+
+
+class SnapshotNotFoundError(WarehouseError):
+    """`--as-of` names a time no kept snapshot covers (or is not a date)."""
+
+    template = "没有 {as_of} 时的仓库快照：{detail} / no warehouse snapshot as of {as_of}: {detail}"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse import history
 from warehouse.exceptions import WarehouseBusyError, WarehouseNotFoundError, WarehouseNotWritableError
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
@@ -151,11 +152,13 @@ def _fsync_dir(directory: Path) -> None:
 @contextlib.contextmanager
 def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
                 fail_before_publish: bool = False, run_id: str | None = None,
-                flow: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+                flow: str | None = None, history_days: int = 0) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writable connection to a working copy, published atomically on success.
 
     `run_id`/`flow` name the holder in the lock file (an interrupted run is recorded
-    under them). `fail_before_publish` is a test hook: raise after loading, before the rename."""
+    under them). `history_days`: keep the published file as a snapshot for point-in-time
+    queries that many days (`warehouse.history`). `fail_before_publish` is a test hook:
+    raise after loading, before the rename."""
     path = Path(path)
     with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow):
         work = working_path(path)
@@ -190,6 +193,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         os.replace(work, path)
         _fsync_dir(path.parent)
         discard_pending_runs(path)
+        history.record(path, history_days)
 
 
 def connect_read_only(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
