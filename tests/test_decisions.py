@@ -3,10 +3,12 @@ workbook goes out in Chinese and comes back as decisions."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import duckdb
+import openpyxl
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -110,6 +112,13 @@ def test_review_workbook_round_trip(base, tmp_path):
     sheet = pd.read_excel(out, sheet_name="待复核", dtype=str, engine="openpyxl")
     assert {"记录A编号", "记录B编号", "匹配概率", "复核原因", "是否同一人（填 是/否）"} <= set(sheet.columns)
     assert not sheet.empty
+    # codes as labels, dates as dates
+    assert set(sheet["A性别"].dropna()) | set(sheet["B性别"].dropna()) <= {"男", "女", "未知的性别", "未说明的性别"}
+    assert set(sheet["A来源"].dropna()) <= {"民政", "低保", "流动人口", "计生"}
+    ws = openpyxl.load_workbook(out)["待复核"]
+    header = [c.value for c in ws[1]]
+    births = [ws.cell(row=i, column=header.index("A出生日期") + 1) for i in range(2, ws.max_row + 1)]
+    assert any(c.value is not None for c in births) and all(c.is_date for c in births if c.value is not None)
     sheet.loc[0, "是否同一人（填 是/否）"] = "否"
     sheet.loc[0, "决定人"] = "复核员"
     filled = tmp_path / "filled.xlsx"
@@ -131,8 +140,10 @@ def test_explain_shows_fields_and_weights(base):
     a, _b = two_mentions_of_one_person(wh)
     r = runner.invoke(app, ["explain", person_of(wh, a), "-w", str(wh)])
     assert r.exit_code == 0, r.output
-    assert "birth_date" in r.output or "出生" in r.output
-    assert "total" in r.output
+    for zh in ("出生日期", "合计", "先验", "匹配方式", "完全相同"):
+        assert zh in r.output, zh
+    # level and method codes are shown by their Chinese labels
+    assert not re.search(r"\b(exact|region_birth|same_flat|probabilistic|singleton|civil_affairs)\b", r.output)
 
 
 def decisions_of(wh: Path) -> list[tuple]:

@@ -292,3 +292,15 @@ def test_the_review_queue_comes_from_the_clustering_run(mentions, model) -> None
     # clustering is unaffected by scoring the review band too
     plain, _, _ = resolve_probabilistic(mentions, model=model)
     pd.testing.assert_frame_equal(plain.clusters, result.clusters)
+
+
+def test_every_comparison_and_level_has_a_chinese_label_for_officers():
+    from pipelines.linkage.comparisons import COMPARISONS
+    from pipelines.linkage.labels_zh import COMPARISON_LABELS_ZH, LEVEL_LABELS_ZH, level_label
+
+    missing = [c.name for c in COMPARISONS if c.name not in COMPARISON_LABELS_ZH]
+    missing += [f"{c.name}.{lv.label}" for c in COMPARISONS for lv in c.levels
+                if level_label(c.name, lv.label) == lv.label]
+    assert not missing, f"add these to pipelines/linkage/labels_zh.py: {missing}"
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in v) for v in [*COMPARISON_LABELS_ZH.values(),
+                                                                     *LEVEL_LABELS_ZH.values()])

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from schemas.codes import GENDER
+from schemas.person import SOURCE_SYSTEM_LABELS_ZH
 from warehouse.exceptions import WarehouseError
 
 DECISION_YES = ("是", "是同一人", "同一人", "Y", "YES", "1")
@@ -35,6 +37,10 @@ def write_review_workbook(queue: pd.DataFrame, path: Path) -> int:
     df = queue.copy()
     df["reason"] = df["reason"].map(lambda r: REASONS_ZH.get(r, f"约束拒绝：{str(r)[8:]}" if str(r).startswith("refused:") else r))
     df["match_probability"] = df["match_probability"].round(4)
+    for side in ("a", "b"):   # codes as labels, dates as dates: what an officer reads
+        df[f"gender_{side}"] = df[f"gender_{side}"].map(lambda c: GENDER.codes.get(str(c), c) if pd.notna(c) else None)
+        df[f"system_{side}"] = df[f"system_{side}"].map(lambda c: SOURCE_SYSTEM_LABELS_ZH.get(c, c))
+        df[f"birth_{side}"] = pd.to_datetime(df[f"birth_{side}"], errors="coerce")
     df = df.rename(columns=COLUMNS_ZH)[list(COLUMNS_ZH.values())]
     df[DECISION_COL] = ""
     df[BY_COL] = ""
@@ -45,13 +51,22 @@ def write_review_workbook(queue: pd.DataFrame, path: Path) -> int:
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "text_wrap": True, "border": 1})
     fill = wb.add_format({"bg_color": "#FFF2CC", "border": 1})
     text = wb.add_format({"num_format": "@"})
+    day = wb.add_format({"num_format": "yyyy-mm-dd"})
+    dates = {j for j, col in enumerate(df.columns) if col in (COLUMNS_ZH["birth_a"], COLUMNS_ZH["birth_b"])}
+    probability = df.columns.get_loc(COLUMNS_ZH["match_probability"])
     for j, col in enumerate(df.columns):
         ws.write_string(0, j, col, head)
-        ws.set_column(j, j, 14 if j < len(df.columns) - 3 else 18, text)
+        ws.set_column(j, j, 14 if j < len(df.columns) - 3 else 18, day if j in dates else text)
     for i, row in enumerate(df.itertuples(index=False), start=1):
         for j, v in enumerate(row):
-            s = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-            ws.write_string(i, j, s, fill if j >= len(df.columns) - 3 else None)
+            if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)):
+                ws.write_blank(i, j, None, fill if j >= len(df.columns) - 3 else None)
+            elif j in dates:
+                ws.write_datetime(i, j, v.to_pydatetime(), day)
+            elif j == probability:
+                ws.write_number(i, j, float(v))
+            else:
+                ws.write_string(i, j, str(v), fill if j >= len(df.columns) - 3 else None)
     ws.freeze_panes(1, 2)
     ws.data_validation(1, len(df.columns) - 3, max(len(df), 1), len(df.columns) - 3,
                        {"validate": "list", "source": ["是", "否"]})
