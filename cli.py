@@ -127,7 +127,8 @@ def _print_summary(summary) -> None:
     failed = any(e.status in ("failed", "problem") for e in summary.exports)
     status = {"succeeded": "已发布，部分文件未装载" if failed else "成功", "unchanged": "无新数据",
               "failed": "失败", "running": "进行中"}.get(summary.status, summary.status)
-    table = Table(title=f"同步 {summary.run_id}（{status}）")
+    kind = {"backfill": "补录", "demo": "演示同步"}.get(getattr(summary, "flow", ""), "同步")
+    table = Table(title=f"{kind} {summary.run_id}（{status}）")
     for col in ("来源", "文件", "读取行", "接收行", "拒收行", "不可用值", "失败文件"):
         table.add_column(col, justify="right" if col not in ("来源",) else "left")
     for src, s in sorted(summary.per_source().items()):
@@ -167,7 +168,7 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
     from synth import generate as gen
 
     summary = gen(out, households=households, seed=seed, noise=noise, days=days)
-    console.print(f"已生成：{out}  {summary}")
+    console.print(f"已生成：{summary}")
 
 
 @app.command()
@@ -402,10 +403,28 @@ def serve(config: Optional[Path] = ConfigOpt, inbox: Optional[Path] = InboxOpt,
           start_server: bool = typer.Option(True, "--start-server/--no-start-server",
                                             help="未设置 PREFECT_API_URL 时自动启动本地 Prefect 服务器")) -> None:
     """按计划运行每晚同步（Prefect 部署）。需要 Prefect 服务器：使用 PREFECT_API_URL，或自动启动本地服务器。"""
-    from flows import serve_nightly
+    from serving import ServeError, use_project_home
 
     settings = _settings(config, inbox=inbox, warehouse=warehouse, schedule_cron=cron, schedule_timezone=timezone)
-    serve_nightly(settings, config_file=str(config) if config else None, start_server=start_server, console=console)
+    if not os.environ.get("PREFECT_API_URL"):    # our own server: its state under the project's Prefect home
+        use_project_home(settings)
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"  # each run that fires is logged on this console
+    import signal
+
+    from flows import serve_nightly
+
+    def _stop(_signum, _frame):   # `kill` / systemd stop: clean up as Ctrl+C does
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _stop)
+
+    try:
+        serve_nightly(settings, config_file=str(config) if config else None, start_server=start_server,
+                      console=console)
+    except ServeError as exc:
+        _say_error(str(exc))
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 @app.command()

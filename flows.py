@@ -100,6 +100,16 @@ class SyncSummary:
                 s["failed"] += 1
         return out
 
+    def headline_zh(self) -> str:
+        """One Chinese line for a console or log: what the run did."""
+        failed = sum(e.status == "failed" for e in self.exports)
+        status = {"succeeded": "已发布" + (f"，{failed} 个文件未装载" if failed else ""), "unchanged": "无新数据",
+                  "failed": "失败"}.get(self.status, self.status)
+        seconds = self.stage_seconds.get("total")
+        took = f"，用时 {seconds:.0f} 秒" if seconds else ""
+        return (f"{self.run_id}：{status}；装载 {len(self.loaded)} 个文件；"
+                f"人员 {self.persons_before} → {self.persons_after}{took}")
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["per_source"] = self.per_source()
@@ -880,7 +890,10 @@ def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, family
                  config_file: str | None = None, full: bool = False) -> dict[str, Any]:
     """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
     settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
-    return sync(settings, selection=Selection(full=full), use_prefect=True).to_json()
+    print(f"每晚同步开始：{settings.inbox} → {settings.warehouse}")
+    summary = sync(settings, selection=Selection(full=full), use_prefect=True)
+    print(f"每晚同步结束 {summary.headline_zh()}")
+    return summary.to_json()
 
 
 def _backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = None, warehouse: str | None = None,
@@ -941,52 +954,6 @@ def _after_sync(settings: Settings, summary: SyncSummary) -> None:
 # --------------------------------------------------------------------------------------
 # serving the nightly deployment
 # --------------------------------------------------------------------------------------
-def start_prefect_server(port: int | None = None, *, timeout_s: float = 120.0,
-                         env: dict[str, str] | None = None) -> tuple[Any, str]:
-    """Start `prefect server start` on loopback; returns (process, api_url) once healthy.
-    `env`: the server's environment (default: this process's)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
-
-    if port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ if env is None else env)
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Prefect 服务器启动失败（退出码 {proc.returncode}）")
-        try:
-            with urllib.request.urlopen(api_url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, api_url
-        except OSError:
-            time.sleep(1)
-    proc.terminate()
-    raise TimeoutError(f"Prefect 服务器 {timeout_s:.0f} 秒内未就绪")
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: Linux sends it SIGTERM when its parent dies, so a
-    killed `residents serve` leaves no Prefect server behind."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the server is stopped by `serve`'s finally only
-        pass
-
-
 def nightly_deployment_parameters(settings: Settings, config_file: str | None) -> dict[str, Any]:
     return {"inbox": str(settings.inbox.resolve()), "warehouse": str(settings.warehouse.resolve()),
             "family_planning_url": settings.family_planning_url, "config_file": config_file}
@@ -994,37 +961,11 @@ def nightly_deployment_parameters(settings: Settings, config_file: str | None) -
 
 def serve_nightly(settings: Settings, *, config_file: str | None = None, start_server: bool = True,
                   console: Any = None, limit: int | None = None) -> None:
-    """Serve the nightly deployment on its cron schedule (blocks).
+    """Serve the nightly deployment on its cron schedule (blocks); see `serving`."""
+    import serving
 
-    Prefect schedules nothing in ephemeral mode, so this needs a Prefect server:
-    the one in PREFECT_API_URL, or (by default) a local one started here."""
-    import os
-
-    from prefect.schedules import Cron
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    nightly = __getattr__("nightly_sync")
-
-    api_url = os.environ.get("PREFECT_API_URL")
-    proc = None
-    if not api_url:
-        if not start_server:
-            raise RuntimeError("未设置 PREFECT_API_URL；请启动 `prefect server start` 并设置该变量，或去掉 --no-start-server")
-        proc, api_url = start_prefect_server()
-    say = console.print if console else print
-    say(f"Prefect 服务器：{api_url}；计划：{settings.schedule_cron}（{settings.schedule_timezone}）")
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            nightly.serve(
-                name="nightly",
-                schedules=[Cron(settings.schedule_cron, timezone=settings.schedule_timezone)],
-                parameters=nightly_deployment_parameters(settings, config_file),
-                limit=limit,
-            )
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+    serving.serve_nightly(settings, __getattr__("nightly_sync"), nightly_deployment_parameters(settings, config_file),
+                          start_server=start_server, say=console.print if console else print, limit=limit)
 
 
 # --------------------------------------------------------------------------------------

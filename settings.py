@@ -99,6 +99,9 @@ class Settings(BaseModel):
     archive: Path | None = Field(None, description="拉取文件的只读存档目录；为空时为收件箱旁的 archive/")
     archive_retention_days: int = Field(
         365, ge=0, description="存档保留天数（按拉取日期）；0 表示永久保留")
+    prefect_home: Path | None = Field(
+        None, description="residents serve 的 Prefect 数据目录（运行记录、部署）；为空时为仓库文件旁的 .residents/prefect/，不使用用户级 ~/.prefect")
+    serve_port: int = Field(4200, ge=1, le=65535, description="residents serve 启动的本地 Prefect 服务器端口（界面与 API）")
     history_days: int = Field(
         31, ge=0, description="仓库快照保留天数（residents query --as-of 按日期查询历史状态）；每保留一次同步约占一个仓库文件的磁盘；0 表示不保留")
 

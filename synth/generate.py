@@ -36,9 +36,8 @@ class GenerateSummary:
     seconds: float = 0.0
 
     def __str__(self) -> str:
-        return (f"{self.households} households, {self.persons} persons, {len(self.files)} export files, "
-                f"{self.mentions} person mentions, {self.address_mentions} address mentions "
-                f"in {self.seconds:.1f} s -> {self.out_dir}")
+        return (f"{self.households} 户，{self.persons} 人，{len(self.files)} 个导出文件，"
+                f"{self.mentions} 条人员记录，{self.address_mentions} 条地址，用时 {self.seconds:.1f} 秒 → {self.out_dir}")
 
 
 def build_world(households: int, seed: int, *, start: date, days: int, district: District,

@@ -62,43 +62,61 @@ def test_nightly_sync_flow_runs_and_publishes_a_markdown_artifact(small_inbox, t
     assert [r[2] for r in rows] == ["unchanged", "succeeded"]
 
 
-def test_served_deployment_fires_on_a_short_cron(small_inbox, tmp_path):
-    """`residents serve` against a real Prefect server: a per-minute cron must start a
-    run that loads the inbox into the warehouse."""
-    from flows import start_prefect_server
+def _free_port() -> int:
+    import socket
 
-    env = dict(os.environ, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(tmp_path / "prefect-home"))
-    server, api_url = start_prefect_server(timeout_s=180, env=env)
-    wh = tmp_path / "served.duckdb"
-    serve = None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:   # as a browser asks for a page (the UI answers HTML navigations only)
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "text/html"}), timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_served_deployment_fires_on_a_short_cron(small_inbox, tmp_path):
+    """`residents serve` starts its own Prefect server on the configured port with its
+    state under the configured Prefect home (not ~/.prefect), prints links that answer,
+    and a per-minute cron starts a run that loads the inbox and is logged on the console."""
+    home, port, wh = tmp_path / "user-home", _free_port(), tmp_path / "served.duckdb"
+    config = tmp_path / "residents.toml"
+    config.write_text(f'prefect_home = "{tmp_path / "ph"}"\nserve_port = {port}\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RESIDENTS_"))}
+    env.update(HOME=str(home), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5", PYTHONUNBUFFERED="1")
+    log = tmp_path / "serve.log"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "-c", str(config), "--inbox", str(small_inbox), "--warehouse", str(wh),
+         "--cron", "* * * * *", "--timezone", "Asia/Shanghai"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--inbox", str(small_inbox), "--warehouse", str(wh),
-             "--cron", "* * * * *", "--timezone", "Asia/Shanghai", "--no-start-server"],
-            cwd=ROOT, env=dict(env, PREFECT_API_URL=api_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
-        fired = False
-        while time.monotonic() < deadline:
+        deadline, fired = time.monotonic() + 300, False
+        while time.monotonic() < deadline and not fired:
             if serve.poll() is not None:
-                pytest.fail(f"serve exited early:\n{serve.stdout.read().decode(errors='replace')[-3000:]}")
-            if wh.exists():
-                try:
-                    con = duckdb.connect(str(wh), read_only=True)
-                    fired = con.execute("SELECT count(*) FROM quality.run WHERE status = 'succeeded'").fetchall()[0][0] > 0
-                    con.close()
-                except duckdb.Error:
-                    fired = False
-                if fired:
-                    break
+                pytest.fail(f"serve exited early:\n{log.read_text(errors='replace')[-3000:]}")
+            fired = "每晚同步结束" in log.read_text(errors="replace")
             time.sleep(2)
-        assert fired, "the cron schedule did not fire a nightly_sync run within 4 minutes"
+        out = log.read_text(errors="replace")
+        assert fired, f"the cron schedule did not fire a logged nightly_sync run within 5 minutes:\n{out[-3000:]}"
+        assert f"http://127.0.0.1:{port}" in out and "已发布" in out
+        with duckdb.connect(str(wh), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM quality.run WHERE status = 'succeeded'").fetchall()[0][0] > 0
+        for link in (f"http://127.0.0.1:{port}/runs", f"http://127.0.0.1:{port}/deployments",
+                     f"http://127.0.0.1:{port}/api/health"):
+            assert link in out or link.endswith("/health")
+            assert _get(link) == 200, link
+        assert (tmp_path / "ph" / "prefect.db").exists()         # the project's own Prefect state
+        assert not (home / ".prefect").exists()                   # nothing in the user-wide one
     finally:
-        if serve is not None:
-            serve.terminate()
-            try:
-                serve.wait(30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-        server.terminate()
-        server.wait(30)
+        serve.terminate()
+        try:
+            serve.wait(60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+    assert "已停止每晚同步计划" in log.read_text(errors="replace")
