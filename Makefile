@@ -28,7 +28,7 @@ demo: install
 	$(VENV)/bin/residents demo
 
 test: install
-	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --durations=25 $(PYTEST_ARGS)
 
 bench: install
 	$(VENV)/bin/python tests/benchmarks/bench_sync.py $(BENCH_ARGS)
