@@ -214,6 +214,9 @@ SELECT substr(r.period, 1, 7), CAST(substr(r.period, 1, 7) || '-01' AS DATE), r.
        r.category, r.amount_yuan, r.covered_persons, r.approval_date, r.address,
        r.source_system, r.source_object, r.source_locator
 FROM rows r LEFT JOIN heads h USING (hh)
+-- a head named only in the household columns (no row of their own) heads the household
+-- but is not a listed member: the row is the listed member's
+WHERE NOT (r.role = 'head' AND coalesce(r.relationship, '') NOT IN ('01', '02'))
 """
 
 _LOW_INCOME_ENROLMENT = """

@@ -89,6 +89,62 @@ def meets_requirements(pairs: pd.DataFrame, requirement: LinkRequirement = LINK_
     return ok
 
 
+#: the largest chance, estimated from the data, that two different persons bearing a full
+#: name were born on the same day (C(k, 2) / days spanned by the birth dates, k = the
+#: number of birth dates the name is seen with): below it a name is *rare*
+PLAIN_MAX_COINCIDENCE = 1e-3
+#: pairs are scored down to this probability so that plain-evidence pairs are seen
+PLAIN_SCORE_FLOOR = 1e-9
+
+
+def name_bearers(lf: pd.DataFrame) -> pd.Series:
+    """Full name (Simplified) → how many persons bear it, estimated from the data as the
+    number of distinct birth dates it is written with (namesakes born the same day
+    count once: the estimate errs on the rare side only for them)."""
+    known = lf[lf["name_s"].notna() & lf["birth"].notna()]
+    return known.groupby("name_s")["birth"].nunique()
+
+
+def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
+                   max_coincidence: float = PLAIN_MAX_COINCIDENCE) -> pd.Series:
+    """Pairs whose evidence is plain although their score is not: the same rare full name
+    (identical Simplified form) and the same exact birth date in two export files, the
+    gender the same, and no two valid IDs that disagree (`citizen_id` level not
+    ``different_valid`` / ``disagree``; the clusterer still refuses to join two valid IDs).
+    The name is rare when the chance that two of its bearers share a birthday is below
+    `max_coincidence`; with the gender missing on one side only a name seen with a single
+    birth date in all the data counts. Twins (same birth date and surname, different
+    given names) never qualify: their names differ."""
+    if pairs.empty:
+        return pd.Series(False, index=pairs.index)
+    births = pd.to_datetime(lf["birth"].dropna())
+    span_days = max((births.max() - births.min()).days, 365) if len(births) else 365
+    bearers = name_bearers(lf)
+    name_of = pd.Series(lf["name_s"].to_numpy(), index=lf["unique_id"].astype(str).to_numpy())
+    name = pairs["unique_id_l"].astype(str).map(name_of)
+    k = name.map(bearers).fillna(1).to_numpy(dtype=float)
+    coincidence = k * (k - 1) / 2 / span_days
+    gender = pairs["level_gender"]
+    return ((pairs["level_name"] == "exact") & (pairs["level_birth_date"] == "exact")
+            & (pairs["level_source"] == "different")
+            & ~pairs["level_citizen_id"].isin(["different_valid", "disagree", "sequence_edit", "two_edits"])
+            & (((gender == "same") & (coincidence <= max_coincidence)) | ((gender == "null") & (k <= 1))))
+
+
+def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float) -> pd.DataFrame:
+    """Scored pairs at or above `floor`, plus the plain-evidence pairs (`plain_evidence`)
+    whatever their score, those raised to `threshold` so that the clusterer takes them
+    (after every better-scored pair; its constraints still apply)."""
+    plain = plain_evidence(pairs, lf).to_numpy(dtype=bool)
+    prob = pairs["match_probability"].to_numpy(dtype=float)
+    keep = (prob >= floor) | plain
+    pairs = pairs[keep].copy()
+    raised = plain[keep] & (prob[keep] < threshold)
+    pairs.loc[raised, "match_probability"] = threshold
+    pairs["eligible"] = meets_requirements(pairs) | pd.Series(plain[keep], index=pairs.index)
+    return pairs
+
+
 def _edges(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs.rename(columns={"unique_id_l": "mention_id_a", "unique_id_r": "mention_id_b"})
 
@@ -141,11 +197,11 @@ def resolve_frame(
     floor = min(score_from, threshold) if score_from is not None else threshold
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-        pairs = model.predict(threshold=floor)
+        pairs = model.predict(threshold=PLAIN_SCORE_FLOOR)
     else:
-        pairs = model.predict(lf, threshold=floor)
+        pairs = model.predict(lf, threshold=PLAIN_SCORE_FLOOR)
     pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-    pairs["eligible"] = meets_requirements(pairs)
+    pairs = _with_plain_evidence(pairs, lf, floor, threshold)
     result = constrained_clusters(
         lf["unique_id"], _edges(pairs[pairs["eligible"]]), citizen_ids=lf["cid"], document_keys=lf["doc_no"],
         decisions=decisions, threshold=threshold)
@@ -307,7 +363,7 @@ def link_new_mentions(
     lf_new, lf_old = lf[is_new].reset_index(drop=True), lf[~is_new].reset_index(drop=True)
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-    pairs = model.predict_new(lf_new, lf_old, threshold=min(band[0], threshold))
+    pairs = model.predict_new(lf_new, lf_old, threshold=PLAIN_SCORE_FLOOR)
     person_of = existing.assign(mention_id=existing["mention_id"].astype(str)).set_index("mention_id")["person_id"]
     node_of = "P:" + person_of.astype(str)
 
@@ -318,7 +374,7 @@ def link_new_mentions(
     edges = None
     if len(pairs):
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-        pairs["eligible"] = meets_requirements(pairs)
+        pairs = _with_plain_evidence(pairs, lf, min(band[0], threshold), threshold)
         edges = _edges(pairs[pairs["eligible"]])[["mention_id_a", "mention_id_b", "match_probability"]].copy()
         for side in ("mention_id_a", "mention_id_b"):
             edges[side] = edges[side].astype(str).map(lambda m: node_of.get(m, m))
