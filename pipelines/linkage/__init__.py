@@ -112,8 +112,8 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     gender the same, and no two valid IDs that disagree (`citizen_id` level not
     ``different_valid`` / ``disagree``; the clusterer still refuses to join two valid IDs).
     The name is rare when the chance that two of its bearers share a birthday is below
-    `max_coincidence`; with the gender missing on one side only a name seen with a single
-    birth date in all the data counts. Twins (same birth date and surname, different
+    `max_coincidence`; with the gender missing on one side (not contradicting, but not
+    halving the namesakes either) below half of it. Twins (same birth date and surname, different
     given names) never qualify: their names differ."""
     if pairs.empty:
         return pd.Series(False, index=pairs.index)
@@ -128,7 +128,8 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     return ((pairs["level_name"] == "exact") & (pairs["level_birth_date"] == "exact")
             & (pairs["level_source"] == "different")
             & ~pairs["level_citizen_id"].isin(["different_valid", "disagree", "sequence_edit", "two_edits"])
-            & (((gender == "same") & (coincidence <= max_coincidence)) | ((gender == "null") & (k <= 1))))
+            & (((gender == "same") & (coincidence <= max_coincidence))
+               | ((gender == "null") & (coincidence <= max_coincidence / 2))))
 
 
 def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float) -> pd.DataFrame:
