@@ -11,6 +11,7 @@ No Python is written for the department: only the YAML below and the export file
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from settings import load_settings
 from warehouse.reports import write_reports
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 DISABILITY_YAML = """\
 # 残联 · 持证残疾人名册 (xlsx, monthly snapshot): one certificate holder per row
@@ -136,6 +138,14 @@ def test_a_sixth_department_loads_into_an_existing_warehouse_from_its_yaml_alone
             "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'core' "
             "AND table_name = 'disability_certificate'").fetchall())
         assert comments["category"].startswith("残疾类别") and comments["level"].startswith("残疾等级")
+        # the queries docs/MAPPINGS.md shows for this department run
+        text = (ROOT / "docs" / "MAPPINGS.md").read_text(encoding="utf-8")
+        statements = [s for block in re.findall(r"```sql-declared\n(.*?)```", text, flags=re.S)
+                      for s in block.split(";") if s.strip()]
+        assert len(statements) == 2
+        counts = con.execute(statements[0]).df()
+        assert counts["holders"].sum() == 25
+        con.execute(statements[1]).df()
         view_comments = con.execute(
             "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'mart' AND table_name = 'disability_certificate' "
             "AND (comment IS NULL OR comment = '')").fetchall()[0][0]
