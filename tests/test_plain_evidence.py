@@ -64,3 +64,27 @@ def test_plain_pairs_are_kept_and_raised_to_the_threshold_others_filtered_by_sco
     assert out["unique_id_l"].tolist() == ["a", "w1"]
     assert out["match_probability"].tolist() == [0.999, 0.9995]
     assert out["eligible"].tolist()[0]
+
+
+def _lf_surnames() -> pd.DataFrame:
+    rows = [("a", "李忠建", "李", dt.date(1987, 5, 20)), ("b", "季忠建", "季", dt.date(1987, 5, 20)),
+            ("c", "李强", "李", dt.date(2001, 1, 15)), ("d", "季强", "季", dt.date(2001, 1, 15)),
+            ("e", "石娜桐", "石", dt.date(1966, 3, 25)), ("f", "石娜梅", "石", dt.date(1966, 3, 25)),
+            ("old", "某", "某", dt.date(1920, 1, 1)), ("young", "某", "某", dt.date(2020, 1, 1))]
+    # 强 is a given name of many: the data says so
+    rows += [(f"q{i}", f"{s}强", s, dt.date(1950, 1, 1) + dt.timedelta(days=89 * i))
+             for i, s in enumerate("王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏")]
+    return pd.DataFrame(rows, columns=["unique_id", "name_s", "surname", "birth"])
+
+
+def test_a_mistyped_surname_before_a_rare_given_name_is_plain_a_twin_is_not():
+    lf = _lf_surnames()
+    assert name_bearers(lf, "given")["忠建"] == 1 and name_bearers(lf, "given")["强"] > 40
+    pairs = pd.DataFrame([
+        _pair("a", "b", name="one_char"),                     # 李忠建 / 季忠建: one person, surname mistyped
+        _pair("a", "b", name="one_char", gender="null"),      # gender missing on one side: still rare enough
+        _pair("c", "d", name="one_char"),                     # 李强 / 季强: a one-character given name
+        _pair("e", "f", name="one_char"),                     # twins 石娜桐 / 石娜梅: the given names differ
+        _pair("a", "b", name="one_char", citizen_id="different_valid"),
+    ])
+    assert plain_evidence(pairs, lf).tolist() == [True, True, False, False, False]
