@@ -409,7 +409,10 @@ def _drop_foreign_document_id_errors(issues: pd.DataFrame, mentions: pd.DataFram
     mention's document, not reported as a bad citizen ID."""
     if issues.empty or mentions.empty:
         return issues
-    id_field = {p_role: p.fields.get("citizen_id") for p in mapping.persons for p_role in p.roles}
+    id_fields: dict[str, set[str]] = {}  # role → its ID columns (a roster's head: row and household columns)
+    for p in mapping.persons:
+        for p_role in p.roles:
+            id_fields.setdefault(p_role, set()).add(p.fields.get("citizen_id"))
     # without a document-type column only a number that is recognisably a foreign
     # document (a passport-like number such as E12345678 or 618182637 that does not start
     # with a region code) counts; anything else in an ID column stays an ID problem
@@ -421,7 +424,7 @@ def _drop_foreign_document_id_errors(issues: pd.DataFrame, mentions: pd.DataFram
     not_an_id_attempt = (mentions["document_type"] == "other") & passport_like & ~looks_like_id
     foreign = mentions[(explicit & mentions["document_type"].isin(NON_ID_DOCUMENTS))
                        | mentions["document_type"].isin(("passport", "foreign_permanent")) | not_an_id_attempt]
-    drop = {(loc, id_field.get(role)) for loc, role in zip(foreign["source_locator"], foreign["role"])}
+    drop = {(loc, f) for loc, role in zip(foreign["source_locator"], foreign["role"]) for f in id_fields.get(role, ())}
     if not drop:
         return issues
     keep = [not (str(code).startswith("id_") and (loc, f) in drop)
