@@ -106,7 +106,7 @@ EXPORT_COLUMNS = (
 
 MENTION_EXTRA_COLUMNS = (
     C("mention_id", "VARCHAR", "人员提及编号：来源对象|来源位置|角色", True),
-    C("role", "VARCHAR", "人员角色：man 男方、woman 女方/育龄妇女、deceased 逝者、head 户主、member 家庭成员、registrant 登记人、spouse 配偶、child 子女", True),
+    C("role", "VARCHAR", "人员角色：man 男方、woman 女方/育龄妇女、deceased 逝者、head 户主、member 家庭成员、registrant 登记人、spouse 配偶、child 子女，或映射文件声明的其他角色（role_labels_zh）", True),
     C("record_key", "VARCHAR", "来源记录业务主键（登记证字号、火化证明编号、登记编号、序号、主键）"),
     C("household_key", "VARCHAR", "低保花名册中的户标识（文件名#序号）"),
     C("export_date", "DATE", "导出日期（文件名中的日期，数据截至日）"),
