@@ -237,7 +237,7 @@ def _summary_from_json(d: dict):
 
 
 @app.command()
-def backfill(source: str = typer.Argument(..., help="来源系统：civil_affairs / low_income / floating_population / family_planning"),
+def backfill(source: str = typer.Argument(..., help="来源系统：civil_affairs / low_income / floating_population / family_planning，或映射文件声明的部门"),
              since: str = typer.Option(..., "--since", help="起始导出日期（含）：YYYY-MM-DD，或月份 YYYY-MM（该月第一天）"),
              until: str = typer.Option(..., "--until", help="截止导出日期（含）：YYYY-MM-DD，或月份 YYYY-MM（该月最后一天）"),
              inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
@@ -247,12 +247,12 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows import Selection, backfill as backfill_flow, sync as run
-    from schemas.person import SOURCE_SYSTEMS
+    from schemas.mapping import source_systems
 
-    if source not in SOURCE_SYSTEMS:
-        raise UsageProblem("SOURCE", source, f"未知来源系统；可选：{', '.join(SOURCE_SYSTEMS)}")
     since, until = _date_range(since, until)
     settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    if source not in source_systems():  # after the settings: their mappings_dir may declare it
+        raise UsageProblem("SOURCE", source, f"未知来源系统；可选：{', '.join(source_systems())}")
     if prefect and _prefect_server_configured():
         result = _run_flow(backfill_flow, source=source, since=since, until=until,
                            inbox=str(settings.inbox), warehouse=str(settings.warehouse),

@@ -471,14 +471,18 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     """Load what `selection` asks for into the warehouse, resolve, rebuild, publish."""
     from connectors import discover_exports
     from connectors.exceptions import ConnectorError, SourceUnavailableError
-    from schemas.mapping import load_mappings
+    from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import build, load, store
 
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
+    use_mappings_dir(settings.mappings_dir)
     mappings = {m.source_object: m for m in load_mappings()}
     t0 = time.perf_counter()
+    for problem in mapping_set().problems:  # a broken mapping fails its department alone
+        summary.exports.append(ExportReport(problem.source_system or "unknown", "", Path(problem.path).name, "failed",
+                                            message=str(problem)))
     for problem in _call(pull_task, use_tasks, settings).problems:  # a source that fails, fails alone
         summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed",
                                             message=str(problem)))

@@ -93,6 +93,9 @@ class Settings(BaseModel):
     incremental_max_mention_growth: float = Field(
         0.25, description="提及数较模型训练时增长超过该比例时也重新训练（每月低保花名册等重复提及已知人员的记录只按此计）")
     district: DistrictSettings = Field(default_factory=DistrictSettings)
+    mappings_dir: Path | None = Field(
+        None, description="另外的映射文件目录（每个部门来源对象一个 YAML 文件，见 docs/MAPPINGS.md）：新部门只需放入映射文件，"
+                          "不改代码；内置映射（schemas/mappings/）照常使用")
     sources: dict[str, SourceSpec] = Field(
         default_factory=dict,
         description="各部门的数据来源（[sources.<名称>] url = ...）；未声明的部门照旧读取收件箱中的文件")
@@ -191,8 +194,14 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dic
     given = {k: v for k, v in overrides.items() if v is not None}
     data.update(given)
     origin.update({k: "命令行" for k in given})
+    from schemas.mapping import use_mappings_dir
+
+    # the departments that `[sources.*]` may name include those of mappings_dir
+    use_mappings_dir(data.get("mappings_dir"))
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
+        use_mappings_dir(settings.mappings_dir)
+        return settings
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ()))

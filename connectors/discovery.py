@@ -30,8 +30,7 @@ from connectors.exceptions import (
     UnrecognizedFileError,
     WrongFolderError,
 )
-from schemas.mapping import SourceMapping, load_mappings
-from schemas.person import SOURCE_SYSTEMS
+from schemas.mapping import SourceMapping, load_mappings, source_systems
 
 __all__ = ["ExportFile", "DiscoveryResult", "FileDate", "discover_exports", "parse_file_date", "file_sha256", "content_key"]
 
@@ -158,7 +157,7 @@ def _walk(inbox: Path, result: DiscoveryResult) -> list[Path]:
         rel = folder.relative_to(inbox) if folder.is_relative_to(inbox) else folder
         if rel.parts and _ignored(rel):
             return
-        system = rel.parts[0] if rel.parts and rel.parts[0] in SOURCE_SYSTEMS else None
+        system = rel.parts[0] if rel.parts and rel.parts[0] in source_systems() else None
         result.problems.append(SourceUnavailableError(system, folder.name, folder, kind=_os_kind(exc),
                                                       detail=exc.strerror))
 
@@ -187,7 +186,7 @@ def _classify(path: Path, rel: Path, mappings: Sequence[SourceMapping]) -> Expor
     """An ExportFile, or the problem that keeps `path` from being one."""
     name = path.name
     folder = rel.parts[0] if len(rel.parts) > 1 else None
-    system = folder if folder in SOURCE_SYSTEMS else None
+    system = folder if folder in source_systems() else None
     mapping = _mapping_for_name(name, mappings)
     if mapping is None:
         return UnrecognizedFileError(system, name, path)

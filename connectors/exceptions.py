@@ -32,12 +32,7 @@ __all__ = [
     "SourceUnavailableError",
 ]
 
-_SYSTEM_ZH = {
-    "civil_affairs": "民政",
-    "low_income": "低保",
-    "floating_population": "流动人口",
-    "family_planning": "计生",
-}
+from schemas.person import SOURCE_SYSTEM_LABELS_ZH as _SYSTEM_ZH  # noqa: E402  (built-in and declared departments)
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -158,10 +158,18 @@ _NAME_EXTRAS = {"name_raw": "raw", "name_simplified": "simplified", "name_pinyin
 
 
 def explode_mentions(records: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
-    """One row per person mention of every record, with its role."""
+    """One row per person mention of every record, with its role.
+
+    A `per: household` rule gives one mention per household, at the household's first
+    row, from its household columns (the 户主 named in 户主姓名/户主身份证号); with
+    `unless_listed` only when no row of the household already is that person: no row
+    has the rule's role, the same valid citizen ID or the same name (Simplified)."""
     parts = []
-    for person in mapping.persons:
+    ordered = sorted(mapping.persons, key=lambda p: p.per == "household")  # row rules first
+    for person in ordered:
         rec = records
+        if person.per == "household":
+            rec = _household_first_rows(rec, mapping)
         if person.present_if_any:
             present = np.zeros(len(rec), dtype=bool)
             for f in person.present_if_any:
@@ -193,6 +201,8 @@ def explode_mentions(records: pd.DataFrame, mapping: SourceMapping) -> pd.DataFr
             m[out_col] = rec.get(f"{name_col}__{extra}") if name_col else None
         doc_col = person.fields.get("document_type")
         _apply_document_type(m, rec, doc_col, id_col)
+        if person.unless_listed and parts:
+            m = m[~_listed(m, pd.concat(parts, ignore_index=True), person.roles[0])]
         parts.append(m)
     mentions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=MENTION_COLUMNS)
     mentions["mention_id"] = (
@@ -200,6 +210,31 @@ def explode_mentions(records: pd.DataFrame, mapping: SourceMapping) -> pd.DataFr
         + "|" + mentions["role"].astype(str)
     )
     return mentions.reindex(columns=MENTION_COLUMNS)
+
+
+def _household_first_rows(rec: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
+    """The first row (in file order) of every household of a roster."""
+    if rec.empty:
+        return rec
+    key = _household_key(rec, mapping)
+    return rec[~key.duplicated(keep="first").to_numpy()]
+
+
+def _listed(candidates: pd.DataFrame, mentions: pd.DataFrame, role: str) -> np.ndarray:
+    """For each household-column mention: is the person already a row of its household
+    (a row with `role`, the same valid citizen ID, or the same name)?"""
+    def name(m: pd.DataFrame) -> pd.Series:
+        return m["name_simplified"].astype(object).where(m["name_simplified"].notna(), m["name"].astype(object))
+
+    def pairs(m: pd.DataFrame, value: pd.Series) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays([m["household_key"].astype(object).to_numpy(), value.astype(object).to_numpy()])
+
+    listed = np.array(candidates["household_key"].isin(set(mentions.loc[mentions["role"] == role, "household_key"])), dtype=bool)
+    for value in (lambda m: m["citizen_id"], name):
+        have = value(mentions).notna().to_numpy()
+        mine = value(candidates)
+        listed |= mine.notna().to_numpy() & pairs(candidates, mine).isin(pairs(mentions[have], value(mentions)[have]))
+    return listed
 
 
 def _household_key(rec: pd.DataFrame, mapping: SourceMapping) -> pd.Series | None:
@@ -374,7 +409,10 @@ def _drop_foreign_document_id_errors(issues: pd.DataFrame, mentions: pd.DataFram
     mention's document, not reported as a bad citizen ID."""
     if issues.empty or mentions.empty:
         return issues
-    id_field = {p_role: p.fields.get("citizen_id") for p in mapping.persons for p_role in p.roles}
+    id_fields: dict[str, set[str]] = {}  # role → its ID columns (a roster's head: row and household columns)
+    for p in mapping.persons:
+        for p_role in p.roles:
+            id_fields.setdefault(p_role, set()).add(p.fields.get("citizen_id"))
     # without a document-type column only a number that is recognisably a foreign
     # document (a passport-like number such as E12345678 or 618182637 that does not start
     # with a region code) counts; anything else in an ID column stays an ID problem
@@ -386,7 +424,7 @@ def _drop_foreign_document_id_errors(issues: pd.DataFrame, mentions: pd.DataFram
     not_an_id_attempt = (mentions["document_type"] == "other") & passport_like & ~looks_like_id
     foreign = mentions[(explicit & mentions["document_type"].isin(NON_ID_DOCUMENTS))
                        | mentions["document_type"].isin(("passport", "foreign_permanent")) | not_an_id_attempt]
-    drop = {(loc, id_field.get(role)) for loc, role in zip(foreign["source_locator"], foreign["role"])}
+    drop = {(loc, f) for loc, role in zip(foreign["source_locator"], foreign["role"]) for f in id_fields.get(role, ())}
     if not drop:
         return issues
     keep = [not (str(code).startswith("id_") and (loc, f) in drop)

@@ -8,24 +8,27 @@ and normalisers from it; the warehouse derives DDL and `COMMENT ON` texts from i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SourceSystem = Literal["civil_affairs", "low_income", "floating_population", "family_planning"]
-Role = Literal["man", "woman", "deceased", "head", "member", "registrant", "spouse", "child"]
+#: the departments whose mappings ship with the hub; any other `source_system` is
+#: declared by its own mapping (with `source_system_label_zh`), see docs/MAPPINGS.md
+BuiltinSourceSystem = Literal["civil_affairs", "low_income", "floating_population", "family_planning"]
+BuiltinRole = Literal["man", "woman", "deceased", "head", "member", "registrant", "spouse", "child"]
 
-SOURCE_SYSTEMS: tuple[str, ...] = SourceSystem.__args__  # type: ignore[attr-defined]
-ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+SOURCE_SYSTEMS: tuple[str, ...] = BuiltinSourceSystem.__args__  # type: ignore[attr-defined]
+ROLES: tuple[str, ...] = BuiltinRole.__args__  # type: ignore[attr-defined]
 
-SOURCE_SYSTEM_LABELS_ZH = {
+BUILTIN_SOURCE_SYSTEM_LABELS_ZH = {
     "civil_affairs": "民政",
     "low_income": "低保",
     "floating_population": "流动人口",
     "family_planning": "计生",
 }
 
-ROLE_LABELS_ZH = {
+BUILTIN_ROLE_LABELS_ZH = {
     "man": "男方",
     "woman": "女方/育龄妇女",
     "deceased": "逝者",
@@ -35,6 +38,35 @@ ROLE_LABELS_ZH = {
     "spouse": "配偶",
     "child": "子女",
 }
+
+
+class _DeclaredLabels(Mapping[str, str]):
+    """Built-in labels plus those the loaded mappings declare (`source_system_label_zh`,
+    `role_labels_zh`): looked up when asked, so a department added as a YAML file is
+    named by its own label in reports, status, alerts and messages."""
+
+    def __init__(self, builtin: dict[str, str], attribute: str) -> None:
+        self._builtin, self._attribute = builtin, attribute
+
+    def _all(self) -> dict[str, str]:
+        from schemas.mapping import declared_labels  # lazy: schemas.mapping imports this module
+
+        return {**self._builtin, **declared_labels(self._attribute)}
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: source system → its Chinese label (民政, 低保 … and every declared department)
+SOURCE_SYSTEM_LABELS_ZH: Mapping[str, str] = _DeclaredLabels(BUILTIN_SOURCE_SYSTEM_LABELS_ZH, "source_system")
+#: role → its Chinese label (built-in roles and the roles mappings declare)
+ROLE_LABELS_ZH: Mapping[str, str] = _DeclaredLabels(BUILTIN_ROLE_LABELS_ZH, "role")
 
 
 def _f(label_zh: str, kind: str, *, code_table: str | None = None, **kw: Any) -> Any:
@@ -51,12 +83,12 @@ class Lineage(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source_system: SourceSystem = Field(json_schema_extra={"label_zh": "来源系统", "kind": "text"})
+    source_system: str = Field(json_schema_extra={"label_zh": "来源系统", "kind": "text"})
     source_object: str = Field(json_schema_extra={"label_zh": "来源对象（文件名或表名）", "kind": "text"})
     source_locator: str = Field(
         json_schema_extra={"label_zh": "来源位置（工作表!行号、CSV行号或主键）", "kind": "text"}
     )
-    role: Role = Field(json_schema_extra={"label_zh": "人员角色", "kind": "text"})
+    role: str = Field(json_schema_extra={"label_zh": "人员角色", "kind": "text"})
 
 
 class PersonMention(Lineage):

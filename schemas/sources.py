@@ -61,10 +61,10 @@ class SourceSpec(BaseModel):
     @field_validator("system")
     @classmethod
     def _known_system(cls, v: str) -> str:
-        from schemas.person import SOURCE_SYSTEMS  # here: `residents query`/`status` start fast
+        from schemas.mapping import source_systems  # here: `residents query`/`status` start fast
 
-        if v not in SOURCE_SYSTEMS:
-            raise ValueError(f"未知的来源系统 {v!r}（应为 {' / '.join(SOURCE_SYSTEMS)}）")
+        if v not in source_systems():
+            raise ValueError(f"未知的来源系统 {v!r}（应为 {' / '.join(source_systems())}，或在 mappings_dir 的映射文件中声明）")
         return v
 
     @model_validator(mode="before")

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, core_tables
+from schemas.mapping import SourceMapping, load_mappings
+from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, core_tables, fact_table
 
 
 def read_current_mentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -213,6 +214,9 @@ SELECT substr(r.period, 1, 7), CAST(substr(r.period, 1, 7) || '-01' AS DATE), r.
        r.category, r.amount_yuan, r.covered_persons, r.approval_date, r.address,
        r.source_system, r.source_object, r.source_locator
 FROM rows r LEFT JOIN heads h USING (hh)
+-- a head named only in the household columns (no row of their own) heads the household
+-- but is not a listed member: the row is the listed member's
+WHERE NOT (r.role = 'head' AND coalesce(r.relationship, '') NOT IN ('01', '02'))
 """
 
 _LOW_INCOME_ENROLMENT = """
@@ -599,6 +603,23 @@ DELETE FROM core.alert WHERE [[dp:person_id]]
 """
 
 
+def declared_facts_sql(mapping: SourceMapping) -> str:
+    """`core.<facts.table>` of a mapping that declares `facts`, derived again in full (a
+    declared department is small next to the person build; full and scoped builds agree):
+    each staged record joined to the person of its fact-role mention."""
+    table = fact_table(mapping)
+    own = ", ".join(f'r."{c.field}"' for c in mapping.fact_columns)
+    return f"""
+DELETE FROM {table.qualified};
+INSERT INTO {table.qualified} ({", ".join(f'"{c}"' for c in table.column_names)})
+SELECT x.person_id, x.role, {own + ", " if own else ""}r.export_id, r.export_date, r.period,
+       r.source_system, r.source_object, r.source_locator
+FROM stg.{mapping.staging_table} r
+JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
+                       AND x.role = '{mapping.fact_role}'
+"""
+
+
 def _run(con: duckdb.DuckDBPyConnection, sql: str, scope: BuildScope | None) -> None:
     for stmt in [s for s in _scoped(sql, scope).split(";\n") if s.strip()]:
         con.execute(stmt)
@@ -644,6 +665,9 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
                 _ADDRESSES, _MARRIAGE_STATUS, _PERSON, _RELATIONSHIP, _ID_CONFLICTS, _ALERTS):
         _run(con, sql, scope)
+    for mapping in load_mappings():
+        if mapping.facts is not None:
+            _run(con, declared_facts_sql(mapping), None)
     counts = {}
     for t in core_tables():
         counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]

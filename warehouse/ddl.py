@@ -96,7 +96,7 @@ def person_columns() -> tuple[Column, ...]:
 
 
 LINEAGE_COLUMNS = (
-    C("source_system", "VARCHAR", "来源系统：civil_affairs 民政 / low_income 低保 / floating_population 流动人口 / family_planning 计生", True),
+    C("source_system", "VARCHAR", "来源系统（部门代码）：civil_affairs 民政 / low_income 低保 / floating_population 流动人口 / family_planning 计生，或映射文件声明的其他部门（见 docs/MAPPINGS.md）", True),
     C("source_object", "VARCHAR", "来源对象：导出文件名（含扩展名）或数据库表名", True),
     C("source_locator", "VARCHAR", "来源位置：xlsx 为“工作表!行号”，CSV 为物理行号（表头为第1行），数据库为主键值", True),
 )
@@ -106,7 +106,7 @@ EXPORT_COLUMNS = (
 
 MENTION_EXTRA_COLUMNS = (
     C("mention_id", "VARCHAR", "人员提及编号：来源对象|来源位置|角色", True),
-    C("role", "VARCHAR", "人员角色：man 男方、woman 女方/育龄妇女、deceased 逝者、head 户主、member 家庭成员、registrant 登记人、spouse 配偶、child 子女", True),
+    C("role", "VARCHAR", "人员角色：man 男方、woman 女方/育龄妇女、deceased 逝者、head 户主、member 家庭成员、registrant 登记人、spouse 配偶、child 子女，或映射文件声明的其他角色（role_labels_zh）", True),
     C("record_key", "VARCHAR", "来源记录业务主键（登记证字号、火化证明编号、登记编号、序号、主键）"),
     C("household_key", "VARCHAR", "低保花名册中的户标识（文件名#序号）"),
     C("export_date", "DATE", "导出日期（文件名中的日期，数据截至日）"),
@@ -132,6 +132,33 @@ def staging_record_table(m: SourceMapping) -> Table:
     for spec in m.columns:
         cols.append(C(spec.field, KIND_TYPES[spec.kind], f"{spec.label_zh or spec.header}（来源列：{'/'.join(spec.aliases)}）"))
     return Table("stg", m.staging_table, f"{m.label_zh}：标准化后的来源记录（{m.source_system}）", tuple(cols))
+
+
+#: columns every fact table of a mapping carries besides the mapping's own fact columns
+FACT_KEY_COLUMNS = ("person_id", "role")
+FACT_LINEAGE_COLUMNS = ("export_id", "export_date", "period", "source_system", "source_object", "source_locator")
+
+
+def fact_table(m: SourceMapping) -> Table:
+    """`core.<facts.table>`: the department's own attributes (declared in its mapping),
+    one row per accepted record and person mention of the fact role, with the person."""
+    assert m.facts is not None
+    role = m.fact_role
+    cols = [C("person_id", "VARCHAR", f"人员编号（core.person.person_id）：该记录中角色为 {role} 的人员", True),
+            C("role", "VARCHAR", f"人员角色（{role}）", True)]
+    for spec in m.fact_columns:
+        cols.append(C(spec.field, KIND_TYPES[spec.kind],
+                      f"{spec.label_zh or spec.header}（来源列：{'/'.join(spec.aliases)}）"))
+    cols += [C("export_id", "BIGINT", "装载台账编号（quality.load_ledger.export_id）", True),
+             C("export_date", "DATE", "导出日期（文件名中的日期，数据截至日）"),
+             C("period", "VARCHAR", "导出周期（日：YYYY-MM-DD；月：YYYY-MM）"), *LINEAGE_COLUMNS]
+    return Table("core", m.facts.table,
+                 f"{m.facts.label_zh}（{m.system_label_zh}·{m.label_zh}，映射声明的部门事实：每条记录每个人员一行）",
+                 tuple(cols))
+
+
+def fact_tables() -> tuple[Table, ...]:
+    return tuple(fact_table(m) for m in load_mappings() if m.facts is not None)
 
 
 STG_MENTION = Table(
@@ -444,7 +471,7 @@ def core_tables() -> tuple[Table, ...]:
     return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, LINK_DECISION, MATCH_CANDIDATE, ADDRESS, ADDRESS_XREF,
             PERSON_ADDRESS, RELATIONSHIP, MARRIAGE, CREMATION,
             LOW_INCOME_LINE, LOW_INCOME_ENROLMENT, FLOATING_REGISTRATION, FLOATING_HISTORY,
-            FP_WOMAN, FP_CHILD, ALERT)
+            FP_WOMAN, FP_CHILD, ALERT, *fact_tables())
 
 
 def staging_tables() -> tuple[Table, ...]:
@@ -467,5 +494,5 @@ def create_all_sql() -> list[str]:
     return stmts
 
 
-__all__ = ["Column", "Table", "SCHEMAS", "all_tables", "create_all_sql", "core_tables",
+__all__ = ["Column", "Table", "SCHEMAS", "all_tables", "create_all_sql", "core_tables", "fact_table", "fact_tables",
            "staging_tables", "quality_tables"]

@@ -23,6 +23,20 @@ def create_declared(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(";\n".join(create_all_sql()))
 
 
+def create_missing(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The declared tables this warehouse lacks (a department whose mapping was added
+    after the warehouse was built), created with their comments; returns their names."""
+    from warehouse.ddl import SCHEMAS, all_tables
+
+    have = {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+    missing = [t for t in all_tables() if t.qualified not in have]
+    if missing:
+        con.execute(";\n".join([f"CREATE SCHEMA IF NOT EXISTS {s}" for s in SCHEMAS]
+                               + [stmt for t in missing for stmt in t.create_sql()]))
+    return [t.qualified for t in missing]
+
+
 def _v1_initial(con: duckdb.DuckDBPyConnection) -> None:
     """Version 1: every table declared in warehouse.ddl."""
     create_declared(con)
@@ -64,6 +78,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             con.execute("INSERT INTO quality.schema_version VALUES (?, now(), ?)", [version, description])
         if pending:
             create_declared(con)
+        else:
+            create_missing(con)  # a mapping added since: its staging and fact tables
         create_views(con)
         con.execute("COMMIT")
     except BaseException:

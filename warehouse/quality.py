@@ -415,7 +415,9 @@ def _birth_gender_headers() -> pd.DataFrame:
                 rows.append({"mapping": m.source_object, "role": role,
                              "birth_header": cols[b].header if b in cols else None,
                              "gender_header": cols[g].header if g in cols else "（按角色）"})
-    return pd.DataFrame(rows)
+    # one row per (mapping, role): a role taken by two rules (a roster's head row and the
+    # head named only in the household columns) is described by the first
+    return pd.DataFrame(rows).drop_duplicates(["mapping", "role"])
 
 
 _MENTIONS = """

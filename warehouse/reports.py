@@ -35,12 +35,7 @@ import pandas as pd
 __all__ = ["SYSTEM_ZH", "problem_list", "department_findings", "write_problem_lists", "write_html_summary",
            "write_reports", "PROBLEM_COLUMNS"]
 
-SYSTEM_ZH = {
-    "civil_affairs": "民政",
-    "low_income": "低保",
-    "floating_population": "流动人口",
-    "family_planning": "计生",
-}
+from schemas.person import SOURCE_SYSTEM_LABELS_ZH as SYSTEM_ZH  # noqa: E402  (built-in and declared departments)
 #: alert kinds, as officers read them, and what the department named in the alert should do
 ALERT_KINDS_ZH = {"deceased_receiving_benefit": "死亡后仍在低保花名册", "deceased_still_registered": "死亡后流动人口仍为在住",
                   "id_conflict": "同一身份证号信息冲突", "marital_status_conflict": "婚姻状况冲突"}

@@ -202,11 +202,41 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def declared_fact_views() -> list[View]:
+    """`mart.<facts.table>` for every mapping that declares `facts`: its core fact table
+    with the person's name, ID and phone columns masked (kinds citizen_id and phone)."""
+    from schemas.mapping import load_mappings
+    from warehouse.ddl import fact_table
+
+    views = []
+    for m in load_mappings():
+        if m.facts is None:
+            continue
+        table = fact_table(m)
+        kinds = {c.field: c.kind for c in m.fact_columns}
+        cols, declared = ["f.person_id", "p.name AS person_name",
+                          "mart.mask_id(p.citizen_id) AS citizen_id_masked"], {
+            "person_name": "姓名（core.person 中解析后的姓名）",
+            "citizen_id_masked": "公民身份号码（脱敏：保留前 6 位行政区划码与末 4 位）"}
+        for c in table.columns[1:]:
+            kind = kinds.get(c.name)
+            if kind in ("citizen_id", "phone"):
+                masked = f"{c.name}_masked"
+                cols.append(f'mart.mask_{"id" if kind == "citizen_id" else "phone"}(f."{c.name}") AS {masked}')
+                declared[masked] = f"{c.comment}（脱敏）"
+            else:
+                cols.append(f'f."{c.name}"')
+        views.append(View(f"mart.{m.facts.table}", table.comment,
+                          f"SELECT {', '.join(cols)} FROM {table.qualified} f LEFT JOIN core.person p USING (person_id)",
+                          (table.qualified,), declared))
+    return views
+
+
 def create_views(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS mart")
     for stmt in MACROS:
         con.execute(stmt)
-    for view in VIEW_LIST:
+    for view in [*VIEW_LIST, *declared_fact_views()]:
         _create(con, view, view.sql, view.comment)
     create_grid_view(con, grid_households)
 

@@ -89,6 +89,90 @@ def meets_requirements(pairs: pd.DataFrame, requirement: LinkRequirement = LINK_
     return ok
 
 
+#: the largest chance, estimated from the data, that two different persons bearing a full
+#: name were born on the same day (C(k, 2) / days spanned by the birth dates, k = the
+#: number of birth dates the name is seen with): below it a name is *rare*
+PLAIN_MAX_COINCIDENCE = 1e-3
+#: pairs are scored down to this probability so that plain-evidence pairs are seen
+PLAIN_SCORE_FLOOR = 1e-9
+
+
+def name_bearers(lf: pd.DataFrame, key: str = "name_s") -> pd.Series:
+    """Full name (Simplified) → how many persons bear it, estimated from the data as the
+    number of distinct birth dates it is written with (namesakes born the same day
+    count once: the estimate errs on the rare side only for them). `key="given"`: the
+    same for the given name (the name without its surname)."""
+    frame = lf.assign(given=given_names(lf)) if key == "given" else lf
+    known = frame[frame[key].notna() & frame["birth"].notna()]
+    return known.groupby(key)["birth"].nunique()
+
+
+def given_names(lf: pd.DataFrame) -> pd.Series:
+    """The name without its surname (NA when either is unknown or nothing is left)."""
+    name = lf["name_s"].astype("string")
+    surname = lf["surname"].astype("string") if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
+    n = surname.str.len()
+    given = pd.Series([x[int(k):] if isinstance(x, str) and pd.notna(k) else pd.NA for x, k in zip(name, n)],
+                      index=lf.index, dtype="string")
+    return given.where(given.str.len() > 0)
+
+
+def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
+                   max_coincidence: float = PLAIN_MAX_COINCIDENCE) -> pd.Series:
+    """Pairs whose evidence is plain although their score is not: the same exact birth
+    date in two export files, the gender the same, no two valid IDs that disagree
+    (`citizen_id` level not ``different_valid`` / ``disagree`` / a sequence-digit or
+    two-digit difference; the clusterer still refuses to join two valid IDs), and
+
+    * the same rare full name (identical Simplified form), or
+    * the same rare given name of two or more characters under surnames one character
+      or one sound apart (李忠建 / 季忠建: a mistyped surname).
+
+    A name is rare when the chance that two of its bearers (counted in the data,
+    `name_bearers`) share a birthday is below `max_coincidence`; with the gender missing
+    on one side (not contradicting, but not halving the namesakes either) below half of
+    it. Twins (same birth date and surname, different given names) never qualify."""
+    if pairs.empty:
+        return pd.Series(False, index=pairs.index)
+    births = pd.to_datetime(lf["birth"].dropna())
+    span_days = max((births.max() - births.min()).days, 365) if len(births) else 365
+    ids = lf["unique_id"].astype(str).to_numpy()
+    left, right = pairs["unique_id_l"].astype(str), pairs["unique_id_r"].astype(str)
+
+    def coincidence(values: pd.Series, bearers: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        of = pd.Series(values.to_numpy(), index=ids)
+        value_l, value_r = left.map(of), right.map(of)
+        k = value_l.map(bearers).fillna(1).to_numpy(dtype=float)
+        return (value_l, value_r), k * (k - 1) / 2 / span_days
+
+    gender = pairs["level_gender"].to_numpy()
+    limit = np.where(gender == "same", max_coincidence, np.where(gender == "null", max_coincidence / 2, -1.0))
+    _, full_c = coincidence(lf["name_s"], name_bearers(lf))
+    same_full = (pairs["level_name"] == "exact").to_numpy() & (full_c <= limit)
+    given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
+    (given_l, given_r), given_c = coincidence(given, name_bearers(lf, "given") if "surname" in lf else pd.Series())
+    same_given = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
+                  & (given_l.notna() & (given_l == given_r)).fillna(False).to_numpy()
+                  & (given_l.str.len() >= 2).fillna(False).to_numpy() & (given_c <= limit))
+    return ((pairs["level_birth_date"] == "exact") & (pairs["level_source"] == "different")
+            & ~pairs["level_citizen_id"].isin(["different_valid", "disagree", "sequence_edit", "two_edits"])
+            & pd.Series(same_full | same_given, index=pairs.index))
+
+
+def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float) -> pd.DataFrame:
+    """Scored pairs at or above `floor`, plus the plain-evidence pairs (`plain_evidence`)
+    whatever their score, those raised to `threshold` so that the clusterer takes them
+    (after every better-scored pair; its constraints still apply)."""
+    plain = plain_evidence(pairs, lf).to_numpy(dtype=bool)
+    prob = pairs["match_probability"].to_numpy(dtype=float)
+    keep = (prob >= floor) | plain
+    pairs = pairs[keep].copy()
+    raised = plain[keep] & (prob[keep] < threshold)
+    pairs.loc[raised, "match_probability"] = threshold
+    pairs["eligible"] = meets_requirements(pairs) | pd.Series(plain[keep], index=pairs.index)
+    return pairs
+
+
 def _edges(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs.rename(columns={"unique_id_l": "mention_id_a", "unique_id_r": "mention_id_b"})
 
@@ -141,11 +225,11 @@ def resolve_frame(
     floor = min(score_from, threshold) if score_from is not None else threshold
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-        pairs = model.predict(threshold=floor)
+        pairs = model.predict(threshold=PLAIN_SCORE_FLOOR)
     else:
-        pairs = model.predict(lf, threshold=floor)
+        pairs = model.predict(lf, threshold=PLAIN_SCORE_FLOOR)
     pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-    pairs["eligible"] = meets_requirements(pairs)
+    pairs = _with_plain_evidence(pairs, lf, floor, threshold)
     result = constrained_clusters(
         lf["unique_id"], _edges(pairs[pairs["eligible"]]), citizen_ids=lf["cid"], document_keys=lf["doc_no"],
         decisions=decisions, threshold=threshold)
@@ -307,7 +391,7 @@ def link_new_mentions(
     lf_new, lf_old = lf[is_new].reset_index(drop=True), lf[~is_new].reset_index(drop=True)
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
-    pairs = model.predict_new(lf_new, lf_old, threshold=min(band[0], threshold))
+    pairs = model.predict_new(lf_new, lf_old, threshold=PLAIN_SCORE_FLOOR)
     person_of = existing.assign(mention_id=existing["mention_id"].astype(str)).set_index("mention_id")["person_id"]
     node_of = "P:" + person_of.astype(str)
 
@@ -318,7 +402,7 @@ def link_new_mentions(
     edges = None
     if len(pairs):
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-        pairs["eligible"] = meets_requirements(pairs)
+        pairs = _with_plain_evidence(pairs, lf, min(band[0], threshold), threshold)
         edges = _edges(pairs[pairs["eligible"]])[["mention_id_a", "mention_id_b", "match_probability"]].copy()
         for side in ("mention_id_a", "mention_id_b"):
             edges[side] = edges[side].astype(str).map(lambda m: node_of.get(m, m))

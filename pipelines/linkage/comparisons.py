@@ -288,6 +288,9 @@ BLOCKING_RULES: tuple[BlockingRule, ...] = (
                  "姓名首字写错：同出生日期同电话（供人工复核的候选对）"),
     BlockingRule("pinyin_phone", "l.name_py = r.name_py AND l.phone = r.phone",
                  "出生日期缺失：同名同电话"),
+    BlockingRule("birth_given", "l.birth = r.birth AND length(l.name_s) >= 3 "
+                                "AND substr(l.name_s, 2) = substr(r.name_s, 2)",
+                 "姓氏写错（李忠建/季忠建）：同出生日期、姓以外的部分相同（两字以上的名）"),
 )
 
 #: hard conditions for a probabilistic link (see module docstring). Besides the names:
