@@ -97,8 +97,13 @@ def _is_ours(exc: BaseException) -> bool:
 
 def _settings(config: Optional[Path], **overrides):
     from settings import load_settings
+    from warehouse import store
 
-    return load_settings(config, **overrides)
+    settings = load_settings(config, **overrides)
+    # owner-only files and the warehouse key (no flows import: `query` must start quickly)
+    store.set_owner_only(settings.owner_only_files)
+    store.set_key(settings.warehouse, settings.resolved_warehouse_key())
+    return settings
 
 
 def _exit_for(summary) -> None:
@@ -349,13 +354,15 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
           config: Optional[Path] = ConfigOpt,
           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
           max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数")) -> None:
-    """在仓库上执行只读 SQL（表格或 CSV 输出）。"""
+    """在仓库上执行一条只读 SQL（表格或 CSV 输出）。
+
+    只允许一条 SELECT / WITH / DESCRIBE / SHOW / EXPLAIN / SUMMARIZE 语句；不能读写文件、附加数据库、安装扩展或修改设置。"""
     from warehouse.exceptions import WarehouseError
-    from warehouse.queries import run_read_only
+    from warehouse.queries import run_user_query
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        columns, rows = run_read_only(settings.warehouse, sql)
+        columns, rows = run_user_query(settings.warehouse, sql)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None

@@ -455,6 +455,23 @@ def _redact_url(url: str) -> str:
         return url
 
 
+def configure_warehouse(settings: Settings) -> None:
+    """What the settings say about the warehouse's protection, given to the warehouse
+    layer once: owner-only files, and the officer warehouse's encryption key (resolved
+    here from RESIDENTS_WAREHOUSE_KEY or `warehouse_key_file`; never a flow parameter)."""
+    from warehouse import store
+
+    store.set_owner_only(settings.owner_only_files)
+    store.set_key(settings.warehouse, settings.resolved_warehouse_key())
+
+
+def analyst_publisher(settings: Settings) -> Any:
+    """The hook that writes the analysts' de-identified file with every publish."""
+    from warehouse.analyst import publisher
+
+    return publisher(settings.resolved_analyst_warehouse(), settings.resolved_pseudonym_key())
+
+
 def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),
              use_tasks: bool = False, progress: Callable[[str, int, int], None] | None = None,
              fail_before_publish: bool = False) -> SyncSummary:
@@ -464,6 +481,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from schemas.mapping import load_mappings
     from warehouse import build, load, store
 
+    configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
@@ -498,7 +516,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     try:
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
-                               fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name) as con:
+                               fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
+                               before_publish=analyst_publisher(settings)) as con:
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
@@ -1033,12 +1052,13 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     decisions name (and those blocked with them), rebuild and publish."""
     from warehouse import store
 
+    configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
-                           flow=flow_name) as con:
+                           flow=flow_name, before_publish=analyst_publisher(settings)) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions
