@@ -714,7 +714,6 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problem
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
     (hashing the inbox) and never copies the warehouse. Files that failed before and
     are still uncorrected are reported in `summary` (as a sync that runs reports them)."""
-    from connectors.discovery import content_key
     from warehouse import load, store
     from warehouse.decisions import decisions_changed_since_last_run
 
@@ -736,8 +735,8 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problem
                                                  message=STILL_FAILED))
         for problem in problems:
             path = Path(str(getattr(problem, "path", "") or ""))
-            if path.is_file():
-                digest, _size = content_key(path)
+            if path.is_file() or path.is_symlink():
+                digest, _size = _problem_key(problem, path)
                 if not con.execute("SELECT count(*) FROM quality.load_ledger WHERE content_sha256 = ? "
                                    "AND path = ? AND status = 'failed'", [digest, str(path)]).fetchall()[0][0]:
                     return True
@@ -786,18 +785,30 @@ def _person_and_alert_counts(settings: Settings) -> tuple[int, dict[str, int]]:
         con.close()
 
 
+def _problem_key(problem: Any, path: Path) -> tuple[str, int | None]:
+    """The ledger key of a misplaced file: its content's hash; for a link that leaves the
+    inbox, a hash of the link's own text (its target is never opened, not even hashed)."""
+    from connectors.discovery import content_key
+    from connectors.exceptions import OutsideInboxError
+
+    if isinstance(problem, OutsideInboxError) or path.is_symlink() and not path.is_file():
+        import hashlib
+
+        return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest(), None
+    return content_key(path)
+
+
 def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
     """Files discovery could not place (wrong folder, unrecognised name, bad date) get a
     failed ledger row naming the problem, once per content."""
-    from connectors.discovery import content_key
 
     for problem in problems:
         path = Path(str(getattr(problem, "path", "") or ""))
-        if not path.is_file():
+        if not (path.is_file() or path.is_symlink()):
             continue
         name = path.name
         mapping = next((m for m in mappings.values() if m.file_prefixes and m.matches_file(name)), None)
-        digest, size = content_key(path)
+        digest, size = _problem_key(problem, path)
         meta = load.ExportMeta(source_system=getattr(problem, "source_system", None) or "unknown",
                                mapping=mapping.source_object if mapping else "", source_object=name, path=str(path),
                                content_sha256=digest, size_bytes=size, export_date=None, period=None)
