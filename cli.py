@@ -157,6 +157,13 @@ def _prefect_server_configured() -> bool:
     return bool(os.environ.get("PREFECT_API_URL"))
 
 
+def _pass_by_reference(family_planning_url: Optional[str]) -> None:
+    """A URL given on the command line reaches the flow (run in this process) through the
+    environment, never as a flow parameter: parameters are stored in the Prefect database."""
+    if family_planning_url:
+        os.environ["RESIDENTS_FAMILY_PLANNING_URL"] = family_planning_url
+
+
 def _run_flow(fn, **kwargs):
     """Run a Prefect flow (on the server in PREFECT_API_URL; callers check that one is set)."""
     return fn(**kwargs)
@@ -190,10 +197,10 @@ def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = Warehouse
         if _prefect_server_configured():
             from flows import nightly_sync
 
+            _pass_by_reference(family_planning_url)
             summary = _summary_from_json(_run_flow(
                 nightly_sync, inbox=str(settings.inbox), warehouse=str(settings.warehouse),
-                family_planning_url=settings.family_planning_url, config_file=str(config) if config else None,
-                full=full))
+                config_file=str(config) if config else None, full=full))
         else:
             from flows import Selection, sync as run
 
@@ -258,9 +265,10 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
     since, until = _date_range(since, until)
     settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
     if prefect and _prefect_server_configured():
+        _pass_by_reference(family_planning_url)
         result = _run_flow(backfill_flow, source=source, since=since, until=until,
                            inbox=str(settings.inbox), warehouse=str(settings.warehouse),
-                           family_planning_url=settings.family_planning_url, config_file=str(config) if config else None)
+                           config_file=str(config) if config else None)
         summary = _summary_from_json(result)
         _print_summary(summary)
         _exit_for(summary)

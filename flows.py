@@ -904,17 +904,22 @@ def _publish_artifact(summary: SyncSummary) -> None:
                              description=f"{summary.flow} {summary.run_id}")
 
 
-def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, family_planning_url: str | None = None,
-                 config_file: str | None = None, full: bool = False) -> dict[str, Any]:
+#: Flow parameters are stored in the Prefect database (flow_run.parameters) and shown in
+#: its UI, so they carry no secret: database URLs (with their passwords) and keys are
+#: passed by reference and resolved inside the run, from the settings file, the
+#: environment (RESIDENTS_FAMILY_PLANNING_URL, a source's `url_env`, RESIDENTS_WAREHOUSE_KEY)
+#: or a key file.
+def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, config_file: str | None = None,
+                  full: bool = False) -> dict[str, Any]:
     """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
-    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse)
     return sync(settings, selection=Selection(full=full), use_prefect=True).to_json()
 
 
 def _backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = None, warehouse: str | None = None,
-             family_planning_url: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+              config_file: str | None = None) -> dict[str, Any]:
     """Reload one source's exports dated in [since, until] (idempotent)."""
-    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse)
     return sync(settings, flow_name="backfill", selection=Selection(sources=(source,), since=since, until=until,
                                                                      force=True), use_prefect=True).to_json()
 
@@ -1016,8 +1021,10 @@ def _die_with_parent() -> None:
 
 
 def nightly_deployment_parameters(settings: Settings, config_file: str | None) -> dict[str, Any]:
+    """No URL and no key: the served flow resolves them from the settings file and the
+    environment of `residents serve` at each run."""
     return {"inbox": str(settings.inbox.resolve()), "warehouse": str(settings.warehouse.resolve()),
-            "family_planning_url": settings.family_planning_url, "config_file": config_file}
+            "config_file": config_file}
 
 
 def serve_nightly(settings: Settings, *, config_file: str | None = None, start_server: bool = True,

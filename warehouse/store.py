@@ -139,21 +139,30 @@ def open_database(path: Path, *, read_only: bool, key: str | None, config: dict 
     con = duckdb.connect(config=config)
     try:
         con.execute(f"LOAD {_sql_str(str(httpfs_extension()))}")
-        options = f"ENCRYPTION_KEY {_sql_str(key)}" + (", READ_ONLY" if read_only else "")
+        options = f"ENCRYPTION_KEY {_key_literal(key)}" + (", READ_ONLY" if read_only else "")
         con.execute(f"ATTACH {_sql_str(str(path))} AS warehouse ({options})")
         con.execute("USE warehouse")
     except duckdb.Error as exc:
         con.close()
-        text = str(exc).lower()
-        if "key" in text or "encrypt" in text or "decrypt" in text:
-            plain = path.exists() and not _is_encrypted(path)
-            raise WarehouseKeyError(
-                path=str(path),
-                detail="未加密，但提供了密钥：请先用 residents encrypt 加密，或去掉密钥" if plain else "无法用所给密钥打开（密钥错误？）",
-                detail_en="is not encrypted but a key was given" if plain else "cannot be opened with the given key"
-            ) from None
-        raise
+        # DuckDB's message may quote the key: it is never passed on
+        if isinstance(exc, duckdb.IOException) and not path.exists():
+            raise WarehouseNotWritableError(path=str(path), detail="无法创建或打开文件") from None
+        plain = path.exists() and not _is_encrypted(path)
+        raise WarehouseKeyError(
+            path=str(path),
+            detail="未加密，但提供了密钥：请去掉密钥（RESIDENTS_WAREHOUSE_KEY / warehouse_key_file），"
+                   "或用 residents encrypt 加密" if plain else "无法用所给密钥打开（密钥错误或文件损坏）",
+            detail_en="is not encrypted but a key was given" if plain else "cannot be opened with the given key"
+        ) from None
     return con
+
+
+def _key_literal(key: str) -> str:
+    """The key as a DuckDB BLOB literal: its UTF-8 bytes, every byte that is not plain
+    ASCII (or is a quote or backslash) written as \\xHH."""
+    out = "".join(c if c.isascii() and c.isprintable() and c not in "\\'" else
+                  "".join(f"\\x{b:02X}" for b in c.encode()) for c in key)
+    return f"'{out}'"
 
 
 def _lock_path(path: Path) -> Path:
