@@ -312,3 +312,28 @@ def test_a_symlink_inside_the_inbox_still_loads(tmp_path):
     os.symlink(moved, real)
     found = discover_exports(inbox)
     assert real in [f.path for f in found.files]
+
+
+# --------------------------------------------------------------------------------------
+# secrets by reference
+# --------------------------------------------------------------------------------------
+def test_flows_take_no_url_or_key_parameter_and_the_deployment_stores_none():
+    import inspect
+
+    import flows
+
+    for fn in (flows._nightly_sync, flows._backfill):
+        params = set(inspect.signature(fn).parameters)
+        assert not {p for p in params if "url" in p or "key" in p or "password" in p}, params
+    settings = load_settings(env={"RESIDENTS_FAMILY_PLANNING_URL": "postgresql+psycopg://u:pw-xyz@h/db",
+                                  "RESIDENTS_WAREHOUSE_KEY": "key-xyz"})
+    stored = str(flows.nightly_deployment_parameters(settings, None))
+    assert "pw-xyz" not in stored and "key-xyz" not in stored
+
+
+def test_cli_passes_a_url_option_to_the_flow_through_the_environment(monkeypatch):
+    import cli
+
+    monkeypatch.delenv("RESIDENTS_FAMILY_PLANNING_URL", raising=False)
+    cli._pass_by_reference("postgresql+psycopg://u:pw@h/db")
+    assert os.environ["RESIDENTS_FAMILY_PLANNING_URL"] == "postgresql+psycopg://u:pw@h/db"
