@@ -531,6 +531,19 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
 
 
 @app.command()
+def encrypt(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """加密现有的（未加密的）官员仓库；密钥来自环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file。"""
+    from warehouse.store import encrypt_existing
+
+    settings = _settings(config, warehouse=warehouse)
+    key = settings.resolved_warehouse_key()
+    if not key:
+        raise UsageProblem("RESIDENTS_WAREHOUSE_KEY", "", "未提供密钥：请设置环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file")
+    encrypt_existing(settings.warehouse, key, lock_timeout_s=settings.lock_timeout_s)
+    console.print(f"已加密 {settings.warehouse}；今后打开它需要同一密钥")
+
+
+@app.command()
 def report(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt,
            out: Optional[Path] = typer.Option(None, "--out", "-o",
                                               help="输出目录（默认配置中的 reports_dir，或仓库文件旁的 reports/）")) -> None:

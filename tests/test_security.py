@@ -337,3 +337,33 @@ def test_cli_passes_a_url_option_to_the_flow_through_the_environment(monkeypatch
     monkeypatch.delenv("RESIDENTS_FAMILY_PLANNING_URL", raising=False)
     cli._pass_by_reference("postgresql+psycopg://u:pw@h/db")
     assert os.environ["RESIDENTS_FAMILY_PLANNING_URL"] == "postgresql+psycopg://u:pw@h/db"
+
+
+def test_residents_encrypt_turns_a_plain_warehouse_into_an_encrypted_one(loaded, tmp_path):
+    import shutil
+
+    wh = tmp_path / "copy.duckdb"
+    shutil.copyfile(loaded, wh)
+    con = duckdb.connect(str(wh), read_only=True)
+    expected = con.execute("SELECT count(*), count(DISTINCT citizen_id) FROM core.person").fetchall()
+    masked = con.execute("SELECT count(*) FROM mart.person").fetchall()
+    con.close()
+    result = _cli("encrypt", "--warehouse", str(wh))
+    assert result.exit_code == 2 and "RESIDENTS_WAREHOUSE_KEY" in result.output
+    env = {"RESIDENTS_WAREHOUSE_KEY": "encrypt-later"}
+    result = _cli("encrypt", "--warehouse", str(wh), env=env)
+    assert result.exit_code == 0, result.output
+    store.set_key(wh, None)
+    with pytest.raises(duckdb.Error, match="encrypted"):
+        duckdb.connect(str(wh), read_only=True)
+    assert _mode(wh) == 0o600
+    con = store.open_database(wh, read_only=True, key="encrypt-later")
+    assert con.execute("SELECT count(*), count(DISTINCT citizen_id) FROM core.person").fetchall() == expected
+    assert con.execute("SELECT count(*) FROM mart.person").fetchall() == masked
+    undocumented = con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = 'warehouse' "
+                               "AND (comment IS NULL OR comment = '')").fetchall()[0][0]
+    con.close()
+    assert undocumented == 0
+    result = _cli("encrypt", "--warehouse", str(wh), env=env)
+    assert result.exit_code == 1 and "已经加密" in result.output
+    store.set_key(wh, None)

@@ -349,6 +349,36 @@ def connect_read_only(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection
     return open_database(path, read_only=True, key=key_for(path))
 
 
+def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: float = 0.0) -> None:
+    """Encrypt a plain warehouse in place: every schema, table, view, macro and comment is
+    copied into a new encrypted working copy (`COPY FROM DATABASE`), which is then renamed
+    over the plain file, under the writer lock like a sync."""
+    path = Path(path)
+    if not path.exists():
+        raise WarehouseNotFoundError(path=str(path))
+    if _is_encrypted(path):
+        raise WarehouseKeyError(path=str(path), detail="已经加密", detail_en="is already encrypted")
+    with writer_lock(path, timeout_s=lock_timeout_s, flow="encrypt"), private_umask():
+        work = working_path(path)
+        work.unlink(missing_ok=True)
+        con = open_database(work, read_only=False, key=key)
+        try:
+            con.execute(f"ATTACH {_sql_str(str(path))} AS plain_source (READ_ONLY)")
+            con.execute("COPY FROM DATABASE plain_source TO warehouse")
+            con.execute("DETACH plain_source")
+            con.execute("CHECKPOINT")
+        except BaseException:
+            con.close()
+            work.unlink(missing_ok=True)
+            raise
+        con.close()
+        with open(work, "rb+") as fh:
+            os.fsync(fh.fileno())
+        make_private(work)
+        os.replace(work, path)
+        _fsync_dir(path.parent)
+
+
 def initialise(path: str | os.PathLike[str]) -> None:
     """Create (or migrate) the warehouse without loading anything."""
     with transaction(path):
