@@ -197,7 +197,12 @@ def publisher(target: Path, secret: bytes) -> Callable[[duckdb.DuckDBPyConnectio
     work = target.with_name(target.name + ".building")
 
     def before_publish(con: duckdb.DuckDBPyConnection) -> Callable[[], None]:
-        build(con, work, secret)
+        try:
+            build(con, work, secret)
+        except BaseException:  # the sync fails and publishes nothing: no half-built file stays
+            work.unlink(missing_ok=True)
+            work.with_name(work.name + ".wal").unlink(missing_ok=True)
+            raise
         with open(work, "rb+") as fh:
             os.fsync(fh.fileno())
         from warehouse.store import owner_only
