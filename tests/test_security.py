@@ -367,3 +367,19 @@ def test_residents_encrypt_turns_a_plain_warehouse_into_an_encrypted_one(loaded,
     result = _cli("encrypt", "--warehouse", str(wh), env=env)
     assert result.exit_code == 1 and "已经加密" in result.output
     store.set_key(wh, None)
+
+
+def test_the_locked_query_session_does_not_reach_other_connections_of_the_process(loaded, tmp_path):
+    """The door locks its own DuckDB instance only: a reader of the same file in the same
+    process (opened before and after) keeps its settings."""
+    from warehouse.queries import run_user_query
+
+    csv = tmp_path / "ok.csv"
+    csv.write_text("a\n1\n")
+    before = duckdb.connect(str(loaded), read_only=True)
+    assert run_user_query(loaded, "SELECT count(*) FROM core.person")[1][0][0] > 0
+    after = duckdb.connect(str(loaded), read_only=True)
+    for con in (before, after):
+        assert con.execute(f"SELECT a FROM read_csv('{csv}')").fetchall() == [(1,)]
+        con.execute("SET threads = 1")
+        con.close()

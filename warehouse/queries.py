@@ -105,7 +105,8 @@ def run_user_query(path: str | os.PathLike[str], sql: str) -> tuple[list[str], l
     path = Path(path)
     if not path.exists():
         raise WarehouseNotFoundError(path=str(path))
-    con = open_database(path, read_only=True, key=key_for(path))
+    # its own instance: the locked settings below must not reach other connections
+    con = open_database(path, read_only=True, key=key_for(path), isolated=True)
     try:
         for stmt in _LOCKED_SESSION:
             con.execute(stmt)

@@ -120,30 +120,38 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def open_database(path: Path, *, read_only: bool, key: str | None, config: dict | None = None
+def open_database(path: Path, *, read_only: bool, key: str | None, isolated: bool = False
                   ) -> duckdb.DuckDBPyConnection:
     """A connection whose default database is the file at `path`, encrypted with `key`
     when one is given (DuckDB 1.4 writes encrypted files only with httpfs loaded). Without
-    a key an encrypted file is refused with a clear message, as is a wrong key."""
-    config = {"autoload_known_extensions": False, "autoinstall_known_extensions": False, **(config or {})}
-    if not key:
+    a key an encrypted file is refused with a clear message, as is a wrong key.
+
+    A plain file without `isolated` is opened as before (`duckdb.connect(path)`), sharing
+    the process's database instance with other connections to it. With a key or
+    `isolated`, the file is attached (as `warehouse`, then `USE`d) to a fresh in-memory
+    instance with extension autoloading off: settings changed on it (the query door
+    locks its configuration) affect no other connection of the process."""
+    if not key and not isolated:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=config)
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
             if "encrypted" in str(exc).lower():
-                raise WarehouseKeyError(
-                    path=str(path), detail="已加密，未提供密钥：请设置环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file",
-                    detail_en="is encrypted and no key was given (RESIDENTS_WAREHOUSE_KEY or warehouse_key_file)"
-                ) from None
+                raise _no_key_error(path) from None
             raise
-    con = duckdb.connect(config=config)
+    con = duckdb.connect(config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
     try:
-        con.execute(f"LOAD {_sql_str(str(httpfs_extension()))}")
-        options = f"ENCRYPTION_KEY {_key_literal(key)}" + (", READ_ONLY" if read_only else "")
-        con.execute(f"ATTACH {_sql_str(str(path))} AS warehouse ({options})")
+        options = ["READ_ONLY"] if read_only else []
+        if key:
+            con.execute(f"LOAD {_sql_str(str(httpfs_extension()))}")
+            options.insert(0, f"ENCRYPTION_KEY {_key_literal(key)}")
+        con.execute(f"ATTACH {_sql_str(str(path))} AS warehouse" + (f" ({', '.join(options)})" if options else ""))
         con.execute("USE warehouse")
     except duckdb.Error as exc:
         con.close()
+        if not key:
+            if "encrypted" in str(exc).lower():
+                raise _no_key_error(path) from None
+            raise
         # DuckDB's message may quote the key: it is never passed on
         if isinstance(exc, duckdb.IOException) and not path.exists():
             raise WarehouseNotWritableError(path=str(path), detail="无法创建或打开文件") from None
@@ -155,6 +163,12 @@ def open_database(path: Path, *, read_only: bool, key: str | None, config: dict 
             detail_en="is not encrypted but a key was given" if plain else "cannot be opened with the given key"
         ) from None
     return con
+
+
+def _no_key_error(path: Path) -> WarehouseKeyError:
+    return WarehouseKeyError(
+        path=str(path), detail="已加密，未提供密钥：请设置环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file",
+        detail_en="is encrypted and no key was given (RESIDENTS_WAREHOUSE_KEY or warehouse_key_file)")
 
 
 def _key_literal(key: str) -> str:
