@@ -97,8 +97,13 @@ def _is_ours(exc: BaseException) -> bool:
 
 def _settings(config: Optional[Path], **overrides):
     from settings import load_settings
+    from warehouse import store
 
-    return load_settings(config, **overrides)
+    settings = load_settings(config, **overrides)
+    # owner-only files and the warehouse key (no flows import: `query` must start quickly)
+    store.set_owner_only(settings.owner_only_files)
+    store.set_key(settings.warehouse, settings.resolved_warehouse_key())
+    return settings
 
 
 def _exit_for(summary) -> None:
@@ -153,6 +158,13 @@ def _prefect_server_configured() -> bool:
     return bool(os.environ.get("PREFECT_API_URL"))
 
 
+def _pass_by_reference(family_planning_url: Optional[str]) -> None:
+    """A URL given on the command line reaches the flow (run in this process) through the
+    environment, never as a flow parameter: parameters are stored in the Prefect database."""
+    if family_planning_url:
+        os.environ["RESIDENTS_FAMILY_PLANNING_URL"] = family_planning_url
+
+
 def _run_flow(fn, **kwargs):
     """Run a Prefect flow (on the server in PREFECT_API_URL; callers check that one is set)."""
     return fn(**kwargs)
@@ -186,10 +198,10 @@ def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = Warehouse
         if _prefect_server_configured():
             from flows import nightly_sync
 
+            _pass_by_reference(family_planning_url)
             summary = _summary_from_json(_run_flow(
                 nightly_sync, inbox=str(settings.inbox), warehouse=str(settings.warehouse),
-                family_planning_url=settings.family_planning_url, config_file=str(config) if config else None,
-                full=full))
+                config_file=str(config) if config else None, full=full))
         else:
             from flows import Selection, sync as run
 
@@ -254,9 +266,10 @@ def backfill(source: str = typer.Argument(..., help="来源系统：civil_affair
     if source not in source_systems():  # after the settings: their mappings_dir may declare it
         raise UsageProblem("SOURCE", source, f"未知来源系统；可选：{', '.join(source_systems())}")
     if prefect and _prefect_server_configured():
+        _pass_by_reference(family_planning_url)
         result = _run_flow(backfill_flow, source=source, since=since, until=until,
                            inbox=str(settings.inbox), warehouse=str(settings.warehouse),
-                           family_planning_url=settings.family_planning_url, config_file=str(config) if config else None)
+                           config_file=str(config) if config else None)
         summary = _summary_from_json(result)
         _print_summary(summary)
         _exit_for(summary)
@@ -353,9 +366,11 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
           as_of: Optional[str] = typer.Option(
               None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01")
           ) -> None:
-    """在仓库上执行只读 SQL（表格或 CSV 输出）。"""
+    """在仓库上执行一条只读 SQL（表格或 CSV 输出）。
+
+    只允许一条 SELECT / WITH / DESCRIBE / SHOW / EXPLAIN / SUMMARIZE 语句；不能读写文件、附加数据库、安装扩展或修改设置。"""
     from warehouse.exceptions import WarehouseError
-    from warehouse.queries import run_read_only
+    from warehouse.queries import run_user_query
 
     settings = _settings(config, warehouse=warehouse)
     try:
@@ -363,14 +378,16 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
         if as_of:
             from zoneinfo import ZoneInfo
 
+            from warehouse import store
             from warehouse.history import parse_as_of, snapshot_as_of
 
             snap = snapshot_as_of(settings.warehouse, parse_as_of(as_of, settings.schedule_timezone))
             target = snap.path
+            store.set_key(target, store.key_for(settings.warehouse))   # a snapshot has the warehouse's key
             err_console.print(f"按 {as_of} 的状态查询：使用 "
                               f"{snap.published_at.astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M} "
                               f"发布的仓库快照")
-        columns, rows = run_read_only(target, sql)
+        columns, rows = run_user_query(target, sql)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
@@ -546,6 +563,19 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
 
     summary = _decide(settings, record)
     console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
+
+
+@app.command()
+def encrypt(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """加密现有的（未加密的）官员仓库；密钥来自环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file。"""
+    from warehouse.store import encrypt_existing
+
+    settings = _settings(config, warehouse=warehouse)
+    key = settings.resolved_warehouse_key()
+    if not key:
+        raise UsageProblem("RESIDENTS_WAREHOUSE_KEY", "", "未提供密钥：请设置环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file")
+    encrypt_existing(settings.warehouse, key, lock_timeout_s=settings.lock_timeout_s)
+    console.print(f"已加密 {settings.warehouse}；今后打开它需要同一密钥")
 
 
 @app.command()

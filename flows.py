@@ -465,6 +465,23 @@ def _redact_url(url: str) -> str:
         return url
 
 
+def configure_warehouse(settings: Settings) -> None:
+    """What the settings say about the warehouse's protection, given to the warehouse
+    layer once: owner-only files, and the officer warehouse's encryption key (resolved
+    here from RESIDENTS_WAREHOUSE_KEY or `warehouse_key_file`; never a flow parameter)."""
+    from warehouse import store
+
+    store.set_owner_only(settings.owner_only_files)
+    store.set_key(settings.warehouse, settings.resolved_warehouse_key())
+
+
+def analyst_publisher(settings: Settings) -> Any:
+    """The hook that writes the analysts' de-identified file with every publish."""
+    from warehouse.analyst import publisher
+
+    return publisher(settings.resolved_analyst_warehouse(), settings.resolved_pseudonym_key())
+
+
 def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),
              use_tasks: bool = False, progress: Callable[[str, int, int], None] | None = None,
              fail_before_publish: bool = False) -> SyncSummary:
@@ -474,6 +491,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import build, load, store
 
+    configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
@@ -513,7 +531,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
-                               history_days=settings.history_days) as con:
+                               history_days=settings.history_days,
+                               before_publish=analyst_publisher(settings)) as con:
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
@@ -710,7 +729,6 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problem
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
     (hashing the inbox) and never copies the warehouse. Files that failed before and
     are still uncorrected are reported in `summary` (as a sync that runs reports them)."""
-    from connectors.discovery import content_key
     from warehouse import load, store
     from warehouse.decisions import decisions_changed_since_last_run
 
@@ -732,8 +750,8 @@ def _has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problem
                                                  message=STILL_FAILED))
         for problem in problems:
             path = Path(str(getattr(problem, "path", "") or ""))
-            if path.is_file():
-                digest, _size = content_key(path)
+            if path.is_file() or path.is_symlink():
+                digest, _size = _problem_key(problem, path)
                 if not con.execute("SELECT count(*) FROM quality.load_ledger WHERE content_sha256 = ? "
                                    "AND path = ? AND status = 'failed'", [digest, str(path)]).fetchall()[0][0]:
                     return True
@@ -782,18 +800,30 @@ def _person_and_alert_counts(settings: Settings) -> tuple[int, dict[str, int]]:
         con.close()
 
 
+def _problem_key(problem: Any, path: Path) -> tuple[str, int | None]:
+    """The ledger key of a misplaced file: its content's hash; for a link that leaves the
+    inbox, a hash of the link's own text (its target is never opened, not even hashed)."""
+    from connectors.discovery import content_key
+    from connectors.exceptions import OutsideInboxError
+
+    if isinstance(problem, OutsideInboxError) or path.is_symlink() and not path.is_file():
+        import hashlib
+
+        return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest(), None
+    return content_key(path)
+
+
 def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
     """Files discovery could not place (wrong folder, unrecognised name, bad date) get a
     failed ledger row naming the problem, once per content."""
-    from connectors.discovery import content_key
 
     for problem in problems:
         path = Path(str(getattr(problem, "path", "") or ""))
-        if not path.is_file():
+        if not (path.is_file() or path.is_symlink()):
             continue
         name = path.name
         mapping = next((m for m in mappings.values() if m.file_prefixes and m.matches_file(name)), None)
-        digest, size = content_key(path)
+        digest, size = _problem_key(problem, path)
         meta = load.ExportMeta(source_system=getattr(problem, "source_system", None) or "unknown",
                                mapping=mapping.source_object if mapping else "", source_object=name, path=str(path),
                                content_sha256=digest, size_bytes=size, export_date=None, period=None)
@@ -890,10 +920,15 @@ def _publish_artifact(summary: SyncSummary) -> None:
                              description=f"{summary.flow} {summary.run_id}")
 
 
-def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, family_planning_url: str | None = None,
-                 config_file: str | None = None, full: bool = False) -> dict[str, Any]:
+#: Flow parameters are stored in the Prefect database (flow_run.parameters) and shown in
+#: its UI, so they carry no secret: database URLs (with their passwords) and keys are
+#: passed by reference and resolved inside the run, from the settings file, the
+#: environment (RESIDENTS_FAMILY_PLANNING_URL, a source's `url_env`, RESIDENTS_WAREHOUSE_KEY)
+#: or a key file.
+def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, config_file: str | None = None,
+                  full: bool = False) -> dict[str, Any]:
     """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
-    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse)
     print(f"每晚同步开始：{settings.inbox} → {settings.warehouse}")
     summary = sync(settings, selection=Selection(full=full), use_prefect=True)
     print(f"每晚同步结束 {summary.headline_zh()}")
@@ -901,9 +936,9 @@ def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, family
 
 
 def _backfill(source: str, since: dt.date, until: dt.date, inbox: str | None = None, warehouse: str | None = None,
-             family_planning_url: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+              config_file: str | None = None) -> dict[str, Any]:
     """Reload one source's exports dated in [since, until] (idempotent)."""
-    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse)
     return sync(settings, flow_name="backfill", selection=Selection(sources=(source,), since=since, until=until,
                                                                      force=True), use_prefect=True).to_json()
 
@@ -959,8 +994,10 @@ def _after_sync(settings: Settings, summary: SyncSummary) -> None:
 # serving the nightly deployment
 # --------------------------------------------------------------------------------------
 def nightly_deployment_parameters(settings: Settings, config_file: str | None) -> dict[str, Any]:
+    """No URL and no key: the served flow resolves them from the settings file and the
+    environment of `residents serve` at each run."""
     return {"inbox": str(settings.inbox.resolve()), "warehouse": str(settings.warehouse.resolve()),
-            "family_planning_url": settings.family_planning_url, "config_file": config_file}
+            "config_file": config_file}
 
 
 def serve_nightly(settings: Settings, *, config_file: str | None = None, start_server: bool = True,
@@ -980,12 +1017,14 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     decisions name (and those blocked with them), rebuild and publish."""
     from warehouse import store
 
+    configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
-                           flow=flow_name, history_days=settings.history_days) as con:
+                           flow=flow_name, history_days=settings.history_days,
+                           before_publish=analyst_publisher(settings)) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

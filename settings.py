@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from schemas.sources import SourceSpec
 
@@ -107,6 +107,21 @@ class Settings(BaseModel):
     serve_port: int = Field(4200, ge=1, le=65535, description="residents serve 启动的本地 Prefect 服务器端口（界面与 API）")
     history_days: int = Field(
         31, ge=0, description="仓库快照保留天数（residents query --as-of 按日期查询历史状态）；每保留一次同步约占一个仓库文件的磁盘；0 表示不保留")
+    analyst_warehouse: Path | None = Field(
+        None, description="分析员用的去标识化仓库文件；为空时为仓库文件旁的 <仓库名>.analyst.duckdb")
+    warehouse_key_file: Path | None = Field(
+        None, description="加密官员仓库的密钥文件（文件内容即密钥）；也可用环境变量 RESIDENTS_WAREHOUSE_KEY。"
+                          "密钥本身不得写在配置文件中")
+    pseudonym_key_file: Path | None = Field(
+        None, description="分析员仓库假名键（HMAC-SHA256）的密钥文件；为空时为 ~/.config/residents/pseudonym.key"
+                          "（不存在时自动生成，权限 0600）；也可用环境变量 RESIDENTS_PSEUDONYM_KEY")
+    owner_only_files: bool = Field(
+        True, description="仓库、工作副本、锁文件、分析员仓库和报告只允许属主读写（文件 0600、目录 0700）；"
+                          "设为 false 时按进程的 umask 创建")
+    #: secrets: only from the environment (RESIDENTS_WAREHOUSE_KEY / RESIDENTS_PSEUDONYM_KEY),
+    #: never from a settings file; never printed (SecretStr) nor serialised
+    warehouse_key: SecretStr | None = Field(None, exclude=True, repr=False)
+    pseudonym_key: SecretStr | None = Field(None, exclude=True, repr=False)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -146,8 +161,52 @@ class Settings(BaseModel):
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir or self.warehouse.resolve().parent / "reports"
 
+    def resolved_analyst_warehouse(self) -> Path:
+        return self.analyst_warehouse or self.warehouse.with_name(self.warehouse.stem + ".analyst.duckdb")
+
+    def resolved_warehouse_key(self) -> str | None:
+        """The officer warehouse's encryption key: RESIDENTS_WAREHOUSE_KEY, else the
+        content of `warehouse_key_file`; None when the warehouse is not encrypted."""
+        if self.warehouse_key is not None and self.warehouse_key.get_secret_value():
+            return self.warehouse_key.get_secret_value()
+        if self.warehouse_key_file is not None:
+            return _read_key_file(self.warehouse_key_file, "warehouse_key_file")
+        return None
+
+    def resolved_pseudonym_key(self) -> bytes:
+        """The secret of the analysts' pseudonymous person key: RESIDENTS_PSEUDONYM_KEY,
+        else `pseudonym_key_file` (default ~/.config/residents/pseudonym.key), created
+        with 32 random bytes and mode 0600 when it does not exist yet."""
+        if self.pseudonym_key is not None and self.pseudonym_key.get_secret_value():
+            return self.pseudonym_key.get_secret_value().encode()
+        path = self.pseudonym_key_file or Path.home() / ".config" / "residents" / "pseudonym.key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process created it meanwhile
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32) + "\n")
+        return _read_key_file(path, "pseudonym_key_file").encode()
+
 
 ENV_PREFIX = "RESIDENTS_"
+#: settings that are secrets: from the environment only, refused in a settings file
+SECRET_FIELDS = ("warehouse_key", "pseudonym_key")
+
+
+def _read_key_file(path: Path, key: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError("missing_file", key=key, source=str(path), detail=exc.strerror) from None
+    if not text:
+        raise ConfigError("invalid_value", key=key, source=str(path), detail="密钥文件为空")
+    return text
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None,
@@ -175,6 +234,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dic
     elif named:
         how = "--config" if config_file else f"{ENV_PREFIX}CONFIG"
         raise ConfigError("missing_file", source=f"{how} {path}")
+    for secret in SECRET_FIELDS:
+        if secret in data:
+            raise ConfigError("invalid_value", key=secret, source=str(path),
+                              detail=f"密钥不得写在配置文件中：请用环境变量 {ENV_PREFIX}{secret.upper()} "
+                                     f"或密钥文件（{secret}_file）")
     for name, info in Settings.model_fields.items():
         key = f"{ENV_PREFIX}{name.upper()}"
         if key in env and name != "district":

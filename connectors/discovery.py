@@ -26,6 +26,7 @@ from connectors.exceptions import (
     ConnectorError,
     InboxNotFoundError,
     InvalidFileDateError,
+    OutsideInboxError,
     SourceUnavailableError,
     UnrecognizedFileError,
     WrongFolderError,
@@ -161,10 +162,38 @@ def _walk(inbox: Path, result: DiscoveryResult) -> list[Path]:
         result.problems.append(SourceUnavailableError(system, folder.name, folder, kind=_os_kind(exc),
                                                       detail=exc.strerror))
 
+    real_inbox = inbox.resolve()
     for root, dirs, names in os.walk(inbox, onerror=unreadable):
         dirs.sort()
-        files += [Path(root) / n for n in names if (Path(root) / n).is_file()]
+        for d in dirs:  # a linked folder is not walked (os.walk): say so when it leaves the inbox
+            _refuse_if_outside(inbox, real_inbox, Path(root) / d, result)
+        for n in names:
+            path = Path(root) / n
+            if _refuse_if_outside(inbox, real_inbox, path, result):
+                continue
+            if path.is_file():
+                files.append(path)
     return sorted(files)
+
+
+def _refuse_if_outside(inbox: Path, real_inbox: Path, path: Path, result: DiscoveryResult) -> bool:
+    """True (and an `OutsideInboxError` problem) for a symbolic link whose target is not
+    inside the inbox. Only the link's name goes into the message: the target is never
+    opened. Links that stay inside the inbox are followed as before."""
+    if not path.is_symlink():
+        return False
+    try:
+        target = path.resolve(strict=False)
+    except (OSError, RuntimeError):  # a loop: cannot lead anywhere useful
+        target = None
+    if target is not None and target.is_relative_to(real_inbox):
+        return False
+    rel = path.relative_to(inbox)
+    if _ignored(rel):
+        return True
+    system = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in SOURCE_SYSTEMS else None
+    result.problems.append(OutsideInboxError(system, path.name, path))
+    return True
 
 
 def _os_kind(exc: OSError) -> str:

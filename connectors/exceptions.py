@@ -330,6 +330,19 @@ class UnrecognizedFileError(ConnectorError):
         return "unrecognised file (its name matches no source mapping)"
 
 
+class OutsideInboxError(ConnectorError):
+    """A symbolic link in the inbox whose target lies outside the inbox: refused without
+    being opened (nothing of the target is read, hashed or quoted; only the link's name)."""
+
+    code = "outside_inbox"
+
+    def reason_zh(self) -> str:
+        return "拒绝读取：该文件是指向收件箱以外的符号链接（请把导出文件本身放入收件箱）"
+
+    def reason_en(self) -> str:
+        return "refused: a symbolic link that points outside the inbox"
+
+
 class InvalidFileDateError(ConnectorError):
     """A recognised export whose name carries no parsable (or an impossible) date.
 

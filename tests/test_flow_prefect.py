@@ -120,3 +120,50 @@ def test_served_deployment_fires_on_a_short_cron(small_inbox, tmp_path):
         except subprocess.TimeoutExpired:
             serve.kill()
     assert "已停止每晚同步计划" in log.read_text(errors="replace")
+
+
+def test_no_database_password_reaches_the_prefect_database_logs_or_run_records(small_inbox, tmp_path, monkeypatch):
+    """Issue 11: the family-planning URL (password included) is resolved inside the run
+    from the environment; the Prefect database (flow_run.parameters, task runs, logs,
+    artifacts: every table), the warehouse's run records and ledger and the analyst file
+    never hold the password."""
+    import sqlite3
+
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows import nightly_sync
+
+    password = "S3cret-Pw-for-Prefect-test"
+    monkeypatch.setenv("RESIDENTS_FAMILY_PLANNING_URL", f"postgresql+psycopg://fp_user:{password}@127.0.0.1:1/fp")
+    monkeypatch.setenv("RESIDENTS_SOURCE_RETRY_DELAYS_S", "0")
+    monkeypatch.setenv("RESIDENTS_SOURCE_TIMEOUT_S", "2")
+    monkeypatch.setenv("RESIDENTS_PSEUDONYM_KEY", "flow-test-pseudonym")
+    wh = tmp_path / "w.duckdb"
+    with prefect_test_harness(server_startup_timeout=180):
+        result = nightly_sync(inbox=str(small_inbox), warehouse=str(wh))
+        assert result["status"] == "succeeded"
+        failed = [e for e in result["exports"] if e["source_system"] == "family_planning" and e["status"] == "failed"]
+        assert failed, "the unreachable family-planning database should fail alone"
+        url = get_current_settings().server.database.connection_url.get_secret_value()
+        db_path = url.split(":///", 1)[1]
+        db = sqlite3.connect(db_path)
+        try:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            params = [r[0] for r in db.execute("SELECT parameters FROM flow_run")]
+            hits = []
+            for t in tables:
+                for row in db.execute(f'SELECT * FROM "{t}"'):
+                    if any(password in str(v) for v in row):
+                        hits.append(t)
+        finally:
+            db.close()
+    assert params and all("family_planning_url" not in p and password not in p for p in params)
+    assert not hits, f"the password is stored in Prefect tables {sorted(set(hits))}"
+    con = duckdb.connect(str(wh), read_only=True)
+    stored = [str(r) for t in ("quality.run", "quality.load_ledger", "quality.finding")
+              for r in con.execute(f"SELECT * FROM {t}").fetchall()]
+    con.close()
+    assert not [s for s in stored if password in s]
+    assert password.encode() not in wh.read_bytes()
+    assert password.encode() not in wh.with_name("w.analyst.duckdb").read_bytes()

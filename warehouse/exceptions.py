@@ -43,3 +43,18 @@ class SnapshotNotFoundError(WarehouseError):
     """`--as-of` names a time no kept snapshot covers (or is not a date)."""
 
     template = "没有 {as_of} 时的仓库快照：{detail} / no warehouse snapshot as of {as_of}: {detail}"
+
+
+class QueryRefusedError(WarehouseError):
+    """A user's SQL that the query door does not run: several statements, or a kind that
+    could write, read files, attach databases or change settings. Nothing was executed."""
+
+    template = ("查询被拒绝：{reason}。只允许一条只读语句（SELECT / WITH / DESCRIBE / SHOW / EXPLAIN / SUMMARIZE），"
+                "不能读写文件、附加数据库、安装扩展或修改设置；未执行任何语句 / query refused: {reason_en}")
+
+
+class WarehouseKeyError(WarehouseError):
+    """The officer warehouse is encrypted and no (or a wrong) key was given, or a key
+    cannot be used. The message never contains the key."""
+
+    template = "仓库文件 {path} {detail} / warehouse {path}: {detail_en}"

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from warehouse.exceptions import ReadOnlyQueryError
-from warehouse.store import connect_read_only
+from warehouse.exceptions import QueryRefusedError, ReadOnlyQueryError, WarehouseNotFoundError
+from warehouse.store import connect_read_only, key_for, open_database
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +31,85 @@ def run_read_only(path: str | os.PathLike[str], sql: str, *, with_pending_runs: 
             from warehouse.runs import load_pending_runs
 
             load_pending_runs(con, path)
+        cur = con.execute(sql)
+        rows = cur.fetchall()
+        return [d[0] for d in cur.description or []], rows
+    except duckdb.Error as exc:
+        raise ReadOnlyQueryError(detail=str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+
+
+#: statement kinds a user may run: SELECT covers WITH, FROM-first, DESCRIBE, SHOW,
+#: SUMMARIZE and PRAGMAs that DuckDB rewrites to table functions; EXPLAIN only of those
+_READ_ONLY_KINDS = {"SELECT", "EXPLAIN"}
+#: the session the user's statement runs in: no files, no other databases, no
+#: extensions, and none of it can be switched back on (lock_configuration)
+_LOCKED_SESSION = ("SET enable_external_access = false", "SET allow_community_extensions = false",
+                   "SET lock_configuration = true")
+
+_KIND_ZH = {"COPY": "COPY 会读写文件", "EXPORT": "EXPORT DATABASE 会写文件", "ATTACH": "不能附加其他数据库",
+            "DETACH": "不能分离数据库", "LOAD": "不能安装或加载扩展", "SET": "不能修改设置",
+            "CALL": "不能调用过程", "PRAGMA": "不能执行 PRAGMA", "INSERT": "不能写入", "UPDATE": "不能修改",
+            "DELETE": "不能删除", "CREATE": "不能创建对象", "DROP": "不能删除对象", "ALTER": "不能修改结构",
+            "TRANSACTION": "不能开启或结束事务", "VACUUM": "不能整理数据库", "ANALYZE": "不能分析表",
+            "VARIABLE_SET": "不能设置变量", "UPDATE_EXTENSIONS": "不能更新扩展", "COPY_DATABASE": "不能复制数据库",
+            "MULTI": "含多条语句（如 PIVOT 会先建临时对象）"}
+
+
+def check_user_sql(sql: str) -> str:
+    """The one statement `sql` holds, if it is of a read-only kind; else QueryRefusedError.
+
+    Parsed with DuckDB's own parser (`extract_statements`) on a connection that opens
+    nothing, so what is checked is exactly what would run."""
+    import re
+
+    con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False,
+                                 "autoinstall_known_extensions": False})
+    try:
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ReadOnlyQueryError(detail=str(exc).splitlines()[0]) from None
+        if not statements:
+            raise QueryRefusedError(reason="没有语句", reason_en="no statement")
+        if len(statements) > 1:
+            raise QueryRefusedError(reason=f"含 {len(statements)} 条语句（用分号分隔），一次只能执行一条",
+                                    reason_en=f"{len(statements)} statements; one at a time")
+        kind = statements[0].type.name
+        if kind not in _READ_ONLY_KINDS:
+            raise QueryRefusedError(reason=f"{kind} 语句：{_KIND_ZH.get(kind, '不是只读查询')}",
+                                    reason_en=f"{kind} statements are not read-only")
+        if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: that one must be read-only too
+            inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", sql, count=1, flags=re.IGNORECASE)
+            try:
+                inner_kinds = [st.type.name for st in con.extract_statements(inner)]
+            except duckdb.Error:
+                inner_kinds = ["?"]
+            if inner_kinds != ["SELECT"]:
+                raise QueryRefusedError(reason="EXPLAIN 只能用于只读查询",
+                                        reason_en="EXPLAIN of a statement that is not a query")
+        return sql
+    finally:
+        con.close()
+
+
+def run_user_query(path: str | os.PathLike[str], sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The door for any SQL a user types (`residents query`): exactly one statement of a
+    read-only kind, run on a read-only connection with external access disabled and the
+    configuration locked, so it cannot read or write files, attach databases, install
+    extensions or turn any of that back on. Refused → QueryRefusedError, nothing run."""
+    from pathlib import Path
+
+    check_user_sql(sql)
+    path = Path(path)
+    if not path.exists():
+        raise WarehouseNotFoundError(path=str(path))
+    # its own instance: the locked settings below must not reach other connections
+    con = open_database(path, read_only=True, key=key_for(path), isolated=True)
+    try:
+        for stmt in _LOCKED_SESSION:
+            con.execute(stmt)
         cur = con.execute(sql)
         rows = cur.fetchall()
         return [d[0] for d in cur.description or []], rows

@@ -319,7 +319,8 @@ def _table(df: pd.DataFrame, numeric: set[str] = frozenset(), row_class: list[st
 def _mask_ids(text: Any) -> str:
     import re
 
-    return re.sub(r"\b(\d{6})\d{8}(\d{3}[\dXx])\b", r"\1********\2", "" if text is None else str(text))
+    # only the region part: the last four with a birth date shown elsewhere rebuild the ID
+    return re.sub(r"\b(\d{6})\d{11}[\dXx]\b", r"\1************", "" if text is None else str(text))
 
 
 def _bar(acc: float, rej: float, skp: float) -> str:
@@ -536,11 +537,20 @@ def write_html_summary(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Path:
 def write_reports(warehouse: str | os.PathLike[str] | duckdb.DuckDBPyConnection, out_dir: str | os.PathLike[str],
                   *, advice: Callable[[str], str] | None = None) -> list[Path]:
     """Problem lists per department and the HTML summary; returns the paths written."""
+    from warehouse.store import make_dir, make_private, private_umask
+
     out = Path(out_dir)
     con, owned = _connect(warehouse)
     try:
-        paths = write_problem_lists(con, out, advice)
-        paths.append(write_html_summary(con, out))
+        # the problem lists carry full IDs: owner-only files in an owner-only folder
+        make_dir(out)
+        make_private(out)
+        with private_umask():
+            paths = write_problem_lists(con, out, advice)
+            paths.append(write_html_summary(con, out))
+        for p in paths:
+            make_private(p)
+        make_private(out / ".fingerprints.json")
         return paths
     finally:
         if owned:

@@ -45,7 +45,9 @@ def write_review_workbook(queue: pd.DataFrame, path: Path) -> int:
     df[DECISION_COL] = ""
     df[BY_COL] = ""
     df[WHY_COL] = ""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from warehouse.store import make_dir, make_private, private_umask
+
+    make_dir(path.parent)
     wb = xlsxwriter.Workbook(str(path))
     ws = wb.add_worksheet("待复核")
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "text_wrap": True, "border": 1})
@@ -78,7 +80,9 @@ def write_review_workbook(queue: pd.DataFrame, path: Path) -> int:
     ]):
         notes.write_string(i, 0, line)
     notes.set_column(0, 0, 120)
-    wb.close()
+    with private_umask():  # the pairs carry names and IDs: owner-only
+        wb.close()
+    make_private(path)
     return len(df)
 
 

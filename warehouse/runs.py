@@ -48,7 +48,9 @@ def record_unchanged_run(warehouse: str | os.PathLike[str], row: dict[str, Any],
     from warehouse.store import writer_lock
 
     with writer_lock(Path(warehouse), timeout_s=lock_timeout_s, run_id=row.get("run_id"), flow=row.get("flow")):
-        with open(pending_path(warehouse), "a", encoding="utf-8") as fh:
+        from warehouse.store import private_umask
+
+        with private_umask(), open(pending_path(warehouse), "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
@@ -104,5 +106,7 @@ def record_interrupted_run(warehouse: str | os.PathLike[str], holder: str) -> No
                   finished_at=None, status="interrupted",
                   parameters={}, summary={"pid": fields.get("pid"), "lock_text": holder[:200],
                                           "message": "运行被中断（进程被终止），未发布任何更改"})
-    with open(pending_path(warehouse), "a", encoding="utf-8") as fh:
+    from warehouse.store import private_umask
+
+    with private_umask(), open(pending_path(warehouse), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row, ensure_ascii=False) + "\n")

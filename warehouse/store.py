@@ -20,15 +20,164 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 
 from warehouse import history
-from warehouse.exceptions import WarehouseBusyError, WarehouseNotFoundError, WarehouseNotWritableError
+from warehouse.exceptions import (WarehouseBusyError, WarehouseKeyError, WarehouseNotFoundError,
+                                  WarehouseNotWritableError)
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
+
+
+# --------------------------------------------------------------------------------------
+# owner-only files and encryption at rest
+# --------------------------------------------------------------------------------------
+#: files the warehouse layer creates (warehouse, working copy, lock, analyst file,
+#: reports) are owner-only unless `set_owner_only(False)` (setting `owner_only_files`)
+_OWNER_ONLY = [True]
+#: resolved warehouse path → encryption key (registered by the CLI / flows from the
+#: settings; never stored in the file, never logged)
+_KEYS: dict[Path, str] = {}
+
+#: the DuckDB build whose extensions `duckdb-ext-httpfs` ships (pinned in pyproject.toml)
+EXTENSION_PLATFORM = "linux_amd64"
+
+
+def set_owner_only(enabled: bool) -> None:
+    """Whether files and folders the warehouse writes are owner-only (0600 / 0700)."""
+    _OWNER_ONLY[0] = bool(enabled)
+
+
+def owner_only() -> bool:
+    return _OWNER_ONLY[0]
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files created inside get 0600 and folders 0700 (when owner-only is on)."""
+    if not _OWNER_ONLY[0]:
+        yield
+        return
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_private(path: Path) -> None:
+    """Owner-only mode on an existing file (0600) or folder (0700), when owner-only is on."""
+    if _OWNER_ONLY[0] and path.exists():
+        path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def make_dir(path: Path) -> None:
+    """Create a folder (and its parents) for warehouse output; new ones are owner-only."""
+    with private_umask():
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def set_key(path: str | os.PathLike[str], key: str | None) -> None:
+    """Register (or with None: forget) the encryption key of the warehouse at `path`."""
+    resolved = Path(path).resolve()
+    if key:
+        _KEYS[resolved] = key
+    else:
+        _KEYS.pop(resolved, None)
+
+
+def key_for(path: str | os.PathLike[str]) -> str | None:
+    return _KEYS.get(Path(path).resolve())
+
+
+def httpfs_extension() -> Path:
+    """The httpfs extension file of the `duckdb-ext-httpfs` package for this DuckDB."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("duckdb_ext")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in roots:
+        found = Path(root) / "extensions" / f"v{duckdb.__version__}" / EXTENSION_PLATFORM / "httpfs.duckdb_extension"
+        if found.is_file():
+            return found
+    raise WarehouseKeyError(path="-", detail=f"需要加密，但找不到 DuckDB {duckdb.__version__} 的 httpfs 扩展"
+                            "（duckdb-ext-httpfs 未安装或版本不符）",
+                            detail_en=f"encryption needs the httpfs extension for DuckDB {duckdb.__version__}")
+
+
+def _is_encrypted(path: Path) -> bool:
+    """DuckDB's header flags an encrypted database; opening without a key says so."""
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+        return False
+    except duckdb.Error as exc:
+        return "encrypted" in str(exc).lower()
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def open_database(path: Path, *, read_only: bool, key: str | None, isolated: bool = False
+                  ) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the file at `path`, encrypted with `key`
+    when one is given (DuckDB 1.4 writes encrypted files only with httpfs loaded). Without
+    a key an encrypted file is refused with a clear message, as is a wrong key.
+
+    A plain file without `isolated` is opened as before (`duckdb.connect(path)`), sharing
+    the process's database instance with other connections to it. With a key or
+    `isolated`, the file is attached (as `warehouse`, then `USE`d) to a fresh in-memory
+    instance with extension autoloading off: settings changed on it (the query door
+    locks its configuration) affect no other connection of the process."""
+    if not key and not isolated:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if "encrypted" in str(exc).lower():
+                raise _no_key_error(path) from None
+            raise
+    con = duckdb.connect(config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
+    try:
+        options = ["READ_ONLY"] if read_only else []
+        if key:
+            con.execute(f"LOAD {_sql_str(str(httpfs_extension()))}")
+            options.insert(0, f"ENCRYPTION_KEY {_key_literal(key)}")
+        con.execute(f"ATTACH {_sql_str(str(path))} AS warehouse" + (f" ({', '.join(options)})" if options else ""))
+        con.execute("USE warehouse")
+    except duckdb.Error as exc:
+        con.close()
+        if not key:
+            if "encrypted" in str(exc).lower():
+                raise _no_key_error(path) from None
+            raise
+        # DuckDB's message may quote the key: it is never passed on
+        if isinstance(exc, duckdb.IOException) and not path.exists():
+            raise WarehouseNotWritableError(path=str(path), detail="无法创建或打开文件") from None
+        plain = path.exists() and not _is_encrypted(path)
+        raise WarehouseKeyError(
+            path=str(path),
+            detail="未加密，但提供了密钥：请去掉密钥（RESIDENTS_WAREHOUSE_KEY / warehouse_key_file），"
+                   "或用 residents encrypt 加密" if plain else "无法用所给密钥打开（密钥错误或文件损坏）",
+            detail_en="is not encrypted but a key was given" if plain else "cannot be opened with the given key"
+        ) from None
+    return con
+
+
+def _no_key_error(path: Path) -> WarehouseKeyError:
+    return WarehouseKeyError(
+        path=str(path), detail="已加密，未提供密钥：请设置环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file",
+        detail_en="is encrypted and no key was given (RESIDENTS_WAREHOUSE_KEY or warehouse_key_file)")
+
+
+def _key_literal(key: str) -> str:
+    """The key as a DuckDB BLOB literal: its UTF-8 bytes, every byte that is not plain
+    ASCII (or is a quote or backslash) written as \\xHH."""
+    out = "".join(c if c.isascii() and c.isprintable() and c not in "\\'" else
+                  "".join(f"\\x{b:02X}" for b in c.encode()) for c in key)
+    return f"'{out}'"
 
 
 def _lock_path(path: Path) -> Path:
@@ -50,8 +199,10 @@ def writer_lock(path: Path, *, timeout_s: float = 0.0, poll_s: float = 0.5, run_
     "busy" message names the process that really holds the lock (from /proc/locks),
     and says so when the text names a process that no longer exists."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(_lock_path(path), "a+")
+        make_dir(path.parent)
+        with private_umask():
+            fh = open(_lock_path(path), "a+")
+        make_private(_lock_path(path))
     except OSError as exc:
         raise WarehouseNotWritableError(path=str(path), detail=exc.strerror or type(exc).__name__) from None
     deadline = time.monotonic() + timeout_s
@@ -152,22 +303,30 @@ def _fsync_dir(directory: Path) -> None:
 @contextlib.contextmanager
 def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
                 fail_before_publish: bool = False, run_id: str | None = None,
-                flow: str | None = None, history_days: int = 0) -> Iterator[duckdb.DuckDBPyConnection]:
+                flow: str | None = None, history_days: int = 0,
+                before_publish: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None = None
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writable connection to a working copy, published atomically on success.
 
     `run_id`/`flow` name the holder in the lock file (an interrupted run is recorded
-    under them). `history_days`: keep the published file as a snapshot for point-in-time
-    queries that many days (`warehouse.history`). `fail_before_publish` is a test hook:
-    raise after loading, before the rename."""
+    under them). `fail_before_publish` is a test hook: raise after loading, before the rename.
+    `before_publish(con)` runs after the commit, before the rename (it writes files
+    derived from the new warehouse, e.g. the analyst file) and may return a function
+    that publishes them, called just before the warehouse itself is renamed. The
+    warehouse is encrypted when a key is registered for it (`set_key`). `history_days`:
+    keep the published file as a snapshot for point-in-time queries that many days
+    (`warehouse.history`)."""
     path = Path(path)
-    with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow):
+    key = key_for(path)
+    with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow), private_umask():
         work = working_path(path)
         for stale in (work, work.with_name(work.name + ".wal")):
             stale.unlink(missing_ok=True)
         try:
             if path.exists():
-                shutil.copy2(path, work)
-            con = duckdb.connect(str(work))
+                shutil.copyfile(path, work)
+            con = open_database(work, read_only=False, key=key)
+            make_private(work)
         except (OSError, duckdb.IOException) as exc:
             work.unlink(missing_ok=True)
             raise WarehouseNotWritableError(path=str(path), detail=getattr(exc, "strerror", None) or str(exc)
@@ -181,6 +340,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             con.execute("CHECKPOINT")
             if fail_before_publish:
                 raise RuntimeError("injected failure before publish (test hook)")
+            publish_more = before_publish(con) if before_publish else None
         except BaseException:
             with contextlib.suppress(Exception):
                 con.close()
@@ -190,6 +350,9 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         con.close()
         with open(work, "rb+") as fh:
             os.fsync(fh.fileno())
+        if publish_more:
+            publish_more()
+        make_private(work)
         os.replace(work, path)
         _fsync_dir(path.parent)
         discard_pending_runs(path)
@@ -201,7 +364,37 @@ def connect_read_only(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection
     path = Path(path)
     if not path.exists():
         raise WarehouseNotFoundError(path=str(path))
-    return duckdb.connect(str(path), read_only=True)
+    return open_database(path, read_only=True, key=key_for(path))
+
+
+def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: float = 0.0) -> None:
+    """Encrypt a plain warehouse in place: every schema, table, view, macro and comment is
+    copied into a new encrypted working copy (`COPY FROM DATABASE`), which is then renamed
+    over the plain file, under the writer lock like a sync."""
+    path = Path(path)
+    if not path.exists():
+        raise WarehouseNotFoundError(path=str(path))
+    if _is_encrypted(path):
+        raise WarehouseKeyError(path=str(path), detail="已经加密", detail_en="is already encrypted")
+    with writer_lock(path, timeout_s=lock_timeout_s, flow="encrypt"), private_umask():
+        work = working_path(path)
+        work.unlink(missing_ok=True)
+        con = open_database(work, read_only=False, key=key)
+        try:
+            con.execute(f"ATTACH {_sql_str(str(path))} AS plain_source (READ_ONLY)")
+            con.execute("COPY FROM DATABASE plain_source TO warehouse")
+            con.execute("DETACH plain_source")
+            con.execute("CHECKPOINT")
+        except BaseException:
+            con.close()
+            work.unlink(missing_ok=True)
+            raise
+        con.close()
+        with open(work, "rb+") as fh:
+            os.fsync(fh.fileno())
+        make_private(work)
+        os.replace(work, path)
+        _fsync_dir(path.parent)
 
 
 def initialise(path: str | os.PathLike[str]) -> None:

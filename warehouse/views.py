@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import duckdb
 
 MACROS = [
-    # 110105********1234: region and last four kept
+    # 110105************: only the region kept. Keeping the last four too let anyone rebuild
+    # the whole ID from mart alone (the hidden eight digits are the birth date that
+    # mart.person shows), so the sequence and check digits are hidden as well
     "CREATE OR REPLACE MACRO mart.mask_id(s) AS CASE WHEN s IS NULL THEN NULL "
-    "WHEN length(s) >= 10 THEN left(s, 6) || repeat('*', length(s) - 10) || right(s, 4) ELSE repeat('*', length(s)) END",
+    "WHEN length(s) >= 10 THEN left(s, 6) || repeat('*', length(s) - 6) ELSE repeat('*', length(s)) END",
     # 138****5678, 0437-****234
     "CREATE OR REPLACE MACRO mart.mask_phone(s) AS CASE WHEN s IS NULL THEN NULL "
     "WHEN length(s) >= 7 THEN left(s, 3) || repeat('*', length(s) - 6) || right(s, 3) ELSE repeat('*', length(s)) END",
@@ -61,7 +63,7 @@ VIEW_LIST: list[View] = [
                    source_systems, mention_count, first_seen_on, last_seen_on
             FROM core.person""",
          ("core.person",),
-         {"citizen_id_masked": "公民身份号码（脱敏：保留前 6 位行政区划码与末 4 位）",
+         {"citizen_id_masked": "公民身份号码（脱敏：只保留前 6 位行政区划码）",
           "phone_masked": "联系电话（脱敏：保留前 3 位与末 3 位）"}),
     View("mart.person_sources", "人员在各部门的记录（居民360视图的明细）：每个人员提及一行",
          """SELECT x.person_id, x.source_system, x.source_object, x.source_locator, x.role, x.match_method,
@@ -75,7 +77,7 @@ VIEW_LIST: list[View] = [
                    a.alert_date, a.detail, a.evidence
             FROM core.alert a LEFT JOIN core.person p USING (person_id)""",
          ("core.alert", "core.person"),
-         {"citizen_id_masked": "公民身份号码（脱敏：保留前 6 位行政区划码与末 4 位）"}),
+         {"citizen_id_masked": "公民身份号码（脱敏：只保留前 6 位行政区划码）"}),
     View("mart.low_income_current", "当前在保的低保对象（最新花名册月份仍在册）",
          """SELECT e.person_id, p.name, e.role, e.head_person_id, e.category, e.amount_yuan, e.valid_from,
                    e.street, e.community, p.is_deceased, p.death_date
