@@ -137,6 +137,11 @@ def _print_summary(summary) -> None:
     console.print(f"人员：{summary.persons_before} → {summary.persons_after}（新建 {summary.persons_created}）")
     alerts = "，".join(f"{k}: {v}" for k, v in sorted(summary.alerts.items())) or "无"
     console.print(f"预警：{alerts}")
+    if getattr(summary, "district", None):
+        console.print(escape(f"辖区：{summary.district}" + (f"；{summary.district_note}" if summary.district_note
+                                                            else "")), soft_wrap=True)
+    if getattr(summary, "district_warning", None):
+        err_console.print(f"[yellow]警告[/yellow] {escape(summary.district_warning)}", soft_wrap=True)
     for e in summary.exports:
         if e.status in ("failed", "problem"):
             err_console.print(f"[yellow]未装载[/yellow] {escape(e.source_object)}: {escape(e.message or '')}",
