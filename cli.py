@@ -167,11 +167,18 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
              seed: int = typer.Option(1, "--seed", help="随机种子"),
              out: Path = typer.Option(Path("inbox"), "--out", "-o", help="输出目录（收件箱）；真值写入 <out>/_truth/"),
              noise: str = typer.Option("realistic", "--noise", help="噪声水平：clean / realistic / hard"),
-             days: int = typer.Option(10, "--days", help="生成多少天的每日导出")) -> None:
+             days: int = typer.Option(10, "--days", help="生成多少天的每日导出"),
+             district: str = typer.Option("220402", "--district",
+                                          help="辖区的县级六位区划代码（全国任一区县，如 150203；默认为演示辖区）")) -> None:
     """生成一个合成辖区的完整收件箱（含各种真实数据问题）和真值文件。"""
     from synth import generate as gen
+    from synth.places import district_for
 
-    summary = gen(out, households=households, seed=seed, noise=noise, days=days)
+    try:
+        place = district_for(district.strip())
+    except ValueError as exc:
+        raise UsageProblem(f"--district {district}：{exc}") from None
+    summary = gen(out, households=households, seed=seed, noise=noise, days=days, district=place)
     console.print(f"已生成：{out}  {summary}")
 
 
@@ -308,9 +315,16 @@ def _date_range(since: str, until: str) -> tuple[dt.date, dt.date]:
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输出目录"),
          households: int = typer.Option(300, "--households", "-n", help="户数"),
-         seed: int = typer.Option(20261121, "--seed")) -> None:
-    """演示：生成一个样例辖区并运行每晚同步，无需服务器和配置。"""
+         seed: int = typer.Option(20261121, "--seed"),
+         district: str = typer.Option("220402", "--district", help="样例辖区的县级六位区划代码（全国任一区县）")) -> None:
+    """演示：生成一个样例辖区并运行每晚同步，无需服务器和配置（辖区由数据推断）。"""
     from synth import generate as gen
+    from synth.places import district_for
+
+    try:
+        place = district_for(district.strip())
+    except ValueError as exc:
+        raise UsageProblem(f"--district {district}：{exc}") from None
 
     from flows import nightly_sync
 
@@ -318,7 +332,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
     wh = out / "warehouse.duckdb"
     if not (inbox / "_truth").exists():
         console.print(f"生成样例辖区（{households} 户）→ {inbox}")
-        gen(inbox, households=households, seed=seed, noise="realistic")
+        gen(inbox, households=households, seed=seed, noise="realistic", district=place)
     console.print(f"运行每晚同步 → {wh}")
     if _prefect_server_configured():
         _print_summary(_summary_from_json(_run_flow(nightly_sync, inbox=str(inbox), warehouse=str(wh))))
