@@ -177,7 +177,7 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
     try:
         place = district_for(district.strip())
     except ValueError as exc:
-        raise UsageProblem(f"--district {district}：{exc}") from None
+        raise UsageProblem("--district", district, str(exc)) from None
     summary = gen(out, households=households, seed=seed, noise=noise, days=days, district=place)
     console.print(f"已生成：{out}  {summary}")
 
@@ -324,7 +324,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
     try:
         place = district_for(district.strip())
     except ValueError as exc:
-        raise UsageProblem(f"--district {district}：{exc}") from None
+        raise UsageProblem("--district", district, str(exc)) from None
 
     from flows import nightly_sync
 

@@ -850,6 +850,15 @@ def _configured_district(settings: Settings) -> Any:
     return DistrictContext(name(1), name(2), name(3), code)
 
 
+def _add_evidence(inputs: Any, raw: Any, mapping: Any) -> None:
+    """An export's district evidence; an export whose columns cannot even be mapped gives
+    none (its load fails alone later, with its own message)."""
+    try:
+        inputs.add_export(raw.frame, mapping)
+    except Exception:  # noqa: BLE001 - reported by the load of this export
+        pass
+
+
 #: raw exports read for the district evidence are kept for the load up to this many rows
 #: (beyond, they are read again: a first sync of a million residents does not hold them all)
 RAW_CACHE_ROWS = 400_000
@@ -886,7 +895,7 @@ def _establish_district(con: Any, settings: Settings, summary: SyncSummary, sele
             continue  # the load reads it again and records the failure
         except OSError:
             continue
-        inputs.add_export(raw.frame, mappings[ef.mapping])
+        _add_evidence(inputs, raw, mappings[ef.mapping])
         read_any = True
         if cached_rows + len(raw.frame) <= RAW_CACHE_ROWS:
             cache[str(ef.path)] = raw
@@ -900,7 +909,7 @@ def _establish_district(con: Any, settings: Settings, summary: SyncSummary, sele
                 raw = _read_sql(settings, mapping, _sql_since(con, load, mapping, selection), until, use_tasks)
             except Exception:  # noqa: BLE001 - the load reads it again and records the failure
                 continue
-            inputs.add_export(raw.frame, mapping)
+            _add_evidence(inputs, raw, mapping)
             read_any = read_any or not raw.frame.empty
             cache[f"sql:{mapping.source_object}"] = raw
             cached_rows += len(raw.frame)

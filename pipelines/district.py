@@ -225,8 +225,8 @@ def check_configured(configured: DistrictContext, evidence: pd.DataFrame) -> str
     if own >= 0.25 * float(weights.get(inferred.county_code, 0.0)):
         return None
     own_share = own / float(weights.sum())
-    return (f"配置的辖区 {_label(code)}（{code}）与数据不符：数据指向 {inferred.label}（{inferred.county_code}，"
-            f"占证据 {inferred.share:.0%}，依据 {inferred.evidence_zh()}），配置的辖区仅占 {own_share:.0%}。"
+    return (f"配置的辖区 {_label(code)}（{code}）与数据不符：数据指向 {inferred.label}（{inferred.county_code}）"
+            f"（占证据 {inferred.share:.0%}，依据 {inferred.evidence_zh()}），配置的辖区仅占 {own_share:.0%}。"
             "省略上级的地址已按配置的辖区补全；请核对 [district] 配置")
 
 
