@@ -499,6 +499,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         record_unchanged_run(settings.warehouse, _run_row(summary, selection), lock_timeout_s=settings.lock_timeout_s)
         return summary
 
+    existed = Path(settings.warehouse).exists()
     try:
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
@@ -601,7 +602,12 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
         from warehouse.exceptions import WarehouseBusyError
 
-        if not isinstance(exc, WarehouseBusyError) and not fail_before_publish:
+        from settings import ConfigError
+
+        # a configuration refused before anything was loaded (no [district] and the data
+        # cannot tell it) leaves no warehouse behind where there was none
+        refused_fresh = isinstance(exc, ConfigError) and summary.persons_before == 0 and not existed
+        if not isinstance(exc, WarehouseBusyError) and not fail_before_publish and not refused_fresh:
             _record_failed_run(settings, summary, selection, exc)
         raise
     return summary
