@@ -867,7 +867,7 @@ def _add_evidence(inputs: Any, raw: Any, mapping: Any) -> None:
 
 #: raw exports read for the district evidence are kept for the load up to this many rows
 #: (beyond, they are read again: a first sync of a million residents does not hold them all)
-RAW_CACHE_ROWS = 400_000
+RAW_CACHE_ROWS = 200_000
 
 
 def _establish_district(con: Any, settings: Settings, summary: SyncSummary, selection: Selection, files: list[Any],

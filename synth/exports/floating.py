@@ -217,6 +217,7 @@ def _write_file(rng, world: World, reg: Registrations, part: pd.DataFrame, path:
 
 def _short(name: str) -> str:
     """吉林省 → 吉林, 辽源市 → 辽源, 内蒙古自治区 → 内蒙古 (the name without its suffix)."""
-    from pipelines.normalize.address_rules import short_name
+    import re
 
-    return short_name(name) or name
+    m = re.match(r"^(.{2,}?)(?:维吾尔自治区|壮族自治区|回族自治区|自治区|特别行政区|省|市|地区|盟|自治州|州)$", name or "")
+    return m.group(1) if m else name
