@@ -349,7 +349,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
 def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt,
            limit: int = typer.Option(10, "--limit", help="显示最近多少次运行")) -> None:
     """显示装载台账和最近的运行。"""
-    from warehouse.queries import ledger_overview, recent_runs, recent_stage_times
+    from warehouse.queries import district_overview, ledger_overview, recent_runs, recent_stage_times
 
     from warehouse.exceptions import WarehouseError
 
@@ -358,6 +358,7 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
         _print_rows("最近的运行", *recent_runs(settings.warehouse, limit))
         _print_rows("各阶段耗时（秒）", *recent_stage_times(settings.warehouse, limit))
         _print_rows("装载台账（按来源）", *ledger_overview(settings.warehouse))
+        _print_rows("辖区", *district_overview(settings.warehouse))
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None

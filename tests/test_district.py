@@ -186,6 +186,7 @@ def test_generate_refuses_a_code_that_is_not_a_county(tmp_path):
 
 
 # ------------------------------------------------------------------ end to end, three provinces
+@pytest.mark.slow
 @pytest.mark.parametrize("code, label, noise", [
     ("150203", "内蒙古自治区包头市昆都仑区", "realistic"),
     ("330106", "浙江省杭州市西湖区", "hard"),
@@ -228,6 +229,7 @@ def _mixed_inbox(tmp_path: Path) -> Path:
     return inbox
 
 
+@pytest.mark.slow
 def test_an_ambiguous_first_sync_stops_and_asks_for_the_district(tmp_path):
     inbox, wh = _mixed_inbox(tmp_path), tmp_path / "w.duckdb"
     r = runner.invoke(app, ["sync", "--inbox", str(inbox), "-w", str(wh)], env={"RESIDENTS_CONFIG": None})
@@ -244,6 +246,7 @@ def test_an_ambiguous_first_sync_stops_and_asks_for_the_district(tmp_path):
     assert "辖区：内蒙古自治区包头市昆都仑区（150203）" in r.stdout
 
 
+@pytest.mark.slow
 def test_stored_district_is_reused_and_a_contradicting_configuration_is_reported(tmp_path):
     src = tmp_path / "src"
     synth.generate(src, households=60, seed=4, noise="realistic", district=district_for("150203"), days=3)
@@ -260,6 +263,8 @@ def test_stored_district_is_reused_and_a_contradicting_configuration_is_reported
     assert second.district == first.district and second.district_note == "辖区沿用仓库中已存的推断结果"
     with duckdb.connect(str(wh), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM quality.district").fetchone()[0] == 1
+    r = runner.invoke(app, ["status", "-w", str(wh)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "由数据推断" in r.stdout and "150203" in r.stdout, r.stdout
     # a configuration naming another district wins, and the report says the data disagrees
     wh2 = tmp_path / "w2.duckdb"
     cfg = tmp_path / "residents.toml"
