@@ -277,3 +277,26 @@ def test_stored_district_is_reused_and_a_contradicting_configuration_is_reported
     assert r.exit_code == 0, r.output
     html = (tmp_path / "rep" / "质量报告.html").read_text(encoding="utf-8")
     assert "辖区警告" in html and "与数据不符" in html and "配置文件 [district]" in html
+
+
+@pytest.mark.parametrize("district, key", [
+    ({"county_code": "999999"}, "district"),              # no such county
+    ({"city": "包头市"}, "district"),                      # a city is not a district
+    ({"county_code": "150203", "county": "西湖区"}, "district.county"),  # name and code disagree
+])
+def test_a_configured_district_the_division_table_does_not_know_is_a_configuration_error(district, key):
+    from flows import _configured_district
+    from settings import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _configured_district(load_settings(env={}, district=district))
+    assert e.value.key == key and "配置值无效" in str(e.value)
+
+
+def test_a_configured_district_by_name_or_short_name_resolves_to_its_code():
+    from flows import _configured_district
+
+    ctx = _configured_district(load_settings(env={}, district={"county": "昆都仑区"}))
+    assert (ctx.province, ctx.city, ctx.county, ctx.county_code) == ("内蒙古自治区", "包头市", "昆都仑区", "150203")
+    ctx = _configured_district(load_settings(env={}, district={"county_code": "511321", "county": "南部"}))
+    assert ctx.county == "南部县"
