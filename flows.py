@@ -922,6 +922,11 @@ def _establish_district(con: Any, settings: Settings, summary: SyncSummary, sele
 
     configured = settings.district.is_configured
     if not configured and stored is None:
+        if summary.persons_before:  # loaded before the district was recorded: what it holds is evidence too
+            addresses, ids = wdistrict.staged_values(con)
+            inputs.addresses.append(pd.Series(addresses, dtype=object))
+            inputs.citizen_ids.append(pd.Series(ids, dtype=object))
+            read_any = read_any or bool(addresses or ids)
         inference = infer_district(inputs.evidence())
         if not inference.is_decided and sql_maps:
             read_sql_too()

@@ -258,7 +258,14 @@ def test_stored_district_is_reused_and_a_contradicting_configuration_is_reported
     base = dict(inbox=inbox, warehouse=wh, lock_timeout_s=30, resolution_mode="deterministic")
     first = run_sync(load_settings(env={}, **base))
     assert first.district == "内蒙古自治区包头市昆都仑区（150203）"
+    # a warehouse loaded before the district was recorded (an older version): emptied table
+    old = tmp_path / "old.duckdb"
+    shutil.copy2(wh, old)
+    with duckdb.connect(str(old)) as con:
+        con.execute("DELETE FROM quality.district")
     copy_inbox_until(src, inbox, days[-1])
+    upgraded = run_sync(load_settings(env={}, **{**base, "warehouse": old}))
+    assert upgraded.district == first.district and upgraded.district_note.startswith("辖区由数据推断为")
     second = run_sync(load_settings(env={}, **base))
     assert second.district == first.district and second.district_note == "辖区沿用仓库中已存的推断结果"
     with duckdb.connect(str(wh), read_only=True) as con:

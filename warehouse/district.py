@@ -37,3 +37,13 @@ def record(con: duckdb.DuckDBPyConnection, *, run_id: str, method: str, county_c
     con.execute(f"INSERT INTO quality.district ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 [run_id, dt.datetime.now(), method, county_code, province, city, county, confidence, share,
                  evidence_records, detail, warning])
+
+
+def staged_values(con: duckdb.DuckDBPyConnection, limit: int = 20_000) -> tuple[list[str], list[str]]:
+    """A sample of the address texts and citizen IDs already staged (a warehouse loaded
+    before the district was recorded): (address texts, citizen IDs)."""
+    addresses = [r[0] for r in con.execute(
+        f"SELECT raw_text FROM stg.address_mention WHERE raw_text IS NOT NULL USING SAMPLE {int(limit)} ROWS").fetchall()]
+    ids = [r[0] for r in con.execute(
+        f"SELECT citizen_id FROM stg.mention WHERE citizen_id IS NOT NULL USING SAMPLE {int(limit)} ROWS").fetchall()]
+    return addresses, ids
