@@ -143,6 +143,11 @@ def _print_summary(summary) -> None:
     console.print(f"人员：{summary.persons_before} → {summary.persons_after}（新建 {summary.persons_created}）")
     alerts = "，".join(f"{k}: {v}" for k, v in sorted(summary.alerts.items())) or "无"
     console.print(f"预警：{alerts}")
+    if getattr(summary, "district", None):
+        console.print(escape(f"辖区：{summary.district}" + (f"；{summary.district_note}" if summary.district_note
+                                                            else "")), soft_wrap=True)
+    if getattr(summary, "district_warning", None):
+        err_console.print(f"[yellow]警告[/yellow] {escape(summary.district_warning)}", soft_wrap=True)
     for e in summary.exports:
         if e.status in ("failed", "problem"):
             err_console.print(f"[yellow]未装载[/yellow] {escape(e.source_object)}: {escape(e.message or '')}",
@@ -175,11 +180,18 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
              seed: int = typer.Option(1, "--seed", help="随机种子"),
              out: Path = typer.Option(Path("inbox"), "--out", "-o", help="输出目录（收件箱）；真值写入 <out>/_truth/"),
              noise: str = typer.Option("realistic", "--noise", help="噪声水平：clean / realistic / hard"),
-             days: int = typer.Option(10, "--days", help="生成多少天的每日导出")) -> None:
+             days: int = typer.Option(10, "--days", help="生成多少天的每日导出"),
+             district: str = typer.Option("220402", "--district",
+                                          help="辖区的县级六位区划代码（全国任一区县，如 150203；默认为演示辖区）")) -> None:
     """生成一个合成辖区的完整收件箱（含各种真实数据问题）和真值文件。"""
     from synth import generate as gen
+    from synth.places import district_for
 
-    summary = gen(out, households=households, seed=seed, noise=noise, days=days)
+    try:
+        place = district_for(district.strip())
+    except ValueError as exc:
+        raise UsageProblem("--district", district, str(exc)) from None
+    summary = gen(out, households=households, seed=seed, noise=noise, days=days, district=place)
     console.print(f"已生成：{summary}")
 
 
@@ -317,9 +329,16 @@ def _date_range(since: str, until: str) -> tuple[dt.date, dt.date]:
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输出目录"),
          households: int = typer.Option(300, "--households", "-n", help="户数"),
-         seed: int = typer.Option(20261121, "--seed")) -> None:
-    """演示：生成一个样例辖区并运行每晚同步，无需服务器和配置。"""
+         seed: int = typer.Option(20261121, "--seed"),
+         district: str = typer.Option("220402", "--district", help="样例辖区的县级六位区划代码（全国任一区县）")) -> None:
+    """演示：生成一个样例辖区并运行每晚同步，无需服务器和配置（辖区由数据推断）。"""
     from synth import generate as gen
+    from synth.places import district_for
+
+    try:
+        place = district_for(district.strip())
+    except ValueError as exc:
+        raise UsageProblem("--district", district, str(exc)) from None
 
     from flows import nightly_sync
 
@@ -327,7 +346,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
     wh = out / "warehouse.duckdb"
     if not (inbox / "_truth").exists():
         console.print(f"生成样例辖区（{households} 户）→ {inbox}")
-        gen(inbox, households=households, seed=seed, noise="realistic")
+        gen(inbox, households=households, seed=seed, noise="realistic", district=place)
     console.print(f"运行每晚同步 → {wh}")
     if _prefect_server_configured():
         _print_summary(_summary_from_json(_run_flow(nightly_sync, inbox=str(inbox), warehouse=str(wh))))
@@ -344,7 +363,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="演示输�
 def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt,
            limit: int = typer.Option(10, "--limit", help="显示最近多少次运行")) -> None:
     """显示装载台账和最近的运行。"""
-    from warehouse.queries import ledger_overview, recent_runs, recent_stage_times
+    from warehouse.queries import district_overview, ledger_overview, recent_runs, recent_stage_times
 
     from warehouse.exceptions import WarehouseError
 
@@ -353,6 +372,7 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
         _print_rows("最近的运行", *recent_runs(settings.warehouse, limit))
         _print_rows("各阶段耗时（秒）", *recent_stage_times(settings.warehouse, limit))
         _print_rows("装载台账（按来源）", *ledger_overview(settings.warehouse))
+        _print_rows("辖区", *district_overview(settings.warehouse))
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None

@@ -82,6 +82,9 @@ class SyncSummary:
     core_counts: dict[str, int] = field(default_factory=dict)
     resolution_mode: str | None = None
     quality: dict[str, int] = field(default_factory=dict)
+    district: str | None = None             # 辖区 in force: 名称（代码）
+    district_note: str | None = None        # how it was established (inferred: evidence and confidence)
+    district_warning: str | None = None     # the data contradicts the district in force
 
     @property
     def loaded(self) -> list[ExportReport]:
@@ -120,7 +123,9 @@ class SyncSummary:
                  f"- 流程：{self.flow}；状态：{self.status}；仓库：`{self.warehouse}`",
                  f"- 人员：{self.persons_before} → {self.persons_after}（新建 {self.persons_created}）",
                  f"- 预警：" + ("，".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "无"),
-                 f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"), "",
+                 f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
+                 f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
+                 *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
                  "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
         for src, s in sorted(self.per_source().items()):
             lines.append(f"| {src} | {s['files']} | {s['rows_read']} | {s['rows_accepted']} | {s['rows_rejected']} "
@@ -511,7 +516,6 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.exports.append(ExportReport(ctx.get("source_system") or "unknown", "", Path(str(ctx.get("path", ""))).name,
                                             "problem", message=str(problem)))
     summary.stage_seconds["discover"] = time.perf_counter() - t0
-    district = _district_context(settings)
     sql_maps = [m for m in mappings.values() if m.format == "sql" and selection.wants(m.source_system, None)
                 and m.source_system in settings.sql_sources()]
     if not (selection.force or selection.full) and not _has_work(settings, files, sql_maps, discovery.problems,
@@ -527,6 +531,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         record_unchanged_run(settings.warehouse, _run_row(summary, selection), lock_timeout_s=settings.lock_timeout_s)
         return summary
 
+    existed = Path(settings.warehouse).exists()
     try:
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
@@ -536,6 +541,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
+            ts = time.perf_counter()
+            district, raw_cache = _establish_district(con, settings, summary, selection, files, sql_maps, mappings,
+                                                      use_tasks)
+            summary.stage_seconds["district"] = time.perf_counter() - ts
             staged = 0
             superseded = False
             pending_checks: list[Any] = []  # (Deferred expectation results, export id)
@@ -558,7 +567,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                     continue
                 ts = time.perf_counter()
                 try:
-                    raw = _call(read_export_task, use_tasks, ef, mapping)
+                    raw = raw_cache.pop(str(ef.path), None) or _call(read_export_task, use_tasks, ef, mapping)
                 except ConnectorError as exc:  # a bad or unreadable file fails alone, reported
                     _record_failed(con, load, summary, run_id, meta, exc)
                     continue
@@ -580,7 +589,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                         down = sql_down.get(mapping.source_system)
                         if down:  # the database is down: its other tables fail without new retries
                             raise down.for_object(mapping.table)
-                        raw = _read_sql(settings, mapping, since, until, use_tasks)
+                        raw = raw_cache.pop(f"sql:{mapping.source_object}", None) or \
+                            _read_sql(settings, mapping, since, until, use_tasks)
                     except ConnectorError as exc:  # locked / unreachable after retries: this source fails alone
                         if isinstance(exc, SourceUnavailableError):
                             sql_down.setdefault(mapping.source_system, exc)
@@ -626,7 +636,12 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
         from warehouse.exceptions import WarehouseBusyError
 
-        if not isinstance(exc, WarehouseBusyError) and not fail_before_publish:
+        from settings import ConfigError
+
+        # a configuration refused before anything was loaded (no [district] and the data
+        # cannot tell it) leaves no warehouse behind where there was none
+        refused_fresh = isinstance(exc, ConfigError) and summary.persons_before == 0 and not existed
+        if not isinstance(exc, WarehouseBusyError) and not fail_before_publish and not refused_fresh:
             _record_failed_run(settings, summary, selection, exc)
         raise
     return summary
@@ -846,11 +861,156 @@ def _check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSum
                        **{f"finding:{k}": v for k, v in findings.items()}}
 
 
-def _district_context(settings: Settings) -> Any:
+def _district_context(settings: Settings, con: Any = None) -> Any:
+    """The district in force: the configured `[district]`, else the one stored in the
+    warehouse (inferred by an earlier sync), else None."""
     from pipelines.normalize.address import DistrictContext
 
+    if settings.district.is_configured:
+        return _configured_district(settings)
+    if con is not None:
+        from warehouse import district as wdistrict
+
+        row = wdistrict.current(con)
+        if row:
+            return DistrictContext(row["province"], row["city"], row["county"], row["county_code"])
+    return None
+
+
+def _configured_district(settings: Settings) -> Any:
+    """`[district]` as a DistrictContext with its codes; a district the division table
+    does not know (or cannot tell apart) is a configuration error."""
+    from pipelines.normalize import address_rules
+    from pipelines.normalize.address import DistrictContext
+    from settings import ConfigError
+
     d = settings.district
-    return DistrictContext(province=d.province, city=d.city, county=d.county, county_code=d.county_code)
+    ctx = DistrictContext(province=d.province, city=d.city, county=d.county, county_code=d.county_code)
+    code = ctx.codes()[2]
+    if code is None:
+        raise ConfigError("invalid_value", key="district", value=d.county_code or d.county or d.city or d.province,
+                          detail="区划表（民政部 2025）中找不到唯一的县级区划：请写县级六位代码 county_code，"
+                                 "如 county_code = \"150203\"")
+    g = address_rules.gazetteer()
+    path = g.path(code)
+    if d.county_code and d.county and g.by_code[code].name != d.county and d.county not in (
+            address_rules.short_name(g.by_code[code].name) or "",):
+        raise ConfigError("invalid_value", key="district.county", value=d.county,
+                          detail=f"与 county_code {code}（{g.by_code[code].name}）不符")
+    name = lambda lv: g.by_code[path[lv]].name if lv in path else None  # noqa: E731
+    return DistrictContext(name(1), name(2), name(3), code)
+
+
+def _add_evidence(inputs: Any, raw: Any, mapping: Any) -> None:
+    """An export's district evidence; an export whose columns cannot even be mapped gives
+    none (its load fails alone later, with its own message)."""
+    try:
+        inputs.add_export(raw.frame, mapping)
+    except Exception:  # noqa: BLE001 - reported by the load of this export
+        pass
+
+
+#: raw exports read for the district evidence are kept for the load up to this many rows
+#: (beyond, they are read again: a first sync of a million residents does not hold them all)
+RAW_CACHE_ROWS = 200_000
+
+
+def _establish_district(con: Any, settings: Settings, summary: SyncSummary, selection: Selection, files: list[Any],
+                        sql_maps: list[Any], mappings: dict[str, Any], use_tasks: bool) -> tuple[Any, dict[str, Any]]:
+    """The district this sync completes addresses with, and the raw exports already read.
+
+    The new exports' address, township and ID columns are evidence (`pipelines.district`).
+    Configured `[district]` wins; else the district stored by an earlier sync; else it is
+    inferred from the evidence and stored — or, when the evidence is scarce or ambiguous,
+    the sync stops with a `ConfigError` asking for `[district]` (nothing is staged).
+    A district in force that the evidence contradicts is a warning (summary, report)."""
+    from connectors.exceptions import ConnectorError
+    from pipelines.district import DistrictInputs, check_configured, infer_district
+    from settings import ConfigError
+    from warehouse import district as wdistrict
+    from warehouse import load
+
+    stored = wdistrict.current(con)
+    inputs = DistrictInputs()
+    cache: dict[str, Any] = {}
+    cached_rows = 0
+    read_any = False
+
+    for ef in files:
+        meta = _meta_for_file(ef)
+        if not selection.force and (load.find_loaded(con, meta) is not None or load.find_failed(con, meta) is not None):
+            continue
+        try:
+            raw = _call(read_export_task, use_tasks, ef, mappings[ef.mapping])
+        except ConnectorError:
+            continue  # the load reads it again and records the failure
+        except OSError:
+            continue
+        _add_evidence(inputs, raw, mappings[ef.mapping])
+        read_any = True
+        if cached_rows + len(raw.frame) <= RAW_CACHE_ROWS:
+            cache[str(ef.path)] = raw
+            cached_rows += len(raw.frame)
+
+    def read_sql_too() -> None:
+        nonlocal read_any, cached_rows
+        for mapping in sql_maps:
+            until = dt.datetime.combine(selection.until, dt.time.max) if selection.until else None
+            try:
+                raw = _read_sql(settings, mapping, _sql_since(con, load, mapping, selection), until, use_tasks)
+            except Exception:  # noqa: BLE001 - the load reads it again and records the failure
+                continue
+            _add_evidence(inputs, raw, mapping)
+            read_any = read_any or not raw.frame.empty
+            cache[f"sql:{mapping.source_object}"] = raw
+            cached_rows += len(raw.frame)
+
+    configured = settings.district.is_configured
+    if not configured and stored is None:
+        if summary.persons_before:  # loaded before the district was recorded: what it holds is evidence too
+            addresses, ids = wdistrict.staged_values(con)
+            inputs.addresses.append(pd.Series(addresses, dtype=object))
+            inputs.citizen_ids.append(pd.Series(ids, dtype=object))
+            read_any = read_any or bool(addresses or ids)
+        inference = infer_district(inputs.evidence())
+        if not inference.is_decided and sql_maps:
+            read_sql_too()
+            inference = infer_district(inputs.evidence())
+        if not inference.is_decided:
+            if not read_any:
+                return None, cache  # nothing to stage: nothing to complete (the next sync infers)
+            raise ConfigError("district_unknown", detail=inference.message_zh())
+        ctx = inference.context()
+        row = inference.to_row()
+        wdistrict.record(con, run_id=summary.run_id, method="inferred", **row)
+        summary.district = f"{inference.label}（{inference.county_code}）"
+        summary.district_note = inference.message_zh()
+        return ctx, cache
+
+    evidence = inputs.evidence()
+    if configured:
+        ctx = _configured_district(settings)
+        method, note = "configured", "辖区按配置文件 [district]"
+    else:
+        from pipelines.normalize.address import DistrictContext
+
+        ctx = DistrictContext(stored["province"], stored["city"], stored["county"], stored["county_code"])
+        method = stored["method"]
+        note = "辖区沿用仓库中已存的" + ("推断结果" if method == "inferred" else "配置")
+    warning = check_configured(ctx, evidence) if read_any else None
+    label = "".join(x for x in (ctx.province, ctx.city, ctx.county) if x)
+    summary.district = f"{label}（{ctx.county_code}）"
+    summary.district_note = note
+    summary.district_warning = warning
+    changed = stored is None or stored["county_code"] != ctx.county_code or stored["method"] != method
+    if changed or warning:
+        wdistrict.record(con, run_id=summary.run_id, method=method, county_code=ctx.county_code,
+                         province=ctx.province, city=ctx.city, county=ctx.county,
+                         confidence=stored["confidence"] if (stored and not configured) else None,
+                         share=stored["share"] if (stored and not configured) else None,
+                         evidence_records=int(round(float(evidence["records"].sum()))) if len(evidence) else 0,
+                         detail=note, warning=warning)
+    return ctx, cache
 
 
 def _sql_since(con: Any, load: Any, mapping: Any, selection: Selection) -> dt.datetime | None:
@@ -1029,7 +1189,7 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         record(con)
         from warehouse.decisions import new_decision_mentions
 
-        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings), full=False,
+        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings, con), full=False,
                            decided=new_decision_mentions(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         summary.alerts = _alert_counts(con)

@@ -25,10 +25,12 @@ class ConfigError(ValueError):
     kind: ``missing_file`` (a config file named by --config or RESIDENTS_CONFIG does not
     exist), ``bad_toml`` (not valid TOML), ``unknown_key`` (a key no setting has; the
     closest known key is suggested), ``invalid_value`` (a value of the wrong type or
-    outside its choices)."""
+    outside its choices), ``district_unknown`` (no ``[district]`` and the data does not
+    tell which district it is: the detail says what the evidence showed)."""
 
     _ZH = {"missing_file": "配置文件不存在", "bad_toml": "配置文件不是有效的 TOML",
-           "unknown_key": "未知的配置项", "invalid_value": "配置值无效"}
+           "unknown_key": "未知的配置项", "invalid_value": "配置值无效",
+           "district_unknown": "未配置辖区 [district]"}
 
     def __init__(self, kind: str, *, source: str | None = None, key: str | None = None, value: Any = None,
                  detail: str | None = None, suggestion: str | None = None) -> None:
@@ -53,14 +55,21 @@ class ConfigError(ValueError):
 
 
 class DistrictSettings(BaseModel):
-    """The district the exports belong to: fills missing upper levels of addresses."""
+    """The district the exports belong to: fills missing upper levels of addresses.
+
+    Nothing is assumed: left empty (the default), the first sync infers the district
+    from the data (`pipelines.district`) and stores it in the warehouse."""
 
     model_config = ConfigDict(extra="forbid")
 
-    province: str = "吉林省"
-    city: str = "辽源市"
-    county: str = "龙山区"
-    county_code: str = "220402"
+    province: str | None = Field(None, description="省级名称，如 内蒙古自治区")
+    city: str | None = Field(None, description="地级名称，如 包头市")
+    county: str | None = Field(None, description="县级名称，如 昆都仑区")
+    county_code: str | None = Field(None, description="县级六位区划代码（GB/T 2260），如 150203；写了它就够了")
+
+    @property
+    def is_configured(self) -> bool:
+        return any(v for v in (self.province, self.city, self.county, self.county_code))
 
 
 class Settings(BaseModel):
@@ -92,7 +101,9 @@ class Settings(BaseModel):
         0.05, description="人口（不同的有效身份证号数）较模型训练时增长超过该比例时重新训练模型并全量解析")
     incremental_max_mention_growth: float = Field(
         0.25, description="提及数较模型训练时增长超过该比例时也重新训练（每月低保花名册等重复提及已知人员的记录只按此计）")
-    district: DistrictSettings = Field(default_factory=DistrictSettings)
+    district: DistrictSettings = Field(
+        default_factory=DistrictSettings,
+        description="辖区（[district]）：为空时首次同步从数据推断并存入仓库")
     mappings_dir: Path | None = Field(
         None, description="另外的映射文件目录（每个部门来源对象一个 YAML 文件，见 docs/MAPPINGS.md）：新部门只需放入映射文件，"
                           "不改代码；内置映射（schemas/mappings/）照常使用")

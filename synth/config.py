@@ -37,6 +37,10 @@ class District:
     code: str  # GB/T 2260 county code
     phone_area: str  # landline area code
     subdistricts: tuple[Subdistrict, ...]
+    #: (county code, weight) of the birthplaces in the IDs of local residents
+    birth_regions: tuple[tuple[str, float], ...] = ()
+    #: share of flats in villages (None: PopulationConfig.rural_share); a rural county has most
+    rural_share: float | None = None
 
     @property
     def urban(self) -> tuple[Subdistrict, ...]:
@@ -72,6 +76,8 @@ LONGSHAN = District(
         _sub("寿山镇", 100, "寿山村 新立村 永治村 东安村", "", rural=True),
         _sub("工农乡", 200, "工农村 长青村 太平村", "", rural=True),
     ),
+    birth_regions=(("220402", 0.62), ("220403", 0.10), ("220421", 0.08), ("220422", 0.08), ("220102", 0.03),
+                   ("220202", 0.03), ("220302", 0.02), ("222401", 0.02), ("230102", 0.01), ("210102", 0.01)),
 )
 
 # --------------------------------------------------------------------------------------

@@ -309,6 +309,7 @@ def cn_digits(n: int) -> str:
     return "".join(_CN_DIGITS[int(c)] for c in str(int(n)))
 
 
+_GROUP_WORDS = ("组", "组", "村民小组", "社", "第组", "队", "村民组", "组", "第村民小组")
 ADDRESS_VARIANTS = ("full", "city", "community", "plain", "shorthand", "chinese")
 _BUILDING_WORDS = ("号楼", "栋", "幢", "号楼")
 
@@ -323,7 +324,12 @@ def _flat_text(f, district: District, variant: str, bword: str, room_suffix: boo
     if f.kind == "rural":
         if variant == "shorthand":
             return f"{comm}{cn_number(f.group)}社{f.house_no}号"
-        loc = f"{sub.name}{comm}{cn_number(f.group) if (cn or bword == '栋') else f.group}组{num(f.house_no)}号"
+        # how the villager group is written varies with the clerk (三组, 3组, 三社, 第三村民小组, 3队)
+        gword = _GROUP_WORDS[(int(f.group) * 7 + int(f.house_no)) % len(_GROUP_WORDS)] if variant != "full" else "组"
+        gnum = cn_number(f.group) if (cn or bword == '栋') else str(f.group)
+        if gword.startswith("第"):
+            gnum, gword = "第" + gnum, gword[1:]
+        loc = f"{sub.name}{comm}{gnum}{gword}{num(f.house_no)}号"
         head = {"full": f"{district.province}{district.city}{district.county}", "city": f"{district.city}{district.county}",
                 "community": district.county, "chinese": district.county}.get(variant, "")
         return head + loc

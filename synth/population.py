@@ -97,7 +97,8 @@ def _sample_distinct(rng, radices: tuple[int, ...], n: int) -> list[np.ndarray]:
 
 
 def build_flats(rng: np.random.Generator, district: District, n: int, cfg: PopulationConfig) -> pd.DataFrame:
-    n_rural = int(round(n * cfg.rural_share)) if district.rural else 0
+    share = district.rural_share if district.rural_share is not None else cfg.rural_share
+    n_rural = int(round(n * share)) if district.rural else 0
     n_estate = int(round((n - n_rural) * cfg.estate_share))
     n_road = n - n_rural - n_estate
     parts = [_road_flats(rng, district, n_road), _estate_flats(rng, district, n_estate),
@@ -253,8 +254,9 @@ def build_population(rng: np.random.Generator, district: District, n_households:
     name, dotted = _names(rng, surname, h, role, gender, eth, twin_of)
     _namesakes(rng, name, birth, gender, age >= 18, dotted, cfg)
 
-    h_region = np.asarray(_OUTSIDE_CODES, dtype=object)[rng.integers(0, len(_OUTSIDE_CODES), n_h)]
-    region = _birth_regions(rng, h, floating, h_region, dotted, twin_of)
+    outside = _outside_codes(district)
+    h_region = np.asarray(outside, dtype=object)[rng.integers(0, len(outside), n_h)]
+    region = _birth_regions(rng, district, h, floating, h_region, dotted, twin_of)
     male = gender == "1"
     citizen_id = idlib.compose_ids(region.astype(np.int64), birth,
                                    idlib.unique_sequences(rng, region.astype(np.int64), birth, male))
@@ -281,7 +283,9 @@ def build_population(rng: np.random.Generator, district: District, n_households:
     return flats, households, persons
 
 
-_OUTSIDE_CODES = [r[0] for r in ref.REGIONS if not r[0].startswith("2204")]
+def _outside_codes(district: District) -> list[str]:
+    """Home counties of floating households: anywhere but the district's own city."""
+    return [r[0] for r in ref.REGIONS if not r[0].startswith(district.code[:4])]
 
 
 def _surnames(rng, h, role, gender, head_idx, spouse_of_h, head_male, h_eth) -> np.ndarray:
@@ -342,10 +346,10 @@ def _namesakes(rng, name, birth, gender, adult, dotted, cfg: PopulationConfig) -
             first_of[name[r]] = r
 
 
-def _birth_regions(rng, h, floating, h_region, dotted, twin_of) -> np.ndarray:
+def _birth_regions(rng, district: District, h, floating, h_region, dotted, twin_of) -> np.ndarray:
     """Region code of each ID: local counties for residents, the home county for floating people."""
     n = len(h)
-    codes, weights = zip(*ref.LOCAL_BIRTH_REGIONS)
+    codes, weights = zip(*(district.birth_regions or ((district.code, 1.0),)))
     region = choice_weighted(rng, codes, weights, n)
     fl = floating[h] & (rng.random(n) < 0.85)
     region[fl] = h_region[h][fl]

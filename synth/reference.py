@@ -95,11 +95,6 @@ REGIONS: tuple[tuple[str, str, str, str], ...] = (
     ("640104", "宁夏回族自治区", "银川市", "兴庆区"), ("650102", "新疆维吾尔自治区", "乌鲁木齐市", "天山区"),
     ("653101", "新疆维吾尔自治区", "喀什地区", "喀什市"),
 )
-# Birth-place regions of local residents: mostly the district itself and nearby Jilin counties.
-LOCAL_BIRTH_REGIONS: tuple[tuple[str, float], ...] = (
-    ("220402", 0.62), ("220403", 0.10), ("220421", 0.08), ("220422", 0.08), ("220102", 0.03),
-    ("220202", 0.03), ("220302", 0.02), ("222401", 0.02), ("230102", 0.01), ("210102", 0.01),
-)
 XINJIANG_REGIONS: tuple[str, ...] = ("650102", "653101")
 
 TOWNSHIP_WORDS: tuple[str, ...] = ("城关镇", "新华镇", "太平镇", "永安乡", "东风镇", "红旗乡", "兴隆镇")
@@ -169,8 +164,9 @@ RELATION_DAUGHTER = ("女", "女儿")
 RELATION_FATHER = ("父亲",)
 RELATION_MOTHER = ("母亲",)
 
+# {city}, {county}: the district's names; {city_short}, {province_short}: without suffix
 EMPLOYERS: tuple[str, ...] = (
-    "辽源市龙山区{}超市", "吉林{}建筑工程有限公司", "辽源{}餐饮有限公司", "龙山区{}物流中心",
-    "辽源市{}汽车修理厂", "{}家政服务部", "辽源{}纺织有限公司", "龙山区{}装饰工程队",
+    "{city}{county}{w}超市", "{province_short}{w}建筑工程有限公司", "{city_short}{w}餐饮有限公司", "{county}{w}物流中心",
+    "{city}{w}汽车修理厂", "{w}家政服务部", "{city_short}{w}纺织有限公司", "{county}{w}装饰工程队",
 )
 EMPLOYER_WORDS: tuple[str, ...] = ("鑫源", "华联", "福顺", "宏达", "金利", "恒信", "顺达", "永安", "百佳", "龙腾")

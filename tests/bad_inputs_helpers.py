@@ -157,9 +157,12 @@ def write_roster(inbox: Path, households: list[list[dict[str, object]]], name: s
 # --------------------------------------------------------------------------------------
 def run(inbox: Path, wh: Path, **settings):
     """Sync `inbox` into `wh`. Deterministic person resolution: these cases are about
-    the quality of inputs, not about linkage (and stay fast)."""
+    the quality of inputs, not about linkage (and stay fast). The district is configured,
+    as an officer would for a handful of rows (too few to infer it from: the rows here
+    are written for 龙山区, 220402)."""
     inbox.mkdir(parents=True, exist_ok=True)
     settings.setdefault("resolution_mode", "deterministic")
+    settings.setdefault("district", {"county_code": "220402"})
     return run_sync(load_settings(inbox=inbox, warehouse=wh, lock_timeout_s=30, **settings))
 
 

@@ -65,7 +65,7 @@ def test_settings_layering(tmp_path):
                    '[district]\ncounty = "西安区"\ncounty_code = "220403"\n', encoding="utf-8")
     s = load_settings(cfg, env={})
     assert (str(s.inbox), s.grid_households, s.district.county_code, s.district.city) == \
-        ("/data/inbox", 250, "220403", "辽源市")
+        ("/data/inbox", 250, "220403", None)
     s = load_settings(cfg, env={"RESIDENTS_WAREHOUSE": "/env/w.duckdb", "RESIDENTS_GRID_HOUSEHOLDS": "200"})
     assert (str(s.warehouse), s.grid_households) == ("/env/w.duckdb", 200)
     s = load_settings(cfg, env={"RESIDENTS_WAREHOUSE": "/env/w.duckdb"}, warehouse=Path("/cli/w.duckdb"))

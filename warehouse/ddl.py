@@ -467,6 +467,20 @@ ALERT = Table(
 )
 
 
+DISTRICT = Table(
+    "quality", "district", "辖区：每次确定或核对辖区一行（最新一行为当前辖区；未配置 [district] 时由首次同步从数据推断）",
+    (C("run_id", "VARCHAR", "确定辖区的运行编号", True), C("decided_at", "TIMESTAMP", "确定时间", True),
+     C("method", "VARCHAR", "来源：inferred 由数据推断、configured 配置文件 [district]", True),
+     C("county_code", "VARCHAR", "县级六位区划代码", True), C("province", "VARCHAR", "省级名称"),
+     C("city", "VARCHAR", "地级名称（直辖市、省直辖县为空）"), C("county", "VARCHAR", "县级名称"),
+     C("confidence", "VARCHAR", "推断把握：高、中（配置的辖区为空）"),
+     C("share", "DOUBLE", "该辖区占全部证据（写明区县的地址、街道/乡镇名称、身份证地区码）的比例"),
+     C("evidence_records", "INTEGER", "参与推断或核对的证据记录数（抽样）"),
+     C("detail", "VARCHAR", "说明（中文）：推断依据或核对结果"),
+     C("warning", "VARCHAR", "警告（中文）：配置的或已存的辖区与本次数据不符时")),
+)
+
+
 def core_tables() -> tuple[Table, ...]:
     return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, LINK_DECISION, MATCH_CANDIDATE, ADDRESS, ADDRESS_XREF,
             PERSON_ADDRESS, RELATIONSHIP, MARRIAGE, CREMATION,
@@ -480,7 +494,7 @@ def staging_tables() -> tuple[Table, ...]:
 
 
 def quality_tables() -> tuple[Table, ...]:
-    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL)
+    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL, DISTRICT)
 
 
 def all_tables() -> tuple[Table, ...]:

@@ -151,6 +151,19 @@ def ledger_overview(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple
         FROM quality.load_ledger GROUP BY ALL ORDER BY source_system, mapping, status""")
 
 
+def district_overview(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The latest decisions on the district (quality.district), newest first."""
+    _, rows = run_read_only(path, "SELECT count(*) FROM information_schema.tables "
+                                  "WHERE table_schema = 'quality' AND table_name = 'district'")
+    if not rows[0][0]:
+        return ["辖区"], [("未确定",)]
+    return run_read_only(path, """
+        SELECT decided_at AS 时间, CASE method WHEN 'inferred' THEN '由数据推断' ELSE '配置文件 [district]' END AS 来源,
+               concat_ws('', province, city, county) AS 辖区, county_code AS 区划代码, confidence AS 把握,
+               warning AS 警告
+        FROM quality.district ORDER BY decided_at DESC LIMIT 3""")
+
+
 @dataclass
 class ExplainInputs:
     """What explaining a person or a pair needs from the warehouse: the linkage rows of

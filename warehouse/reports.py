@@ -279,6 +279,7 @@ margin:24px;color:#1f2937;background:#fff;font-size:14px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:2px solid #2563eb;padding-bottom:4px}
 h3{font-size:15px;margin:18px 0 6px}
 .meta{color:#6b7280;margin-bottom:12px}
+.dwarn{background:#fffbeb;border:1px solid #f59e0b;padding:8px 12px;margin:8px 0;border-radius:4px}
 table{border-collapse:collapse;margin:6px 0 12px;width:100%}
 th,td{border:1px solid #d1d5db;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#eff6ff;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -359,6 +360,7 @@ def render_html(con: duckdb.DuckDBPyConnection, *, max_findings: int = 300) -> s
         "<title>数据质量报告</title>", f"<style>{CSS}</style></head><body>",
         "<h1>居民数据中心 · 数据质量报告</h1>",
         f'<div class="meta">生成时间：{now}；运行次数：{len(runs)}；本页不依赖网络，可离线打开。</div>',
+        *_district_html(con),
     ]
     # --- cards
     open_rows = _q(con, "SELECT count(*) AS n FROM quality.rejected_record WHERE status = 'open'")["n"][0]
@@ -507,6 +509,26 @@ def render_html(con: duckdb.DuckDBPyConnection, *, max_findings: int = 300) -> s
     parts.append('<p class="small">各部门的问题清单（xlsx）与本页在同一文件夹：问题清单_部门.xlsx。</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _district_html(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The district in force (quality.district, latest row): how it was established, and
+    the latest warning that the data contradicts it."""
+    from warehouse import district as wdistrict
+
+    row = wdistrict.current(con)
+    if row is None:
+        return ['<div class="meta">辖区：未确定（尚未装载数据）</div>']
+    label = "".join(x for x in (row["province"], row["city"], row["county"]) if x)
+    how = {"inferred": "由数据推断", "configured": "配置文件 [district]"}.get(row["method"], row["method"])
+    out = [f'<div class="meta">辖区：{_e(label)}（{_e(row["county_code"])}），{_e(how)}'
+           + (f'；{_e(row["detail"])}' if row["detail"] else "") + "</div>"]
+    warnings = _q(con, "SELECT warning, decided_at FROM quality.district WHERE warning IS NOT NULL "
+                       "ORDER BY decided_at DESC LIMIT 1")
+    if len(warnings):
+        out.append(f'<div class="dwarn"><b>辖区警告</b>（{_e(str(warnings["decided_at"].iloc[0])[:16])}）：'
+                   f'{_e(warnings["warning"].iloc[0])}</div>')
+    return out
 
 
 def _exp_table(df: pd.DataFrame) -> str:

@@ -89,7 +89,7 @@ import pandas as pd
 from pipelines.normalize import address_rules as R
 from pipelines.parallel import map_items
 
-__all__ = ["COLUMNS", "DistrictContext", "address_id_from_key", "parse_addresses", "parse_one"]
+__all__ = ["COLUMNS", "DistrictContext", "address_id_from_key", "parse_addresses", "parse_one", "town_candidates"]
 
 COLUMNS = [
     "province", "city", "county", "town", "community", "road", "house_number", "estate",
@@ -234,6 +234,16 @@ def _global_town_at(g: R.Gazetteer, s: str, pos: int) -> tuple[int, list[str]] |
         if hits:
             return L, hits
     return None
+
+
+def town_candidates(clean: str) -> list[str]:
+    """County codes of the townships whose name a cleaned address starts with (one
+    for a name unique in China, several for 城关镇), empty when it starts with none."""
+    g = R.gazetteer()
+    hit = _global_town_at(g, clean, 0)
+    if not hit:
+        return []
+    return sorted({g.by_code[c].parent for c in hit[1]})
 
 
 # --------------------------------------------------------------------------------------

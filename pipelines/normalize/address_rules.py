@@ -196,6 +196,8 @@ _LABEL_RE = re.compile(
 )
 _NOISE_RE = re.compile(r"[\s,，、;；:：。'\"“”‘’`()（）\[\]【】{}<>《》]+")
 _DI_RE = re.compile(r"第(?=\d)")
+# the villager group written out after its number: 三村民小组, 3村民组, 六小组, 2村小组 (→ 组)
+_GROUP_WORD_RE = re.compile(r"(?<=[0-9零〇○一二两三四五六七八九十百])(?:村民小组|村民组|村小组|小组)")
 
 
 def cn_to_int(s: str) -> int:
@@ -231,6 +233,7 @@ def clean_text(raw: str) -> str:
     s = _DIGIT_SPACE_RE.sub("-", s)
     s = _NOISE_RE.sub("", s)
     s = re.sub(r"-{2,}", "-", s).strip("-")
+    s = _GROUP_WORD_RE.sub("组", s)  # 三村民小组, 3村民组, 第六小组 → 3组
     s = _CN_NUM_RE.sub(_cn_sub, s)
     s = _DI_RE.sub("", s)
     # spelled-out suffix variants

@@ -51,7 +51,11 @@ def _registrations(rng, world: World, cfg: PopulationConfig) -> Registrations:
     work = np.asarray(["务工", "经商", "其他"], dtype=object)[rng.choice(3, len(per), p=[0.7, 0.22, 0.08])]
     reason = np.where(age < 6, "投靠亲友", np.where(age < 19, "就学",
                       np.where(age >= 60, np.where(rng.random(len(per)) < 0.7, "投靠亲友", "就医"), work))).astype(object)
-    employer = np.array([ref.EMPLOYERS[a % len(ref.EMPLOYERS)].format(ref.EMPLOYER_WORDS[b % len(ref.EMPLOYER_WORDS)])
+    d = world.district
+    names = dict(city=d.city, county=d.county, city_short=_short(d.city or d.province),
+                 province_short=_short(d.province))
+    employer = np.array([ref.EMPLOYERS[a % len(ref.EMPLOYERS)].format(w=ref.EMPLOYER_WORDS[b % len(ref.EMPLOYER_WORDS)],
+                                                                      **names)
                          if r in ("务工", "经商") else ""
                          for r, a, b in zip(reason, rng.integers(0, 100, len(per)), rng.integers(0, 100, len(per)))],
                         dtype=object)
@@ -209,3 +213,11 @@ def _write_file(rng, world: World, reg: Registrations, part: pd.DataFrame, path:
     truth.add_addresses(SYSTEM, path.name, locators, headers["现居住地址"], flat_keys_of(world, part.flat.to_numpy()),
                         part.address.to_numpy())
     return path
+
+
+def _short(name: str) -> str:
+    """吉林省 → 吉林, 辽源市 → 辽源, 内蒙古自治区 → 内蒙古 (the name without its suffix)."""
+    import re
+
+    m = re.match(r"^(.{2,}?)(?:维吾尔自治区|壮族自治区|回族自治区|自治区|特别行政区|省|市|地区|盟|自治州|州)$", name or "")
+    return m.group(1) if m else name

@@ -10,6 +10,12 @@ person mentions, cluster counts (true persons vs predicted) and timings.
     .venv/bin/python tests/benchmarks/accuracy.py --households 10000 --seed 7
     .venv/bin/python tests/benchmarks/accuracy.py --levels realistic --households 2000 --errors 10
     .venv/bin/python tests/benchmarks/accuracy.py --score WAREHOUSE INBOX     # score a loaded warehouse
+    .venv/bin/python tests/benchmarks/accuracy.py --households 2000 --districts 150203 330106 511321
+
+``--districts``: generate each district (any county-level code, `synth.places.district_for`;
+default the demo district) and sync it without ``[district]``; the inferred district and the
+address pairwise precision / recall / F1 (truth address cells against `core.address_xref`)
+are printed next to the person figures.
 
 Targets (issue 4): pairwise precision ≥ 0.998 and F1 ≥ 0.995 at realistic noise.
 """
@@ -88,14 +94,39 @@ def read_warehouse(warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         con.close()
 
 
+def address_pairwise(warehouse: Path, inbox: Path) -> dict[str, float]:
+    """Pairwise accuracy of the addresses a warehouse holds: every address cell of the
+    generator's truth (`_truth/addresses.csv`: its flat) against the address id the
+    warehouse gave it (`core.address_xref`), over the cells the warehouse holds (a record
+    rejected or retracted has none; `found` is the share of truth cells held). Also returns the share of truth cells found and the district in
+    force (`quality.district`)."""
+    import duckdb
+
+    truth = pd.read_csv(inbox / "_truth" / "addresses.csv", dtype=str, keep_default_na=False)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        xref = con.execute("SELECT source_object, source_locator, field, address_id FROM core.address_xref").df()
+        district = con.execute("SELECT county_code FROM quality.district ORDER BY decided_at DESC LIMIT 1").fetchall()
+    finally:
+        con.close()
+    both = truth.merge(xref, on=["source_object", "source_locator", "field"], how="left")
+    found = float(both["address_id"].notna().mean()) if len(both) else 1.0
+    both = both[both["address_id"].notna()]
+    r = pairwise(both["address_id"], both["flat_key"])
+    return {"precision": r["precision"], "recall": r["recall"], "f1": r["f1"], "found": found,
+            "district": district[0][0] if district else None}
+
+
 def run_level(level: str, households: int, seed: int, work: Path, threshold: float, errors: int,
-              reuse: bool = False) -> dict:
+              reuse: bool = False, district: str | None = None) -> dict:
     import synth
     from pipelines.linkage import probabilistic_clusters
     from pipelines.resolve import deterministic_clusters
+    from synth.places import district_for
 
-    inbox = work / f"inbox_{level}"
-    warehouse = work / f"warehouse_{level}.duckdb"
+    tag = f"{level}_{district}" if district else level
+    inbox = work / f"inbox_{tag}"
+    warehouse = work / f"warehouse_{tag}.duckdb"
     if reuse and warehouse.exists() and (inbox / "_truth" / "mentions.csv").exists():
         mentions, rels = read_warehouse(warehouse)
         t_gen = t_sync = float("nan")
@@ -103,7 +134,8 @@ def run_level(level: str, households: int, seed: int, work: Path, threshold: flo
         shutil.rmtree(inbox, ignore_errors=True)
         warehouse.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        synth.generate(inbox, households=households, seed=seed, noise=level)
+        synth.generate(inbox, households=households, seed=seed, noise=level,
+                       **({"district": district_for(district)} if district else {}))
         t_gen = time.perf_counter() - t0
         mentions, rels, t_sync = sync(inbox, warehouse)
     truth = pd.read_csv(inbox / "_truth" / "mentions.csv", dtype=str)
@@ -118,7 +150,10 @@ def run_level(level: str, households: int, seed: int, work: Path, threshold: flo
     prob = probabilistic_clusters(m, rels, threshold=threshold)
     t_prob = time.perf_counter() - t0
 
-    row = {"level": level, "households": households, "seed": seed, "mentions": len(m), "unmatched_truth": missing,
+    addr = address_pairwise(warehouse, inbox)
+    row = {"level": level, "district": district or "demo", "inferred": addr["district"],
+           "addr_precision": addr["precision"], "addr_recall": addr["recall"], "addr_f1": addr["f1"],
+           "households": households, "seed": seed, "mentions": len(m), "unmatched_truth": missing,
            "t_generate": t_gen, "t_sync": t_sync, "t_probabilistic": t_prob, "t_deterministic": t_det}
     for name, c in (("det", det), ("prob", prob)):
         r = pairwise(c["cluster_label"], m["person_key"])
@@ -126,6 +161,8 @@ def run_level(level: str, households: int, seed: int, work: Path, threshold: flo
     print(f"\n== {level}: {households} households, seed {seed}, {len(m)} mentions "
           f"(+{missing} without truth) ==")
     print(f"  generate {t_gen:.1f}s  sync {t_sync:.1f}s  probabilistic clustering {t_prob:.1f}s")
+    print(f"  district {district or 'demo'} inferred {addr['district']}  addresses precision {addr['precision']:.5f}  "
+          f"recall {addr['recall']:.5f}  F1 {addr['f1']:.5f}  (truth cells found {addr['found']:.4f})")
     for name in ("det", "prob"):
         print(f"  {name:5s} precision {row[name + '_precision']:.5f}  recall {row[name + '_recall']:.5f}  "
               f"F1 {row[name + '_f1']:.5f}  persons true {row[name + '_true_persons']} "
@@ -165,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="keep inboxes and warehouses here")
     ap.add_argument("--errors", type=int, default=0, help="print this many false merges / missed persons")
     ap.add_argument("--reuse", action="store_true", help="reuse inboxes and warehouses already in --work")
+    ap.add_argument("--districts", nargs="+", default=[None],
+                    help="county-level codes of the districts to generate (default: the demo district)")
     args = ap.parse_args(argv)
     if args.score:
         for k, v in score_warehouse(*args.score).items():
@@ -172,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="accuracy_"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = [run_level(lv, args.households, args.seed, work, args.threshold, args.errors, args.reuse) for lv in args.levels]
+    rows = [run_level(lv, args.households, args.seed, work, args.threshold, args.errors, args.reuse, d)
+            for d in args.districts for lv in args.levels]
     table = pd.DataFrame(rows)
-    cols = ["level", "households", "seed", "mentions", "prob_true_persons", "prob_pred_persons", "prob_precision",
-            "prob_recall", "prob_f1", "det_precision", "det_recall", "det_f1", "t_sync", "t_probabilistic"]
+    cols = ["district", "inferred", "level", "households", "seed", "mentions", "prob_true_persons", "prob_pred_persons", "prob_precision",
+            "prob_recall", "prob_f1", "det_precision", "det_recall", "det_f1", "addr_f1", "t_sync", "t_probabilistic"]
     print("\n" + table[cols].to_string(index=False, float_format=lambda x: f"{x:.5f}"))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
