@@ -102,8 +102,9 @@ def _settings(config: Optional[Path], **overrides):
 
 
 def _exit_for(summary) -> None:
-    """4 when the sync published but some exports or sources could not be loaded."""
-    if any(e.status in ("failed", "problem") for e in summary.exports):
+    """4 when the sync published but some exports or sources could not be loaded, or the
+    shared lakehouse could not be brought up to date (retried by the next run)."""
+    if any(e.status in ("failed", "problem") for e in summary.exports) or summary.lake_failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -142,6 +143,12 @@ def _print_summary(summary) -> None:
         if e.status in ("failed", "problem"):
             err_console.print(f"[yellow]未装载[/yellow] {escape(e.source_object)}: {escape(e.message or '')}",
                               soft_wrap=True)
+    if summary.lake:
+        from warehouse.lake import LakeOutcome
+
+        line = LakeOutcome(**summary.lake).line_zh()
+        (err_console if summary.lake_failed else console).print(line, style="yellow" if summary.lake_failed else None,
+                                                                markup=False, soft_wrap=True, highlight=False)
 
 
 def _prefect_server_configured() -> bool:
@@ -343,6 +350,30 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
+
+
+@app.command("lake-status")
+def lake_status(config: Optional[Path] = ConfigOpt,
+                limit: int = typer.Option(20, "--limit", help="显示最近多少个快照")) -> None:
+    """列出共享数据湖（[lakehouse]）的快照：编号、时间、变化的表；分析人员用 AT (VERSION => 编号) 查询历史状态。"""
+    from warehouse.exceptions import WarehouseError
+    from warehouse.lake import LakeTarget, snapshots
+
+    settings = _settings(config)
+    if settings.lakehouse is None:
+        raise UsageProblem("[lakehouse]", "", "未配置共享数据湖（[lakehouse] catalog = \"postgres:…\"，data_path = \"…\"）")
+    try:
+        snaps = snapshots(LakeTarget.from_config(settings.lakehouse, os.environ))
+    except WarehouseError as exc:
+        _say_error(str(exc))
+        raise typer.Exit(1) from None
+    rows = []
+    for s in snaps[-limit:]:
+        changes = s["changes"] or {}
+        changed = sorted({t for k, v in changes.items() if k.startswith("tables_created") for t in v})
+        rows.append((s["snapshot"], f"{s['time']:%Y-%m-%d %H:%M:%S %Z}", len(changed),
+                     "、".join(changed[:6]) + ("…" if len(changed) > 6 else ""), s["message"] or ""))
+    _print_rows(f"数据湖快照 {settings.lakehouse.catalog}", ["快照", "时间", "重写的表数", "重写的表", "说明"], rows)
 
 
 @app.command()

@@ -43,3 +43,18 @@ class SnapshotNotFoundError(WarehouseError):
     """`--as-of` names a time no kept snapshot covers (or is not a date)."""
 
     template = "没有 {as_of} 时的仓库快照：{detail} / no warehouse snapshot as of {as_of}: {detail}"
+
+
+class LakehouseError(WarehouseError):
+    """Publishing to (or reading) the shared DuckLake failed. reason: `credentials_missing`
+    (the referenced password is not there), `extension_missing`, `connect` (catalog or
+    data path unreachable, wrong password), `publish` (the lake transaction failed),
+    `warehouse`. The published warehouse is never affected."""
+
+    _ZH = {"credentials_missing": "目录数据库的密码未提供", "extension_missing": "缺少 DuckDB 扩展",
+           "connect": "无法连接数据湖目录或数据目录", "publish": "写入数据湖失败", "warehouse": "无法读取仓库"}
+    template = "数据湖 {catalog}：{reason_zh}：{detail} / lakehouse {catalog}: {reason}"
+
+    def __init__(self, **context: object) -> None:
+        context.setdefault("reason_zh", self._ZH.get(str(context.get("reason")), "错误"))
+        super().__init__(**context)
