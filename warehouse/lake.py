@@ -171,6 +171,7 @@ def attach(target: LakeTarget, *, base: str | os.PathLike[str] | None = None,
         raise LakehouseError(reason="credentials_missing", catalog=target.catalog, detail=target.credential_problem)
     con = duckdb.connect(":memory:")
     try:
+        con.execute("SET enable_progress_bar = false")
         for ext in ("postgres", "ducklake"):
             con.execute(f"LOAD {_q(str(extension_path(ext)))}")
         options = [f"METADATA_PARAMETERS MAP {{'SECRET': {_q(_SECRET)}}}"]
