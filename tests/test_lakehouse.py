@@ -142,8 +142,10 @@ _READER = textwrap.dedent("""\
             con = duckdb.connect()
             for s in stmts:
                 con.execute(s)
+            con.execute("BEGIN TRANSACTION")  # both queries at one snapshot
             n, total = con.execute("SELECT count(*), sum(v) FROM lake.core.facts").fetchone()
             ledger = con.execute("SELECT max(version) FROM lake.quality.ledger").fetchone()[0]
+            con.execute("COMMIT")
             con.close()
             fh.write(json.dumps([t0, time.time(), n, int(total), ledger]) + "\\n")
             fh.flush()
@@ -191,7 +193,8 @@ def test_a_reader_in_another_process_reads_consistently_while_a_publish_runs(tmp
     assert reader.returncode == 0, reader.stderr.read()
     reads = [json.loads(x) for x in out.read_text().splitlines()]
     old, new = [200_000, 200_000, 1], [600_000, 1_200_000, 2]
-    # every read saw one whole snapshot: the old or the new, never a mix
+    # every read (two queries in one transaction) saw one whole snapshot: old or new, never
+    # a mix. Without the transaction each query may see a different snapshot (seen here).
     assert all(r[2:] in (old, new) for r in reads), reads
     during = [r for r in reads if r[0] >= started and r[1] <= finished]
     assert during and all(r[2:] == old for r in during), (started, finished, reads)
