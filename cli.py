@@ -382,16 +382,22 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
           max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数"),
           as_of: Optional[str] = typer.Option(
-              None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01")
+              None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01"),
+          lake: bool = typer.Option(False, "--lake", help="在共享数据湖（[lakehouse]）上查询；与 --as-of 或 --lake-version 一起查询历史快照"),
+          lake_version: Optional[int] = typer.Option(None, "--lake-version", help="数据湖快照编号（见 residents lake-status）")
           ) -> None:
     """在仓库上执行只读 SQL（表格或 CSV 输出）。"""
     from warehouse.exceptions import WarehouseError
     from warehouse.queries import run_read_only
 
     settings = _settings(config, warehouse=warehouse)
+    if lake_version is not None and not lake:
+        raise UsageProblem("--lake-version", str(lake_version), "只用于 --lake")
     try:
         target = settings.warehouse
-        if as_of:
+        if lake:
+            columns, rows = _lake_query(settings, sql, as_of, lake_version)
+        elif as_of:
             from zoneinfo import ZoneInfo
 
             from warehouse.history import parse_as_of, snapshot_as_of
@@ -401,7 +407,8 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
             err_console.print(f"按 {as_of} 的状态查询：使用 "
                               f"{snap.published_at.astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M} "
                               f"发布的仓库快照")
-        columns, rows = run_read_only(target, sql)
+        if not lake:
+            columns, rows = run_read_only(target, sql)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
@@ -415,6 +422,27 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
     _print_rows(None, columns, rows[:max_rows])
     if len(rows) > max_rows:
         console.print(f"（共 {len(rows)} 行，仅显示前 {max_rows} 行；用 --format csv 导出全部）")
+
+
+def _lake_query(settings, sql: str, as_of: str | None, version: int | None):
+    """`query --lake`: the statement on the shared lake, at the current snapshot, a numbered
+    one, or the last one at or before `--as-of` (district time zone); says which on stderr."""
+    from zoneinfo import ZoneInfo
+
+    from warehouse import lake as lakehouse
+    from warehouse.history import parse_as_of
+
+    if settings.lakehouse is None:
+        raise UsageProblem("--lake", "", "未配置共享数据湖（[lakehouse] catalog / data_path）")
+    if as_of and version is not None:
+        raise UsageProblem("--as-of", as_of, "不能与 --lake-version 同时使用")
+    moment = parse_as_of(as_of, settings.schedule_timezone) if as_of else None
+    columns, rows, snap = lakehouse.query(lakehouse.LakeTarget.from_config(settings.lakehouse, os.environ), sql,
+                                          snapshot_version=version, snapshot_time=moment)
+    err_console.print(f"数据湖快照 {snap['snapshot']}（"
+                      f"{snap['time'].astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M:%S} 发布）",
+                      markup=False, highlight=False)
+    return columns, rows
 
 
 def _print_rows(title: str | None, columns: list[str], rows: list[tuple]) -> None:

@@ -130,6 +130,19 @@ def test_two_publishes_rewrite_only_what_changed_and_an_earlier_snapshot_gives_t
     assert listed.exit_code == 0, listed.output
     assert "数据湖快照" in listed.output and str(snap_2) in listed.output
 
+    config = str(_config(tmp_path, inbox, wh, lake_catalog))
+    env = {PASSWORD_ENV: lake_login["password"]}
+    sql = "SELECT count(*) FROM core.person"
+    then = runner.invoke(app, ["query", "-c", config, "--lake", "--lake-version", str(snap_1), "-f", "csv", sql], env=env)
+    now = runner.invoke(app, ["query", "-c", config, "--lake", "-f", "csv", sql], env=env)
+    assert then.exit_code == 0 and now.exit_code == 0, then.output + now.output
+    assert int(then.stdout.split()[-1]) == persons_1 and int(now.stdout.split()[-1]) == persons_2
+    assert f"数据湖快照 {snap_1}" in then.stderr and f"数据湖快照 {snap_2}" in now.stderr
+    too_early = runner.invoke(app, ["query", "-c", config, "--lake", "--as-of", "2000-01-01", sql], env=env)
+    assert too_early.exit_code == 1 and "没有所要求的快照" in too_early.output
+    refused = runner.invoke(app, ["query", "-c", config, "--lake", "DELETE FROM core.person"], env=env)
+    assert refused.exit_code == 1 and "read-only" in refused.output
+
 
 _READER = textwrap.dedent("""\
     import json, sys, time

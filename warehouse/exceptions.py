@@ -52,7 +52,8 @@ class LakehouseError(WarehouseError):
     `warehouse`. The published warehouse is never affected."""
 
     _ZH = {"credentials_missing": "目录数据库的密码未提供", "extension_missing": "缺少 DuckDB 扩展",
-           "connect": "无法连接数据湖目录或数据目录", "publish": "写入数据湖失败", "warehouse": "无法读取仓库"}
+           "connect": "无法连接数据湖目录或数据目录", "publish": "写入数据湖失败", "warehouse": "无法读取仓库",
+           "no_snapshot": "没有所要求的快照（该时刻之前尚未发布，或编号不存在；见 residents lake-status）"}
     template = "数据湖 {catalog}：{reason_zh}：{detail} / lakehouse {catalog}: {reason}"
 
     def __init__(self, **context: object) -> None:

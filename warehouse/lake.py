@@ -42,6 +42,7 @@ import hashlib
 import importlib.util
 import os
 import time
+from datetime import datetime
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,11 +163,13 @@ def _redact(text: str, target: LakeTarget) -> str:
 
 
 @contextlib.contextmanager
-def attach(target: LakeTarget, *, base: str | os.PathLike[str] | None = None,
-           read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def attach(target: LakeTarget, *, base: str | os.PathLike[str] | None = None, read_only: bool = False,
+           snapshot_version: int | None = None, snapshot_time: datetime | None = None
+           ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection with the lake attached as `lake` and, when `base`
     is given, the warehouse file attached read-only as the default database. Raises
-    `LakehouseError`."""
+    `LakehouseError`. `snapshot_version` / `snapshot_time` (read-only): the lake as it
+    stood at that snapshot (the last one at or before that time)."""
     if target.credential_problem:
         raise LakehouseError(reason="credentials_missing", catalog=target.catalog, detail=target.credential_problem)
     con = duckdb.connect(":memory:")
@@ -181,6 +184,10 @@ def attach(target: LakeTarget, *, base: str | os.PathLike[str] | None = None,
             con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {_SECRET} (TYPE postgres)")
         if read_only:
             options.append("READ_ONLY")
+            if snapshot_version is not None:
+                options.append(f"SNAPSHOT_VERSION {int(snapshot_version)}")
+            if snapshot_time is not None:
+                options.append(f"SNAPSHOT_TIME {_q(snapshot_time.isoformat())}")
         else:
             Path(target.data_path).mkdir(parents=True, exist_ok=True)
             options.append(f"DATA_PATH {_q(target.data_path)}")
@@ -193,7 +200,8 @@ def attach(target: LakeTarget, *, base: str | os.PathLike[str] | None = None,
         raise
     except (duckdb.Error, OSError) as exc:
         con.close()
-        raise LakehouseError(reason="connect", catalog=target.catalog, detail=_redact(str(exc), target)) from None
+        reason = "no_snapshot" if "No snapshot found" in str(exc) else "connect"
+        raise LakehouseError(reason=reason, catalog=target.catalog, detail=_redact(str(exc), target)) from None
     try:
         yield con
     finally:
@@ -324,6 +332,24 @@ def _create_meta(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"COMMENT ON TABLE {table} IS {_q('数据湖中已发布的对象及其内容指纹（用于只重写变化的表）')}")
     for column, text in META_COMMENTS.items():
         con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_q(text)}")
+
+
+def query(target: LakeTarget, sql: str, *, snapshot_version: int | None = None,
+          snapshot_time: datetime | None = None) -> tuple[list[str], list[tuple], dict]:
+    """One read-only statement on the lake (its schemas unqualified: `mart.person`), at the
+    current or an earlier snapshot: (columns, rows, the snapshot answered from)."""
+    from warehouse.exceptions import ReadOnlyQueryError
+
+    with attach(target, read_only=True, snapshot_version=snapshot_version, snapshot_time=snapshot_time) as con:
+        con.execute(f"USE {ALIAS}")
+        snap = con.execute(f"SELECT id, snapshot_time FROM {ALIAS}.current_snapshot() "
+                           f"JOIN ducklake_snapshots({_q(ALIAS)}) ON snapshot_id = id").fetchone()
+        try:
+            cur = con.execute(sql)
+            rows = cur.fetchall()
+        except duckdb.Error as exc:
+            raise ReadOnlyQueryError(detail=_redact(str(exc).splitlines()[0], target)) from None
+        return [d[0] for d in cur.description or []], rows, {"snapshot": snap[0], "time": snap[1]}
 
 
 def snapshots(target: LakeTarget) -> list[dict]:
