@@ -500,6 +500,7 @@ def link(a: str = typer.Argument(..., help="人员编号 P… 或记录编号（
     summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None,
                                                          force=force))
     console.print(f"已记录：{a} 与 {b} 是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
+    _lake_line(summary)
 
 
 @app.command()
@@ -517,6 +518,18 @@ def unlink(a: str = typer.Argument(..., help="人员编号 P… 或记录编号"
     summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None,
                                                         force=force))
     console.print(f"已记录：{a} 与 {b} 不是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
+    _lake_line(summary)
+
+
+def _lake_line(summary) -> None:
+    """After a decision was published: the shared lake's outcome; exit 4 when it failed."""
+    if summary.lake:
+        from warehouse.lake import LakeOutcome
+
+        (err_console if summary.lake_failed else console).print(
+            LakeOutcome(**summary.lake).line_zh(), markup=False, soft_wrap=True, highlight=False)
+    if summary.lake_failed:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _decide(settings, record):
@@ -605,6 +618,7 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
 
     summary = _decide(settings, record)
     console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
+    _lake_line(summary)
 
 
 @app.command()
