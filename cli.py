@@ -107,8 +107,9 @@ def _settings(config: Optional[Path], **overrides):
 
 
 def _exit_for(summary) -> None:
-    """4 when the sync published but some exports or sources could not be loaded."""
-    if any(e.status in ("failed", "problem") for e in summary.exports):
+    """4 when the sync published but some exports or sources could not be loaded, or the
+    shared lakehouse could not be brought up to date (retried by the next run)."""
+    if any(e.status in ("failed", "problem") for e in summary.exports) or summary.lake_failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -152,6 +153,12 @@ def _print_summary(summary) -> None:
         if e.status in ("failed", "problem"):
             err_console.print(f"[yellow]未装载[/yellow] {escape(e.source_object)}: {escape(e.message or '')}",
                               soft_wrap=True)
+    if summary.lake:
+        from warehouse.lake import LakeOutcome
+
+        line = LakeOutcome(**summary.lake).line_zh()
+        (err_console if summary.lake_failed else console).print(line, style="yellow" if summary.lake_failed else None,
+                                                                markup=False, soft_wrap=True, highlight=False)
 
 
 def _prefect_server_configured() -> bool:
@@ -378,13 +385,39 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
         raise typer.Exit(1) from None
 
 
+@app.command("lake-status")
+def lake_status(config: Optional[Path] = ConfigOpt,
+                limit: int = typer.Option(20, "--limit", help="显示最近多少个快照")) -> None:
+    """列出共享数据湖（[lakehouse]）的快照：编号、时间、变化的表；分析人员用 AT (VERSION => 编号) 查询历史状态。"""
+    from warehouse.exceptions import WarehouseError
+    from warehouse.lake import LakeTarget, snapshots
+
+    settings = _settings(config)
+    if settings.lakehouse is None:
+        raise UsageProblem("[lakehouse]", "", "未配置共享数据湖（[lakehouse] catalog = \"postgres:…\"，data_path = \"…\"）")
+    try:
+        snaps = snapshots(LakeTarget.from_config(settings.lakehouse, os.environ))
+    except WarehouseError as exc:
+        _say_error(str(exc))
+        raise typer.Exit(1) from None
+    rows = []
+    for s in snaps[-limit:]:
+        changes = s["changes"] or {}
+        changed = sorted({t for k, v in changes.items() if k.startswith("tables_created") for t in v})
+        rows.append((s["snapshot"], f"{s['time']:%Y-%m-%d %H:%M:%S %Z}", len(changed),
+                     "、".join(changed[:6]) + ("…" if len(changed) > 6 else ""), s["message"] or ""))
+    _print_rows(f"数据湖快照 {settings.lakehouse.catalog}", ["快照", "时间", "重写的表数", "重写的表", "说明"], rows)
+
+
 @app.command()
 def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional[Path] = WarehouseOpt,
           config: Optional[Path] = ConfigOpt,
           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
           max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数"),
           as_of: Optional[str] = typer.Option(
-              None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01")
+              None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01"),
+          lake: bool = typer.Option(False, "--lake", help="在共享数据湖（[lakehouse]）上查询；与 --as-of 或 --lake-version 一起查询历史快照"),
+          lake_version: Optional[int] = typer.Option(None, "--lake-version", help="数据湖快照编号（见 residents lake-status）")
           ) -> None:
     """在仓库上执行一条只读 SQL（表格或 CSV 输出）。
 
@@ -393,9 +426,13 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
     from warehouse.queries import run_user_query
 
     settings = _settings(config, warehouse=warehouse)
+    if lake_version is not None and not lake:
+        raise UsageProblem("--lake-version", str(lake_version), "只用于 --lake")
     try:
         target = settings.warehouse
-        if as_of:
+        if lake:
+            columns, rows = _lake_query(settings, sql, as_of, lake_version)
+        elif as_of:
             from zoneinfo import ZoneInfo
 
             from warehouse import store
@@ -407,7 +444,8 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
             err_console.print(f"按 {as_of} 的状态查询：使用 "
                               f"{snap.published_at.astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M} "
                               f"发布的仓库快照")
-        columns, rows = run_user_query(target, sql)
+        if not lake:
+            columns, rows = run_user_query(target, sql)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
@@ -421,6 +459,29 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
     _print_rows(None, columns, rows[:max_rows])
     if len(rows) > max_rows:
         console.print(f"（共 {len(rows)} 行，仅显示前 {max_rows} 行；用 --format csv 导出全部）")
+
+
+def _lake_query(settings, sql: str, as_of: str | None, version: int | None):
+    """`query --lake`: the statement on the shared lake, at the current snapshot, a numbered
+    one, or the last one at or before `--as-of` (district time zone); says which on stderr."""
+    from zoneinfo import ZoneInfo
+
+    from warehouse import lake as lakehouse
+    from warehouse.history import parse_as_of
+    from warehouse.queries import check_user_sql
+
+    check_user_sql(sql)     # the same door: one read-only statement (the lake is also attached read-only)
+    if settings.lakehouse is None:
+        raise UsageProblem("--lake", "", "未配置共享数据湖（[lakehouse] catalog / data_path）")
+    if as_of and version is not None:
+        raise UsageProblem("--as-of", as_of, "不能与 --lake-version 同时使用")
+    moment = parse_as_of(as_of, settings.schedule_timezone) if as_of else None
+    columns, rows, snap = lakehouse.query(lakehouse.LakeTarget.from_config(settings.lakehouse, os.environ), sql,
+                                          snapshot_version=version, snapshot_time=moment)
+    err_console.print(f"数据湖快照 {snap['snapshot']}（"
+                      f"{snap['time'].astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M:%S} 发布）",
+                      markup=False, highlight=False)
+    return columns, rows
 
 
 def _print_rows(title: str | None, columns: list[str], rows: list[tuple]) -> None:
@@ -478,6 +539,7 @@ def link(a: str = typer.Argument(..., help="人员编号 P… 或记录编号（
     summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None,
                                                          force=force))
     console.print(f"已记录：{a} 与 {b} 是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
+    _lake_line(summary)
 
 
 @app.command()
@@ -495,6 +557,18 @@ def unlink(a: str = typer.Argument(..., help="人员编号 P… 或记录编号"
     summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None,
                                                         force=force))
     console.print(f"已记录：{a} 与 {b} 不是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
+    _lake_line(summary)
+
+
+def _lake_line(summary) -> None:
+    """After a decision was published: the shared lake's outcome; exit 4 when it failed."""
+    if summary.lake:
+        from warehouse.lake import LakeOutcome
+
+        (err_console if summary.lake_failed else console).print(
+            LakeOutcome(**summary.lake).line_zh(), markup=False, soft_wrap=True, highlight=False)
+    if summary.lake_failed:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _decide(settings, record):
@@ -583,6 +657,7 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
 
     summary = _decide(settings, record)
     console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
+    _lake_line(summary)
 
 
 @app.command()

@@ -85,6 +85,11 @@ class SyncSummary:
     district: str | None = None             # 辖区 in force: 名称（代码）
     district_note: str | None = None        # how it was established (inferred: evidence and confidence)
     district_warning: str | None = None     # the data contradicts the district in force
+    lake: dict[str, Any] = field(default_factory=dict)  # warehouse.lake.LakeOutcome of the run, if any
+
+    @property
+    def lake_failed(self) -> bool:
+        return self.lake.get("status") == "failed"
 
     @property
     def loaded(self) -> list[ExportReport]:
@@ -110,8 +115,9 @@ class SyncSummary:
                   "failed": "失败"}.get(self.status, self.status)
         seconds = self.stage_seconds.get("total")
         took = f"，用时 {seconds:.0f} 秒" if seconds else ""
+        lake = "；数据湖发布失败" if self.lake_failed else ""
         return (f"{self.run_id}：{status}；装载 {len(self.loaded)} 个文件；"
-                f"人员 {self.persons_before} → {self.persons_after}{took}")
+                f"人员 {self.persons_before} → {self.persons_after}{took}{lake}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -134,6 +140,10 @@ class SyncSummary:
         if problems:
             lines += ["", "## 未能装载的文件", ""]
             lines += [f"- `{e.source_object}`：{e.message}" for e in problems]
+        if self.lake:
+            from warehouse.lake import LakeOutcome
+
+            lines += ["", f"- {LakeOutcome(**self.lake).line_zh()}"]
         return "\n".join(lines) + "\n"
 
 
@@ -452,6 +462,24 @@ def _call(task_obj: Any, use_tasks: bool, *args: Any, **kw: Any) -> Any:
     return task_obj(*args, **kw) if use_tasks else task_obj.fn(*args, **kw)
 
 
+def _lake_target(settings: Settings) -> Any:
+    """The shared DuckLake to publish to (`[lakehouse]`), its password resolved by reference;
+    None when no lakehouse is configured. A missing password does not stop the sync: the
+    lake publish then fails alone, saying which reference is missing."""
+    if settings.lakehouse is None:
+        return None
+    from warehouse.lake import LakeTarget
+
+    return LakeTarget.from_config(settings.lakehouse, os.environ)
+
+
+def _lake_recorder(summary: SyncSummary) -> Callable[[Any], None]:
+    def record(outcome: Any) -> None:
+        summary.lake = outcome.to_json()
+
+    return record
+
+
 def _meta_for_file(ef: Any) -> Any:
     from warehouse.load import ExportMeta
 
@@ -529,6 +557,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         from warehouse.runs import record_unchanged_run
 
         record_unchanged_run(settings.warehouse, _run_row(summary, selection), lock_timeout_s=settings.lock_timeout_s)
+        lake = _lake_target(settings)
+        if lake is not None:  # the lake may lag behind after a failure: brought up to date
+            store.catch_up_lake(settings.warehouse, lake, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
+                                flow=flow_name, on_lake=_lake_recorder(summary))
         return summary
 
     existed = Path(settings.warehouse).exists()
@@ -537,7 +569,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
                                history_days=settings.history_days,
-                               before_publish=analyst_publisher(settings)) as con:
+                               before_publish=analyst_publisher(settings), lake=_lake_target(settings),
+                               on_lake=_lake_recorder(summary)) as con:
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
@@ -1184,7 +1217,8 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     t0 = time.perf_counter()
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
                            flow=flow_name, history_days=settings.history_days,
-                           before_publish=analyst_publisher(settings)) as con:
+                           before_publish=analyst_publisher(settings), lake=_lake_target(settings),
+                           on_lake=_lake_recorder(summary)) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

@@ -72,6 +72,40 @@ class DistrictSettings(BaseModel):
         return any(v for v in (self.province, self.city, self.county, self.county_code))
 
 
+class LakehouseSettings(BaseModel):
+    """Optional shared lakehouse (`[lakehouse]`): after each publish the warehouse's core,
+    quality and mart are written into a DuckLake (catalog in PostgreSQL, Parquet under
+    `data_path`) for analysts on other machines (`warehouse.lake`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    catalog: str = Field(description="DuckLake 目录：postgres:dbname=… host=… port=… user=…（libpq 连接串，不含密码）")
+    data_path: str = Field(description="数据湖 Parquet 文件所在的共享目录（各分析机器可读，如 /shared/lake/）")
+    password_env: str | None = Field(None, description="保存目录数据库密码的环境变量名")
+    password_file: Path | None = Field(None, description="保存目录数据库密码的文件（如挂载的密钥文件）")
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, v: str) -> str:
+        import re
+
+        if not v.startswith("postgres:"):
+            raise ValueError("lakehouse.catalog 应以 postgres: 开头（如 postgres:dbname=lake host=10.1.2.3 user=lake）")
+        if re.search(r"(^|[\s:])password\s*=", v):
+            raise ValueError("密码不得写在 lakehouse.catalog 中，请用 password_env（环境变量名）或 password_file")
+        return v
+
+    def password(self, env: Any) -> str | None:
+        """The catalog password by reference. Raises KeyError/OSError naming the reference."""
+        if self.password_env:
+            if self.password_env not in env:
+                raise KeyError(f"环境变量 {self.password_env} 未设置（应保存数据湖目录数据库的密码）")
+            return env[self.password_env]
+        if self.password_file:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
 class Settings(BaseModel):
     # a mistyped source URL may carry a password: validation errors never echo the input
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
@@ -133,6 +167,8 @@ class Settings(BaseModel):
     #: never from a settings file; never printed (SecretStr) nor serialised
     warehouse_key: SecretStr | None = Field(None, exclude=True, repr=False)
     pseudonym_key: SecretStr | None = Field(None, exclude=True, repr=False)
+    lakehouse: LakehouseSettings | None = Field(
+        None, description="共享数据湖（[lakehouse] catalog / data_path / password_env）：每次发布后把核心、质量与分析层写入 DuckLake，供其他机器上的分析人员只读查询；不设则不发布")
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -252,7 +288,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dic
                                      f"或密钥文件（{secret}_file）")
     for name, info in Settings.model_fields.items():
         key = f"{ENV_PREFIX}{name.upper()}"
-        if key in env and name != "district":
+        if key in env and name not in ("district", "lakehouse"):
             value: Any = env[key]
             if name == "source_retry_delays_s":  # a list in the environment: "2,8" or "[2, 8]"
                 value = [v for v in value.strip("[] ").replace(" ", "").split(",") if v]
@@ -281,7 +317,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dic
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ()))
         top = key.split(".")[0]
-        raise ConfigError("invalid_value", key=key, value=err.get("input"),
+        secret = top == "lakehouse"  # a mistyped catalog may carry a password: never echoed
+        raise ConfigError("invalid_value", key=key, value=None if secret else err.get("input"),
                           source=origin.get(key) or origin.get(top), detail=_expected(err)) from None
 
 

@@ -58,3 +58,34 @@ def mysql_db(mysql_url):
     with admin.begin() as conn:
         conn.exec_driver_sql(f"DROP DATABASE {name}")
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def lake_login(pg_url) -> dict[str, str]:
+    """The PostgreSQL role the lakehouse tests log in as with a password (`.ci/run` creates
+    `RESIDENTS_TEST_LAKE_USER` with password auth, so a wrong password is refused):
+    host, port, user, password, and the superuser URL that creates their catalogs."""
+    import sqlalchemy as sa
+
+    env = _server_env(("RESIDENTS_TEST_LAKE_USER", "RESIDENTS_TEST_LAKE_PASSWORD"), "lakehouse (PostgreSQL)")
+    url = sa.make_url(pg_url)
+    return {"host": url.host or "127.0.0.1", "port": str(url.port or 5432), "user": env["RESIDENTS_TEST_LAKE_USER"],
+            "password": env["RESIDENTS_TEST_LAKE_PASSWORD"], "admin_url": pg_url}
+
+
+@pytest.fixture
+def lake_catalog(lake_login):
+    """A fresh, empty DuckLake catalog database of its own (tests run in parallel),
+    owned by the lake role: the libpq string after `postgres:` (no password)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"residents_lake_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(lake_login["admin_url"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE {name} OWNER "{lake_login["user"]}"')
+    yield f"postgres:dbname={name} host={lake_login['host']} port={lake_login['port']} user={lake_login['user']}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()

@@ -58,3 +58,19 @@ class WarehouseKeyError(WarehouseError):
     cannot be used. The message never contains the key."""
 
     template = "仓库文件 {path} {detail} / warehouse {path}: {detail_en}"
+
+
+class LakehouseError(WarehouseError):
+    """Publishing to (or reading) the shared DuckLake failed. reason: `credentials_missing`
+    (the referenced password is not there), `extension_missing`, `connect` (catalog or
+    data path unreachable, wrong password), `publish` (the lake transaction failed),
+    `warehouse`. The published warehouse is never affected."""
+
+    _ZH = {"credentials_missing": "目录数据库的密码未提供", "extension_missing": "缺少 DuckDB 扩展",
+           "connect": "无法连接数据湖目录或数据目录", "publish": "写入数据湖失败", "warehouse": "无法读取仓库",
+           "no_snapshot": "没有所要求的快照（该时刻之前尚未发布，或编号不存在；见 residents lake-status）"}
+    template = "数据湖 {catalog}：{reason_zh}：{detail} / lakehouse {catalog}: {reason}"
+
+    def __init__(self, **context: object) -> None:
+        context.setdefault("reason_zh", self._ZH.get(str(context.get("reason")), "错误"))
+        super().__init__(**context)

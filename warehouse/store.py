@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -304,7 +305,8 @@ def _fsync_dir(directory: Path) -> None:
 def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
                 fail_before_publish: bool = False, run_id: str | None = None,
                 flow: str | None = None, history_days: int = 0,
-                before_publish: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None = None
+                before_publish: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None = None,
+                lake: Any = None, on_lake: Callable[[Any], None] | None = None
                 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writable connection to a working copy, published atomically on success.
 
@@ -315,7 +317,11 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
     that publishes them, called just before the warehouse itself is renamed. The
     warehouse is encrypted when a key is registered for it (`set_key`). `history_days`:
     keep the published file as a snapshot for point-in-time queries that many days
-    (`warehouse.history`)."""
+    (`warehouse.history`).
+
+    `lake` (a `warehouse.lake.LakeTarget`): after the publish, still under the lock, the
+    published file is written into the shared DuckLake; `on_lake` receives the
+    `LakeOutcome`. A lake failure is reported there, never raised: the publish stands."""
     path = Path(path)
     key = key_for(path)
     with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow), private_umask():
@@ -357,6 +363,29 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         _fsync_dir(path.parent)
         discard_pending_runs(path)
         history.record(path, history_days)
+        if lake is not None:
+            _publish_lake(path, lake, run_id, on_lake)
+
+
+def _publish_lake(path: Path, lake: Any, run_id: str | None, on_lake: Callable[[Any], None] | None) -> None:
+    from warehouse import lake as lakehouse
+
+    outcome = lakehouse.publish(path, lake, run_id=run_id)
+    if on_lake:
+        on_lake(outcome)
+
+
+def catch_up_lake(path: str | os.PathLike[str], lake: Any, *, lock_timeout_s: float = 0.0,
+                  run_id: str | None = None, flow: str | None = None,
+                  on_lake: Callable[[Any], None] | None = None) -> None:
+    """A run that published nothing still brings the lake up to the published warehouse
+    (an earlier lake failure is retried here); under the writer lock, so no publish
+    replaces the file while it is read."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow):
+        _publish_lake(path, lake, run_id, on_lake)
 
 
 def connect_read_only(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
