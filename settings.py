@@ -112,8 +112,8 @@ class Settings(BaseModel):
 
     inbox: Path = Field(Path("inbox"), description="收件箱目录：每个来源系统一个子目录")
     warehouse: Path = Field(Path("warehouse.duckdb"), description="DuckDB 仓库文件")
-    family_planning_url: str | None = Field(
-        None, description="计生数据库的 SQLAlchemy 地址；为空时使用 inbox/family_planning/ 下的 .sqlite 文件")
+    family_planning_url: str | None = Field(   # may carry a password (environment): never in repr
+        None, repr=False, description="计生数据库的 SQLAlchemy 地址；为空时使用 inbox/family_planning/ 下的 .sqlite 文件")
     reports_dir: Path | None = Field(None, description="报告输出目录；为空时为仓库文件旁的 reports/")
     schedule_cron: str = Field("0 2 * * *", description="每晚同步的 cron 表达式")
     schedule_timezone: str = Field("Asia/Shanghai", description="cron 的时区")
@@ -317,7 +317,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *, env: dic
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ()))
         top = key.split(".")[0]
-        secret = top == "lakehouse"  # a mistyped catalog may carry a password: never echoed
+        # a mistyped catalog, source or database URL may carry a password: never echoed
+        secret = top in ("lakehouse", "sources", "family_planning_url")
         raise ConfigError("invalid_value", key=key, value=None if secret else err.get("input"),
                           source=origin.get(key) or origin.get(top), detail=_expected(err)) from None
 

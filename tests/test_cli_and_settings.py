@@ -81,3 +81,19 @@ def test_family_planning_url_defaults_to_the_sqlite_in_the_inbox(tmp_path):
     assert s.resolved_family_planning_url() == f"sqlite:///{(tmp_path / 'family_planning' / 'ylfn.sqlite').resolve()}"
     s = load_settings(env={"RESIDENTS_FAMILY_PLANNING_URL": "postgresql+psycopg://u@h/db"}, inbox=tmp_path)
     assert s.resolved_family_planning_url() == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize("toml", [
+    '[sources.low_income]\nurl = "sftp://exchange:pw-LEAK-123@10.1.2.3/x/"\n',
+    '[sources.low_income]\nurl = "mysql+pymysql://reader:pw-LEAK-123@qzj/wis"\nattempts = "many"\n',
+    'family_planning_url = "mysql+pymysql://reader:pw-LEAK-123@qzj/wis"\n',
+])
+def test_a_settings_error_never_echoes_a_password_written_in_a_url(tmp_path, toml):
+    cfg = tmp_path / "residents.toml"
+    cfg.write_text(toml, encoding="utf-8")
+    try:
+        load_settings(cfg, env={})
+    except ConfigError as exc:
+        assert "pw-LEAK-123" not in str(exc)
+    else:   # accepted (the URL is only checked when used): then it must not be echoed later either
+        assert "pw-LEAK-123" not in repr(load_settings(cfg, env={}))
