@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -348,14 +349,16 @@ def status(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
 def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional[Path] = WarehouseOpt,
           config: Optional[Path] = ConfigOpt,
           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
-          max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数")) -> None:
-    """在仓库上执行只读 SQL（表格或 CSV 输出）。"""
+          max_rows: int = typer.Option(100, "--max-rows", help="表格最多显示行数"),
+          reason: str = typer.Option("", "--reason", help="查询事由（记入审计日志）")) -> None:
+    """在仓库上执行只读 SQL（表格或 CSV 输出；每次查询记入审计日志）。"""
     from warehouse.exceptions import WarehouseError
     from warehouse.queries import run_read_only
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        columns, rows = run_read_only(settings.warehouse, sql)
+        columns, rows = _audited(settings, "query", sql, reason, lambda: run_read_only(settings.warehouse, sql),
+                                 lambda out: f"{len(out[1])} 行")
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
@@ -406,7 +409,8 @@ def link(a: str = typer.Argument(..., help="人员编号 P… 或记录编号（
 
     settings = _settings(config, warehouse=warehouse)
     summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None,
-                                                         force=force))
+                                                         force=force),
+                      audit=("link", f"{a} ↔ {b}", reason, f"决定人 {by}" + ("，推翻此前的决定" if force else "")))
     console.print(f"已记录：{a} 与 {b} 是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
 
 
@@ -423,32 +427,67 @@ def unlink(a: str = typer.Argument(..., help="人员编号 P… 或记录编号"
 
     settings = _settings(config, warehouse=warehouse)
     summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None,
-                                                        force=force))
+                                                        force=force),
+                      audit=("unlink", f"{a} ↔ {b}", reason, f"决定人 {by}" + ("，推翻此前的决定" if force else "")))
     console.print(f"已记录：{a} 与 {b} 不是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
 
 
-def _decide(settings, record):
+def _decide(settings, record, *, audit: tuple[str, str, str, str] | None = None):
+    """Apply decisions; `audit` = (action, target, reason, detail) recorded with the outcome."""
     from flows import apply_decisions
     from warehouse.exceptions import WarehouseError
 
     try:
-        return apply_decisions(settings, record)
+        if audit is None:
+            return apply_decisions(settings, record)
+        action, target, reason, detail = audit
+        return _audited(settings, action, target, reason, lambda: apply_decisions(settings, record),
+                        lambda s: f"{detail}；人员数 {s.persons_before} → {s.persons_after}", before=detail)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
 
 
+def _audited(settings, action: str, target: str, reason: str, run, describe=lambda result: None, *,
+             before: str | None = None):
+    """Run `run()` and record it in the audit log (warehouse.audit) with its outcome:
+    done (with `describe(result)`), refused (a decision conflict or bad reference) or
+    failed. The entry is written before the result is shown; when it cannot be written,
+    AuditUnavailableError ends the command and nothing is shown."""
+    from warehouse import audit
+    from warehouse.decisions import DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError
+
+    try:
+        result = run()
+    except Exception as exc:
+        refused = isinstance(exc, (DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError))
+        text = " ".join(str(exc).split())[:500]
+        # nothing was shown or changed: an unwritable journal must not hide the real error
+        with contextlib.suppress(audit.AuditUnavailableError):
+            audit.record(settings.warehouse, audit.cli_entry(
+                action, target=target, reason=reason or None, outcome="refused" if refused else "failed",
+                detail="；".join(t for t in (before, text) if t)))
+        raise
+    audit.record(settings.warehouse, audit.cli_entry(action, target=target, reason=reason or None,
+                                                     detail=describe(result)))
+    return result
+
+
 @app.command()
 def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编号"),
             b: Optional[str] = typer.Argument(None, help="第二条记录编号（解释这一对）"),
+            reason: str = typer.Option("", "--reason", help="查看事由（记入审计日志）"),
             warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
-    """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重。"""
+    """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重（记入审计日志）。"""
     from warehouse.exceptions import WarehouseError
     from flows import explain_person
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        for title, frame in explain_person(settings, a, b):
+        frames = _audited(settings, "explain", " ↔ ".join(r for r in (a, b) if r), reason,
+                          lambda: explain_person(settings, a, b),
+                          lambda out: f"{len(out)} 张表")
+        for title, frame in frames:
             t = Table(title=title)
             for col in frame.columns:
                 t.add_column(str(col))
@@ -458,6 +497,73 @@ def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编�
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
+
+
+@app.command()
+def lookup(text: str = typer.Argument(..., help="身份证号（15/18位，大小写x、全角、空格均可）、姓名（简体、繁体或拼音）、电话或地址"),
+           kind: str = typer.Option("auto", "--by-kind", "-k",
+                                    help="查找方式：auto 自动识别、citizen_id 身份证号、name 姓名、phone 电话、address 地址"),
+           reason: str = typer.Option("", "--reason", help="查找事由（记入审计日志）"),
+           warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """查找居民：按身份证号、姓名、电话或地址找到人员（与网页的查找相同；记入审计日志）。"""
+    from pipelines.search import SearchTextError, parse_search
+    from warehouse.people import display, search_persons
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        key = parse_search(text, kind, district=_district(settings))
+    except SearchTextError as exc:
+        raise UsageProblem("TEXT", text, exc.why) from None
+    found = _audited(settings, "lookup", key.describe(), reason, lambda: search_persons(settings.warehouse, key),
+                     lambda f: f"找到 {len(f)} 人" + (f"：{'、'.join(f['人员编号'].head(20))}" if len(f) else ""))
+    if found.empty:
+        console.print(f"没有找到：{key.describe()}")
+        return
+    _print_rows(f"查找：{key.describe()}（{len(found)} 人）", list(found.columns),
+                [tuple(display(v) for v in row) for row in found.itertuples(index=False)])
+
+
+def _district(settings):
+    from pipelines.normalize.address import DistrictContext
+
+    d = settings.district
+    return DistrictContext(province=d.province, city=d.city, county=d.county, county_code=d.county_code)
+
+
+@app.command("audit")
+def audit_log(since: Optional[str] = typer.Option(None, "--since", help="起始日期 YYYY-MM-DD（含）"),
+              actor: Optional[str] = typer.Option(None, "--actor", help="只看某个操作人（操作系统用户名或网页账号）"),
+              action: Optional[str] = typer.Option(None, "--action",
+                                                   help="只看某类操作：lookup、view_person、explain、link、unlink、"
+                                                        "review_decide、review_import、review_export、query、login…"),
+              target: Optional[str] = typer.Option(None, "--target", help="对象中包含的文字（人员编号、记录编号、身份证号…）"),
+              limit: int = typer.Option(100, "--limit", help="最多显示多少条（最新的在前）"),
+              fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
+              warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """审计日志：谁在何时查看或更改了哪个人员、理由是什么（只追加，不可修改）。"""
+    from warehouse.audit import ACTION_LABELS_ZH, list_entries
+
+    settings = _settings(config, warehouse=warehouse)
+    if action and action not in ACTION_LABELS_ZH:
+        raise UsageProblem("--action", action, f"未知的操作，可选：{'、'.join(ACTION_LABELS_ZH)}")
+    day = _date_range(since, since)[0] if since else None
+    columns, rows = list_entries(settings.warehouse, since=day, actor=actor, action=action, target=target,
+                                 limit=limit)
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+        return
+    shown = [i for i, c in enumerate(columns) if c not in ("客户端", "审计编号")]  # both in --format csv
+    _print_rows(f"审计日志（最新 {len(rows)} 条）", [columns[i] for i in shown],
+                [tuple(_short(row[i]) for i in shown) for row in rows])
+
+
+def _short(value, limit: int = 60) -> str:
+    text = " ".join(_cell(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 review_app = typer.Typer(help="待复核的候选匹配：导出 xlsx 给工作人员决定，再导入决定。", no_args_is_help=True)
@@ -473,11 +579,15 @@ def review_export(out: Path = typer.Option(Path("待复核匹配.xlsx"), "--out"
     from warehouse.store import connect_read_only
 
     settings = _settings(config, warehouse=warehouse)
-    con = connect_read_only(settings.warehouse)
-    try:
-        queue = read_review_queue(con)
-    finally:
-        con.close()
+
+    def read():
+        con = connect_read_only(settings.warehouse)
+        try:
+            return read_review_queue(con)
+        finally:
+            con.close()
+
+    queue = _audited(settings, "review_export", str(out), "", read, lambda q: f"{len(q)} 对记录")
     n = write_review_workbook(queue, out)
     console.print(f"已导出 {n} 对待复核记录 → {out}")
 
@@ -511,7 +621,10 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
             add_decision(con, r.mention_id_a, r.mention_id_b, r.decision, decided_by=r.decided_by or by,
                          reason=r.reason or None, channel="review_xlsx")
 
-    summary = _decide(settings, record)
+    pairs = "；".join(f"{r.mention_id_a} ↔ {r.mention_id_b}：{'是' if r.decision == 'must_link' else '否'}"
+                     for r in decided.itertuples(index=False))
+    summary = _decide(settings, record, audit=("review_import", str(file), "",
+                                               f"{len(decided)} 条决定（{pairs}）"))
     console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
 
 

@@ -99,6 +99,11 @@ class Settings(BaseModel):
     archive: Path | None = Field(None, description="拉取文件的只读存档目录；为空时为收件箱旁的 archive/")
     archive_retention_days: int = Field(
         365, ge=0, description="存档保留天数（按拉取日期）；0 表示永久保留")
+    web_host: str = Field("127.0.0.1", description="residents web 监听的地址（默认只在本机可访问）")
+    web_port: int = Field(8765, ge=1, le=65535, description="residents web 监听的端口")
+    web_users: Path | None = Field(
+        None, description="网页账号文件（哈希后的密码与角色）；为空时为仓库文件旁的 <仓库>.web_users.json")
+    web_session_idle_minutes: int = Field(30, ge=1, description="网页登录闲置多少分钟后失效")
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -134,6 +139,9 @@ class Settings(BaseModel):
             if found:
                 return f"sqlite:///{found[0].resolve()}"
         return None
+
+    def resolved_web_users(self) -> Path:
+        return self.web_users or self.warehouse.with_name(self.warehouse.name + ".web_users.json")
 
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir or self.warehouse.resolve().parent / "reports"

@@ -33,6 +33,7 @@ Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "initial schema: stg, core, quality, mart", _v1_initial),
     (2, "stg.linkage_feature: the persisted linkage index (filled by the next sync)", lambda con: None),
+    (3, "quality.audit: the append-only audit log of officers' views and changes of persons", lambda con: None),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
