@@ -504,6 +504,7 @@ def lookup(text: str = typer.Argument(..., help="身份证号（15/18位，大�
            kind: str = typer.Option("auto", "--by-kind", "-k",
                                     help="查找方式：auto 自动识别、citizen_id 身份证号、name 姓名、phone 电话、address 地址"),
            reason: str = typer.Option("", "--reason", help="查找事由（记入审计日志）"),
+           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
            warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
     """查找居民：按身份证号、姓名、电话或地址找到人员（与网页的查找相同；记入审计日志）。"""
     from pipelines.search import SearchTextError, parse_search
@@ -518,6 +519,13 @@ def lookup(text: str = typer.Argument(..., help="身份证号（15/18位，大�
                      lambda f: f"找到 {len(f)} 人" + (f"：{'、'.join(f['人员编号'].head(20))}" if len(f) else ""))
     if found.empty:
         console.print(f"没有找到：{key.describe()}")
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(list(found.columns))
+        writer.writerows([display(v) for v in row] for row in found.itertuples(index=False))
         return
     _print_rows(f"查找：{key.describe()}（{len(found)} 人）", list(found.columns),
                 [tuple(display(v) for v in row) for row in found.itertuples(index=False)])
@@ -564,6 +572,88 @@ def audit_log(since: Optional[str] = typer.Option(None, "--since", help="起始�
 def _short(value, limit: int = 60) -> str:
     text = " ".join(_cell(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command()
+def web(host: Optional[str] = typer.Option(None, "--host", help="监听地址（默认配置中的 web_host，127.0.0.1 只允许本机访问）"),
+        port: Optional[int] = typer.Option(None, "--port", help="端口（默认配置中的 web_port，8765）"),
+        warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """一门式查询网页：查找居民、居民页、待复核匹配、人工关联（需先用 residents web-user add 开设账号）。"""
+    from webapp.accounts import list_users
+    from webapp.app import serve
+
+    settings = _settings(config, warehouse=warehouse, web_host=host, web_port=port)
+    if not list_users(settings.resolved_web_users()):
+        raise UsageProblem("web_users", str(settings.resolved_web_users()),
+                           "还没有网页账号，请先运行 residents web-user add <账号> --role officer")
+    serve(settings, host=settings.web_host, port=settings.web_port, log=console.print)
+
+
+web_user_app = typer.Typer(help="网页账号：工作人员（officer，可查看身份信息）与分析人员（analyst，只看脱敏页面）。",
+                           no_args_is_help=True)
+app.add_typer(web_user_app, name="web-user")
+
+
+def _password(stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("密码", hide_input=True, confirmation_prompt="再次输入密码")
+
+
+@web_user_app.command("add")
+def web_user_add(name: str = typer.Argument(..., help="账号名"),
+                 role: str = typer.Option(..., "--role", help="officer 工作人员 / analyst 分析人员"),
+                 password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（脚本用）"),
+                 replace: bool = typer.Option(False, "--replace", help="账号已存在时替换其密码和角色"),
+                 warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """开设网页账号（密码以 bcrypt 哈希保存）。"""
+    from webapp.accounts import ROLES, AccountError, add_user
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        account = add_user(settings.resolved_web_users(), name, _password(password_stdin), role, replace=replace)
+    except AccountError as exc:
+        raise UsageProblem("账号", name, exc.why) from None
+    console.print(f"已开设账号 {account.name}（{ROLES[account.role]}） → {settings.resolved_web_users()}")
+
+
+@web_user_app.command("passwd")
+def web_user_passwd(name: str = typer.Argument(..., help="账号名"),
+                    password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码"),
+                    warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """修改网页账号的密码。"""
+    from webapp.accounts import AccountError, set_password
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        set_password(settings.resolved_web_users(), name, _password(password_stdin))
+    except AccountError as exc:
+        raise UsageProblem("账号", name, exc.why) from None
+    console.print(f"已修改账号 {name} 的密码")
+
+
+@web_user_app.command("remove")
+def web_user_remove(name: str = typer.Argument(..., help="账号名"),
+                    warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """删除网页账号（已登录的会话在网页重启或闲置超时后失效）。"""
+    from webapp.accounts import AccountError, remove_user
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        remove_user(settings.resolved_web_users(), name)
+    except AccountError as exc:
+        raise UsageProblem("账号", name, exc.why) from None
+    console.print(f"已删除账号 {name}")
+
+
+@web_user_app.command("list")
+def web_user_list(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """列出网页账号。"""
+    from webapp.accounts import list_users
+
+    settings = _settings(config, warehouse=warehouse)
+    _print_rows(f"网页账号（{settings.resolved_web_users()}）", ["账号", "角色", "开设时间"],
+                list_users(settings.resolved_web_users()))
 
 
 review_app = typer.Typer(help="待复核的候选匹配：导出 xlsx 给工作人员决定，再导入决定。", no_args_is_help=True)
@@ -647,7 +737,7 @@ def report(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
         console.print(f"已写入 {p}")
 
 
-for _group in (app, review_app):
+for _group in (app, review_app, web_user_app):
     for _cmd in _group.registered_commands:
         _cmd.callback = _guarded(_cmd.callback)
 
