@@ -215,6 +215,8 @@ def create_app(settings: Any) -> FastAPI:
     def home(request: Request, q: str = "", kind: str = "auto", reason: str = "") -> Response:
         sess = session_of(request)
         if sess.role != "officer":
+            if q.strip():
+                raise Forbidden()
             return RedirectResponse("/overview", status_code=303)
         from pipelines.search import SEARCH_KINDS, SearchTextError, parse_search
         from warehouse.people import search_persons
