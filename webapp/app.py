@@ -277,6 +277,7 @@ def create_app(settings: Any) -> FastAPI:
     @app.get("/review", response_class=HTMLResponse)
     def review(request: Request, done: str = "") -> Response:
         sess = officer(request)
+        from schemas.person import SOURCE_SYSTEM_LABELS_ZH
         from warehouse.people import REVIEW_REASON_ZH, display, review_queue
 
         queue = review_queue(settings.warehouse)
@@ -284,6 +285,9 @@ def create_app(settings: Any) -> FastAPI:
         pairs = []
         for r in queue.to_dict("records"):
             side = {k: display(v) for k, v in r.items()}
+            for s in ("a", "b"):
+                side[f"system_{s}"] = SOURCE_SYSTEM_LABELS_ZH.get(r[f"system_{s}"], side[f"system_{s}"])
+            side["match_probability"] = f"{float(r['match_probability']):.1%}" if pd.notna(r["match_probability"]) else ""
             side["reason_zh"] = REVIEW_REASON_ZH.get(r["reason"], str(r["reason"]).replace("refused:", "被约束拒绝："))
             pairs.append(side)
         return render(request, "review.html", sess, pairs=pairs, csrf=sess.csrf, done=done)
