@@ -121,6 +121,16 @@ def test_login_failures_are_audited_and_forms_need_their_token(district, tmp_pat
         assert "Content-Security-Policy" in client.get("/").headers
         r = client.post("/review/decide", data={"a": a, "b": b, "decision": "yes", "reason": "x"})
         assert r.status_code == 403  # no form token: refused before anything is written
+        # an audit journal that cannot be written: nothing about a person is shown
+        journal = wh.with_name(wh.name + ".audit.jsonl")
+        journal.rename(journal.with_suffix(".kept"))
+        journal.mkdir()
+        pid, name = rows(wh, "SELECT person_id, name FROM core.person ORDER BY person_id LIMIT 1")[0]
+        for path in (f"/?q={name}", f"/person/{pid}", "/review"):
+            r = client.get(path)
+            assert r.status_code == 503 and "无法写入审计日志" in r.text and pid not in r.text, path
+        journal.rmdir()
+        journal.with_suffix(".kept").rename(journal)
     assert rows(wh, "SELECT count(*) FROM core.link_decision")[0][0] == 0
     entries = audit_rows(wh)
     assert [(e["action"], e["actor"], e["outcome"]) for e in entries if e["action"].startswith("login")] == [

@@ -394,4 +394,6 @@ def serve(settings: Any, *, host: str, port: int, log=print) -> None:  # noqa: A
     import uvicorn
 
     log(f"居民一门式查询页面：http://{host}:{port}/ （仓库 {settings.warehouse}；按 Ctrl+C 停止）")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"注意：监听 {host}，其他电脑可以访问此页面；页面本身不加密（HTTP），请只在内网使用，或置于 HTTPS 反向代理之后。")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
