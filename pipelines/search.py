@@ -19,7 +19,8 @@ import pandas as pd
 SEARCH_KINDS = {"auto": "自动识别", "citizen_id": "身份证号", "name": "姓名", "phone": "电话", "address": "地址"}
 
 #: address levels compared when searching by address (those the text names must all match)
-ADDRESS_LEVELS = ("community", "road", "house_number", "estate", "building", "unit", "room", "rural_group")
+ADDRESS_LEVELS = {"community": "社区/村", "road": "街路巷", "house_number": "门牌号", "estate": "小区",
+                  "building": "楼栋", "unit": "单元", "room": "室", "rural_group": "组"}
 
 _ID_LIKE = re.compile(r"^[0-9xX*\s'`\"=\-]+$")
 _PHONE_LIKE = re.compile(r"^[0-9+\s\-()（）]+$")
@@ -54,7 +55,7 @@ class SearchKey:
             return f"姓名 {self.name or self.text}（拼音 {'/'.join(self.name_pinyin)}）"
         if self.kind == "phone":
             return f"电话 {self.phone}"
-        parts = "，".join(f"{k}={v}" for k, v in self.address.items())
+        parts = "，".join(f"{ADDRESS_LEVELS.get(k, k)} {v}" for k, v in self.address.items())
         return f"地址 {parts or self.address_text}"
 
 
