@@ -61,8 +61,10 @@ def test_a_torn_journal_line_is_skipped_and_the_rest_kept(tmp_path):
     kept = audit.record(wh, audit.cli_entry("query", target="SELECT 1"))
     with open(audit.journal_path(wh), "a", encoding="utf-8") as fh:
         fh.write('{"audit_id": "A1", "actor": "x"')  # a crash in the middle of an append
+    assert [e["audit_id"] for e in audit.journal_entries(wh)] == [kept.audit_id]
+    after = audit.record(wh, audit.cli_entry("query", target="SELECT 2"))  # not glued to the torn line
     store.initialise(wh)
-    assert [r[0] for r in table_rows(wh)] == [kept.audit_id]
+    assert [r[0] for r in table_rows(wh)] == [kept.audit_id, after.audit_id]
 
 
 def test_an_unwritable_journal_refuses_the_action(tmp_path):
