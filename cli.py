@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -417,9 +418,10 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
           as_of: Optional[str] = typer.Option(
               None, "--as-of", help="按某日（或某时刻）的仓库状态查询：该时刻及之前最后一次同步后的快照，如 2026-10-01"),
           lake: bool = typer.Option(False, "--lake", help="在共享数据湖（[lakehouse]）上查询；与 --as-of 或 --lake-version 一起查询历史快照"),
-          lake_version: Optional[int] = typer.Option(None, "--lake-version", help="数据湖快照编号（见 residents lake-status）")
+          lake_version: Optional[int] = typer.Option(None, "--lake-version", help="数据湖快照编号（见 residents lake-status）"),
+          reason: str = typer.Option("", "--reason", help="查询事由（记入审计日志）")
           ) -> None:
-    """在仓库上执行一条只读 SQL（表格或 CSV 输出）。
+    """在仓库上执行一条只读 SQL（表格或 CSV 输出；每次查询记入审计日志）。
 
     只允许一条 SELECT / WITH / DESCRIBE / SHOW / EXPLAIN / SUMMARIZE 语句；不能读写文件、附加数据库、安装扩展或修改设置。"""
     from warehouse.exceptions import WarehouseError
@@ -431,21 +433,22 @@ def query(sql: str = typer.Argument(..., help="只读 SQL"), warehouse: Optional
     try:
         target = settings.warehouse
         if lake:
-            columns, rows = _lake_query(settings, sql, as_of, lake_version)
-        elif as_of:
-            from zoneinfo import ZoneInfo
+            run = lambda: _lake_query(settings, sql, as_of, lake_version)   # noqa: E731
+        else:
+            if as_of:
+                from zoneinfo import ZoneInfo
 
-            from warehouse import store
-            from warehouse.history import parse_as_of, snapshot_as_of
+                from warehouse import store
+                from warehouse.history import parse_as_of, snapshot_as_of
 
-            snap = snapshot_as_of(settings.warehouse, parse_as_of(as_of, settings.schedule_timezone))
-            target = snap.path
-            store.set_key(target, store.key_for(settings.warehouse))   # a snapshot has the warehouse's key
-            err_console.print(f"按 {as_of} 的状态查询：使用 "
-                              f"{snap.published_at.astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M} "
-                              f"发布的仓库快照")
-        if not lake:
-            columns, rows = run_user_query(target, sql)
+                snap = snapshot_as_of(settings.warehouse, parse_as_of(as_of, settings.schedule_timezone))
+                target = snap.path
+                store.set_key(target, store.key_for(settings.warehouse))   # a snapshot has the warehouse's key
+                err_console.print(f"按 {as_of} 的状态查询：使用 "
+                                  f"{snap.published_at.astimezone(ZoneInfo(settings.schedule_timezone)):%Y-%m-%d %H:%M} "
+                                  f"发布的仓库快照")
+            run = lambda: run_user_query(target, sql)   # noqa: E731
+        columns, rows = _audited(settings, "query", sql, reason, run, lambda out: f"{len(out[1])} 行")
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
@@ -537,7 +540,8 @@ def link(a: str = typer.Argument(..., help="人员编号 P… 或记录编号（
 
     settings = _settings(config, warehouse=warehouse)
     summary = _decide(settings, lambda con: link_persons(con, a, b, decided_by=by, reason=reason or None,
-                                                         force=force))
+                                                         force=force),
+                      audit=("link", f"{a} ↔ {b}", reason, f"决定人 {by}" + ("，推翻此前的决定" if force else "")))
     console.print(f"已记录：{a} 与 {b} 是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
     _lake_line(summary)
 
@@ -555,7 +559,8 @@ def unlink(a: str = typer.Argument(..., help="人员编号 P… 或记录编号"
 
     settings = _settings(config, warehouse=warehouse)
     summary = _decide(settings, lambda con: unlink_refs(con, a, b, decided_by=by, reason=reason or None,
-                                                        force=force))
+                                                        force=force),
+                      audit=("unlink", f"{a} ↔ {b}", reason, f"决定人 {by}" + ("，推翻此前的决定" if force else "")))
     console.print(f"已记录：{a} 与 {b} 不是同一人。人员数 {summary.persons_before} → {summary.persons_after}")
     _lake_line(summary)
 
@@ -571,28 +576,65 @@ def _lake_line(summary) -> None:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _decide(settings, record):
+def _decide(settings, record, *, audit: tuple[str, str, str, str] | None = None):
+    """Apply decisions; `audit` = (action, target, reason, detail) recorded with the outcome."""
     from flows import apply_decisions
     from warehouse.exceptions import WarehouseError
 
     try:
-        return apply_decisions(settings, record)
+        if audit is None:
+            return apply_decisions(settings, record)
+        action, target, reason, detail = audit
+        return _audited(settings, action, target, reason, lambda: apply_decisions(settings, record),
+                        lambda s: f"{detail}；人员数 {s.persons_before} → {s.persons_after}", before=detail)
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
 
 
+def _audited(settings, action: str, target: str, reason: str, run, describe=lambda result: None, *,
+             before: str | None = None):
+    """Run `run()` and record it in the audit log (warehouse.audit) with its outcome:
+    done (with `describe(result)`), refused (a decision conflict or bad reference) or
+    failed. The entry is written before the result is shown; when it cannot be written,
+    AuditUnavailableError ends the command and nothing is shown."""
+    from warehouse import audit
+    from warehouse.decisions import DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError
+
+    try:
+        result = run()
+    except Exception as exc:
+        from warehouse.exceptions import QueryRefusedError
+
+        refused = isinstance(exc, (DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError,
+                                   QueryRefusedError))
+        text = " ".join(str(exc).split())[:500]
+        # nothing was shown or changed: an unwritable journal must not hide the real error
+        with contextlib.suppress(audit.AuditUnavailableError):
+            audit.record(settings.warehouse, audit.cli_entry(
+                action, target=target, reason=reason or None, outcome="refused" if refused else "failed",
+                detail="；".join(t for t in (before, text) if t)))
+        raise
+    audit.record(settings.warehouse, audit.cli_entry(action, target=target, reason=reason or None,
+                                                     detail=describe(result)))
+    return result
+
+
 @app.command()
 def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编号"),
             b: Optional[str] = typer.Argument(None, help="第二条记录编号（解释这一对）"),
+            reason: str = typer.Option("", "--reason", help="查看事由（记入审计日志）"),
             warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
-    """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重。"""
+    """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重（记入审计日志）。"""
     from warehouse.exceptions import WarehouseError
     from flows import explain_person
 
     settings = _settings(config, warehouse=warehouse)
     try:
-        for title, frame in explain_person(settings, a, b):
+        frames = _audited(settings, "explain", " ↔ ".join(r for r in (a, b) if r), reason,
+                          lambda: explain_person(settings, a, b),
+                          lambda out: f"{len(out)} 张表")
+        for title, frame in frames:
             t = Table(title=title)
             for col in frame.columns:
                 t.add_column(str(col))
@@ -602,6 +644,163 @@ def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编�
     except WarehouseError as exc:
         _say_error(str(exc))
         raise typer.Exit(1) from None
+
+
+@app.command()
+def lookup(text: str = typer.Argument(..., help="身份证号（15/18位，大小写x、全角、空格均可）、姓名（简体、繁体或拼音）、电话或地址"),
+           kind: str = typer.Option("auto", "--by-kind", "-k",
+                                    help="查找方式：auto 自动识别、citizen_id 身份证号、name 姓名、phone 电话、address 地址"),
+           reason: str = typer.Option("", "--reason", help="查找事由（记入审计日志）"),
+           fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
+           warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """查找居民：按身份证号、姓名、电话或地址找到人员（与网页的查找相同；记入审计日志）。"""
+    from pipelines.search import SearchTextError, parse_search
+    from warehouse.people import display, search_persons
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        key = parse_search(text, kind, district=_district(settings))
+    except SearchTextError as exc:
+        raise UsageProblem("TEXT", text, exc.why) from None
+    found = _audited(settings, "lookup", key.describe(), reason, lambda: search_persons(settings.warehouse, key),
+                     lambda f: f"找到 {len(f)} 人" + (f"：{'、'.join(f['人员编号'].head(20))}" if len(f) else ""))
+    if found.empty:
+        console.print(f"没有找到：{key.describe()}")
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(list(found.columns))
+        writer.writerows([display(v) for v in row] for row in found.itertuples(index=False))
+        return
+    _print_rows(f"查找：{key.describe()}（{len(found)} 人）", list(found.columns),
+                [tuple(display(v) for v in row) for row in found.itertuples(index=False)])
+
+
+def _district(settings):
+    from pipelines.normalize.address import DistrictContext
+
+    d = settings.district
+    return DistrictContext(province=d.province, city=d.city, county=d.county, county_code=d.county_code)
+
+
+@app.command("audit")
+def audit_log(since: Optional[str] = typer.Option(None, "--since", help="起始日期 YYYY-MM-DD（含）"),
+              actor: Optional[str] = typer.Option(None, "--actor", help="只看某个操作人（操作系统用户名或网页账号）"),
+              action: Optional[str] = typer.Option(None, "--action",
+                                                   help="只看某类操作：lookup、view_person、explain、link、unlink、"
+                                                        "review_decide、review_import、review_export、query、login…"),
+              target: Optional[str] = typer.Option(None, "--target", help="对象中包含的文字（人员编号、记录编号、身份证号…）"),
+              limit: int = typer.Option(100, "--limit", help="最多显示多少条（最新的在前）"),
+              fmt: str = typer.Option("table", "--format", "-f", help="输出格式：table / csv"),
+              warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """审计日志：谁在何时查看或更改了哪个人员、理由是什么（只追加，不可修改）。"""
+    from warehouse.audit import ACTION_LABELS_ZH, list_entries
+
+    settings = _settings(config, warehouse=warehouse)
+    if action and action not in ACTION_LABELS_ZH:
+        raise UsageProblem("--action", action, f"未知的操作，可选：{'、'.join(ACTION_LABELS_ZH)}")
+    day = _date_range(since, since)[0] if since else None
+    columns, rows = list_entries(settings.warehouse, since=day, actor=actor, action=action, target=target,
+                                 limit=limit)
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+        return
+    shown = [i for i, c in enumerate(columns) if c not in ("客户端", "审计编号")]  # both in --format csv
+    _print_rows(f"审计日志（最新 {len(rows)} 条）", [columns[i] for i in shown],
+                [tuple(_short(row[i]) for i in shown) for row in rows])
+
+
+def _short(value, limit: int = 60) -> str:
+    text = " ".join(_cell(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command()
+def web(host: Optional[str] = typer.Option(None, "--host", help="监听地址（默认配置中的 web_host，127.0.0.1 只允许本机访问）"),
+        port: Optional[int] = typer.Option(None, "--port", help="端口（默认配置中的 web_port，8765）"),
+        warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """一门式查询网页：查找居民、居民页、待复核匹配、人工关联（需先用 residents web-user add 开设账号）。"""
+    from webapp.accounts import list_users
+    from webapp.app import serve
+
+    settings = _settings(config, warehouse=warehouse, web_host=host, web_port=port)
+    if not list_users(settings.resolved_web_users()):
+        raise UsageProblem("web_users", str(settings.resolved_web_users()),
+                           "还没有网页账号，请先运行 residents web-user add <账号> --role officer")
+    serve(settings, host=settings.web_host, port=settings.web_port, log=console.print)
+
+
+web_user_app = typer.Typer(help="网页账号：工作人员（officer，可查看身份信息）与分析人员（analyst，只看脱敏页面）。",
+                           no_args_is_help=True)
+app.add_typer(web_user_app, name="web-user")
+
+
+def _password(stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("密码", hide_input=True, confirmation_prompt="再次输入密码")
+
+
+@web_user_app.command("add")
+def web_user_add(name: str = typer.Argument(..., help="账号名"),
+                 role: str = typer.Option(..., "--role", help="officer 工作人员 / analyst 分析人员"),
+                 password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（脚本用）"),
+                 replace: bool = typer.Option(False, "--replace", help="账号已存在时替换其密码和角色"),
+                 warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """开设网页账号（密码以 bcrypt 哈希保存）。"""
+    from webapp.accounts import ROLES, AccountError, add_user
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        account = add_user(settings.resolved_web_users(), name, _password(password_stdin), role, replace=replace)
+    except AccountError as exc:
+        raise UsageProblem("账号", name, exc.why) from None
+    console.print(f"已开设账号 {account.name}（{ROLES[account.role]}） → {settings.resolved_web_users()}")
+
+
+@web_user_app.command("passwd")
+def web_user_passwd(name: str = typer.Argument(..., help="账号名"),
+                    password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码"),
+                    warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """修改网页账号的密码。"""
+    from webapp.accounts import AccountError, set_password
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        set_password(settings.resolved_web_users(), name, _password(password_stdin))
+    except AccountError as exc:
+        raise UsageProblem("账号", name, exc.why) from None
+    console.print(f"已修改账号 {name} 的密码")
+
+
+@web_user_app.command("remove")
+def web_user_remove(name: str = typer.Argument(..., help="账号名"),
+                    warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """删除网页账号（已登录的会话在网页重启或闲置超时后失效）。"""
+    from webapp.accounts import AccountError, remove_user
+
+    settings = _settings(config, warehouse=warehouse)
+    try:
+        remove_user(settings.resolved_web_users(), name)
+    except AccountError as exc:
+        raise UsageProblem("账号", name, exc.why) from None
+    console.print(f"已删除账号 {name}")
+
+
+@web_user_app.command("list")
+def web_user_list(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """列出网页账号。"""
+    from webapp.accounts import list_users
+
+    settings = _settings(config, warehouse=warehouse)
+    _print_rows(f"网页账号（{settings.resolved_web_users()}）", ["账号", "角色", "开设时间"],
+                list_users(settings.resolved_web_users()))
 
 
 review_app = typer.Typer(help="待复核的候选匹配：导出 xlsx 给工作人员决定，再导入决定。", no_args_is_help=True)
@@ -617,11 +816,15 @@ def review_export(out: Path = typer.Option(Path("待复核匹配.xlsx"), "--out"
     from warehouse.store import connect_read_only
 
     settings = _settings(config, warehouse=warehouse)
-    con = connect_read_only(settings.warehouse)
-    try:
-        queue = read_review_queue(con)
-    finally:
-        con.close()
+
+    def read():
+        con = connect_read_only(settings.warehouse)
+        try:
+            return read_review_queue(con)
+        finally:
+            con.close()
+
+    queue = _audited(settings, "review_export", str(out), "", read, lambda q: f"{len(q)} 对记录")
     n = write_review_workbook(queue, out)
     console.print(f"已导出 {n} 对待复核记录 → {out}")
 
@@ -655,7 +858,10 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
             add_decision(con, r.mention_id_a, r.mention_id_b, r.decision, decided_by=r.decided_by or by,
                          reason=r.reason or None, channel="review_xlsx")
 
-    summary = _decide(settings, record)
+    pairs = "；".join(f"{r.mention_id_a} ↔ {r.mention_id_b}：{'是' if r.decision == 'must_link' else '否'}"
+                     for r in decided.itertuples(index=False))
+    summary = _decide(settings, record, audit=("review_import", str(file), "",
+                                               f"{len(decided)} 条决定（{pairs}）"))
     console.print(f"已导入 {len(decided)} 条决定。人员数 {summary.persons_before} → {summary.persons_after}")
     _lake_line(summary)
 
@@ -692,7 +898,7 @@ def report(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = Co
         console.print(f"已写入 {p}")
 
 
-for _group in (app, review_app):
+for _group in (app, review_app, web_user_app):
     for _cmd in _group.registered_commands:
         _cmd.callback = _guarded(_cmd.callback)
 

@@ -169,6 +169,11 @@ class Settings(BaseModel):
     pseudonym_key: SecretStr | None = Field(None, exclude=True, repr=False)
     lakehouse: LakehouseSettings | None = Field(
         None, description="共享数据湖（[lakehouse] catalog / data_path / password_env）：每次发布后把核心、质量与分析层写入 DuckLake，供其他机器上的分析人员只读查询；不设则不发布")
+    web_host: str = Field("127.0.0.1", description="residents web 监听的地址（默认只在本机可访问）")
+    web_port: int = Field(8765, ge=1, le=65535, description="residents web 监听的端口")
+    web_users: Path | None = Field(
+        None, description="网页账号文件（哈希后的密码与角色）；为空时为仓库文件旁的 <仓库>.web_users.json")
+    web_session_idle_minutes: int = Field(30, ge=1, description="网页登录闲置多少分钟后失效")
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -204,6 +209,9 @@ class Settings(BaseModel):
             if found:
                 return f"sqlite:///{found[0].resolve()}"
         return None
+
+    def resolved_web_users(self) -> Path:
+        return self.web_users or self.warehouse.with_name(self.warehouse.name + ".web_users.json")
 
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir or self.warehouse.resolve().parent / "reports"

@@ -310,6 +310,25 @@ FINDING = Table(
      C("detail", "VARCHAR", "说明（中文）", True), C("evidence", "JSON", "依据：相关来源记录与取值")),
     ("finding_id",),
 )
+AUDIT = Table(
+    "quality", "audit",
+    "审计日志：工作人员查看或更改人员信息的每一次操作（只追加：程序只插入，不修改、不删除；"
+    "先写入仓库旁的审计流水文件 <仓库>.audit.jsonl，下一次写仓库时并入本表）",
+    (C("audit_id", "VARCHAR", "审计编号（唯一：时间与随机数）", True),
+     C("occurred_at", "TIMESTAMP", "发生时间（本地时间）", True),
+     C("actor", "VARCHAR", "操作人：命令行为操作系统用户名，网页为网页账号", True),
+     C("actor_role", "VARCHAR", "操作人角色：officer 工作人员、analyst 分析人员（命令行为空）"),
+     C("channel", "VARCHAR", "渠道：cli 命令行、web 网页", True),
+     C("action", "VARCHAR", "操作：lookup 查找人员、view_person 查看人员页、explain 解释匹配、link 确认是同一人、"
+       "unlink 确认不是同一人、review_decide 复核决定、review_import 导入复核表、review_export 导出复核表、"
+       "review_view 查看待复核列表、query 执行查询、login 登录、login_failed 登录失败", True),
+     C("target", "VARCHAR", "对象：人员编号、记录编号、查找条件或查询语句"),
+     C("reason", "VARCHAR", "理由或用途（决定的理由、查询事由）"),
+     C("outcome", "VARCHAR", "结果：done 完成、refused 被拒绝、failed 失败", True),
+     C("detail", "VARCHAR", "说明：找到的人员、决定编号、被拒绝或失败的原因"),
+     C("client", "VARCHAR", "客户端：命令行为主机名，网页为访问者地址")),
+    ("audit_id",),
+)
 
 # ---------------------------------------------------------------------------------
 # core
@@ -445,7 +464,7 @@ LINK_DECISION = Table(
      C("mention_id_a", "VARCHAR", "人员提及编号 A", True), C("mention_id_b", "VARCHAR", "人员提及编号 B", True),
      C("decision", "VARCHAR", "决定：must_link 是同一人、cannot_link 不是同一人", True),
      C("decided_by", "VARCHAR", "决定人", True), C("decided_at", "TIMESTAMP", "决定时间", True),
-     C("reason", "VARCHAR", "理由"), C("channel", "VARCHAR", "来源：cli 命令行、review_xlsx 复核表导入"),
+     C("reason", "VARCHAR", "理由"), C("channel", "VARCHAR", "来源：cli 命令行、review_xlsx 复核表导入、web 网页"),
      C("is_active", "BOOLEAN", "是否有效（同一对记录的较新决定取代较旧的）", True)),
     ("decision_id",),
 )
@@ -494,7 +513,7 @@ def staging_tables() -> tuple[Table, ...]:
 
 
 def quality_tables() -> tuple[Table, ...]:
-    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL, DISTRICT)
+    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL, DISTRICT, AUDIT)
 
 
 def all_tables() -> tuple[Table, ...]:

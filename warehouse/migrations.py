@@ -49,6 +49,7 @@ MIGRATIONS: list[Migration] = [
     (2, "stg.linkage_feature: the persisted linkage index (filled by the next sync)", lambda con: None),
     (3, "quality.district: the district, inferred from the data or configured (filled by the next sync)",
      lambda con: None),
+    (4, "quality.audit: the append-only audit log of officers' views and changes of persons", lambda con: None),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -29,6 +29,7 @@ import duckdb
 from warehouse import history
 from warehouse.exceptions import (WarehouseBusyError, WarehouseKeyError, WarehouseNotFoundError,
                                   WarehouseNotWritableError)
+from warehouse.audit import fold_journal
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
 
@@ -341,6 +342,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             migrate(con)
             con.execute("BEGIN TRANSACTION")
             fold_pending_runs(con, path)
+            fold_journal(con, path)  # audit entries written since the last publish (warehouse.audit)
             yield con
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
