@@ -91,3 +91,16 @@ def test_one_row_per_community_unique_grid_positions_one_row_per_person_and_flat
         assert q("SELECT count(*) FROM mart.address_residents")[0][0] == pairs
         multi, = q("SELECT count(*) FROM mart.address_residents WHERE len(source_systems) > 1")[0]
         assert multi > 0
+
+
+def test_addresses_say_whether_they_lie_in_the_district_in_force(demo):
+    with duckdb.connect(str(demo), read_only=True) as con:
+        q = lambda sql, *p: con.execute(sql, list(p)).fetchall()  # noqa: E731
+        (district,), = q("SELECT county_code FROM quality.district ORDER BY decided_at DESC LIMIT 1")
+        inside, outside = q("SELECT count(*) FILTER (WHERE in_district), count(*) FILTER (WHERE NOT in_district) "
+                            "FROM mart.address")[0]
+        assert inside > 0 and outside > 0        # the demo has hukou addresses elsewhere
+        assert q("SELECT count(*) FROM mart.address WHERE in_district IS DISTINCT FROM (county_code = ?)",
+                 district) == [(0,)]
+        assert q("SELECT count(*) FROM mart.address_residents r JOIN mart.address a USING (address_id) "
+                 "WHERE r.in_district IS DISTINCT FROM a.in_district") == [(0,)]

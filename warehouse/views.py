@@ -56,6 +56,11 @@ class View:
     columns: dict[str, str] = field(default_factory=dict)
 
 
+#: whether an address lies in the district in force (the latest row of quality.district,
+#: configured or inferred); NULL when no district is known or the address has no county
+IN_DISTRICT = ("(a.county_code = (SELECT county_code FROM quality.district ORDER BY decided_at DESC LIMIT 1))")
+IN_DISTRICT_ZH = "是否在本辖区内（与 quality.district 当前辖区的县级代码比较；辖区未知或地址缺区县时为空）"
+
 VIEW_LIST: list[View] = [
     View("mart.person", "人员（脱敏）：每个解析后的人一行",
          """SELECT person_id, mart.mask_id(citizen_id) AS citizen_id_masked, name, gender, birth_date, ethnicity,
@@ -98,15 +103,16 @@ VIEW_LIST: list[View] = [
             FROM core.floating_registration f JOIN core.person p USING (person_id)""",
          ("core.floating_registration", "core.person")),
     View("mart.address", "标准地址：每套房一行，含行政层级与楼栋单元室",
-         """SELECT address_id, standard_text, province, city, county, town, community, road, house_number, estate,
+         f"""SELECT address_id, standard_text, province, city, county, town, community, road, house_number, estate,
                    building, unit, room, rural_group, county_code, town_code, confidence, status, mention_count,
-                   source_systems
-            FROM core.address""",
-         ("core.address",)),
+                   source_systems, {IN_DISTRICT} AS in_district
+            FROM core.address a""",
+         ("core.address",), {"in_district": IN_DISTRICT_ZH}),
     View("mart.address_residents",
          "这套房住着谁：每个人—地址一行（各部门口径合并，列出关系类型与来源部门）",
          f"""WITH {COMMUNITY_TOWN}
-            SELECT a.address_id, a.standard_text, a.county_code, a.county, coalesce(a.town, ct.town) AS town,
+            SELECT a.address_id, a.standard_text, a.county_code, a.county, {IN_DISTRICT} AS in_district,
+                   coalesce(a.town, ct.town) AS town,
                    a.community, pa.person_id, p.name, p.gender, p.birth_date, p.is_deceased,
                    list(DISTINCT pa.kind ORDER BY pa.kind) AS kinds,
                    list(DISTINCT pa.source_system ORDER BY pa.source_system) AS source_systems,
@@ -120,7 +126,7 @@ VIEW_LIST: list[View] = [
             GROUP BY a.address_id, a.standard_text, a.county_code, a.county, coalesce(a.town, ct.town), a.community,
                      pa.person_id, p.name, p.gender, p.birth_date, p.is_deceased""",
          ("core.address", "core.person"),
-         {"town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
+         {"in_district": IN_DISTRICT_ZH, "town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
           "kinds": "此人与此地址的关系类型（hukou 户籍、residence 居住、household 家庭住址（低保）、last 生前住址）",
           "source_systems": "记录此关系的来源部门",
           "valid_from": "最早起始日期（各来源中）", "valid_to": "最晚终止日期（不含；任一来源至今有效则为空）",
