@@ -143,7 +143,9 @@ def _print_summary(summary) -> None:
                       str(s["values_rejected"]), str(s["failed"]))
     console.print(table)
     console.print(f"人员：{summary.persons_before} → {summary.persons_after}（新建 {summary.persons_created}）")
-    alerts = "，".join(f"{k}: {v}" for k, v in sorted(summary.alerts.items())) or "无"
+    from warehouse.reports import ALERT_KINDS_ZH
+
+    alerts = "，".join(f"{ALERT_KINDS_ZH.get(k, k)} {v} 条" for k, v in sorted(summary.alerts.items())) or "无"
     console.print(f"预警：{alerts}")
     if getattr(summary, "district", None):
         console.print(escape(f"辖区：{summary.district}" + (f"；{summary.district_note}" if summary.district_note

@@ -65,6 +65,12 @@ class ExportReport:
     message: str | None = None
 
 
+def _alert_zh(kind: str) -> str:
+    from warehouse.reports import ALERT_KINDS_ZH
+
+    return ALERT_KINDS_ZH.get(kind, kind)
+
+
 @dataclass
 class SyncSummary:
     run_id: str
@@ -128,7 +134,7 @@ class SyncSummary:
         lines = [f"# 同步结果 / sync {self.run_id}", "",
                  f"- 流程：{self.flow}；状态：{self.status}；仓库：`{self.warehouse}`",
                  f"- 人员：{self.persons_before} → {self.persons_after}（新建 {self.persons_created}）",
-                 f"- 预警：" + ("，".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "无"),
+                 f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
                  f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
                  f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
                  *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
