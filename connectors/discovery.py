@@ -191,7 +191,7 @@ def _refuse_if_outside(inbox: Path, real_inbox: Path, path: Path, result: Discov
     rel = path.relative_to(inbox)
     if _ignored(rel):
         return True
-    system = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in SOURCE_SYSTEMS else None
+    system = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in source_systems() else None
     result.problems.append(OutsideInboxError(system, path.name, path))
     return True
 

@@ -6,6 +6,7 @@ written or read: no file appears, the warehouse and other databases keep their b
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -99,7 +100,14 @@ def test_every_attack_on_the_query_door_is_refused_and_nothing_is_written(loaded
         assert says in result.output, (sql, result.output)
         assert "root:" not in result.output  # nothing of /etc/passwd
     assert _tree(tmp_path) == before_here, "an attack wrote or changed a file in the working directory"
-    assert _tree(loaded.parent) == before_wh, "an attack changed the warehouse folder"
+    # the only write: each refusal is recorded in the audit journal (issue 11 item 5)
+    journal = loaded.with_name(loaded.name + ".audit.jsonl")
+    after_wh = _tree(loaded.parent)
+    entries = [json.loads(line) for line in after_wh.pop(journal.name, b"").decode().splitlines() if line.strip()]
+    before_wh.pop(journal.name, None)
+    assert after_wh == before_wh, "an attack changed the warehouse folder"
+    refused = [e for e in entries if e.get("action") == "query" and e.get("outcome") in ("refused", "failed")]
+    assert len(refused) >= len(_attacks(loaded, other)), entries[-3:]
     con = duckdb.connect(str(other), read_only=True)
     assert con.execute("SELECT v FROM keep").fetchall() == [(42,)]
     con.close()

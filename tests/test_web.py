@@ -31,6 +31,19 @@ def district(tmp_path_factory) -> Path:
     synth.generate(root / "inbox", households=80, seed=20261121, noise="realistic")
     wh = root / "w.duckdb"
     sync(root / "inbox", wh)
+    # the review queue must not be empty whatever this district's matcher settles on its own:
+    # two records of different persons are put up as an uncertain pair, as the resolver does
+    from warehouse import store
+
+    if not rows(wh, "SELECT count(*) FROM core.match_candidate WHERE reason = 'uncertain'")[0][0]:
+        # one of them without a valid ID, so that 是 (link) does not join two valid IDs
+        singles = ("SELECT x.mention_id, m.id_status FROM core.person_xref x JOIN stg.mention m USING (mention_id) "
+                   "WHERE x.person_id IN (SELECT person_id FROM core.person_xref GROUP BY 1 HAVING count(*) = 1)")
+        (a,), = rows(wh, f"SELECT min(mention_id) FROM ({singles}) WHERE id_status <> 'valid'")
+        (b,), = rows(wh, f"SELECT min(mention_id) FROM ({singles}) WHERE mention_id <> ?", [a])
+        with store.transaction(wh) as con:
+            con.execute("INSERT INTO core.match_candidate VALUES (?, ?, NULL, NULL, 0.7, 1.2, 'uncertain', NULL)",
+                        sorted([a, b]))
     return wh
 
 
