@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from schemas.sources import SourceSpec
+from schemas.sources import SourceSpec, password_by_reference
 
 
 class ConfigError(ValueError):
@@ -97,13 +97,8 @@ class LakehouseSettings(BaseModel):
 
     def password(self, env: Any) -> str | None:
         """The catalog password by reference. Raises KeyError/OSError naming the reference."""
-        if self.password_env:
-            if self.password_env not in env:
-                raise KeyError(f"环境变量 {self.password_env} 未设置（应保存数据湖目录数据库的密码）")
-            return env[self.password_env]
-        if self.password_file:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        return None
+        return password_by_reference(self.password_env, self.password_file, env,
+                                     missing=f"环境变量 {self.password_env} 未设置（应保存数据湖目录数据库的密码）")
 
 
 class Settings(BaseModel):

@@ -149,13 +149,22 @@ class SourceSpec(BaseModel):
     def password(self, env: Mapping[str, str]) -> str | None:
         """The password from the referenced environment variable or file (None when the
         source declares none). Raises `KeyError`/`OSError` naming the reference, never the value."""
-        if self.password_env:
-            if self.password_env not in env:
-                raise KeyError(f"来源 {self.name}：环境变量 {self.password_env} 未设置（应保存该来源的密码）")
-            return env[self.password_env]
-        if self.password_file:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        return None
+        return password_by_reference(self.password_env, self.password_file, env,
+                                     missing=f"来源 {self.name}：环境变量 {self.password_env} 未设置（应保存该来源的密码）")
+
+
+def password_by_reference(password_env: str | None, password_file: Path | None, env: Mapping[str, str], *,
+                          missing: str) -> str | None:
+    """A password given by reference: the environment variable `password_env`, else the
+    file `password_file`, else None. A named variable that is not set raises
+    `KeyError(missing)`; an unreadable file `OSError`. The value is never in a message."""
+    if password_env:
+        if password_env not in env:
+            raise KeyError(missing)
+        return env[password_env]
+    if password_file:
+        return Path(password_file).read_text(encoding="utf-8").strip()
+    return None
 
 
 def _split(url: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import duckdb
 
@@ -25,19 +25,29 @@ def run_read_only(path: str | os.PathLike[str], sql: str, *, with_pending_runs: 
     (column names, rows). No pandas: the query command must start quickly.
     `with_pending_runs`: also a temp table `pending_run` (runs not folded into
     quality.run yet, see `warehouse.runs`)."""
-    con = connect_read_only(path)
-    try:
+    def prepare(con: duckdb.DuckDBPyConnection) -> None:
         if with_pending_runs:
             from warehouse.runs import load_pending_runs
 
             load_pending_runs(con, path)
-        cur = con.execute(sql)
-        rows = cur.fetchall()
-        return [d[0] for d in cur.description or []], rows
-    except duckdb.Error as exc:
-        raise ReadOnlyQueryError(detail=str(exc).splitlines()[0]) from None
+
+    con = connect_read_only(path)
+    try:
+        return _fetch(con, sql, prepare)
     finally:
         con.close()
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, prepare: Callable[[duckdb.DuckDBPyConnection], None]
+           ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """`prepare(con)`, then (column names, rows) of one statement; a DuckDB error in either
+    becomes ReadOnlyQueryError (its first line)."""
+    try:
+        prepare(con)
+        cur = con.execute(sql)
+        return [d[0] for d in cur.description or []], cur.fetchall()
+    except duckdb.Error as exc:
+        raise ReadOnlyQueryError(detail=str(exc).splitlines()[0]) from None
 
 
 #: statement kinds a user may run: SELECT covers WITH, FROM-first, DESCRIBE, SHOW,
@@ -107,14 +117,12 @@ def run_user_query(path: str | os.PathLike[str], sql: str) -> tuple[list[str], l
         raise WarehouseNotFoundError(path=str(path))
     # its own instance: the locked settings below must not reach other connections
     con = open_database(path, read_only=True, key=key_for(path), isolated=True)
-    try:
+    def lock(con: duckdb.DuckDBPyConnection) -> None:
         for stmt in _LOCKED_SESSION:
             con.execute(stmt)
-        cur = con.execute(sql)
-        rows = cur.fetchall()
-        return [d[0] for d in cur.description or []], rows
-    except duckdb.Error as exc:
-        raise ReadOnlyQueryError(detail=str(exc).splitlines()[0]) from None
+
+    try:
+        return _fetch(con, sql, lock)
     finally:
         con.close()
 
