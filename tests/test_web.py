@@ -15,7 +15,7 @@ import pytest
 
 import synth
 from tests.e2e_helpers import sync
-from tests.web_helpers import RESIDENTS, chromium_driver, png_pixels, web_server
+from tests.web_helpers import RESIDENTS, chromium_driver, png_pixels, wait_for_id, web_server
 from webapp import accounts
 
 pytestmark = pytest.mark.slow
@@ -191,30 +191,32 @@ def test_officer_walkthrough_in_headless_chromium(district, tmp_path):
         browser.find_element(By.ID, "user").send_keys(OFFICER)
         browser.find_element(By.ID, "password").send_keys(OFFICER_PW)
         browser.find_element(By.ID, "login").click()
-        browser.find_element(By.ID, "q").send_keys(name)
+        wait_for_id(browser, "q").send_keys(name)
         browser.find_element(By.ID, "reason").send_keys("窗口办理低保")
         browser.find_element(By.ID, "search").click()
-        assert "查找：姓名" in browser.find_element(By.ID, "result-title").text
+        assert "查找：姓名" in wait_for_id(browser, "result-title").text
         search_png = browser.get_screenshot_as_png()
         browser.find_element(By.LINK_TEXT, pid).click()
+        golden = wait_for_id(browser, "golden")
         text = browser.find_element(By.TAG_NAME, "body").text
         for heading in ("居民信息", "各部门记录（文件、工作表、行号）", "家庭与关系", "地址及有效期", "低保享受期间",
                         "跨部门预警", "数据问题", "关联依据"):
             assert heading in text, heading
-        assert cid in browser.find_element(By.ID, "golden").text
+        assert cid in golden.text
         person_png = browser.get_screenshot_as_png()
         (tmp_path / "person.png").write_bytes(person_png)
 
         browser.find_element(By.LINK_TEXT, "待复核匹配").click()
-        box = browser.find_element(By.ID, "pair-1")
+        box = wait_for_id(browser, "pair-1")
         a = box.find_element(By.NAME, "a").get_attribute("value")
         b = box.find_element(By.NAME, "b").get_attribute("value")
         box.find_element(By.CSS_SELECTOR, "input[name=decision][value=no]").click()
         box.find_element(By.NAME, "reason").send_keys("出生日期不同，不是同一人")
         box.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        assert "已记录" in browser.find_element(By.ID, "done").text
+        assert "已记录" in wait_for_id(browser, "done").text
 
         browser.find_element(By.LINK_TEXT, "审计日志").click()
+        wait_for_id(browser, "audit-title")
         audit_text = browser.find_element(By.TAG_NAME, "body").text
         assert "复核决定" in audit_text and "出生日期不同，不是同一人" in audit_text and OFFICER in audit_text
         assert "查看人员页" in audit_text and pid in audit_text and "窗口办理低保" in audit_text

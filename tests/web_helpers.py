@@ -92,6 +92,31 @@ def chromium_driver(width: int = 1400, height: int = 1000) -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def wait_for_id(browser: object, element_id: str, timeout_s: float = 180.0) -> object:
+    """The element with this id once the page that carries it has loaded.
+
+    A click that submits a form returns before the server has answered (a decision
+    re-publishes the warehouse), so reading the page right after the click races the
+    navigation.  An error page (``#message``) ends the wait at once, and its text is
+    the failure message, so a refused or failed step says why instead of timing out."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def found(driver: object) -> object:
+        for el in driver.find_elements(By.ID, element_id):
+            return el
+        for el in driver.find_elements(By.ID, "message"):
+            return el
+        return False
+
+    el = WebDriverWait(browser, timeout_s, poll_frequency=0.2).until(
+        found, f"#{element_id} never appeared on {browser.current_url}")
+    if el.get_attribute("id") != element_id:
+        body = browser.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"expected #{element_id} on {browser.current_url}, got an error page:\n{body}")
+    return el
+
+
 def png_pixels(png: bytes) -> bytes:
     """The decompressed scanlines of a PNG (stdlib only)."""
     import struct
