@@ -601,7 +601,7 @@ def _audited(settings, action: str, target: str, reason: str, run, describe=lamb
     failed. The entry is written before the result is shown; when it cannot be written,
     AuditUnavailableError ends the command and nothing is shown."""
     from warehouse import audit
-    from warehouse.decisions import DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError
+    from warehouse.exceptions import DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError
 
     try:
         result = run()

@@ -14,23 +14,9 @@ import json
 import duckdb
 import pandas as pd
 
-from warehouse.exceptions import WarehouseError
-
-
-class UnknownReferenceError(WarehouseError):
-    template = "找不到人员或记录：{ref}（请使用 person_id，如 P0000000001，或 mention_id，如 文件名|工作表!行号|角色）"
-
-
-class DecisionConflictError(WarehouseError):
-    """A new decision contradicts an earlier active one; refused unless confirmed."""
-
-    template = ("与此前的决定矛盾：{new} {ref_a} {ref_b}，但 {earlier_by} 于 {earlier_at} 已决定两者{earlier}"
-                "（决定编号 {earlier_id}，理由：{earlier_reason}）。如确需改变，请加 --force 并用 --reason 说明理由；"
-                "两条决定都会保留在历史中 / contradicts decision {earlier_id}; use --force with --reason")
-
-
-class ForceWithoutReasonError(WarehouseError):
-    template = "推翻此前的决定（--force）必须用 --reason 说明理由 / --force needs --reason"
+# the decision errors live with the other warehouse errors (a command that only needs
+# to recognise them, like the audited `query`, does not import pandas through this module)
+from warehouse.exceptions import DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError  # noqa: F401
 
 
 DECISION_COLUMNS = ["mention_id_a", "mention_id_b", "decision"]
