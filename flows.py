@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from settings import Settings, load_settings
@@ -1254,13 +1253,14 @@ def explain_person(settings: Settings, ref_a: str, ref_b: str | None = None) -> 
     权重 (its match weight in bits, log2 of the Bayes factor; the prior row holds the
     prior odds, the total row the sum and, in 结果, the match probability)."""
     from pipelines.linkage import LinkageModel
+    from pipelines.linkage.labels_zh import explain_display, records_display
     from warehouse.queries import explain_inputs
 
     model = LinkageModel.from_settings(None)
     inp = explain_inputs(settings.warehouse, ref_a, ref_b, tf_columns=tuple(model.tf_columns()))
     out: list[tuple[str, pd.DataFrame]] = []
     if inp.person_records is not None:
-        out.append((f"{ref_a} 的记录及匹配方式", _records_display(inp.person_records)))
+        out.append((f"{ref_a} 的记录及匹配方式", records_display(inp.person_records)))
     if not inp.pairs:
         return out
     if not inp.model_settings:
@@ -1268,46 +1268,5 @@ def explain_person(settings: Settings, ref_a: str, ref_b: str | None = None) -> 
     model = LinkageModel.from_settings(inp.model_settings)
     model.tf_tables = inp.term_frequencies
     for a, b in inp.pairs:
-        out.append((f"{a}  ↔  {b}", _explain_display(model.explain(inp.features, str(a), str(b)))))
+        out.append((f"{a}  ↔  {b}", explain_display(model.explain(inp.features, str(a), str(b)))))
     return out
-
-
-def _records_display(records: pd.DataFrame) -> pd.DataFrame:
-    """A person's mentions with Chinese headers and labels instead of codes."""
-    from pipelines.errors import ERROR_CODES
-    from pipelines.linkage.labels_zh import MATCH_METHOD_LABELS_ZH
-    from schemas.person import ROLE_LABELS_ZH, SOURCE_SYSTEM_LABELS_ZH
-
-    out = records.copy()
-    out["source_system"] = out["source_system"].map(lambda v: SOURCE_SYSTEM_LABELS_ZH.get(v, v))
-    out["role"] = out["role"].map(lambda v: ROLE_LABELS_ZH.get(v, v))
-    out["match_method"] = out["match_method"].map(lambda v: MATCH_METHOD_LABELS_ZH.get(v, v))
-    status_zh = {"valid": "有效", "upgraded_15": "由15位升级", "missing": "缺失",
-                 **{code: e.message_zh for code, e in ERROR_CODES.items()}}
-    out["id_status"] = out["id_status"].map(lambda v: status_zh.get(v, v))
-    return out.rename(columns={
-        "mention_id": "记录编号", "source_system": "部门", "source_locator": "位置", "role": "身份",
-        "match_method": "匹配方式", "match_probability": "匹配概率", "name": "姓名", "citizen_id": "身份证号",
-        "id_status": "身份证号状态", "birth_date": "出生日期"})
-
-
-def _explain_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """An `explain_pair` frame narrowed for a terminal (five short columns)."""
-    from pipelines.linkage.labels_zh import comparison_label, level_label
-
-    level = pd.Series([level_label(c, lv) for c, lv in zip(frame["comparison"], frame["level"].astype(str))],
-                      index=frame.index, dtype=object)
-    level[frame["comparison"] == "prior"] = "先验"
-    m, u, w = (pd.to_numeric(frame[c], errors="coerce") for c in ("m_probability", "u_probability", "match_weight"))
-    adjusted = (m > 0) & (u > 0) & ((w - np.log2(m / u)).abs() > 0.01)
-    level[adjusted] = level[adjusted] + "（频率调整）"  # a common name weighs less than m/u says
-    total = frame["comparison"] == "total"
-    if total.any() and "match_probability" in frame:
-        level[total] = "概率 " + frame.loc[total, "match_probability"].map(lambda p: f"{p:.6f}")
-    return pd.DataFrame({
-        "比对项": frame["comparison"].map(comparison_label),
-        "结果": level,
-        "m": frame["m_probability"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
-        "u": frame["u_probability"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
-        "权重": frame["match_weight"].map(lambda v: f"{v:+.2f}"),
-    })
