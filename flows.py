@@ -87,6 +87,8 @@ class SyncSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     core_counts: dict[str, int] = field(default_factory=dict)
     resolution_mode: str | None = None
+    engine: str = "duckdb"                  # where the pairs were generated and scored (settings.engine)
+    engine_note: str | None = None          # why the engine ran differently than asked (Spark: no incremental)
     quality: dict[str, int] = field(default_factory=dict)
     district: str | None = None             # 辖区 in force: 名称（代码）
     district_note: str | None = None        # how it was established (inferred: evidence and confidence)
@@ -137,6 +139,7 @@ class SyncSummary:
                  f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
                  f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
                  f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
+                 f"- 解析引擎：{self.engine}" + (f"；{self.engine_note}" if self.engine_note else ""),
                  *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
                  "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
         for src, s in sorted(self.per_source().items()):
@@ -279,10 +282,29 @@ def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str |
 
 @_task(name="resolve_persons")
 def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame, prev_xref: pd.DataFrame,
-                 prev_persons: pd.DataFrame, next_sequence: int, model: Any) -> Any:
+                 prev_persons: pd.DataFrame, next_sequence: int, model: Any, spark: dict[str, Any] | None = None
+                 ) -> Any:
+    """`spark`: master, work_dir, partitions (`_spark_options`) to generate and score the
+    pairs on Spark (`engines.spark_scorer`); None: all of it here, on DuckDB."""
     from pipelines.resolve import resolve_component
 
-    return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
+    if not spark:
+        return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
+    from engines import spark_scorer
+
+    with spark_scorer(**spark) as scorer:
+        model.scorer = scorer
+        try:
+            return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
+        finally:
+            model.scorer = None
+
+
+def _spark_options(settings: Settings) -> dict[str, Any]:
+    from engines import work_dir_of
+
+    return {"master": settings.spark_master, "work_dir": str(work_dir_of(settings)),
+            "partitions": settings.spark_partitions}
 
 
 def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "SyncSummary", use_tasks: bool,
@@ -303,8 +325,16 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
         n_mentions, changes = _refresh_linkage_index(con, district, everything=full)
     next_seq = build.read_previous_resolution(con, ids_only=True)[2]
     linked = None
+    on_spark = settings.engine == "spark" and settings.resolution_mode != "deterministic"
+    summary.engine = "spark" if on_spark else "duckdb"
     if settings.resolution_mode == "incremental" and not full:
-        linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq)
+        if on_spark:
+            # the local re-clustering asks the warehouse set questions in DuckDB and scores
+            # only new × existing pairs in this process; on Spark the whole set is resolved
+            summary.engine_note = ("Spark 引擎不做增量解析：本次在 Spark 上全量解析全部记录（训练、打分、聚类），"
+                                   "人员编号照常沿用")
+        else:
+            linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq)
     if linked is None:
         from pipelines.linkage import LinkageModel
         from pipelines.resolve import resolve_mentions
@@ -316,7 +346,8 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
                                       next_seq, mode="deterministic")
         else:  # a full run: train on every mention (from the linkage index), re-cluster them all
             linked = _call(resolve_task, use_tasks, index.features(con), index.mention_facts(con),
-                           decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel())
+                           decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel(),
+                           _spark_options(settings) if on_spark else None)
         build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
         del prev_xref, prev_persons
     decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=_threshold(), mentions=n_mentions,
@@ -1125,9 +1156,9 @@ def _publish_artifact(summary: SyncSummary) -> None:
 #: environment (RESIDENTS_FAMILY_PLANNING_URL, a source's `url_env`, RESIDENTS_WAREHOUSE_KEY)
 #: or a key file.
 def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, config_file: str | None = None,
-                  full: bool = False) -> dict[str, Any]:
+                  full: bool = False, engine: str | None = None, spark_master: str | None = None) -> dict[str, Any]:
     """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
-    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse)
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, engine=engine, spark_master=spark_master)
     print(f"每晚同步开始：{settings.inbox} → {settings.warehouse}")
     summary = sync(settings, selection=Selection(full=full), use_prefect=True)
     print(f"每晚同步结束 {summary.headline_zh()}")

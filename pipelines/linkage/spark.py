@@ -11,8 +11,8 @@ SQL (`spark_sql`), and hands the scored pairs back. Clustering under the constra
 Data crosses between the driver and Spark as Parquet files in a work directory given
 by the caller: the linkage frame (`linkage_input.parquet`) and the term-frequency
 lookups go out, the pairs scored at or above the floor (`pairs.parquet`) come back.
-Splink's intermediate tables are broken off their lineage as Parquet under the
-session's checkpoint directory (which the caller sets, inside the work directory).
+Splink's intermediate tables are broken off their lineage as Parquet under a checkpoint
+directory inside the work directory; everything a run wrote is removed after it.
 
 ``zh_char_distance`` (the characters' Levenshtein distance, rapidfuzz) and ``hamming``
 (DuckDB's, on the ID digits) are registered on the session as Arrow UDFs under the
@@ -172,6 +172,8 @@ class SparkScorer:
         run.mkdir(parents=True, exist_ok=True)
         try:
             pq.write_table(table, run / "linkage_input.parquet")
+            # Splink breaks the lineage of its intermediate tables as Parquet here
+            self.spark.sparkContext.setCheckpointDir(str(run / "checkpoints"))
             db = self._api()
             inp = db.register(self.spark.read.parquet(str(run / "linkage_input.parquet")),
                               table_name=f"__linkage_input_{run.name.replace('-', '_')}")
