@@ -77,7 +77,8 @@ def spark_session(master: str, work_dir: Path, *, partitions: int = 8) -> Iterat
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
+    # the session of this thread, else the one this process already started (another thread's)
+    active = SparkSession.getActiveSession() or getattr(SparkSession, "_instantiatedSession", None)
     if active is not None and active.sparkContext.master == master:
         yield active
         return
