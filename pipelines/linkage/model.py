@@ -285,6 +285,7 @@ class LinkageModel:
                 raise RuntimeError("a restored model scores the mentions it is given: predict(lf)")
             pairs = self.scorer.predict(self.settings, to_arrow(frame), self.term_frequencies(frame),
                                         self._pair_columns(), threshold)
+            self.last_pairs = len(pairs)
             return self._ordered(pairs)
         if lf is None:
             if not hasattr(self, "_linker"):
@@ -294,7 +295,9 @@ class LinkageModel:
             db = self._db()
             linker = self._linker_for(db.register(to_arrow(lf), table_name="__linkage_input"), lf)
         out = linker.inference.predict(threshold_match_probability=threshold or None, warning_mode="never")
-        return self._pairs(out)
+        pairs = self._pairs(out)
+        self.last_pairs = len(pairs)  # how many pairs scored at or above `threshold` (benchmarks)
+        return pairs
 
     def predict_new(self, new_lf: pd.DataFrame, existing_lf: pd.DataFrame, *, threshold: float = 0.0
                     ) -> pd.DataFrame:
