@@ -150,9 +150,8 @@ def _print_summary(summary) -> None:
     if getattr(summary, "district", None):
         console.print(escape(f"辖区：{summary.district}" + (f"；{summary.district_note}" if summary.district_note
                                                             else "")), soft_wrap=True)
-    if getattr(summary, "engine", "duckdb") != "duckdb" or getattr(summary, "engine_note", None):
-        console.print(escape(f"解析引擎：{summary.engine}" + (f"；{summary.engine_note}" if summary.engine_note
-                                                                 else "")), soft_wrap=True)
+    if getattr(summary, "engine", "duckdb") != "duckdb":
+        console.print(escape(f"解析引擎：{summary.engine}（人员解析：{summary.resolution_mode}）"), soft_wrap=True)
     if getattr(summary, "district_warning", None):
         err_console.print(f"[yellow]警告[/yellow] {escape(summary.district_warning)}", soft_wrap=True)
     for e in summary.exports:

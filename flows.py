@@ -88,7 +88,6 @@ class SyncSummary:
     core_counts: dict[str, int] = field(default_factory=dict)
     resolution_mode: str | None = None
     engine: str = "duckdb"                  # where the pairs were generated and scored (settings.engine)
-    engine_note: str | None = None          # why the engine ran differently than asked (Spark: no incremental)
     quality: dict[str, int] = field(default_factory=dict)
     district: str | None = None             # 辖区 in force: 名称（代码）
     district_note: str | None = None        # how it was established (inferred: evidence and confidence)
@@ -139,7 +138,7 @@ class SyncSummary:
                  f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
                  f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
                  f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
-                 f"- 解析引擎：{self.engine}" + (f"；{self.engine_note}" if self.engine_note else ""),
+                 f"- 解析引擎：{self.engine}",
                  *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
                  "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
         for src, s in sorted(self.per_source().items()):
@@ -290,14 +289,18 @@ def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame,
 
     if not spark:
         return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
-    from engines import spark_scorer
-
-    with spark_scorer(**spark) as scorer:
+    with _spark_scorer(spark) as scorer:
         model.scorer = scorer
         try:
             return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
         finally:
             model.scorer = None
+
+
+def _spark_scorer(options: dict[str, Any]) -> Any:
+    from engines import spark_scorer
+
+    return spark_scorer(**options)
 
 
 def _spark_options(settings: Settings) -> dict[str, Any]:
@@ -328,13 +331,8 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
     on_spark = settings.engine == "spark" and settings.resolution_mode != "deterministic"
     summary.engine = "spark" if on_spark else "duckdb"
     if settings.resolution_mode == "incremental" and not full:
-        if on_spark:
-            # the local re-clustering asks the warehouse set questions in DuckDB and scores
-            # only new × existing pairs in this process; on Spark the whole set is resolved
-            summary.engine_note = ("Spark 引擎不做增量解析：本次在 Spark 上全量解析全部记录（训练、打分、聚类），"
-                                   "人员编号照常沿用")
-        else:
-            linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq)
+        linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq,
+                                  _spark_options(settings) if on_spark else None)
     if linked is None:
         from pipelines.linkage import LinkageModel
         from pipelines.resolve import resolve_mentions
@@ -388,14 +386,15 @@ def _refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tupl
 
 
 def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
-                     next_seq: int) -> Any:
+                     next_seq: int, spark: dict[str, Any] | None = None) -> Any:
     """Resolve only what changed, with the stored model. New mentions are blocked against
     the linkage index and attached to the published persons they match, each person one
     anchor node (`pipelines.resolve.attach_new_mentions`: only new × existing pairs are
     scored). Changed and removed mentions, officers' new decisions, and any group of new
     mentions that would join two persons or that a constraint refuses re-cluster the
     persons they touch in whole (`pipelines.resolve.resolve_component`). None when the
-    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run."""
+    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run.
+    `spark`: score the pairs on Spark (`_spark_options`), as the full run does."""
     from pipelines.linkage import LinkageModel
     from pipelines.linkage.comparisons import BLOCKING_RULES
     from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
@@ -415,45 +414,51 @@ def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, de
     core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
     if not core_ids:
         return _nothing_to_resolve(model, next_seq, changes, con, run_id)
-    rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
-    tf_cols = model.tf_columns()
-    candidates = index.blocked_with(con, core_ids, rules)
-    partners = index.decision_partners(con, core_ids)
-    lf_core = index.features(con, core_ids)
-    lf_cand = index.features(con, candidates)
-    model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
-    cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
-    all_decisions = decisions.active_decisions(con)
-    # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
-    hard = set(core_ids) - (set(changes.new) - set(decided))
-    att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
-                              index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
-    hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
-    hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
-    facts = index.mention_facts(con, att.links["mention_id"])
-    simple, next_seq = _number_new_persons(att.links, facts, next_seq)
-    joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
-    joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
-    joined = joined.merge(att.joined, on="person_id")
-    parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
-    touched = set(simple["person_id"]) | set(att.joined["person_id"])
-    removed = changes.removed
-    if hard_ids or len(removed):
-        lf = index.features(con, hard_ids)
-        model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
-        prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
-        prev_persons = index.persons(con, set(prev_xref["person_id"]))
-        comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
-                                 next_seq, model)
-        parts.append(comp.resolution.xref)
-        log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
-        review = pd.concat([review, comp.candidates], ignore_index=True)
-        touched |= comp.touched_persons
-    xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
-        len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
-    index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
-    return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
-                            touched_persons=frozenset(touched))
+    from contextlib import nullcontext
+
+    # on the Spark engine the pairs of the local re-clustering are scored there too; the
+    # session starts only now that there is something to score
+    with (_spark_scorer(spark) if spark else nullcontext()) as scorer:
+        model.scorer = scorer
+        rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
+        tf_cols = model.tf_columns()
+        candidates = index.blocked_with(con, core_ids, rules)
+        partners = index.decision_partners(con, core_ids)
+        lf_core = index.features(con, core_ids)
+        lf_cand = index.features(con, candidates)
+        model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
+        cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
+        all_decisions = decisions.active_decisions(con)
+        # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
+        hard = set(core_ids) - (set(changes.new) - set(decided))
+        att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
+                                  index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
+        hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
+        hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
+        facts = index.mention_facts(con, att.links["mention_id"])
+        simple, next_seq = _number_new_persons(att.links, facts, next_seq)
+        joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
+        joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
+        joined = joined.merge(att.joined, on="person_id")
+        parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
+        touched = set(simple["person_id"]) | set(att.joined["person_id"])
+        removed = changes.removed
+        if hard_ids or len(removed):
+            lf = index.features(con, hard_ids)
+            model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
+            prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
+            prev_persons = index.persons(con, set(prev_xref["person_id"]))
+            comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
+                                     next_seq, model)
+            parts.append(comp.resolution.xref)
+            log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
+            review = pd.concat([review, comp.candidates], ignore_index=True)
+            touched |= comp.touched_persons
+        xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
+            len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
+        index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
+        return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
+                                touched_persons=frozenset(touched))
 
 
 def _number_new_persons(links: pd.DataFrame, facts: pd.DataFrame, next_seq: int) -> tuple[pd.DataFrame, int]:

@@ -303,6 +303,11 @@ class LinkageModel:
                     ) -> pd.DataFrame:
         """Pairs new × existing and new × new (blocked); existing × existing is never compared."""
         self._require_trained()
+        if self.scorer is not None:
+            pairs = self.scorer.predict_new(self.settings, to_arrow(new_lf), to_arrow(existing_lf),
+                                            self.term_frequencies(new_lf, existing_lf), self._pair_columns(),
+                                            threshold)
+            return self._ordered(pairs)
         db = self._db()
         new_t = db.register(to_arrow(new_lf), table_name="__linkage_new")
         old_t = db.register(to_arrow(existing_lf), table_name="__linkage_existing")

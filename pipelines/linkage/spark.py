@@ -165,30 +165,52 @@ class SparkScorer:
         """Scored pairs (`columns` of Splink's prediction) of `table` (the linkage frame
         as `model.to_arrow` makes it) under the trained `settings`, with the term
         frequencies `tf_tables` (column → frame ``<col>, tf_<col>``)."""
+        return self._score(settings, [table], tf_tables, columns, threshold)
+
+    def predict_new(self, settings: dict[str, Any], new: pa.Table, existing: pa.Table,
+                    tf_tables: dict[str, pd.DataFrame], columns: list[str], threshold: float | None) -> pd.DataFrame:
+        """Pairs new × new and new × existing (blocked; existing × existing never), as
+        `LinkageModel.predict_new` scores them on DuckDB."""
+        return self._score(settings, [new, existing], tf_tables, columns, threshold)
+
+    def _score(self, settings: dict[str, Any], tables: list[pa.Table], tf_tables: dict[str, pd.DataFrame],
+               columns: list[str], threshold: float | None) -> pd.DataFrame:
         from splink import Linker
 
         logging.getLogger("splink").setLevel(logging.WARNING)
         run = self.work_dir / f"run-{next(_RUN)}"
+        tag = f"{run.name.replace('-', '_')}_{id(self)}"
         run.mkdir(parents=True, exist_ok=True)
         try:
-            pq.write_table(table, run / "linkage_input.parquet")
             # Splink breaks the lineage of its intermediate tables as Parquet here
             self.spark.sparkContext.setCheckpointDir(str(run / "checkpoints"))
             db = self._api()
-            inp = db.register(self.spark.read.parquet(str(run / "linkage_input.parquet")),
-                              table_name=f"__linkage_input_{run.name.replace('-', '_')}")
-            linker = Linker(inp, spark_settings(settings), log_level=logging.WARNING, validate_settings=False)
+            inputs = []
+            for i, table in enumerate(tables):
+                path = run / f"linkage_input_{i}.parquet"
+                pq.write_table(table, path)
+                inputs.append(db.register(self.spark.read.parquet(str(path)), table_name=f"__linkage_{i}_{tag}"))
+            linker = Linker(inputs[0], spark_settings(settings), log_level=logging.WARNING, validate_settings=False)
             for col, frame in tf_tables.items():
                 path = run / f"tf_{col}.parquet"
                 pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
-                tf = db.register(self.spark.read.parquet(str(path)), table_name=f"__tf_{col}_{run.name.replace('-', '_')}")
+                tf = db.register(self.spark.read.parquet(str(path)), table_name=f"__tf_{col}_{tag}")
                 linker.table_management.register_term_frequency_lookup(tf, col)
-            scored = linker.inference.predict(threshold_match_probability=threshold or None, warning_mode="never")
-            out = run / "pairs.parquet"
-            self.spark.table(scored.physical_name).select(*columns).write.mode("overwrite").parquet(str(out))
-            scored.drop_table_from_database_and_remove_from_cache()
-            pairs = pq.read_table(out).to_pandas()
-            self.last_run = {"mentions": table.num_rows, "pairs": len(pairs), "work_dir": str(run)}
+            kw = {"threshold_match_probability": threshold or None, "warning_mode": "never"}
+            if len(inputs) == 1:
+                outputs = [linker.inference.predict(**kw)]
+            else:
+                outputs = [linker.inference.predict_within(inputs[0], **kw)]
+                if tables[1].num_rows:
+                    outputs.append(linker.inference.predict_between(inputs[0], inputs[1], **kw))
+            parts = []
+            for i, scored in enumerate(outputs):
+                out = run / f"pairs_{i}.parquet"
+                self.spark.table(scored.physical_name).select(*columns).write.mode("overwrite").parquet(str(out))
+                scored.drop_table_from_database_and_remove_from_cache()
+                parts.append(pq.read_table(out))
+            pairs = pa.concat_tables(parts).to_pandas() if len(parts) > 1 else parts[0].to_pandas()
+            self.last_run = {"mentions": sum(t.num_rows for t in tables), "pairs": len(pairs), "work_dir": str(run)}
             return pairs
         finally:
             if not self.keep_files:
