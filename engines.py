@@ -23,7 +23,8 @@ from typing import Any, Iterator
 
 from settings import ConfigError, Settings
 
-__all__ = ["EngineUnavailable", "java_version", "spark_available", "spark_scorer", "spark_session", "work_dir_of"]
+__all__ = ["EngineUnavailable", "java_version", "require_spark", "spark_available", "spark_scorer", "spark_session",
+           "work_dir_of"]
 
 
 class EngineUnavailable(ConfigError):
@@ -58,6 +59,15 @@ def spark_available() -> str | None:
     if java_version() is None:
         return "未找到 Java（Spark 需要 Java 17 或更高版本：apt-get install openjdk-17-jre-headless，或设置 JAVA_HOME）"
     return None
+
+
+def require_spark(settings: Settings) -> None:
+    """Before a sync starts: `EngineUnavailable` (exit 2) when it is to resolve on Spark
+    and Spark cannot start here, rather than failing after the exports were read."""
+    if settings.engine == "spark" and settings.resolution_mode != "deterministic":
+        why = spark_available()
+        if why:
+            raise EngineUnavailable(why)
 
 
 def work_dir_of(settings: Settings) -> Path:

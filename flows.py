@@ -567,6 +567,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from warehouse import build, load, store
 
     configure_warehouse(settings)
+    if settings.engine == "spark":
+        from engines import require_spark
+
+        require_spark(settings)  # no Java / pyspark: a configuration error now, not after reading
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
@@ -1265,8 +1269,10 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         record(con)
         from warehouse.decisions import new_decision_mentions
 
-        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings, con), full=False,
-                           decided=new_decision_mentions(con))
+        # a decision re-clusters a few persons: on the embedded engine whatever `engine` says
+        # (the same scores; a Spark session would cost more than the work)
+        _resolve_and_build(con, settings.model_copy(update={"engine": "duckdb"}), run_id, summary, False,
+                           _district_context(settings, con), full=False, decided=new_decision_mentions(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         summary.alerts = _alert_counts(con)
         summary.status = "succeeded"

@@ -194,3 +194,16 @@ def test_engine_settings_from_file_and_environment(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_settings(env={"RESIDENTS_ENGINE": "hadoop"})
     assert e.value.key == "engine" and "环境变量" in str(e.value)
+
+
+def test_spark_without_java_is_a_config_error_before_anything_is_read(tmp_path, monkeypatch):
+    """No Java (or no pyspark) with engine = spark: exit 2 naming the engine and why, and
+    no warehouse written."""
+    import engines
+
+    monkeypatch.setattr(engines, "java_version", lambda: None)
+    wh = tmp_path / "w.duckdb"
+    r = runner.invoke(app, ["sync", "--inbox", str(tmp_path), "--warehouse", str(wh), "--engine", "spark"])
+    assert r.exit_code == 2, r.output
+    assert "配置项 engine" in r.output and "Java" in r.output
+    assert not wh.exists()
