@@ -55,10 +55,28 @@ ERROR_CODES: dict[str, ErrorCode] = _table(
 
 def describe(code: str) -> ErrorCode:
     """The registry entry of ``code``; ``KeyError`` names an unregistered code."""
-    try:
-        return ERROR_CODES[code]
-    except KeyError:
-        raise KeyError(f"unregistered error code {code!r}; add it to pipelines/errors.py") from None
+    entry = _lookup(code)
+    if entry is None:
+        raise KeyError(f"unregistered error code {code!r}; add it to pipelines/errors.py")
+    return entry
+
+
+def _lookup(code: str) -> ErrorCode | None:
+    """A registered code, or `code_unknown_<table>` of a code table a department declares
+    in its mapping (`code_tables`): its text is made from the table's label and codes."""
+    entry = ERROR_CODES.get(code)
+    if entry is not None or not code.startswith("code_unknown_"):
+        return entry
+    from schemas.mapping import load_mappings
+
+    name = code.removeprefix("code_unknown_")
+    for mapping in load_mappings():
+        table = mapping.code_tables.get(name)
+        if table is not None:
+            labels = "、".join(table.codes.values())
+            return ErrorCode(code, f"{table.label_zh}无法识别（应为{labels}之一）",
+                             f"请按本部门的{table.label_zh}代码填写：{labels}")
+    return None
 
 
 # --- codes, names, dates, phones (pipelines/normalize/{codes,names,dates,phones}.py) ---
@@ -148,7 +166,7 @@ ERROR_CODES.update(_table(
 
 def error_message(code: str, *, column: str | None = None, value: object = None, detail: str | None = None) -> str:
     """The officer-facing Chinese message for one problem: what, where, which value."""
-    entry = ERROR_CODES.get(code)
+    entry = _lookup(code)
     text = entry.message_zh if entry else f"数据问题（{code}）"
     parts = [f"列“{column}”" if column else None,
              f"原始值“{_short(value)}”" if value not in (None, "") else None, text,
@@ -158,7 +176,7 @@ def error_message(code: str, *, column: str | None = None, value: object = None,
 
 
 def advice(code: str) -> str:
-    entry = ERROR_CODES.get(code)
+    entry = _lookup(code)
     return entry.advice_zh if entry else "请核对原始记录后更正"
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pandas as pd
 
-from schemas.codes import CODE_TABLES
 from schemas.mapping import SourceMapping
 
 __all__ = ["Check", "Suite", "RESULT_COLUMNS", "export_suite", "run_suite", "validate_export"]
@@ -71,10 +70,6 @@ class Suite:
 # --------------------------------------------------------------------------------------
 # suites per source object
 # --------------------------------------------------------------------------------------
-def _codes(table: str) -> list[str]:
-    return sorted(CODE_TABLES[table].codes)
-
-
 def export_suite(mapping: SourceMapping, *, today: dt.date | None = None) -> Suite:
     """The suite of one source object, derived from its mapping (run on normalised records)."""
     today = today or dt.date.today()
@@ -98,10 +93,11 @@ def export_suite(mapping: SourceMapping, *, today: dt.date | None = None) -> Sui
     name_fields = {p.fields.get("name") for p in mapping.persons if not p.present_if_any}
     for spec in mapping.columns:
         name = spec.label_zh or spec.field
-        if spec.kind == "code" and spec.code_table in CODE_TABLES:
+        if spec.kind == "code":
+            table = mapping.code_table_of(spec)
             checks.append(Check("expect_column_values_to_be_in_set",
-                                {"column": spec.field, "value_set": _codes(spec.code_table)},
-                                f"{name}：标准化后均为{spec.code_table}代码表中的代码"))
+                                {"column": spec.field, "value_set": sorted(table.codes)},
+                                f"{name}：标准化后均为{table.label_zh}（{spec.code_table}）代码表中的代码"))
         elif spec.kind == "citizen_id":
             checks.append(Check("expect_column_values_to_be_in_set",
                                 {"column": f"{spec.field}__status", "value_set": USABLE_ID_STATUSES, "mostly": 0.9},

@@ -106,7 +106,7 @@ def normalize_records(
     for spec in mapping.columns:
         raw = mapped[spec.field]
         options = {"birth_date": True} if spec.kind == "date" and spec.field in birth_fields else {}
-        res = normalize_kind(spec.kind, raw, code_table=spec.code_table, **options)
+        res = normalize_kind(spec.kind, raw, code_table=mapping.code_table_of(spec), **options)
         out[spec.field] = res["value"]
         out[f"{spec.field}__raw"] = raw
         for extra in res.columns:

@@ -14,13 +14,16 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.person import (BUILTIN_ROLE_LABELS_ZH, BUILTIN_SOURCE_SYSTEM_LABELS_ZH, PERSON_FIELDS, ROLES,
                             SOURCE_SYSTEMS)
+
+if TYPE_CHECKING:
+    from schemas.codes import CodeTable
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -80,14 +83,32 @@ class ColumnSpec(_Model):
             raise Bad("aliases", f"列 {self.field} 须至少有一个表头别名（aliases）")
         if (self.kind == "code") != (self.code_table is not None):
             raise Bad("code_table", f"列 {self.field}：kind 为 code 的列须声明 code_table（且只有它们）；"
-                             f"允许的 code_table：{' / '.join(CODE_TABLES)}")
-        if self.code_table is not None and self.code_table not in CODE_TABLES:
-            raise Bad("code_table", f"列 {self.field}：未知的 code_table {self.code_table!r}；允许：{' / '.join(CODE_TABLES)}")
-        return self
+                             f"允许的 code_table：{' / '.join(CODE_TABLES)}，或本映射 code_tables 中声明的代码表")
+        return self  # a code_table the mapping declares itself is checked by SourceMapping
 
     @property
     def header(self) -> str:
         return self.aliases[0]
+
+
+class DeclaredCodeTable(_Model):
+    """A department's own vocabulary (残疾等级, 残疾类别 …), declared in its mapping:
+    `codes` code → Chinese label, `aliases` other texts seen in exports → code. Values are
+    mapped like the national tables' (a code, its label or an alias); anything else is an
+    unusable value reported as `code_unknown_<name>`."""
+
+    label_zh: str
+    codes: dict[str, str]
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeclaredCodeTable":
+        if not self.codes:
+            raise Bad("codes", "代码表须至少有一个代码（codes: {代码: 中文名}）")
+        unknown = sorted(t for t, c in self.aliases.items() if c not in self.codes)
+        if unknown:
+            raise Bad("aliases", f"别名 {unknown} 指向未声明的代码；允许：{' / '.join(self.codes)}")
+        return self
 
 
 class RoleRule(_Model):
@@ -192,9 +213,23 @@ class SourceMapping(_Model):
     columns: tuple[ColumnSpec, ...]
     persons: tuple[PersonSpec, ...]
     relationships: tuple[RelationshipSpec, ...] = ()
+    code_tables: dict[str, DeclaredCodeTable] = Field(default_factory=dict)  # the department's own code tables
 
     @model_validator(mode="after")
     def _check(self) -> "SourceMapping":
+        from schemas.codes import CODE_TABLES
+
+        for name in self.code_tables:
+            if not _IDENT.fullmatch(name):
+                raise Bad("code_tables", f"代码表名 {name!r} 无效；允许：小写英文字母开头，只含小写字母、数字和下划线")
+            if name in CODE_TABLES:
+                raise Bad("code_tables", f"代码表 {name!r} 与内置代码表同名；内置代码表不能在映射中重新定义，请换一个名字"
+                                         f"（内置：{' / '.join(CODE_TABLES)}）")
+        allowed_tables = [*CODE_TABLES, *self.code_tables]
+        for c in self.columns:
+            if c.code_table is not None and c.code_table not in allowed_tables:
+                raise Bad("code_table", f"列 {c.field}：未知的 code_table {c.code_table!r}；允许：{' / '.join(allowed_tables)}"
+                                        "（或在本映射的 code_tables 中声明）")
         if not _IDENT.fullmatch(self.source_system):
             raise Bad("source_system", f"source_system {self.source_system!r} 无效；允许：小写英文字母开头，只含小写字母、数字和"
                              "下划线（也是收件箱中该部门子目录的名称）")
@@ -268,6 +303,18 @@ class SourceMapping(_Model):
             return tuple(self.column(f) for f in self.facts.columns)
         taken = {f for p in self.persons for f in p.fields.values()}
         return tuple(c for c in self.columns if c.field not in taken)
+
+    def code_table_of(self, spec: ColumnSpec) -> "CodeTable | None":
+        """The code table a `kind: code` column maps to: the mapping's own, or a national one."""
+        from schemas.codes import CODE_TABLES, CodeTable
+
+        if spec.code_table is None:
+            return None
+        own = self.code_tables.get(spec.code_table)
+        if own is not None:
+            return CodeTable(name=spec.code_table, label_zh=own.label_zh, standard="", codes=dict(own.codes),
+                             aliases=dict(own.aliases))
+        return CODE_TABLES[spec.code_table]
 
     # -- lookups used by connectors and pipelines ---------------------------------
     @functools.cached_property

@@ -98,3 +98,39 @@ def copy_inbox_until(src: Path, dst: Path, day) -> None:
 
 def export_days(inbox: Path) -> list:
     return sorted({ef.export_date for ef in discover_exports(inbox).files})
+
+
+def analyst_build_mode(settings) -> str:
+    """How the last publish wrote the analyst file (build_info.mode)."""
+    con = duckdb.connect(str(settings.resolved_analyst_warehouse()), read_only=True)
+    try:
+        return con.execute("SELECT mode FROM build_info").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def assert_analyst_file_is_a_fresh_build(settings, work: Path) -> str:
+    """The published analyst file (however the last publish wrote it: updated in place for
+    the persons a scoped sync touched, or in full) holds exactly what a full build from
+    the published officer warehouse holds; returns how it was written."""
+    from warehouse import analyst
+
+    work.mkdir(parents=True, exist_ok=True)
+    copy, fresh = work / "officer-copy.duckdb", work / "fresh.analyst.duckdb"
+    shutil.copyfile(settings.warehouse, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        analyst.build(con, fresh, settings.resolved_pseudonym_key())
+    finally:
+        con.close()
+    published = duckdb.connect(str(settings.resolved_analyst_warehouse()), read_only=True)
+    rebuilt = duckdb.connect(str(fresh), read_only=True)
+    try:
+        for table in analyst.TABLES:
+            a, b = (c.execute(f"SELECT * FROM {table.name} ORDER BY ALL NULLS FIRST").df()
+                    for c in (published, rebuilt))
+            pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=f"analyst.{table.name}")
+    finally:
+        published.close()
+        rebuilt.close()
+    return analyst_build_mode(settings)

@@ -64,7 +64,7 @@ def _text_cells(df: pd.DataFrame) -> pd.DataFrame:
 def test_the_analyst_file_is_published_next_to_the_warehouse_with_the_declared_tables(synced, analyst_tables):
     wh, analyst = synced
     assert analyst == wh.with_name("warehouse.analyst.duckdb") and analyst.exists()
-    assert set(analyst_tables) == {t.name for t in TABLES}
+    assert set(analyst_tables) == {t.name for t in TABLES} | {"build_info"}
     assert len(analyst_tables["person"]) > 50
     con = duckdb.connect(str(analyst), read_only=True)
     undocumented = con.execute("SELECT table_name, column_name FROM duckdb_columns() "
@@ -206,3 +206,34 @@ def test_the_analyst_file_has_no_free_text_address_and_nothing_below_the_buildin
     for name, df in analyst_tables.items():
         for col, values in _text_cells(df).items():
             assert not values.isin(texts).any(), (name, col)
+
+
+def test_a_publish_without_the_analyst_file_makes_the_next_one_build_it_in_full(synced, tmp_path):
+    """The analyst file is updated in place only when it was built from the previous
+    publish: a change published without it (here a bare `store.transaction`) is caught by
+    `quality.publish`, and the next publish builds the file in full."""
+    import shutil
+
+    from flows import apply_decisions
+    from tests.e2e_helpers import assert_analyst_file_is_a_fresh_build
+    from warehouse import store
+    from warehouse.decisions import link_persons
+
+    wh0, analyst0 = synced
+    wh = tmp_path / "warehouse.duckdb"
+    shutil.copy2(wh0, wh)
+    shutil.copy2(analyst0, wh.with_name("warehouse.analyst.duckdb"))
+    with store.transaction(wh) as con:
+        con.execute("UPDATE core.person SET ethnicity = '测试族' WHERE person_id = (SELECT min(person_id) FROM core.person)")
+    settings = load_settings(inbox=wh0.parent / "inbox", warehouse=wh, lock_timeout_s=30, env=ENV)
+    con = duckdb.connect(str(wh), read_only=True)
+    pa, pb = (r[0] for r in con.execute("SELECT person_id FROM core.person ORDER BY person_id DESC LIMIT 2").fetchall())
+    con.close()
+    apply_decisions(settings, lambda c: link_persons(c, pa, pb, decided_by="测试员", reason="同一人"))
+    assert assert_analyst_file_is_a_fresh_build(settings, tmp_path / "fresh") == "full"
+    con = duckdb.connect(str(settings.resolved_analyst_warehouse()), read_only=True)
+    try:
+        assert con.execute("SELECT why_full FROM build_info").fetchall() == [("missed_publish",)]
+        assert con.execute("SELECT count(*) FROM person WHERE ethnicity = '测试族'").fetchall()[0][0] == 1
+    finally:
+        con.close()

@@ -17,7 +17,7 @@ import synth
 from cli import app
 from flows import Selection, apply_decisions
 from settings import load_settings
-from tests.e2e_helpers import sync
+from tests.e2e_helpers import assert_analyst_file_is_a_fresh_build, sync
 from warehouse import store
 from warehouse.decisions import link_persons, unlink
 
@@ -66,10 +66,13 @@ def test_cannot_link_splits_and_holds_on_every_later_run(base, tmp_path):
     inbox, loaded = base
     wh = tmp_path / "w.duckdb"
     shutil.copy2(loaded, wh)
+    shutil.copy2(loaded.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
     a, b = two_mentions_of_one_person(wh)
     settings = load_settings(inbox=inbox, warehouse=wh, env={})
     apply_decisions(settings, lambda con: unlink(con, a, b, decided_by="测试员", reason="不同人"))
     assert person_of(wh, a) != person_of(wh, b)
+    # the analyst file follows the split person only, and equals a fresh build
+    assert assert_analyst_file_is_a_fresh_build(settings, tmp_path / "analyst") == "incremental"
     # a plain nightly run and a full reload both keep the decision
     sync(inbox, wh)
     assert person_of(wh, a) != person_of(wh, b)
@@ -88,11 +91,13 @@ def test_must_link_merges_keeps_the_older_id_and_holds(base, tmp_path):
     inbox, loaded = base
     wh = tmp_path / "w.duckdb"
     shutil.copy2(loaded, wh)
+    shutil.copy2(loaded.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
     a, b = two_singletons(wh)
     pa, pb = person_of(wh, a), person_of(wh, b)
     settings = load_settings(inbox=inbox, warehouse=wh, env={})
     apply_decisions(settings, lambda con: link_persons(con, pa, pb, decided_by="测试员"))
     assert person_of(wh, a) == person_of(wh, b) == min(pa, pb)
+    assert assert_analyst_file_is_a_fresh_build(settings, tmp_path / "analyst") == "incremental"
     sync(inbox, wh, Selection(sources=("low_income",), force=True))
     assert person_of(wh, a) == person_of(wh, b) == min(pa, pb)
 

@@ -50,16 +50,24 @@ columns:
   - {field: gender, aliases: [性别], label_zh: 性别, kind: code, code_table: gender}
   - {field: citizen_id, aliases: [身份证号, 公民身份号码], label_zh: 身份证号, kind: citizen_id, required: true}
   - {field: category, aliases: [残疾类别], label_zh: 残疾类别, required: true}
-  - {field: level, aliases: [残疾等级], label_zh: 残疾等级}
+  - {field: level, aliases: [残疾等级], label_zh: 残疾等级, kind: code, code_table: disability_level}
   - {field: issued_on, aliases: [发证日期], label_zh: 发证日期, kind: date}
   - {field: phone, aliases: [联系电话], label_zh: 联系电话, kind: phone}
 persons:
   - role: holder
     fields: {name: name, gender: gender, citizen_id: citizen_id, phone: phone}
+code_tables:   # the department's own vocabulary: code → label, and other spellings seen
+  disability_level:
+    label_zh: 残疾等级
+    codes: {"1": 一级, "2": 二级, "3": 三级, "4": 四级}
+    aliases: {壹级: "1", 贰级: "2", 叁级: "3", 肆级: "4", 一: "1", 二: "2", 三: "3", 四: "4"}
 """
 
 CATEGORIES = ["视力残疾", "听力残疾", "言语残疾", "肢体残疾", "智力残疾", "精神残疾", "多重残疾"]
 LEVELS = ["一级", "二级", "三级", "四级"]
+#: how the roster writes each level: a label, a code, an alias, a label (mapped by the YAML's code table)
+LEVELS_WRITTEN = ["一级", "2", "叁级", "四级"]
+LEVEL_CODES = ["1", "2", "3", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +91,8 @@ def _holders(warehouse: Path, n: int) -> pd.DataFrame:
         con.close()
 
 
-def _write_roster(path: Path, holders: pd.DataFrame) -> None:
+def _write_roster(path: Path, holders: pd.DataFrame, *, unknown_level_at: int | None = None) -> None:
+    """One row per holder; the row at `unknown_level_at` has a level no code table knows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -92,7 +101,8 @@ def _write_roster(path: Path, holders: pd.DataFrame) -> None:
     ws.append(["残疾人证号", "姓名", "性别", "身份证号", "残疾类别", "残疾等级", "发证日期", "联系电话"])
     for k, row in enumerate(holders.itertuples()):
         ws.append([f"{row.citizen_id}{k % 7 + 1}{k % 4 + 1}", row.name, "男" if row.gender == "1" else "女",
-                   row.citizen_id, CATEGORIES[k % 7], LEVELS[k % 4], "2020-05-0" + str(k % 9 + 1),
+                   row.citizen_id, CATEGORIES[k % 7], "五级" if k == unknown_level_at else LEVELS_WRITTEN[k % 4],
+                   "2020-05-0" + str(k % 9 + 1),
                    f"1390437{k:04d}"])
     wb.save(path)
 
@@ -102,9 +112,9 @@ def test_a_sixth_department_loads_into_an_existing_warehouse_from_its_yaml_alone
     mappings_dir = root / "mappings"
     mappings_dir.mkdir()
     (mappings_dir / "disability_roster.yaml").write_text(DISABILITY_YAML, encoding="utf-8")
-    holders = _holders(warehouse, 25)
-    assert len(holders) == 25
-    _write_roster(inbox / "disability" / "残疾人名册_202611.xlsx", holders)
+    holders = _holders(warehouse, 26)
+    assert len(holders) == 26
+    _write_roster(inbox / "disability" / "残疾人名册_202611.xlsx", holders, unknown_level_at=25)
     config = root / "residents.toml"
     config.write_text(f'mappings_dir = "{mappings_dir}"\n', encoding="utf-8")
     try:
@@ -112,23 +122,35 @@ def test_a_sixth_department_loads_into_an_existing_warehouse_from_its_yaml_alone
         summary = run_sync(settings)
         assert summary.status == "succeeded", [e.message for e in summary.exports if e.message]
         loaded = [e for e in summary.exports if e.source_system == "disability"]
-        assert [e.status for e in loaded] == ["loaded"] and loaded[0].rows_accepted == 25
+        assert [e.status for e in loaded] == ["loaded"] and loaded[0].rows_accepted == 26
 
         con = duckdb.connect(str(warehouse), read_only=True)
         # linked by ID to the persons the warehouse already held: no new person
         xref = con.execute("SELECT source_locator, person_id, role FROM core.person_xref "
                            "WHERE source_system = 'disability'").df()
-        assert len(xref) == 25 and set(xref["role"]) == {"holder"}
+        assert len(xref) == 26 and set(xref["role"]) == {"holder"}
         assert set(xref["person_id"]) == set(holders["person_id"])
-        # its own attributes, in core and (masked) in mart, with Chinese comments from the YAML
+        # its own attributes, in core and (masked) in mart, with Chinese comments from the YAML;
+        # the level through the department's own code table: label, code and alias all map to the code
         facts = con.execute("SELECT person_id, category, level, issued_on FROM core.disability_certificate").df()
-        assert len(facts) == 25 and set(facts["category"]) == set(CATEGORIES) and set(facts["level"]) == set(LEVELS)
+        assert len(facts) == 26 and set(facts["category"]) == set(CATEGORIES)
         by_person = facts.set_index("person_id")
+        for k in range(25):
+            assert by_person.loc[holders.iloc[k].person_id, "level"] == LEVEL_CODES[k % 4]
+        assert pd.isna(by_person.loc[holders.iloc[25].person_id, "level"])   # 五级: no such level
         first = holders.iloc[0]
         assert by_person.loc[first.person_id, "category"] == CATEGORIES[0]
         mart = con.execute("SELECT person_name, category, level, citizen_id_masked "
                            "FROM mart.disability_certificate WHERE person_id = ?", [first.person_id]).df()
-        assert mart.iloc[0]["person_name"] == first["name"] and mart.iloc[0]["level"] == LEVELS[0]
+        assert mart.iloc[0]["person_name"] == first["name"] and mart.iloc[0]["level"] == LEVEL_CODES[0]
+        # the unknown level is an unusable value, named by file, row and column, in Chinese
+        rejected = con.execute("SELECT source_object, source_locator, source_column, raw_value, error_code, message, "
+                               "is_row_rejected FROM quality.rejected_record WHERE source_system = 'disability'").df()
+        assert len(rejected) == 1, rejected
+        bad = rejected.iloc[0]
+        assert (bad["source_column"], bad["raw_value"], bad["error_code"]) == ("残疾等级", "五级", "code_unknown_disability_level")
+        assert not bad["is_row_rejected"] and "残疾人名册_202611.xlsx" in bad["source_object"] + bad["source_locator"]
+        assert "残疾等级无法识别" in bad["message"] and "一级、二级、三级、四级" in bad["message"]
         assert "*" in mart.iloc[0]["citizen_id_masked"]
         # fields taken into the person (name, ID, phone) are in core.person, not repeated as facts
         assert {"certificate_no", "category", "level", "issued_on"} <= set(con.execute(
@@ -144,7 +166,7 @@ def test_a_sixth_department_loads_into_an_existing_warehouse_from_its_yaml_alone
                       for s in block.split(";") if s.strip()]
         assert len(statements) == 2
         counts = con.execute(statements[0]).df()
-        assert counts["holders"].sum() == 25
+        assert counts["holders"].sum() == 26
         con.execute(statements[1]).df()
         view_comments = con.execute(
             "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'mart' AND table_name = 'disability_certificate' "
@@ -200,7 +222,10 @@ def test_a_broken_mapping_fails_its_department_alone_naming_file_and_key(world, 
     (("kind: phone", "kind: telephone"), "columns.7.kind", "phone"),
     (("record_key: certificate_no\n", "record_key: certificate_no\nrecord_keys: x\n"), "record_keys",
      "record_key"),
-    (("{field: level, ", "{field: level, kind: code, "), None, "code_table"),
+    (("code_table: disability_level}", "}"), None, "code_table"),
+    (("code_table: disability_level}", "code_table: disability_grade}"), "code_table", "disability_level"),
+    (("  disability_level:\n", "  gender:\n"), "code_tables", "与内置代码表同名"),
+    (('肆级: "4"', '肆级: "5"'), "aliases", "1 / 2 / 3 / 4"),
 ])
 def test_each_mapping_problem_names_the_key_and_what_is_allowed(tmp_path, change, key, allowed):
     path = tmp_path / "m.yaml"

@@ -18,7 +18,8 @@ import pytest
 import synth
 from flows import Selection, run_sync
 from settings import load_settings
-from tests.e2e_helpers import COMPARED_TABLES, assert_same, copy_inbox_until, export_days, snapshot
+from tests.e2e_helpers import (COMPARED_TABLES, assert_analyst_file_is_a_fresh_build, assert_same, copy_inbox_until,
+                               export_days, snapshot)
 
 #: the core tables, and the findings a scoped run refreshes for the persons it touched
 TABLES = [*COMPARED_TABLES, "quality.finding"]
@@ -53,13 +54,16 @@ def test_nightly_increments_equal_a_full_rebuild(inbox, full, tmp_path):
     half = days[len(days) // 2]
     copy_inbox_until(inbox, daily, half)
     assert run_sync(_settings(daily, wh)).resolution_mode == "full"   # the first load
-    modes = []
+    modes, analyst_modes = [], []
     for day in [d for d in days if d > half]:
         copy_inbox_until(inbox, daily, day)
         summary = run_sync(_settings(daily, wh))
         if summary.status != "unchanged":
             modes.append(summary.resolution_mode)
+            # the analyst file, updated for the persons the night touched, equals a fresh build
+            analyst_modes.append(assert_analyst_file_is_a_fresh_build(_settings(daily, wh), tmp_path / str(day)))
     assert len(modes) >= 2 and set(modes) == {"incremental"}, modes
+    assert set(analyst_modes) == {"incremental"}, analyst_modes
     a, b = snapshot(full, TABLES, canonical_ids=True), snapshot(wh, TABLES, canonical_ids=True)
     # the documented difference: increments score with the stored model (trained on the
     # first load), a rebuild with one trained on everything; probabilities of the same
@@ -99,6 +103,8 @@ def test_database_changes_applied_incrementally_equal_a_rebuild(inbox, tmp_path)
     summary = run_sync(_settings(work, wh))
     assert summary.resolution_mode == "incremental"
     assert {e.source_object for e in summary.loaded} == {"T_YLFN", "T_ZN"}
+    # retracted and corrected records: the analyst file follows the persons they touched
+    assert assert_analyst_file_is_a_fresh_build(_settings(work, wh), tmp_path / "analyst") == "incremental"
     shutil.copy2(wh, rebuilt)
     assert run_sync(_settings(work, rebuilt), selection=Selection(full=True)).resolution_mode == "full"
     a, b = snapshot(rebuilt, TABLES, canonical_ids=True), snapshot(wh, TABLES, canonical_ids=True)

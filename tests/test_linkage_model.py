@@ -304,3 +304,35 @@ def test_every_comparison_and_level_has_a_chinese_label_for_officers():
     assert not missing, f"add these to pipelines/linkage/labels_zh.py: {missing}"
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in v) for v in [*COMPARISON_LABELS_ZH.values(),
                                                                      *LEVEL_LABELS_ZH.values()])
+
+
+def test_citizen_id_levels_evaluate_on_digit_strings_of_every_length():
+    """DuckDB evaluates both sides of an AND on whole vectors: a 1M-resident full sync
+    failed with "Strings must be of equal length" from `hamming` on pairs of IDs of
+    different lengths. Every level of the citizen-ID comparison, evaluated as Splink's
+    CASE over all pairs of digit strings of lengths 6–18, must run and give the levels
+    the lengths allow."""
+    import random
+
+    import duckdb
+
+    from pipelines.linkage.comparisons import CITIZEN_ID
+
+    rnd = random.Random(5)
+    base = "".join(rnd.choice("0123456789") for _ in range(17))
+    ids = [base, base[:16] + str((int(base[16]) + 1) % 10)]          # one sequence digit apart
+    ids += ["".join(rnd.choice("0123456789") for _ in range(n)) for n in [6, 8, 14, 15, 16, 18] * 300]
+    ids += ["".join(rnd.choice("0123456789") for _ in range(17)) for _ in range(1500)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, d VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(ids)))
+    case = "CASE " + " ".join(f"WHEN {lv.sql} THEN '{lv.label}'" for lv in CITIZEN_ID.levels) + " END"
+    got = con.execute(f"""
+        WITH pairs AS (
+            SELECT l.i AS i_l, r.i AS i_r, l.d AS id_digits_l, r.d AS id_digits_r,
+                   'typo' AS id_kind_l, 'typo' AS id_kind_r, NULL AS cid_l, NULL AS cid_r
+            FROM t l, t r WHERE l.i < r.i AND l.i < 60)
+        SELECT i_l, i_r, length(id_digits_l) = 17 AND length(id_digits_r) = 17, {case} FROM pairs""").fetchall()
+    levels = {(a, b): lv for a, b, _, lv in got}
+    assert levels[(0, 1)] == "sequence_edit"
+    assert all(lv not in ("one_edit", "sequence_edit", "two_edits") for _, _, both_17, lv in got if not both_17)

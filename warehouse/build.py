@@ -640,6 +640,52 @@ def _key_table(con: duckdb.DuckDBPyConnection, name: str, keys: frozenset, sql_t
             con.unregister("_key_batch")
 
 
+#: temp tables a scoped build leaves on its connection: the persons (before and after,
+#: retired ones included, and everyone named in a core row it removed) and the addresses
+#: whose core rows it deleted and derived again.
+#: Files derived from the warehouse at publish (warehouse.analyst) follow the same scope;
+#: after a full build the tables do not exist (everything changed).
+SCOPE_PERSONS, SCOPE_ADDRESSES = "build_scope_person", "build_scope_address"
+
+
+_DELETE = re.compile(r"^\s*DELETE FROM (\w+\.\w+)(?:\s+(\w+))?\s+WHERE\s+(.*)$", re.S)
+
+
+def _touched_by_deletes(con: duckdb.DuckDBPyConnection, scope: BuildScope) -> None:
+    """`_touched`: every person named (in any person-id column) by a core row the scoped
+    deletes are about to remove. A row can depend on a person through another row (a
+    child's mother through the family-planning woman): whoever is named in a removed
+    row may see their derived rows change, even when they are not re-clustered."""
+    person_columns = {t.qualified: [c.name for c in t.columns if c.name == "person_id" or c.name.endswith("_person_id")
+                                    or c.name in ("person_id_from", "person_id_to")]
+                      for t in core_tables()}
+    con.execute("CREATE OR REPLACE TEMP TABLE _touched (k VARCHAR)")
+    for stmt in [x for x in _scoped(_SCOPED_DELETES, scope).split(";\n") if x.strip()]:
+        m = _DELETE.match(stmt)
+        if m is None:
+            raise ValueError(f"scoped delete not understood: {stmt[:80]}")
+        table, alias, cond = m.group(1), m.group(2) or "", m.group(3)
+        cols = person_columns.get(table, [])
+        if cols:
+            con.execute(f"INSERT INTO _touched SELECT unnest([{', '.join(cols)}]) FROM {table} {alias} WHERE {cond}")
+
+
+def _record_scope(con: duckdb.DuckDBPyConnection, scope: BuildScope | None) -> None:
+    if scope is None:
+        con.execute(f"DROP TABLE IF EXISTS temp.{SCOPE_PERSONS}; DROP TABLE IF EXISTS temp.{SCOPE_ADDRESSES}")
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SCOPE_PERSONS} AS "
+                "SELECT k FROM _dp WHERE k IS NOT NULL UNION SELECT k FROM _touched WHERE k IS NOT NULL")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SCOPE_ADDRESSES} AS SELECT DISTINCT k FROM _da WHERE k IS NOT NULL")
+
+
+def build_scope(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    """The temp tables (persons, addresses) of the scoped build run on `con`, or None when
+    no build ran on it or the build was full."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
+    return (SCOPE_PERSONS, SCOPE_ADDRESSES) if {SCOPE_PERSONS, SCOPE_ADDRESSES} <= have else None
+
+
 def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
                scope: BuildScope | None = None) -> dict[str, int]:
     """Derive every core table (except person_xref and the merge log) from staging.
@@ -660,6 +706,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         _key_table(con, "_dp0", scope.persons, "VARCHAR")
         _key_table(con, "_dx", scope.exports, "BIGINT")
         _run(con, _SCOPE_SETS, None)
+        _touched_by_deletes(con, scope)
         _run(con, _SCOPED_DELETES, scope)
     _run(con, _PERSON_MENTIONS, scope)
     for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
@@ -668,6 +715,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     for mapping in load_mappings():
         if mapping.facts is not None:
             _run(con, declared_facts_sql(mapping), None)
+    _record_scope(con, scope)
     counts = {}
     for t in core_tables():
         counts[t.qualified] = con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
@@ -677,5 +725,5 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     return counts
 
 
-__all__ = ["BuildScope", "build_core", "read_current_mentions", "read_previous_resolution", "write_resolution",
+__all__ = ["BuildScope", "build_core", "build_scope", "SCOPE_PERSONS", "SCOPE_ADDRESSES", "read_current_mentions", "read_previous_resolution", "write_resolution",
            "ALERT"]

@@ -500,6 +500,15 @@ DISTRICT = Table(
 )
 
 
+PUBLISH = Table(
+    "quality", "publish",
+    "发布记录：仓库每发布一次一行；由它派生的文件（分析员去标识化仓库）据此判断自己是否由上一次发布生成",
+    (C("seq", "BIGINT", "发布序号（从 1 起递增）", True), C("generation", "VARCHAR", "发布编号（随机，唯一）", True),
+     C("published_at", "TIMESTAMP", "发布时间", True), C("run_id", "VARCHAR", "发布它的运行编号"),
+     C("flow", "VARCHAR", "发布它的流程（nightly_sync、decision 等）")),
+)
+
+
 def core_tables() -> tuple[Table, ...]:
     return (PERSON, PERSON_XREF, PERSON_MERGE_LOG, LINK_DECISION, MATCH_CANDIDATE, ADDRESS, ADDRESS_XREF,
             PERSON_ADDRESS, RELATIONSHIP, MARRIAGE, CREMATION,
@@ -513,7 +522,8 @@ def staging_tables() -> tuple[Table, ...]:
 
 
 def quality_tables() -> tuple[Table, ...]:
-    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL, DISTRICT, AUDIT)
+    return (SCHEMA_VERSION, RUN, LOAD_LEDGER, REJECTED_RECORD, EXPECTATION_RESULT, FINDING, LINKAGE_MODEL, DISTRICT, AUDIT,
+            PUBLISH)
 
 
 def all_tables() -> tuple[Table, ...]:

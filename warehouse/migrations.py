@@ -50,6 +50,8 @@ MIGRATIONS: list[Migration] = [
     (3, "quality.district: the district, inferred from the data or configured (filled by the next sync)",
      lambda con: None),
     (4, "quality.audit: the append-only audit log of officers' views and changes of persons", lambda con: None),
+    (5, "quality.publish: one row per publish, so derived files know the state they were built from",
+     lambda con: None),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

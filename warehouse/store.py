@@ -20,6 +20,7 @@ import fcntl
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             fold_pending_runs(con, path)
             fold_journal(con, path)  # audit entries written since the last publish (warehouse.audit)
             yield con
+            record_publish(con, run_id=run_id, flow=flow)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
             if fail_before_publish:
@@ -367,6 +369,29 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         history.record(path, history_days)
         if lake is not None:
             _publish_lake(path, lake, run_id, on_lake)
+
+
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
+def record_publish(con: duckdb.DuckDBPyConnection, *, run_id: str | None, flow: str | None) -> str:
+    """Record this publish in quality.publish (a new random generation) and return it.
+
+    Every publish writes one, whoever calls `transaction`, so a file derived from the
+    warehouse (the analyst file) that records the generation it was built from can tell
+    whether anything was published since without it."""
+    generation = uuid.uuid4().hex.translate(_LETTERS)   # letters only: never mistaken for a number
+    con.execute("INSERT INTO quality.publish SELECT coalesce(max(seq), 0) + 1, ?, now(), ?, ? FROM quality.publish",
+                [generation, run_id, flow])
+    return generation
+
+
+def publish_generations(con: duckdb.DuckDBPyConnection) -> tuple[str | None, str | None]:
+    """(this publish's generation, the one before it) — inside a transaction, after
+    `record_publish`; None where there is none."""
+    rows = [r[0] for r in con.execute("SELECT generation FROM quality.publish ORDER BY seq DESC LIMIT 2").fetchall()]
+    rows += [None, None]
+    return rows[0], rows[1]
 
 
 def _publish_lake(path: Path, lake: Any, run_id: str | None, on_lake: Callable[[Any], None] | None) -> None:

@@ -117,13 +117,15 @@ def _months(raw: pd.Series, **_: object) -> pd.DataFrame:
     return parse_months(raw)
 
 
-def _codes(raw: pd.Series, *, code_table: str | None = None, **_: object) -> pd.DataFrame:
+def _codes(raw: pd.Series, *, code_table: object = None, **_: object) -> pd.DataFrame:
+    """`code_table`: a `CodeTable` (a mapping's own, `SourceMapping.code_table_of`) or the
+    name of a national one."""
     from pipelines.normalize.codes import map_codes
     from schemas.codes import CODE_TABLES
 
     if code_table is None:
         raise ValueError("a 'code' field needs a code_table")
-    return map_codes(raw, CODE_TABLES[code_table])
+    return map_codes(raw, CODE_TABLES[code_table] if isinstance(code_table, str) else code_table)
 
 
 def _phones(raw: pd.Series, **_: object) -> pd.DataFrame:
@@ -149,7 +151,7 @@ NORMALIZERS: dict[str, Callable[..., pd.DataFrame]] = {
 }
 
 
-def normalize_kind(kind: str, raw: pd.Series, *, code_table: str | None = None, **options: object) -> pd.DataFrame:
+def normalize_kind(kind: str, raw: pd.Series, *, code_table: object = None, **options: object) -> pd.DataFrame:
     """Run the normaliser of `kind` on a raw column (`options`: e.g. `birth_date=True`
     for a date column that holds birth dates)."""
     raw = raw if isinstance(raw, pd.Series) else pd.Series(raw)

@@ -335,7 +335,8 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int) -> tuple[list[St
     decision = ["--warehouse", str(wh), "--by", "bench", "--reason", "bench"]
     link = measure("link", [cli, "link", person_a, person_b, *decision], logs, work)
     steps.append(link)
-    steps.append(measure("unlink", [cli, "unlink", mention_a, mention_b, *decision], logs, work) if link.ok
+    # the officer's undo contradicts the link just stored: it must be forced, with a reason
+    steps.append(measure("unlink", [cli, "unlink", mention_a, mention_b, *decision, "--force"], logs, work) if link.ok
                  else Step("unlink", skipped="link failed"))
     return steps, notes
 
