@@ -99,6 +99,9 @@ def spark_session(master: str, work_dir: Path, *, partitions: int = 8) -> Iterat
                .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
                .config("spark.local.dir", str(work_dir / "local"))
                .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR"))
+    if master.startswith("local"):
+        # everything in this process: no need for the host name to resolve (CI containers)
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - the JVM or the master could not be reached
