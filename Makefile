@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 VENV   := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test bench bench-scale clean lint
+.PHONY: install demo test bench bench-scale bench-engines clean lint
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,6 +35,9 @@ bench: install
 
 bench-scale: install
 	$(VENV)/bin/python tests/benchmarks/bench_scale.py $(BENCH_ARGS)
+
+bench-engines: install
+	$(VENV)/bin/python tests/benchmarks/engines.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache demo_output

@@ -150,6 +150,8 @@ def _print_summary(summary) -> None:
     if getattr(summary, "district", None):
         console.print(escape(f"辖区：{summary.district}" + (f"；{summary.district_note}" if summary.district_note
                                                             else "")), soft_wrap=True)
+    if getattr(summary, "engine", "duckdb") != "duckdb":
+        console.print(escape(f"解析引擎：{summary.engine}（人员解析：{summary.resolution_mode}）"), soft_wrap=True)
     if getattr(summary, "district_warning", None):
         err_console.print(f"[yellow]警告[/yellow] {escape(summary.district_warning)}", soft_wrap=True)
     for e in summary.exports:
@@ -208,14 +210,17 @@ def generate(households: int = typer.Option(1000, "--households", "-n", help="�
 @app.command()
 def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = WarehouseOpt,
          family_planning_url: Optional[str] = FpUrlOpt, config: Optional[Path] = ConfigOpt,
-         full: bool = typer.Option(False, "--full", help="全量重建：重新解析全部人员、重建全部核心表（默认只处理变化的部分）")
+         full: bool = typer.Option(False, "--full", help="全量重建：重新解析全部人员、重建全部核心表（默认只处理变化的部分）"),
+         engine: Optional[str] = typer.Option(None, "--engine", help="人员解析引擎：duckdb（默认，本机）或 spark（记录对的生成与打分在 Spark 上运行）"),
+         spark_master: Optional[str] = typer.Option(None, "--spark-master", help="engine 为 spark 时的 Spark master，如 local[2]、spark://主机:7077（默认 local[2]）"),
          ) -> None:
     """每晚同步：装载所有尚未装载的导出，只重算受影响的人员和地址（nightly_sync 流程）。
 
     配置了 Prefect 服务器（PREFECT_API_URL）时作为该服务器上的流程运行；否则直接运行各阶段，不启动临时服务器。"""
     from warehouse.exceptions import WarehouseBusyError
 
-    settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url)
+    settings = _settings(config, inbox=inbox, warehouse=warehouse, family_planning_url=family_planning_url,
+                         engine=engine, spark_master=spark_master)
     try:
         if _prefect_server_configured():
             from flows import nightly_sync
@@ -223,7 +228,7 @@ def sync(inbox: Optional[Path] = InboxOpt, warehouse: Optional[Path] = Warehouse
             _pass_by_reference(family_planning_url)
             summary = _summary_from_json(_run_flow(
                 nightly_sync, inbox=str(settings.inbox), warehouse=str(settings.warehouse),
-                config_file=str(config) if config else None, full=full))
+                config_file=str(config) if config else None, full=full, engine=engine, spark_master=spark_master))
         else:
             from flows import Selection, sync as run
 

@@ -86,6 +86,7 @@ class SyncSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     core_counts: dict[str, int] = field(default_factory=dict)
     resolution_mode: str | None = None
+    engine: str = "duckdb"                  # where the pairs were generated and scored (settings.engine)
     quality: dict[str, int] = field(default_factory=dict)
     district: str | None = None             # 辖区 in force: 名称（代码）
     district_note: str | None = None        # how it was established (inferred: evidence and confidence)
@@ -136,6 +137,7 @@ class SyncSummary:
                  f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
                  f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
                  f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
+                 f"- 解析引擎：{self.engine}",
                  *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
                  "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
         for src, s in sorted(self.per_source().items()):
@@ -278,10 +280,33 @@ def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str |
 
 @_task(name="resolve_persons")
 def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame, prev_xref: pd.DataFrame,
-                 prev_persons: pd.DataFrame, next_sequence: int, model: Any) -> Any:
+                 prev_persons: pd.DataFrame, next_sequence: int, model: Any, spark: dict[str, Any] | None = None
+                 ) -> Any:
+    """`spark`: master, work_dir, partitions (`_spark_options`) to generate and score the
+    pairs on Spark (`engines.spark_scorer`); None: all of it here, on DuckDB."""
     from pipelines.resolve import resolve_component
 
-    return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
+    if not spark:
+        return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
+    with _spark_scorer(spark) as scorer:
+        model.scorer = scorer
+        try:
+            return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
+        finally:
+            model.scorer = None
+
+
+def _spark_scorer(options: dict[str, Any]) -> Any:
+    from engines import spark_scorer
+
+    return spark_scorer(**options)
+
+
+def _spark_options(settings: Settings) -> dict[str, Any]:
+    from engines import work_dir_of
+
+    return {"master": settings.spark_master, "work_dir": str(work_dir_of(settings)),
+            "partitions": settings.spark_partitions}
 
 
 def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "SyncSummary", use_tasks: bool,
@@ -302,8 +327,11 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
         n_mentions, changes = _refresh_linkage_index(con, district, everything=full)
     next_seq = build.read_previous_resolution(con, ids_only=True)[2]
     linked = None
+    on_spark = settings.engine == "spark" and settings.resolution_mode != "deterministic"
+    summary.engine = "spark" if on_spark else "duckdb"
     if settings.resolution_mode == "incremental" and not full:
-        linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq)
+        linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq,
+                                  _spark_options(settings) if on_spark else None)
     if linked is None:
         from pipelines.linkage import LinkageModel
         from pipelines.resolve import resolve_mentions
@@ -315,7 +343,8 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
                                       next_seq, mode="deterministic")
         else:  # a full run: train on every mention (from the linkage index), re-cluster them all
             linked = _call(resolve_task, use_tasks, index.features(con), index.mention_facts(con),
-                           decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel())
+                           decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel(),
+                           _spark_options(settings) if on_spark else None)
         build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
         del prev_xref, prev_persons
     decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=_threshold(), mentions=n_mentions,
@@ -356,14 +385,15 @@ def _refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tupl
 
 
 def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
-                     next_seq: int) -> Any:
+                     next_seq: int, spark: dict[str, Any] | None = None) -> Any:
     """Resolve only what changed, with the stored model. New mentions are blocked against
     the linkage index and attached to the published persons they match, each person one
     anchor node (`pipelines.resolve.attach_new_mentions`: only new × existing pairs are
     scored). Changed and removed mentions, officers' new decisions, and any group of new
     mentions that would join two persons or that a constraint refuses re-cluster the
     persons they touch in whole (`pipelines.resolve.resolve_component`). None when the
-    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run."""
+    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run.
+    `spark`: score the pairs on Spark (`_spark_options`), as the full run does."""
     from pipelines.linkage import LinkageModel
     from pipelines.linkage.comparisons import BLOCKING_RULES
     from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
@@ -383,45 +413,51 @@ def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, de
     core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
     if not core_ids:
         return _nothing_to_resolve(model, next_seq, changes, con, run_id)
-    rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
-    tf_cols = model.tf_columns()
-    candidates = index.blocked_with(con, core_ids, rules)
-    partners = index.decision_partners(con, core_ids)
-    lf_core = index.features(con, core_ids)
-    lf_cand = index.features(con, candidates)
-    model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
-    cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
-    all_decisions = decisions.active_decisions(con)
-    # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
-    hard = set(core_ids) - (set(changes.new) - set(decided))
-    att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
-                              index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
-    hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
-    hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
-    facts = index.mention_facts(con, att.links["mention_id"])
-    simple, next_seq = _number_new_persons(att.links, facts, next_seq)
-    joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
-    joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
-    joined = joined.merge(att.joined, on="person_id")
-    parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
-    touched = set(simple["person_id"]) | set(att.joined["person_id"])
-    removed = changes.removed
-    if hard_ids or len(removed):
-        lf = index.features(con, hard_ids)
-        model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
-        prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
-        prev_persons = index.persons(con, set(prev_xref["person_id"]))
-        comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
-                                 next_seq, model)
-        parts.append(comp.resolution.xref)
-        log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
-        review = pd.concat([review, comp.candidates], ignore_index=True)
-        touched |= comp.touched_persons
-    xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
-        len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
-    index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
-    return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
-                            touched_persons=frozenset(touched))
+    from contextlib import nullcontext
+
+    # on the Spark engine the pairs of the local re-clustering are scored there too; the
+    # session starts only now that there is something to score
+    with (_spark_scorer(spark) if spark else nullcontext()) as scorer:
+        model.scorer = scorer
+        rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
+        tf_cols = model.tf_columns()
+        candidates = index.blocked_with(con, core_ids, rules)
+        partners = index.decision_partners(con, core_ids)
+        lf_core = index.features(con, core_ids)
+        lf_cand = index.features(con, candidates)
+        model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
+        cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
+        all_decisions = decisions.active_decisions(con)
+        # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
+        hard = set(core_ids) - (set(changes.new) - set(decided))
+        att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
+                                  index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
+        hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
+        hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
+        facts = index.mention_facts(con, att.links["mention_id"])
+        simple, next_seq = _number_new_persons(att.links, facts, next_seq)
+        joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
+        joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
+        joined = joined.merge(att.joined, on="person_id")
+        parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
+        touched = set(simple["person_id"]) | set(att.joined["person_id"])
+        removed = changes.removed
+        if hard_ids or len(removed):
+            lf = index.features(con, hard_ids)
+            model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
+            prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
+            prev_persons = index.persons(con, set(prev_xref["person_id"]))
+            comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
+                                     next_seq, model)
+            parts.append(comp.resolution.xref)
+            log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
+            review = pd.concat([review, comp.candidates], ignore_index=True)
+            touched |= comp.touched_persons
+        xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
+            len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
+        index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
+        return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
+                                touched_persons=frozenset(touched))
 
 
 def _number_new_persons(links: pd.DataFrame, facts: pd.DataFrame, next_seq: int) -> tuple[pd.DataFrame, int]:
@@ -530,6 +566,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from warehouse import build, load, store
 
     configure_warehouse(settings)
+    if settings.engine == "spark":
+        from engines import require_spark
+
+        require_spark(settings)  # no Java / pyspark: a configuration error now, not after reading
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
@@ -1124,9 +1164,9 @@ def _publish_artifact(summary: SyncSummary) -> None:
 #: environment (RESIDENTS_FAMILY_PLANNING_URL, a source's `url_env`, RESIDENTS_WAREHOUSE_KEY)
 #: or a key file.
 def _nightly_sync(inbox: str | None = None, warehouse: str | None = None, config_file: str | None = None,
-                  full: bool = False) -> dict[str, Any]:
+                  full: bool = False, engine: str | None = None, spark_master: str | None = None) -> dict[str, Any]:
     """Load every export not loaded yet (all sources), resolve, rebuild, publish."""
-    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse)
+    settings = load_settings(config_file, inbox=inbox, warehouse=warehouse, engine=engine, spark_master=spark_master)
     print(f"每晚同步开始：{settings.inbox} → {settings.warehouse}")
     summary = sync(settings, selection=Selection(full=full), use_prefect=True)
     print(f"每晚同步结束 {summary.headline_zh()}")
@@ -1228,8 +1268,10 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         record(con)
         from warehouse.decisions import new_decision_mentions
 
-        _resolve_and_build(con, settings, run_id, summary, False, _district_context(settings, con), full=False,
-                           decided=new_decision_mentions(con))
+        # a decision re-clusters a few persons: on the embedded engine whatever `engine` says
+        # (the same scores; a Spark session would cost more than the work)
+        _resolve_and_build(con, settings.model_copy(update={"engine": "duckdb"}), run_id, summary, False,
+                           _district_context(settings, con), full=False, decided=new_decision_mentions(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         summary.alerts = _alert_counts(con)
         summary.status = "succeeded"

@@ -130,6 +130,15 @@ class Settings(BaseModel):
         0.05, description="人口（不同的有效身份证号数）较模型训练时增长超过该比例时重新训练模型并全量解析")
     incremental_max_mention_growth: float = Field(
         0.25, description="提及数较模型训练时增长超过该比例时也重新训练（每月低保花名册等重复提及已知人员的记录只按此计）")
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="人员解析的计算引擎：duckdb（默认，本机内嵌）；spark：记录对的生成与打分在 Spark 上运行"
+                              "（模型训练、约束聚类与人员编号仍在本机，见 README「Spark 引擎」）")
+    spark_master: str = Field(
+        "local[2]", description="engine = spark 时的 Spark master：local[N]（本机 N 个核）、spark://主机:7077、yarn、k8s://…")
+    spark_work_dir: Path | None = Field(
+        None, description="与 Spark 交换 Parquet 文件的工作目录；为空时为仓库文件旁的 .residents/spark。"
+                          "在集群上应为各执行器都能以同一路径读写的共享目录")
+    spark_partitions: int = Field(8, ge=1, description="Spark 上记录对打分的分区数（spark.sql.shuffle.partitions）")
     district: DistrictSettings = Field(
         default_factory=DistrictSettings,
         description="辖区（[district]）：为空时首次同步从数据推断并存入仓库")
@@ -169,6 +178,16 @@ class Settings(BaseModel):
     web_users: Path | None = Field(
         None, description="网页账号文件（哈希后的密码与角色）；为空时为仓库文件旁的 <仓库>.web_users.json")
     web_session_idle_minutes: int = Field(30, ge=1, description="网页登录闲置多少分钟后失效")
+
+    @field_validator("spark_master")
+    @classmethod
+    def _spark_master(cls, v: str) -> str:
+        import re
+
+        v = v.strip()
+        if not re.fullmatch(r"local(\[(\d+|\*)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn", v):
+            raise ValueError("应为 local[N]、local[*]、spark://主机:端口、yarn 或 k8s://… 之一")
+        return v
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -104,8 +104,12 @@ class LinkageModel:
     def __init__(self, comparisons: tuple[Comparison, ...] = COMPARISONS,
                  blocking_rules: tuple[BlockingRule, ...] = BLOCKING_RULES, *,
                  u_max_pairs: float = 2e6, m_prior_pairs: float = 30.0, u_prior_pairs: float = 2000.0,
-                 seed: int = 42):
+                 seed: int = 42, scorer: Any = None):
         self.comparisons = comparisons
+        #: where `predict` generates and scores the pairs: None = Splink on DuckDB in this
+        #: process; a `pipelines.linkage.spark.SparkScorer` = Splink on a Spark session
+        #: (training stays here either way, so both engines weigh evidence identically)
+        self.scorer = scorer
         self.blocking_rules = blocking_rules
         self.u_max_pairs = u_max_pairs
         self.m_prior_pairs = m_prior_pairs
@@ -114,6 +118,10 @@ class LinkageModel:
         self.settings: dict[str, Any] | None = None  # trained Splink settings (JSON-able)
         self.tf_tables: dict[str, pd.DataFrame] = {}  # term frequencies (name_s, name_py)
         self.training: dict[str, float] = {}
+
+    @property
+    def engine(self) -> str:
+        return getattr(self.scorer, "engine", "duckdb")
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any] | None, **kw: Any) -> "LinkageModel":
@@ -192,7 +200,7 @@ class LinkageModel:
         self.tf_tables = {col: self._tf_table(lf, col) for col in self.tf_columns()}
         self.training = {"mentions": n, "citizen_ids": int(sizes.size), "label_pairs": label_pairs,
                          "u_pairs": u_pairs, "lambda": lam, "share_valid_id": share_valid}
-        self._linker, self._db_api = linker, db
+        self._linker, self._db_api, self._fit_frame = linker, db, lf
         return self
 
     def _shrink(self, linker: Any, label_pairs: float, u_pairs: float) -> None:
@@ -271,6 +279,14 @@ class LinkageModel:
         """Scored blocked pairs: unique_id_l, unique_id_r, match_weight, match_probability,
         gamma_<comparison> (the level of each comparison)."""
         self._require_trained()
+        if self.scorer is not None:
+            frame = lf if lf is not None else getattr(self, "_fit_frame", None)
+            if frame is None:
+                raise RuntimeError("a restored model scores the mentions it is given: predict(lf)")
+            pairs = self.scorer.predict(self.settings, to_arrow(frame), self.term_frequencies(frame),
+                                        self._pair_columns(), threshold)
+            self.last_pairs = len(pairs)
+            return self._ordered(pairs)
         if lf is None:
             if not hasattr(self, "_linker"):
                 raise RuntimeError("a restored model scores the mentions it is given: predict(lf)")
@@ -279,12 +295,19 @@ class LinkageModel:
             db = self._db()
             linker = self._linker_for(db.register(to_arrow(lf), table_name="__linkage_input"), lf)
         out = linker.inference.predict(threshold_match_probability=threshold or None, warning_mode="never")
-        return self._pairs(out)
+        pairs = self._pairs(out)
+        self.last_pairs = len(pairs)  # how many pairs scored at or above `threshold` (benchmarks)
+        return pairs
 
     def predict_new(self, new_lf: pd.DataFrame, existing_lf: pd.DataFrame, *, threshold: float = 0.0
                     ) -> pd.DataFrame:
         """Pairs new × existing and new × new (blocked); existing × existing is never compared."""
         self._require_trained()
+        if self.scorer is not None:
+            pairs = self.scorer.predict_new(self.settings, to_arrow(new_lf), to_arrow(existing_lf),
+                                            self.term_frequencies(new_lf, existing_lf), self._pair_columns(),
+                                            threshold)
+            return self._ordered(pairs)
         db = self._db()
         new_t = db.register(to_arrow(new_lf), table_name="__linkage_new")
         old_t = db.register(to_arrow(existing_lf), table_name="__linkage_existing")
@@ -296,13 +319,20 @@ class LinkageModel:
                 new_t, old_t, threshold_match_probability=threshold or None, warning_mode="never")))
         return pd.concat(parts, ignore_index=True)
 
-    def _pairs(self, sdf: Any) -> pd.DataFrame:
-        keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability"] + [
+    def _pair_columns(self) -> list[str]:
+        return ["unique_id_l", "unique_id_r", "match_weight", "match_probability"] + [
             f"gamma_{c.name}" for c in self.comparisons]
+
+    def _pairs(self, sdf: Any) -> pd.DataFrame:
+        keep = self._pair_columns()
         con = sdf.db_api.duckdb_con if hasattr(sdf, "db_api") else self._db_api.duckdb_con
         df = con.execute(f"SELECT {', '.join(keep)} FROM {sdf.physical_name}").df()
         sdf.drop_table_from_database_and_remove_from_cache()
-        # lower id on the left, like Splink's dedupe output
+        return self._ordered(df)
+
+    @staticmethod
+    def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+        """Lower id on the left, like Splink's dedupe output; each pair once."""
         swap = df["unique_id_l"].astype(str) > df["unique_id_r"].astype(str)
         if swap.any():
             a = df.loc[swap, "unique_id_l"].copy()
