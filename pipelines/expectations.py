@@ -15,9 +15,12 @@ takes seconds) with analytics and progress bars off: officers' machines are offl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,16 +138,40 @@ def validate_export(records: pd.DataFrame, mapping: SourceMapping, *, today: dt.
 _GX: dict[str, Any] = {}
 
 
+@contextlib.contextmanager
+def _spark_connect_hidden() -> Iterator[None]:
+    """Hide `pyspark.sql.connect` while Great Expectations is imported.
+
+    GE imports it (inside `try: … except ImportError`) only to recognise Spark Connect
+    data frames. pyspark 4 — installed for the Spark engine — ends the whole process with
+    `sys.exit(0)` ("Skipping doctests") when that package is imported from a `__main__`
+    with neither `__spec__` nor `__file__` (a `python -c` process: pytest-xdist workers,
+    some process pools) and its Spark Connect extras are not installed. A `None` in
+    `sys.modules` turns the import into an ImportError, which GE handles; the entry is
+    removed afterwards, so the Spark engine imports the real package when it needs it."""
+    name = "pyspark.sql.connect"
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+
+
 def _gx() -> tuple[Any, Any]:
     """(module great_expectations.expectations, whole-dataframe batch definition), made once."""
     if not _GX:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         import logging
 
-        import great_expectations as gx
-        import great_expectations.expectations as gxe
-        from great_expectations.data_context.types.base import (
-            DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+        with _spark_connect_hidden():
+            import great_expectations as gx
+            import great_expectations.expectations as gxe
+            from great_expectations.data_context.types.base import (
+                DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
 
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
         cfg = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,

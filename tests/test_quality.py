@@ -221,3 +221,21 @@ def test_quality_tables_are_declared_with_chinese_comments():
     assert {"quality.expectation_result", "quality.finding"} <= names
     for t in quality_tables():
         assert all(c.comment for c in t.columns)
+
+
+def test_great_expectations_imports_in_a_python_c_process_with_pyspark_installed():
+    """pyspark 4 (the Spark engine's dependency) ends a `python -c` process with
+    sys.exit(0) when Great Expectations imports `pyspark.sql.connect`: every sync in a
+    pytest-xdist worker failed with SystemExit: 0. `_gx` hides that package while GE is
+    imported; afterwards pyspark still imports."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from pipelines.expectations import _gx; assert _gx()[1] is not None; "
+            "import importlib.util, sys; "
+            "assert importlib.util.find_spec('pyspark') is None or __import__('pyspark.sql') is not None; "
+            "print('imported')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "imported" in out.stdout, out.stderr[-2000:]
