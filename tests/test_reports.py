@@ -206,3 +206,21 @@ def test_each_departments_list_carries_the_alerts_on_its_records(reported):
     # the family-planning list has no 低保 alert of its own
     fp = pd.read_excel(out / "问题清单_计生.xlsx", sheet_name="跨部门预警", dtype=str, engine="openpyxl")
     assert "死亡后仍在低保花名册" not in set(fp["预警类型"])
+
+
+def test_a_department_whose_only_problem_is_a_failed_source_gets_its_problem_list(tmp_path):
+    """A department with no rejected record, only a source that failed (an unreachable
+    database): its list says 整个文件 (the all-NULL columns of that query came back as
+    integers and the report generation failed with "Invalid value '（整行）' for dtype Int32")."""
+    from warehouse import store
+    from warehouse.reports import problem_list
+
+    wh = tmp_path / "w.duckdb"
+    store.initialise(wh)
+    with store.transaction(wh) as con:
+        con.execute("""INSERT INTO quality.load_ledger (export_id, run_id, source_system, mapping, source_object,
+                       content_sha256, status, loaded_at, message)
+                       VALUES (1, 'r1', 'family_planning', 'fp_woman', 'T_YLFN', 'x', 'failed', now(),
+                               '无法连接数据来源（已尝试 3 次）')""")
+        got = problem_list(con, "family_planning")
+    assert list(got["列"]) == ["（整个文件）"] and list(got["问题类型"]) == ["文件无法装载"]

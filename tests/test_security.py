@@ -342,7 +342,11 @@ def test_flows_take_no_url_or_key_parameter_and_the_deployment_stores_none():
 def test_cli_passes_a_url_option_to_the_flow_through_the_environment(monkeypatch):
     import cli
 
-    monkeypatch.delenv("RESIDENTS_FAMILY_PLANNING_URL", raising=False)
+    # setenv first, so that the test's end removes what _pass_by_reference sets (a bare
+    # delenv of an unset variable records nothing: the URL leaked into later tests of the
+    # same worker, whose syncs then failed to reach host "h")
+    monkeypatch.setenv("RESIDENTS_FAMILY_PLANNING_URL", "placeholder")
+    monkeypatch.delenv("RESIDENTS_FAMILY_PLANNING_URL")
     cli._pass_by_reference("postgresql+psycopg://u:pw@h/db")
     assert os.environ["RESIDENTS_FAMILY_PLANNING_URL"] == "postgresql+psycopg://u:pw@h/db"
 

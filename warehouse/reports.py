@@ -94,8 +94,9 @@ def problem_list(con: duckdb.DuckDBPyConnection, source_system: str,
         SELECT CASE WHEN EXISTS (SELECT 1 FROM quality.load_ledger k WHERE k.status = 'loaded'
                                  AND k.source_object = f.source_object AND k.export_id > f.export_id)
                     THEN 'resolved' ELSE 'open' END AS status,
-               f.source_object, NULL AS source_locator, NULL AS source_column, NULL AS raw_value,
-               f.message, 'file_failed' AS error_code, NULL AS record_key, f.export_date,
+               f.source_object, NULL::VARCHAR AS source_locator, NULL::VARCHAR AS source_column,
+               NULL::VARCHAR AS raw_value, f.message, 'file_failed' AS error_code, NULL::VARCHAR AS record_key,
+               f.export_date,
                TRUE AS is_row_rejected,
                (SELECT min(k.source_object) FROM quality.load_ledger k WHERE k.status = 'loaded'
                  AND k.source_object = f.source_object AND k.export_id > f.export_id) AS resolved_by
@@ -113,7 +114,8 @@ def problem_list(con: duckdb.DuckDBPyConnection, source_system: str,
         "文件": df["source_object"],
         "工作表": [a for a, _ in loc],
         "行号/主键": [b for _, b in loc],
-        "列": df["source_column"].fillna("（整行）").where(df["error_code"] != "file_failed", "（整个文件）"),
+        "列": df["source_column"].astype(object).fillna("（整行）").where(df["error_code"] != "file_failed",
+                                                                       "（整个文件）"),
         "原始值": df["raw_value"].map(lambda v: None if v is None or v != v else str(v)[:_XLSX_CELL_LIMIT]),
         "问题说明": df["message"],
         "处理建议": [FILE_ADVICE if c == "file_failed" else advice(c) for c in df["error_code"]],
