@@ -725,5 +725,5 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     return counts
 
 
-__all__ = ["BuildScope", "build_core", "build_scope", "SCOPE_PERSONS", "SCOPE_ADDRESSES", "read_current_mentions", "read_previous_resolution", "write_resolution",
-           "ALERT"]
+__all__ = ["BuildScope", "build_core", "build_scope", "SCOPE_PERSONS", "SCOPE_ADDRESSES", "read_current_mentions",
+           "read_previous_resolution", "write_resolution", "ALERT"]
