@@ -7,8 +7,8 @@ that prints figures (and writes a CSV and an SVG plot), not a timed test.
     .venv/bin/python tests/benchmarks/engines.py --plot-only docs/engines-sizing.csv                 # redraw the SVG
 
 For each size: generate an inbox (`synth.generate`, kept in --work and reused), load it
-with `residents sync` (default engine) to get the warehouse's linkage index, then run
-the full resolution a sync runs (`pipelines.resolve.resolve_component`: train on every
+with `residents sync` (persons resolved by citizen ID alone: only the staged mentions and
+the linkage index are used here), then run the full resolution a sync runs (`pipelines.resolve.resolve_component`: train on every
 mention, generate and score the blocked pairs, cluster under the constraints, assign
 ids) once per engine, each in a child process of its own:
 
@@ -156,7 +156,12 @@ def prepare(households: int, seed: int, work: Path) -> tuple[Path, Path]:
         import flows
 
         t = time.perf_counter()
-        summary = flows.run_sync(load_settings(inbox=inbox, warehouse=wh, lock_timeout_s=30))
+        # only the staged mentions and the linkage index are read by the children, and
+        # neither depends on how the load resolved persons: the load resolves by citizen ID
+        # alone (`deterministic`), so the measured resolution is not also run, unmeasured,
+        # in the parent (at 3M residents that would double the time and the memory peak)
+        summary = flows.run_sync(load_settings(inbox=inbox, warehouse=wh, lock_timeout_s=30,
+                                               resolution_mode="deterministic"))
         if summary.status != "succeeded":
             raise RuntimeError(f"sync failed: {summary.status}")
         print(f"  loaded in {time.perf_counter() - t:.0f} s", flush=True)
