@@ -135,7 +135,13 @@ def _estate_flats(rng, district: District, n: int) -> pd.DataFrame:
                for si, s in enumerate(district.subdistricts) if not s.rural for k, e in enumerate(s.estates)]
     est_comm = np.array([rng.integers(0, len(district.subdistricts[si].communities)) for si, *_ in estates])
     blocks = np.array(list("ABCDEFGH") + [str(i) for i in range(1, 41)], dtype=object)
-    e, blk, unit, floor, door = _sample_distinct(rng, (len(estates), len(blocks), 4, 18, 4), n)
+    # 18-storey blocks; a district asked for more households than they hold (a city-sized
+    # population in one county, for the sizing benchmarks) gets taller towers, up to 60
+    # storeys, rather than failing (sizes that fit are generated exactly as before)
+    floors = 18
+    while len(estates) * len(blocks) * 4 * floors * 4 < n and floors < 60:
+        floors += 1
+    e, blk, unit, floor, door = _sample_distinct(rng, (len(estates), len(blocks), 4, floors, 4), n)
     col = lambda k: np.array([x[k] for x in estates], dtype=object)[e]  # noqa: E731
     return pd.DataFrame({"sub": col(0).astype(int), "comm": est_comm[e], "estate": col(1), "road": col(2),
                          "number": col(3).astype(int), "block": blocks[blk], "unit": unit + 1,
