@@ -137,7 +137,8 @@ def _estate_flats(rng, district: District, n: int) -> pd.DataFrame:
     blocks = np.array(list("ABCDEFGH") + [str(i) for i in range(1, 41)], dtype=object)
     # 18-storey blocks; a district asked for more households than they hold (a city-sized
     # population in one county, for the sizing benchmarks) gets taller towers, up to 60
-    # storeys, rather than failing (sizes that fit are generated exactly as before)
+    # storeys, rather than failing (sizes that fit are generated exactly as before;
+    # villages likewise, with more houses per 组)
     floors = 18
     while len(estates) * len(blocks) * 4 * floors * 4 < n and floors < 60:
         floors += 1
@@ -153,7 +154,10 @@ def _rural_flats(rng, district: District, n: int) -> pd.DataFrame:
     if n == 0:
         return pd.DataFrame()
     villages = [(si, ci) for si, s in enumerate(district.subdistricts) if s.rural for ci in range(len(s.communities))]
-    v, group, house = _sample_distinct(rng, (len(villages), 30, 600), n)
+    houses = 600  # per 组; more (as the towers above) only when the villages have no room
+    while len(villages) * 30 * houses < n:
+        houses += 100
+    v, group, house = _sample_distinct(rng, (len(villages), 30, houses), n)
     return pd.DataFrame({"sub": np.array([x[0] for x in villages])[v], "comm": np.array([x[1] for x in villages])[v],
                          "group": group + 1, "house_no": house + 1, "kind": "rural"})
 
