@@ -77,7 +77,7 @@ def work_dir_of(settings: Settings) -> Path:
 @contextmanager
 def spark_session(master: str, work_dir: Path, *, partitions: int = 8) -> Iterator[Any]:
     """A Spark session on `master` whose Python workers run this interpreter, its
-    scratch space (``spark.local.dir``) under `work_dir`. An active
+    scratch space (``spark.local.dir``, ``spark.sql.warehouse.dir``) under `work_dir`. An active
     session on the same master is reused and left running (a test's shared session);
     one started here is stopped on exit."""
     why = spark_available()
@@ -98,6 +98,8 @@ def spark_session(master: str, work_dir: Path, *, partitions: int = 8) -> Iterat
                .config("spark.sql.shuffle.partitions", str(partitions))
                .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
                .config("spark.local.dir", str(work_dir / "local"))
+               # not a `spark-warehouse/` folder in whatever directory the officer ran from
+               .config("spark.sql.warehouse.dir", (work_dir / "sql-warehouse").resolve().as_uri())
                .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR"))
     if master.startswith("local"):
         # everything in this process: no need for the host name to resolve (CI containers)

@@ -91,6 +91,16 @@ def _xref(warehouse: Path) -> pd.DataFrame:
         con.close()
 
 
+def test_the_session_keeps_its_files_in_the_work_directory(spark, tmp_path_factory):
+    """Spark's own scratch and SQL warehouse folders are under the engine's work directory,
+    never in the directory the command was run from (Spark's default `./spark-warehouse`)."""
+    base = tmp_path_factory.getbasetemp().resolve()
+    conf = spark.sparkContext.getConf()
+    assert Path(conf.get("spark.local.dir")).resolve().is_relative_to(base)
+    warehouse_dir = conf.get("spark.sql.warehouse.dir")
+    assert warehouse_dir.startswith("file:") and Path(warehouse_dir.removeprefix("file:")).resolve().is_relative_to(base)
+
+
 def test_conditions_translate_to_spark_sql():
     """Every declared level and blocking rule has a Spark form without DuckDB-only functions."""
     from pipelines.linkage.comparisons import BLOCKING_RULES, COMPARISONS
