@@ -125,3 +125,9 @@ def spark_scorer(master: str, work_dir: str | Path, *, partitions: int = 8) -> I
     work = Path(work_dir)
     with spark_session(master, work, partitions=partitions) as spark:
         yield SparkScorer(spark, work / "exchange")
+
+
+def spark_options(settings: Settings) -> dict[str, Any]:
+    """What a resolution on Spark needs of the settings (`spark_scorer`'s arguments)."""
+    return {"master": settings.spark_master, "work_dir": str(work_dir_of(settings)),
+            "partitions": settings.spark_partitions}

@@ -17,13 +17,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+import district_stage
 from settings import Settings, load_settings
+from warehouse.runs import (ExportReport, Selection, SyncSummary, record_failed_summary,  # noqa: F401 - re-exported
+                            record_summary, summary_row)
 
 IO_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
 
@@ -49,131 +51,12 @@ apply_prefect_defaults()
 # --------------------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------------------
-@dataclass
-class ExportReport:
-    source_system: str
-    mapping: str
-    source_object: str
-    status: str                 # loaded, duplicate, failed, unchanged, problem
-    rows_read: int = 0
-    rows_accepted: int = 0
-    rows_rejected: int = 0
-    rows_skipped: int = 0
-    values_rejected: int = 0
-    mentions: int = 0
-    message: str | None = None
 
 
-def _alert_zh(kind: str) -> str:
-    from warehouse.reports import ALERT_KINDS_ZH
-
-    return ALERT_KINDS_ZH.get(kind, kind)
 
 
-@dataclass
-class SyncSummary:
-    run_id: str
-    flow: str
-    warehouse: str
-    started_at: str
-    finished_at: str | None = None
-    status: str = "running"
-    exports: list[ExportReport] = field(default_factory=list)
-    persons_before: int = 0
-    persons_after: int = 0
-    persons_created: int = 0
-    alerts: dict[str, int] = field(default_factory=dict)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    core_counts: dict[str, int] = field(default_factory=dict)
-    resolution_mode: str | None = None
-    engine: str = "duckdb"                  # where the pairs were generated and scored (settings.engine)
-    quality: dict[str, int] = field(default_factory=dict)
-    district: str | None = None             # 辖区 in force: 名称（代码）
-    district_note: str | None = None        # how it was established (inferred: evidence and confidence)
-    district_warning: str | None = None     # the data contradicts the district in force
-    lake: dict[str, Any] = field(default_factory=dict)  # warehouse.lake.LakeOutcome of the run, if any
-
-    @property
-    def lake_failed(self) -> bool:
-        return self.lake.get("status") == "failed"
-
-    @property
-    def loaded(self) -> list[ExportReport]:
-        return [e for e in self.exports if e.status == "loaded"]
-
-    def per_source(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for e in self.exports:
-            s = out.setdefault(e.source_system, {"files": 0, "rows_read": 0, "rows_accepted": 0,
-                                                 "rows_rejected": 0, "values_rejected": 0, "failed": 0})
-            if e.status == "loaded":
-                s["files"] += 1
-                for k in ("rows_read", "rows_accepted", "rows_rejected", "values_rejected"):
-                    s[k] += getattr(e, k)
-            elif e.status == "failed":
-                s["failed"] += 1
-        return out
-
-    def headline_zh(self) -> str:
-        """One Chinese line for a console or log: what the run did."""
-        failed = sum(e.status == "failed" for e in self.exports)
-        status = {"succeeded": "已发布" + (f"，{failed} 个文件未装载" if failed else ""), "unchanged": "无新数据",
-                  "failed": "失败"}.get(self.status, self.status)
-        seconds = self.stage_seconds.get("total")
-        took = f"，用时 {seconds:.0f} 秒" if seconds else ""
-        lake = "；数据湖发布失败" if self.lake_failed else ""
-        return (f"{self.run_id}：{status}；装载 {len(self.loaded)} 个文件；"
-                f"人员 {self.persons_before} → {self.persons_after}{took}{lake}")
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["per_source"] = self.per_source()
-        return d
-
-    def markdown(self) -> str:
-        lines = [f"# 同步结果 / sync {self.run_id}", "",
-                 f"- 流程：{self.flow}；状态：{self.status}；仓库：`{self.warehouse}`",
-                 f"- 人员：{self.persons_before} → {self.persons_after}（新建 {self.persons_created}）",
-                 f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
-                 f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
-                 f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
-                 f"- 解析引擎：{self.engine}",
-                 *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
-                 "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
-        for src, s in sorted(self.per_source().items()):
-            lines.append(f"| {src} | {s['files']} | {s['rows_read']} | {s['rows_accepted']} | {s['rows_rejected']} "
-                         f"| {s['values_rejected']} | {s['failed']} |")
-        problems = [e for e in self.exports if e.status in ("failed", "problem")]
-        if problems:
-            lines += ["", "## 未能装载的文件", ""]
-            lines += [f"- `{e.source_object}`：{e.message}" for e in problems]
-        if self.lake:
-            from warehouse.lake import LakeOutcome
-
-            lines += ["", f"- {LakeOutcome(**self.lake).line_zh()}"]
-        return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class Selection:
-    """What a sync loads. Nightly: everything not loaded yet. Backfill: one source's
-    exports dated within [since, until], reloaded even if loaded before."""
-
-    sources: tuple[str, ...] | None = None
-    since: dt.date | None = None
-    until: dt.date | None = None
-    force: bool = False
-    full: bool = False          # rebuild: re-resolve every person and rebuild all of core
-
-    def wants(self, source_system: str, export_date: dt.date | None) -> bool:
-        if self.sources and source_system not in self.sources:
-            return False
-        if export_date is not None:
-            if self.since and export_date < self.since:
-                return False
-            if self.until and export_date > self.until:
-                return False
-        return True
 
 
 # --------------------------------------------------------------------------------------
@@ -282,13 +165,15 @@ def standardize_task(raw: Any, mapping: Any, district: Any = None, period: str |
 def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame, prev_xref: pd.DataFrame,
                  prev_persons: pd.DataFrame, next_sequence: int, model: Any, spark: dict[str, Any] | None = None
                  ) -> Any:
-    """`spark`: master, work_dir, partitions (`_spark_options`) to generate and score the
-    pairs on Spark (`engines.spark_scorer`); None: all of it here, on DuckDB."""
+    """`spark`: master, work_dir, partitions (`engines.spark_options`) to generate and score
+    the pairs on Spark (`engines.spark_scorer`); None: all of it here, on DuckDB."""
     from pipelines.resolve import resolve_component
 
     if not spark:
         return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
-    with _spark_scorer(spark) as scorer:
+    from engines import spark_scorer
+
+    with spark_scorer(**spark) as scorer:
         model.scorer = scorer
         try:
             return resolve_component(lf, facts, decisions, prev_xref, prev_persons, next_sequence, model)
@@ -296,26 +181,15 @@ def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame,
             model.scorer = None
 
 
-def _spark_scorer(options: dict[str, Any]) -> Any:
-    from engines import spark_scorer
-
-    return spark_scorer(**options)
-
-
-def _spark_options(settings: Settings) -> dict[str, Any]:
-    from engines import work_dir_of
-
-    return {"master": settings.spark_master, "work_dir": str(work_dir_of(settings)),
-            "partitions": settings.spark_partitions}
-
-
-def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "SyncSummary", use_tasks: bool,
+def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncSummary, use_tasks: bool,
                        district: Any, *, full: bool, decided: list[str] | None = None,
                        index_current: bool = False) -> None:
-    """Resolve persons (locally where the stored model allows, see `_resolve_locally`),
-    then rebuild core, then check it (one transaction). `index_current`: nothing was
-    staged and the linkage index is complete (an officer's decision alone), so there is
-    nothing to refresh."""
+    """Resolve persons (locally where the stored model allows, see
+    `resolution.resolve_locally`), then rebuild core, then check it (one transaction).
+    `index_current`: nothing was staged and the linkage index is complete (an officer's
+    decision alone), so there is nothing to refresh."""
+    import resolution
+    from engines import spark_options
     from warehouse import build, decisions
 
     ts = time.perf_counter()
@@ -324,14 +198,14 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
 
         n_mentions, changes = index.mention_count(con), index.IndexChanges([], [], index.no_removals())
     else:
-        n_mentions, changes = _refresh_linkage_index(con, district, everything=full)
+        n_mentions, changes = resolution.refresh_linkage_index(con, district, everything=full)
     next_seq = build.read_previous_resolution(con, ids_only=True)[2]
     linked = None
     on_spark = settings.engine == "spark" and settings.resolution_mode != "deterministic"
     summary.engine = "spark" if on_spark else "duckdb"
     if settings.resolution_mode == "incremental" and not full:
-        linked = _resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq,
-                                  _spark_options(settings) if on_spark else None)
+        linked = resolution.resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq,
+                                            spark_options(settings) if on_spark else None)
     if linked is None:
         from pipelines.linkage import LinkageModel
         from pipelines.resolve import resolve_mentions
@@ -344,11 +218,11 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
         else:  # a full run: train on every mention (from the linkage index), re-cluster them all
             linked = _call(resolve_task, use_tasks, index.features(con), index.mention_facts(con),
                            decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel(),
-                           _spark_options(settings) if on_spark else None)
+                           spark_options(settings) if on_spark else None)
         build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
         del prev_xref, prev_persons
-    decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=_threshold(), mentions=n_mentions,
-                         settings=linked.model_settings)
+    decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=resolution.threshold(),
+                         mentions=n_mentions, settings=linked.model_settings)
     summary.stage_seconds["resolve"] = time.perf_counter() - ts
     ts = time.perf_counter()
     scope = None
@@ -362,138 +236,18 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: "Sync
     summary.persons_created = linked.resolution.next_sequence - next_seq
     summary.resolution_mode = linked.mode
     ts = time.perf_counter()
-    _check_warehouse(con, settings, run_id, summary, persons_table="_dp" if scope is not None else None)
+    resolution.check_warehouse(con, settings, run_id, summary, persons_table="_dp" if scope is not None else None)
     summary.stage_seconds["quality"] = time.perf_counter() - ts
 
 
-def _refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tuple[int, Any]:
-    """What changed since the last resolution, then the linkage features of the mentions
-    staged since (all of them with `everything`): (current mentions, the changes)."""
-    from pipelines.linkage import linkage_frame
-    from warehouse import linkage_index as index
-
-    changes = index.changes(con)
-    mentions, relationships, targets = index.stale_inputs(con, everything=everything)
-    if targets:
-        lf = linkage_frame(mentions, relationships, district=district)
-        lf = lf[lf["unique_id"].isin(set(targets))]
-        export_of = mentions.set_index("mention_id")["export_id"]
-        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything)
-    else:
-        index.write_features(con, None, None)
-    return index.mention_count(con), changes
 
 
-def _resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
-                     next_seq: int, spark: dict[str, Any] | None = None) -> Any:
-    """Resolve only what changed, with the stored model. New mentions are blocked against
-    the linkage index and attached to the published persons they match, each person one
-    anchor node (`pipelines.resolve.attach_new_mentions`: only new × existing pairs are
-    scored). Changed and removed mentions, officers' new decisions, and any group of new
-    mentions that would join two persons or that a constraint refuses re-cluster the
-    persons they touch in whole (`pipelines.resolve.resolve_component`). None when the
-    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run.
-    `spark`: score the pairs on Spark (`_spark_options`), as the full run does."""
-    from pipelines.linkage import LinkageModel
-    from pipelines.linkage.comparisons import BLOCKING_RULES
-    from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
-                                   attach_new_mentions, incremental_obstacle, resolve_component)
-    from warehouse import decisions, linkage_index as index
-
-    model = LinkageModel.from_settings(decisions.latest_model_settings(con))
-    has_xref = con.execute("SELECT count(*) > 0 FROM core.person_xref").fetchall()[0][0]
-    why = incremental_obstacle(n_mentions, 1 if has_xref else 0, model.training if model.settings else None,
-                               min_mentions=settings.incremental_min_mentions,
-                               max_drift=settings.incremental_max_growth, citizen_ids=index.citizen_id_count(con),
-                               max_mention_growth=settings.incremental_max_mention_growth)
-    if why and not (decided and not changes and model.settings):  # a decision alone is applied locally
-        return None
-    changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
-        changes.removed["person_id"])
-    core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
-    if not core_ids:
-        return _nothing_to_resolve(model, next_seq, changes, con, run_id)
-    from contextlib import nullcontext
-
-    # on the Spark engine the pairs of the local re-clustering are scored there too; the
-    # session starts only now that there is something to score
-    with (_spark_scorer(spark) if spark else nullcontext()) as scorer:
-        model.scorer = scorer
-        rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
-        tf_cols = model.tf_columns()
-        candidates = index.blocked_with(con, core_ids, rules)
-        partners = index.decision_partners(con, core_ids)
-        lf_core = index.features(con, core_ids)
-        lf_cand = index.features(con, candidates)
-        model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
-        cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
-        all_decisions = decisions.active_decisions(con)
-        # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
-        hard = set(core_ids) - (set(changes.new) - set(decided))
-        att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
-                                  index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
-        hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
-        hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
-        facts = index.mention_facts(con, att.links["mention_id"])
-        simple, next_seq = _number_new_persons(att.links, facts, next_seq)
-        joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
-        joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
-        joined = joined.merge(att.joined, on="person_id")
-        parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
-        touched = set(simple["person_id"]) | set(att.joined["person_id"])
-        removed = changes.removed
-        if hard_ids or len(removed):
-            lf = index.features(con, hard_ids)
-            model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
-            prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
-            prev_persons = index.persons(con, set(prev_xref["person_id"]))
-            comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
-                                     next_seq, model)
-            parts.append(comp.resolution.xref)
-            log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
-            review = pd.concat([review, comp.candidates], ignore_index=True)
-            touched |= comp.touched_persons
-        xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
-            len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
-        index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
-        return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
-                                touched_persons=frozenset(touched))
 
 
-def _number_new_persons(links: pd.DataFrame, facts: pd.DataFrame, next_seq: int) -> tuple[pd.DataFrame, int]:
-    """Person ids for attached mentions: the anchor's, or new ones for new clusters, issued
-    in the order of each cluster's earliest mention (export date, then mention id) as a
-    full run issues them."""
-    from pipelines.resolve import format_person_id
-
-    out = links.merge(facts[["mention_id", "export_date"]], on="mention_id", how="left")
-    fresh = out[out["person_id"].isna()]
-    first = (fresh.assign(export_date=pd.to_datetime(fresh["export_date"]))
-             .sort_values(["export_date", "mention_id"], na_position="last")
-             .drop_duplicates("cluster_label")["cluster_label"])
-    ids = {label: format_person_id(next_seq + i) for i, label in enumerate(first)}
-    out["person_id"] = out["person_id"].where(out["person_id"].notna(), out["cluster_label"].map(ids))
-    return out.drop(columns=["export_date"]), next_seq + len(ids)
 
 
-def _nothing_to_resolve(model: Any, next_seq: int, changes: Any, con: Any, run_id: str) -> Any:
-    """Only removals: their xref rows go, their persons retire when nothing is left."""
-    from pipelines.resolve import LinkedResolution, assign_person_ids
-    from warehouse import linkage_index as index
-
-    empty = pd.DataFrame(columns=["mention_id", "cluster_label", "match_method", "match_probability"])
-    facts = pd.DataFrame(columns=["mention_id", "export_date", "citizen_id"])
-    res = assign_person_ids(facts, empty, changes.removed, index.persons(con, set(changes.removed["person_id"])),
-                            next_seq)
-    index.write_local_resolution(con, res.xref, changes.removed["mention_id"], res.merge_log, run_id)
-    return LinkedResolution(res, pd.DataFrame(), model.stored_settings(), "incremental",
-                            touched_persons=frozenset(changes.removed["person_id"].astype(str)))
 
 
-def _threshold() -> float:
-    from pipelines.linkage import DEFAULT_THRESHOLD
-
-    return DEFAULT_THRESHOLD
 
 
 # --------------------------------------------------------------------------------------
@@ -601,7 +355,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         summary.stage_seconds["total"] = time.perf_counter() - t0
         from warehouse.runs import record_unchanged_run
 
-        record_unchanged_run(settings.warehouse, _run_row(summary, selection), lock_timeout_s=settings.lock_timeout_s)
+        record_unchanged_run(settings.warehouse, summary_row(summary, selection),
+                             lock_timeout_s=settings.lock_timeout_s)
         lake = _lake_target(settings)
         if lake is not None:  # the lake may lag behind after a failure: brought up to date
             store.catch_up_lake(settings.warehouse, lake, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
@@ -620,8 +375,13 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
             ts = time.perf_counter()
-            district, raw_cache = _establish_district(con, settings, summary, selection, files, sql_maps, mappings,
-                                                      use_tasks)
+            until = dt.datetime.combine(selection.until, dt.time.max) if selection.until else None
+            district, raw_cache = district_stage.establish_district(
+                con, settings, summary, files, sql_maps, mappings,
+                is_new=lambda ef: selection.force or (load.find_loaded(con, m := _meta_for_file(ef)) is None
+                                                      and load.find_failed(con, m) is None),
+                read_file=lambda ef: _call(read_export_task, use_tasks, ef, mappings[ef.mapping]),
+                read_sql=lambda m: _read_sql(settings, m, _sql_since(con, load, m, selection), until, use_tasks))
             summary.stage_seconds["district"] = time.perf_counter() - ts
             staged = 0
             superseded = False
@@ -662,7 +422,6 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                         progress(mapping.table or mapping.source_object, j, total)
                     ts = time.perf_counter()
                     since = _sql_since(con, load, mapping, selection)
-                    until = (dt.datetime.combine(selection.until, dt.time.max) if selection.until else None)
                     try:
                         down = sql_down.get(mapping.source_system)
                         if down:  # the database is down: its other tables fail without new retries
@@ -708,7 +467,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             summary.status = "succeeded"
             summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
             summary.stage_seconds["total"] = time.perf_counter() - t0
-            _record_run(con, summary, selection)
+            record_summary(con, summary, selection)
     except Exception as exc:
         summary.status = "failed"
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
@@ -720,7 +479,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         # cannot tell it) leaves no warehouse behind where there was none
         refused_fresh = isinstance(exc, ConfigError) and summary.persons_before == 0 and not existed
         if not isinstance(exc, WarehouseBusyError) and not fail_before_publish and not refused_fresh:
-            _record_failed_run(settings, summary, selection, exc)
+            record_failed_summary(settings.warehouse, summary, selection, exc,
+                                  lock_timeout_s=settings.lock_timeout_s, history_days=settings.history_days)
         raise
     return summary
 
@@ -925,170 +685,16 @@ def _record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any]
                                       message=str(problem))
 
 
-def _check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary, *,
-                     persons_table: str | None = None) -> None:
-    """After the build, in the same transaction: the warehouse invariants as aggregate SQL
-    (quality.expectation_result) and the cross-source findings (quality.finding)."""
-    from warehouse import quality
-
-    results = quality.check_invariants(con, run_id, row_count_change_threshold=settings.row_count_change_threshold)
-    quality.write_expectation_results(con, results, run_id=run_id)
-    findings = quality.refresh_cross_source_findings(con, run_id, persons_table=persons_table)
-    failed = results[~results["success"].astype(bool)]
-    summary.quality = {"warehouse_checks": len(results), "warehouse_checks_failed": len(failed),
-                       **{f"finding:{k}": v for k, v in findings.items()}}
 
 
-def _district_context(settings: Settings, con: Any = None) -> Any:
-    """The district in force: the configured `[district]`, else the one stored in the
-    warehouse (inferred by an earlier sync), else None."""
-    from pipelines.normalize.address import DistrictContext
-
-    if settings.district.is_configured:
-        return _configured_district(settings)
-    if con is not None:
-        from warehouse import district as wdistrict
-
-        row = wdistrict.current(con)
-        if row:
-            return DistrictContext(row["province"], row["city"], row["county"], row["county_code"])
-    return None
 
 
-def _configured_district(settings: Settings) -> Any:
-    """`[district]` as a DistrictContext with its codes; a district the division table
-    does not know (or cannot tell apart) is a configuration error."""
-    from pipelines.normalize import address_rules
-    from pipelines.normalize.address import DistrictContext
-    from settings import ConfigError
-
-    d = settings.district
-    ctx = DistrictContext(province=d.province, city=d.city, county=d.county, county_code=d.county_code)
-    code = ctx.codes()[2]
-    if code is None:
-        raise ConfigError("invalid_value", key="district", value=d.county_code or d.county or d.city or d.province,
-                          detail="区划表（民政部 2025）中找不到唯一的县级区划：请写县级六位代码 county_code，"
-                                 "如 county_code = \"150203\"")
-    g = address_rules.gazetteer()
-    path = g.path(code)
-    if d.county_code and d.county and g.by_code[code].name != d.county and d.county not in (
-            address_rules.short_name(g.by_code[code].name) or "",):
-        raise ConfigError("invalid_value", key="district.county", value=d.county,
-                          detail=f"与 county_code {code}（{g.by_code[code].name}）不符")
-    name = lambda lv: g.by_code[path[lv]].name if lv in path else None  # noqa: E731
-    return DistrictContext(name(1), name(2), name(3), code)
 
 
-def _add_evidence(inputs: Any, raw: Any, mapping: Any) -> None:
-    """An export's district evidence; an export whose columns cannot even be mapped gives
-    none (its load fails alone later, with its own message)."""
-    try:
-        inputs.add_export(raw.frame, mapping)
-    except Exception:  # noqa: BLE001 - reported by the load of this export
-        pass
 
 
-#: raw exports read for the district evidence are kept for the load up to this many rows
-#: (beyond, they are read again: a first sync of a million residents does not hold them all)
-RAW_CACHE_ROWS = 200_000
 
 
-def _establish_district(con: Any, settings: Settings, summary: SyncSummary, selection: Selection, files: list[Any],
-                        sql_maps: list[Any], mappings: dict[str, Any], use_tasks: bool) -> tuple[Any, dict[str, Any]]:
-    """The district this sync completes addresses with, and the raw exports already read.
-
-    The new exports' address, township and ID columns are evidence (`pipelines.district`).
-    Configured `[district]` wins; else the district stored by an earlier sync; else it is
-    inferred from the evidence and stored — or, when the evidence is scarce or ambiguous,
-    the sync stops with a `ConfigError` asking for `[district]` (nothing is staged).
-    A district in force that the evidence contradicts is a warning (summary, report)."""
-    from connectors.exceptions import ConnectorError
-    from pipelines.district import DistrictInputs, check_configured, infer_district
-    from settings import ConfigError
-    from warehouse import district as wdistrict
-    from warehouse import load
-
-    stored = wdistrict.current(con)
-    inputs = DistrictInputs()
-    cache: dict[str, Any] = {}
-    cached_rows = 0
-    read_any = False
-
-    for ef in files:
-        meta = _meta_for_file(ef)
-        if not selection.force and (load.find_loaded(con, meta) is not None or load.find_failed(con, meta) is not None):
-            continue
-        try:
-            raw = _call(read_export_task, use_tasks, ef, mappings[ef.mapping])
-        except ConnectorError:
-            continue  # the load reads it again and records the failure
-        except OSError:
-            continue
-        _add_evidence(inputs, raw, mappings[ef.mapping])
-        read_any = True
-        if cached_rows + len(raw.frame) <= RAW_CACHE_ROWS:
-            cache[str(ef.path)] = raw
-            cached_rows += len(raw.frame)
-
-    def read_sql_too() -> None:
-        nonlocal read_any, cached_rows
-        for mapping in sql_maps:
-            until = dt.datetime.combine(selection.until, dt.time.max) if selection.until else None
-            try:
-                raw = _read_sql(settings, mapping, _sql_since(con, load, mapping, selection), until, use_tasks)
-            except Exception:  # noqa: BLE001 - the load reads it again and records the failure
-                continue
-            _add_evidence(inputs, raw, mapping)
-            read_any = read_any or not raw.frame.empty
-            cache[f"sql:{mapping.source_object}"] = raw
-            cached_rows += len(raw.frame)
-
-    configured = settings.district.is_configured
-    if not configured and stored is None:
-        if summary.persons_before:  # loaded before the district was recorded: what it holds is evidence too
-            addresses, ids = wdistrict.staged_values(con)
-            inputs.addresses.append(pd.Series(addresses, dtype=object))
-            inputs.citizen_ids.append(pd.Series(ids, dtype=object))
-            read_any = read_any or bool(addresses or ids)
-        inference = infer_district(inputs.evidence())
-        if not inference.is_decided and sql_maps:
-            read_sql_too()
-            inference = infer_district(inputs.evidence())
-        if not inference.is_decided:
-            if not read_any:
-                return None, cache  # nothing to stage: nothing to complete (the next sync infers)
-            raise ConfigError("district_unknown", detail=inference.message_zh())
-        ctx = inference.context()
-        row = inference.to_row()
-        wdistrict.record(con, run_id=summary.run_id, method="inferred", **row)
-        summary.district = f"{inference.label}（{inference.county_code}）"
-        summary.district_note = inference.message_zh()
-        return ctx, cache
-
-    evidence = inputs.evidence()
-    if configured:
-        ctx = _configured_district(settings)
-        method, note = "configured", "辖区按配置文件 [district]"
-    else:
-        from pipelines.normalize.address import DistrictContext
-
-        ctx = DistrictContext(stored["province"], stored["city"], stored["county"], stored["county_code"])
-        method = stored["method"]
-        note = "辖区沿用仓库中已存的" + ("推断结果" if method == "inferred" else "配置")
-    warning = check_configured(ctx, evidence) if read_any else None
-    label = "".join(x for x in (ctx.province, ctx.city, ctx.county) if x)
-    summary.district = f"{label}（{ctx.county_code}）"
-    summary.district_note = note
-    summary.district_warning = warning
-    changed = stored is None or stored["county_code"] != ctx.county_code or stored["method"] != method
-    if changed or warning:
-        wdistrict.record(con, run_id=summary.run_id, method=method, county_code=ctx.county_code,
-                         province=ctx.province, city=ctx.city, county=ctx.county,
-                         confidence=stored["confidence"] if (stored and not configured) else None,
-                         share=stored["share"] if (stored and not configured) else None,
-                         evidence_records=int(round(float(evidence["records"].sum()))) if len(evidence) else 0,
-                         detail=note, warning=warning)
-    return ctx, cache
 
 
 def _sql_since(con: Any, load: Any, mapping: Any, selection: Selection) -> dt.datetime | None:
@@ -1118,34 +724,10 @@ def _as_date(v: Any) -> dt.date | None:
     return d.date() if d else None
 
 
-def _run_row(summary: SyncSummary, selection: Selection) -> dict[str, Any]:
-    from warehouse.runs import run_row
-
-    params = {"sources": selection.sources, "since": selection.since, "until": selection.until,
-              "force": selection.force, "full": selection.full}
-    return run_row(run_id=summary.run_id, flow=summary.flow, started_at=summary.started_at,
-                   finished_at=summary.finished_at, status=summary.status, parameters=params,
-                   summary=summary.to_json())
 
 
-def _record_run(con: Any, summary: SyncSummary, selection: Selection) -> None:
-    from warehouse.runs import record_run
-
-    record_run(con, _run_row(summary, selection))
 
 
-def _record_failed_run(settings: Settings, summary: SyncSummary, selection: Selection, exc: BaseException) -> None:
-    """A failed sync published nothing; record that it failed (in its own transaction)."""
-    from warehouse import store
-
-    summary.stage_seconds["error"] = 0.0
-    try:
-        with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
-                               history_days=settings.history_days) as con:
-            summary.exports.append(ExportReport("", "", "", "failed", message=f"{type(exc).__name__}: {exc}"))
-            _record_run(con, summary, selection)
-    except Exception:  # noqa: BLE001 - recording the failure must not hide the failure
-        pass
 
 
 # --------------------------------------------------------------------------------------
@@ -1271,13 +853,14 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         # a decision re-clusters a few persons: on the embedded engine whatever `engine` says
         # (the same scores; a Spark session would cost more than the work)
         _resolve_and_build(con, settings.model_copy(update={"engine": "duckdb"}), run_id, summary, False,
-                           _district_context(settings, con), full=False, decided=new_decision_mentions(con))
+                           district_stage.district_context(settings, con), full=False,
+                           decided=new_decision_mentions(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         summary.alerts = _alert_counts(con)
         summary.status = "succeeded"
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
         summary.stage_seconds["total"] = time.perf_counter() - t0
-        _record_run(con, summary, Selection())
+        record_summary(con, summary, Selection())
     return summary
 
 

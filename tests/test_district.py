@@ -116,7 +116,7 @@ def _string_constants(path: Path) -> list[str]:
 def test_the_demo_district_is_no_default_of_a_real_run():
     """What a sync runs (settings, flows, connectors, pipelines, warehouse, schemas) holds
     no literal of the demo district; only the generator (`synth`, `generate`/`demo`) does."""
-    files = [ROOT / "settings.py", ROOT / "flows.py"]
+    files = [ROOT / n for n in ("settings.py", "flows.py", "resolution.py", "district_stage.py", "engines.py")]
     for pkg in ("connectors", "pipelines", "warehouse", "schemas"):
         files += sorted((ROOT / pkg).rglob("*.py"))
     found = [(str(f.relative_to(ROOT)), s[:60]) for f in files for s in _string_constants(f)
@@ -292,18 +292,18 @@ def test_stored_district_is_reused_and_a_contradicting_configuration_is_reported
     ({"county_code": "150203", "county": "西湖区"}, "district.county"),  # name and code disagree
 ])
 def test_a_configured_district_the_division_table_does_not_know_is_a_configuration_error(district, key):
-    from flows import _configured_district
+    from district_stage import configured_district
     from settings import ConfigError
 
     with pytest.raises(ConfigError) as e:
-        _configured_district(load_settings(env={}, district=district))
+        configured_district(load_settings(env={}, district=district))
     assert e.value.key == key and "配置值无效" in str(e.value)
 
 
 def test_a_configured_district_by_name_or_short_name_resolves_to_its_code():
-    from flows import _configured_district
+    from district_stage import configured_district
 
-    ctx = _configured_district(load_settings(env={}, district={"county": "昆都仑区"}))
+    ctx = configured_district(load_settings(env={}, district={"county": "昆都仑区"}))
     assert (ctx.province, ctx.city, ctx.county, ctx.county_code) == ("内蒙古自治区", "包头市", "昆都仑区", "150203")
-    ctx = _configured_district(load_settings(env={}, district={"county_code": "511321", "county": "南部"}))
+    ctx = configured_district(load_settings(env={}, district={"county_code": "511321", "county": "南部"}))
     assert ctx.county == "南部县"

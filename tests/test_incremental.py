@@ -1,7 +1,7 @@
 """The work of a sync follows what changed (issue "Cost follows the change").
 
 A run of nightly increments, each re-clustering only the new mentions and the persons
-they touch (`flows._resolve_locally`), gives the same warehouse as one full rebuild of
+they touch (`resolution.resolve_locally`), gives the same warehouse as one full rebuild of
 the same exports, up to the arrival order of person ids (tests/e2e_helpers.snapshot
 with canonical ids). Officers' decisions are applied to the persons they name.
 """

@@ -7,6 +7,10 @@ its row goes to a small side file next to the warehouse, `<warehouse>.runs.jsonl
 appended under the writer lock; the next transaction moves those rows into
 `quality.run` (ignoring any already there) and removes the file once it published.
 Readers (`residents status`) see both.
+
+The run's report itself is `SyncSummary` (with one `ExportReport` per export and the
+`Selection` it was asked for): what `residents sync` prints, the Prefect artifact shows
+and `quality.run.summary` keeps.
 """
 
 from __future__ import annotations
@@ -15,11 +19,145 @@ import contextlib
 import datetime as dt
 import json
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+# --------------------------------------------------------------------------------------
+# the run's report
+# --------------------------------------------------------------------------------------
+@dataclass
+class ExportReport:
+    source_system: str
+    mapping: str
+    source_object: str
+    status: str                 # loaded, duplicate, failed, unchanged, problem
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_skipped: int = 0
+    values_rejected: int = 0
+    mentions: int = 0
+    message: str | None = None
+
+
+def _alert_zh(kind: str) -> str:
+    from warehouse.reports import ALERT_KINDS_ZH
+
+    return ALERT_KINDS_ZH.get(kind, kind)
+
+
+@dataclass
+class SyncSummary:
+    run_id: str
+    flow: str
+    warehouse: str
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"
+    exports: list[ExportReport] = field(default_factory=list)
+    persons_before: int = 0
+    persons_after: int = 0
+    persons_created: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    core_counts: dict[str, int] = field(default_factory=dict)
+    resolution_mode: str | None = None
+    engine: str = "duckdb"                  # where the pairs were generated and scored (settings.engine)
+    quality: dict[str, int] = field(default_factory=dict)
+    district: str | None = None             # 辖区 in force: 名称（代码）
+    district_note: str | None = None        # how it was established (inferred: evidence and confidence)
+    district_warning: str | None = None     # the data contradicts the district in force
+    lake: dict[str, Any] = field(default_factory=dict)  # warehouse.lake.LakeOutcome of the run, if any
+
+    @property
+    def lake_failed(self) -> bool:
+        return self.lake.get("status") == "failed"
+
+    @property
+    def loaded(self) -> list[ExportReport]:
+        return [e for e in self.exports if e.status == "loaded"]
+
+    def per_source(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for e in self.exports:
+            s = out.setdefault(e.source_system, {"files": 0, "rows_read": 0, "rows_accepted": 0,
+                                                 "rows_rejected": 0, "values_rejected": 0, "failed": 0})
+            if e.status == "loaded":
+                s["files"] += 1
+                for k in ("rows_read", "rows_accepted", "rows_rejected", "values_rejected"):
+                    s[k] += getattr(e, k)
+            elif e.status == "failed":
+                s["failed"] += 1
+        return out
+
+    def headline_zh(self) -> str:
+        """One Chinese line for a console or log: what the run did."""
+        failed = sum(e.status == "failed" for e in self.exports)
+        status = {"succeeded": "已发布" + (f"，{failed} 个文件未装载" if failed else ""), "unchanged": "无新数据",
+                  "failed": "失败"}.get(self.status, self.status)
+        seconds = self.stage_seconds.get("total")
+        took = f"，用时 {seconds:.0f} 秒" if seconds else ""
+        lake = "；数据湖发布失败" if self.lake_failed else ""
+        return (f"{self.run_id}：{status}；装载 {len(self.loaded)} 个文件；"
+                f"人员 {self.persons_before} → {self.persons_after}{took}{lake}")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["per_source"] = self.per_source()
+        return d
+
+    def markdown(self) -> str:
+        lines = [f"# 同步结果 / sync {self.run_id}", "",
+                 f"- 流程：{self.flow}；状态：{self.status}；仓库：`{self.warehouse}`",
+                 f"- 人员：{self.persons_before} → {self.persons_after}（新建 {self.persons_created}）",
+                 f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
+                 f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
+                 f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
+                 f"- 解析引擎：{self.engine}",
+                 *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
+                 "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
+        for src, s in sorted(self.per_source().items()):
+            lines.append(f"| {src} | {s['files']} | {s['rows_read']} | {s['rows_accepted']} | {s['rows_rejected']} "
+                         f"| {s['values_rejected']} | {s['failed']} |")
+        problems = [e for e in self.exports if e.status in ("failed", "problem")]
+        if problems:
+            lines += ["", "## 未能装载的文件", ""]
+            lines += [f"- `{e.source_object}`：{e.message}" for e in problems]
+        if self.lake:
+            from warehouse.lake import LakeOutcome
+
+            lines += ["", f"- {LakeOutcome(**self.lake).line_zh()}"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a sync loads. Nightly: everything not loaded yet. Backfill: one source's
+    exports dated within [since, until], reloaded even if loaded before."""
+
+    sources: tuple[str, ...] | None = None
+    since: dt.date | None = None
+    until: dt.date | None = None
+    force: bool = False
+    full: bool = False          # rebuild: re-resolve every person and rebuild all of core
+
+    def wants(self, source_system: str, export_date: dt.date | None) -> bool:
+        if self.sources and source_system not in self.sources:
+            return False
+        if export_date is not None:
+            if self.since and export_date < self.since:
+                return False
+            if self.until and export_date > self.until:
+                return False
+        return True
+
+
+# --------------------------------------------------------------------------------------
+# run records
+# --------------------------------------------------------------------------------------
 RUN_COLUMNS = ("run_id", "flow", "started_at", "finished_at", "status", "parameters", "summary", "schema_version")
 
 
@@ -41,6 +179,33 @@ def record_run(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
     """The run's row, in the open transaction."""
     con.execute(f"INSERT OR IGNORE INTO quality.run ({', '.join(RUN_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)})", [row[c] for c in RUN_COLUMNS])
+
+
+def summary_row(summary: SyncSummary, selection: Selection) -> dict[str, Any]:
+    """The `quality.run` row of a run's summary."""
+    params = {"sources": selection.sources, "since": selection.since, "until": selection.until,
+              "force": selection.force, "full": selection.full}
+    return run_row(run_id=summary.run_id, flow=summary.flow, started_at=summary.started_at,
+                   finished_at=summary.finished_at, status=summary.status, parameters=params,
+                   summary=summary.to_json())
+
+
+def record_summary(con: duckdb.DuckDBPyConnection, summary: SyncSummary, selection: Selection) -> None:
+    record_run(con, summary_row(summary, selection))
+
+
+def record_failed_summary(warehouse: str | os.PathLike[str], summary: SyncSummary, selection: Selection,
+                          exc: BaseException, *, lock_timeout_s: float, history_days: int | None) -> None:
+    """A failed sync published nothing; record that it failed (in its own transaction)."""
+    from warehouse import store
+
+    summary.stage_seconds["error"] = 0.0
+    try:
+        with store.transaction(warehouse, lock_timeout_s=lock_timeout_s, history_days=history_days) as con:
+            summary.exports.append(ExportReport("", "", "", "failed", message=f"{type(exc).__name__}: {exc}"))
+            record_summary(con, summary, selection)
+    except Exception:  # noqa: BLE001 - recording the failure must not hide the failure
+        pass
 
 
 def record_unchanged_run(warehouse: str | os.PathLike[str], row: dict[str, Any], *, lock_timeout_s: float) -> None:

@@ -1,0 +1,163 @@
+"""The decisions of the resolve stage, apart from the flow that wires it: what changed
+since the last resolution (the linkage index refreshed for the mentions staged since),
+whether the stored model may resolve only that (`resolve_locally`) or everything must be
+re-clustered, how new persons are numbered, and the checks run on what was built.
+
+`flows._resolve_and_build` calls these in order (resolve → build → check) inside the
+sync's or the decision's transaction; nothing here opens a warehouse or knows Prefect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from settings import Settings
+from warehouse.runs import SyncSummary
+
+
+def refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tuple[int, Any]:
+    """What changed since the last resolution, then the linkage features of the mentions
+    staged since (all of them with `everything`): (current mentions, the changes)."""
+    from pipelines.linkage import linkage_frame
+    from warehouse import linkage_index as index
+
+    changes = index.changes(con)
+    mentions, relationships, targets = index.stale_inputs(con, everything=everything)
+    if targets:
+        lf = linkage_frame(mentions, relationships, district=district)
+        lf = lf[lf["unique_id"].isin(set(targets))]
+        export_of = mentions.set_index("mention_id")["export_id"]
+        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything)
+    else:
+        index.write_features(con, None, None)
+    return index.mention_count(con), changes
+
+
+def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, decided: list[str], n_mentions: int,
+                     next_seq: int, spark: dict[str, Any] | None = None) -> Any:
+    """Resolve only what changed, with the stored model. New mentions are blocked against
+    the linkage index and attached to the published persons they match, each person one
+    anchor node (`pipelines.resolve.attach_new_mentions`: only new × existing pairs are
+    scored). Changed and removed mentions, officers' new decisions, and any group of new
+    mentions that would join two persons or that a constraint refuses re-cluster the
+    persons they touch in whole (`pipelines.resolve.resolve_component`). None when the
+    stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run.
+    `spark`: score the pairs on Spark (`engines.spark_options`), as the full run does."""
+    from pipelines.linkage import LinkageModel
+    from pipelines.linkage.comparisons import BLOCKING_RULES
+    from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
+                                   attach_new_mentions, incremental_obstacle, resolve_component)
+    from warehouse import decisions, linkage_index as index
+
+    model = LinkageModel.from_settings(decisions.latest_model_settings(con))
+    has_xref = con.execute("SELECT count(*) > 0 FROM core.person_xref").fetchall()[0][0]
+    why = incremental_obstacle(n_mentions, 1 if has_xref else 0, model.training if model.settings else None,
+                               min_mentions=settings.incremental_min_mentions,
+                               max_drift=settings.incremental_max_growth, citizen_ids=index.citizen_id_count(con),
+                               max_mention_growth=settings.incremental_max_mention_growth)
+    if why and not (decided and not changes and model.settings):  # a decision alone is applied locally
+        return None
+    changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
+        changes.removed["person_id"])
+    core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
+    if not core_ids:
+        return _nothing_to_resolve(model, next_seq, changes, con, run_id)
+    from contextlib import nullcontext
+
+    from engines import spark_scorer
+
+    # on the Spark engine the pairs of the local re-clustering are scored there too; the
+    # session starts only now that there is something to score
+    with (spark_scorer(**spark) if spark else nullcontext()) as scorer:
+        model.scorer = scorer
+        rules = [b.sql for b in BLOCKING_RULES] + ["l.cid = r.cid", "l.doc_no = r.doc_no"]
+        tf_cols = model.tf_columns()
+        candidates = index.blocked_with(con, core_ids, rules)
+        partners = index.decision_partners(con, core_ids)
+        lf_core = index.features(con, core_ids)
+        lf_cand = index.features(con, candidates)
+        model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
+        cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
+        all_decisions = decisions.active_decisions(con)
+        # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
+        hard = set(core_ids) - (set(changes.new) - set(decided))
+        att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
+                                  index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
+        hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
+        hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
+        facts = index.mention_facts(con, att.links["mention_id"])
+        simple, next_seq = _number_new_persons(att.links, facts, next_seq)
+        joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
+        joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
+        joined = joined.merge(att.joined, on="person_id")
+        parts, log, review = [simple, joined], pd.DataFrame(columns=MERGE_LOG_COLUMNS), att.review
+        touched = set(simple["person_id"]) | set(att.joined["person_id"])
+        removed = changes.removed
+        if hard_ids or len(removed):
+            lf = index.features(con, hard_ids)
+            model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
+            prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
+            prev_persons = index.persons(con, set(prev_xref["person_id"]))
+            comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
+                                     next_seq, model)
+            parts.append(comp.resolution.xref)
+            log, next_seq = comp.resolution.merge_log, comp.resolution.next_sequence
+            review = pd.concat([review, comp.candidates], ignore_index=True)
+            touched |= comp.touched_persons
+        xref = pd.concat([p[XREF_COLUMNS] for p in parts if len(p)], ignore_index=True) if any(
+            len(p) for p in parts) else pd.DataFrame(columns=XREF_COLUMNS)
+        index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
+        return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
+                                touched_persons=frozenset(touched))
+
+
+def _number_new_persons(links: pd.DataFrame, facts: pd.DataFrame, next_seq: int) -> tuple[pd.DataFrame, int]:
+    """Person ids for attached mentions: the anchor's, or new ones for new clusters, issued
+    in the order of each cluster's earliest mention (export date, then mention id) as a
+    full run issues them."""
+    from pipelines.resolve import format_person_id
+
+    out = links.merge(facts[["mention_id", "export_date"]], on="mention_id", how="left")
+    fresh = out[out["person_id"].isna()]
+    first = (fresh.assign(export_date=pd.to_datetime(fresh["export_date"]))
+             .sort_values(["export_date", "mention_id"], na_position="last")
+             .drop_duplicates("cluster_label")["cluster_label"])
+    ids = {label: format_person_id(next_seq + i) for i, label in enumerate(first)}
+    out["person_id"] = out["person_id"].where(out["person_id"].notna(), out["cluster_label"].map(ids))
+    return out.drop(columns=["export_date"]), next_seq + len(ids)
+
+
+def _nothing_to_resolve(model: Any, next_seq: int, changes: Any, con: Any, run_id: str) -> Any:
+    """Only removals: their xref rows go, their persons retire when nothing is left."""
+    from pipelines.resolve import LinkedResolution, assign_person_ids
+    from warehouse import linkage_index as index
+
+    empty = pd.DataFrame(columns=["mention_id", "cluster_label", "match_method", "match_probability"])
+    facts = pd.DataFrame(columns=["mention_id", "export_date", "citizen_id"])
+    res = assign_person_ids(facts, empty, changes.removed, index.persons(con, set(changes.removed["person_id"])),
+                            next_seq)
+    index.write_local_resolution(con, res.xref, changes.removed["mention_id"], res.merge_log, run_id)
+    return LinkedResolution(res, pd.DataFrame(), model.stored_settings(), "incremental",
+                            touched_persons=frozenset(changes.removed["person_id"].astype(str)))
+
+
+def threshold() -> float:
+    from pipelines.linkage import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD
+
+
+def check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary, *,
+                     persons_table: str | None = None) -> None:
+    """After the build, in the same transaction: the warehouse invariants as aggregate SQL
+    (quality.expectation_result) and the cross-source findings (quality.finding)."""
+    from warehouse import quality
+
+    results = quality.check_invariants(con, run_id, row_count_change_threshold=settings.row_count_change_threshold)
+    quality.write_expectation_results(con, results, run_id=run_id)
+    findings = quality.refresh_cross_source_findings(con, run_id, persons_table=persons_table)
+    failed = results[~results["success"].astype(bool)]
+    summary.quality = {"warehouse_checks": len(results), "warehouse_checks_failed": len(failed),
+                       **{f"finding:{k}": v for k, v in findings.items()}}
