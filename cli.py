@@ -634,7 +634,7 @@ def explain(a: str = typer.Argument(..., help="人员编号 P…，或记录编�
             warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
     """解释匹配：某人员的每条记录如何关联，或两条记录各项比对的结果和权重（记入审计日志）。"""
     from warehouse.exceptions import WarehouseError
-    from flows import explain_person
+    from resolution import explain_person
 
     settings = _settings(config, warehouse=warehouse)
     try:

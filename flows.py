@@ -317,7 +317,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from connectors import discover_exports
     from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
-    from warehouse import build, load, store
+    from warehouse import load, store
 
     configure_warehouse(settings)
     if settings.engine == "spark":
@@ -862,36 +862,3 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         summary.stage_seconds["total"] = time.perf_counter() - t0
         record_summary(con, summary, Selection())
     return summary
-
-
-# --------------------------------------------------------------------------------------
-# explanations: warehouse inputs → linkage model → a terminal-sized table per pair
-# --------------------------------------------------------------------------------------
-def explain_person(settings: Settings, ref_a: str, ref_b: str | None = None) -> list[tuple[str, pd.DataFrame]]:
-    """Explanations for a person (its mentions, how each was matched, and the pairwise
-    comparison of each mention with the person's first one) or for one pair of mentions,
-    using the linkage model stored by the last resolution, on the mentions' rows of the
-    linkage index and the name frequencies over all current mentions (so the weights are
-    those the run scored with); only the rows involved are read.
-
-    Each comparison frame: 比对项 (comparison), 结果 (the level that applied), m, u and
-    权重 (its match weight in bits, log2 of the Bayes factor; the prior row holds the
-    prior odds, the total row the sum and, in 结果, the match probability)."""
-    from pipelines.linkage import LinkageModel
-    from pipelines.linkage.labels_zh import explain_display, records_display
-    from warehouse.queries import explain_inputs
-
-    model = LinkageModel.from_settings(None)
-    inp = explain_inputs(settings.warehouse, ref_a, ref_b, tf_columns=tuple(model.tf_columns()))
-    out: list[tuple[str, pd.DataFrame]] = []
-    if inp.person_records is not None:
-        out.append((f"{ref_a} 的记录及匹配方式", records_display(inp.person_records)))
-    if not inp.pairs:
-        return out
-    if not inp.model_settings:
-        raise ValueError("仓库中没有已训练的匹配模型（确定性解析模式或尚未同步），无法解释匹配权重")
-    model = LinkageModel.from_settings(inp.model_settings)
-    model.tf_tables = inp.term_frequencies
-    for a, b in inp.pairs:
-        out.append((f"{a}  ↔  {b}", explain_display(model.explain(inp.features, str(a), str(b)))))
-    return out

@@ -3,7 +3,7 @@
 FastAPI with server-side Jinja2 templates; every style is inline in the page (no CDN,
 no script, nothing fetched from elsewhere: the Content-Security-Policy forbids it).
 Wiring only, like `cli.py`: searching and reading a person come from
-`warehouse.people`, the explanation of a person's links from `flows.explain_person`
+`warehouse.people`, the explanation of a person's links from `resolution.explain_person`
 (the code behind `residents explain`), decisions go through `flows.apply_decisions`
 with `warehouse.decisions.link_persons` / `unlink` (the code behind `residents link`,
 `unlink` and `review import`, with their conflict rules), and every view of an identity
@@ -262,7 +262,7 @@ def create_app(settings: Any) -> FastAPI:
     @app.get("/explain", response_class=HTMLResponse)
     def explain_pair(request: Request, a: str, b: str) -> Response:
         sess = officer(request)
-        from flows import explain_person
+        from resolution import explain_person
 
         try:
             frames = explain_person(settings, a, b)
@@ -380,7 +380,7 @@ def create_app(settings: Any) -> FastAPI:
 
 def _explanations(settings: Any, person_id: str) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
     """The `residents explain` tables of a person, or the reason there are none."""
-    from flows import explain_person
+    from resolution import explain_person
     from warehouse.exceptions import WarehouseError
 
     try:
