@@ -181,6 +181,12 @@ def resolve_task(lf: pd.DataFrame, facts: pd.DataFrame, decisions: pd.DataFrame,
             model.scorer = None
 
 
+#: a full resolution of at least this many mentions first stops the worker processes
+#: (`pipelines.parallel.release`): below, keeping them for the next sync of the process
+#: is worth more than their memory
+RELEASE_WORKERS_AT = 100_000
+
+
 def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncSummary, use_tasks: bool,
                        district: Any, *, full: bool, decided: list[str] | None = None,
                        index_current: bool = False) -> None:
@@ -207,9 +213,13 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
         linked = resolution.resolve_locally(con, settings, run_id, changes, decided or [], n_mentions, next_seq,
                                             spark_options(settings) if on_spark else None)
     if linked is None:
+        from pipelines import parallel
         from pipelines.linkage import LinkageModel
         from pipelines.resolve import resolve_mentions
         from warehouse import linkage_index as index
+
+        if n_mentions >= RELEASE_WORKERS_AT:  # their memory goes to the resolution of everyone
+            parallel.release()
 
         prev_xref, prev_persons, _ = build.read_previous_resolution(con)
         if settings.resolution_mode == "deterministic":
@@ -294,13 +304,22 @@ def _redact_url(url: str) -> str:
 
 
 def configure_warehouse(settings: Settings) -> None:
-    """What the settings say about the warehouse's protection, given to the warehouse
-    layer once: owner-only files, and the officer warehouse's encryption key (resolved
-    here from RESIDENTS_WAREHOUSE_KEY or `warehouse_key_file`; never a flow parameter)."""
+    """What the settings say about the warehouse's protection and its engines, given to
+    the layers once: owner-only files, the officer warehouse's encryption key (resolved
+    here from RESIDENTS_WAREHOUSE_KEY or `warehouse_key_file`; never a flow parameter),
+    and DuckDB's memory limit for the warehouse connection and the linkage model's
+    databases (which spill, beyond it, to a private folder next to the warehouse)."""
+    from pipelines.linkage.model import set_duckdb_options
     from warehouse import store
 
     store.set_owner_only(settings.owner_only_files)
     store.set_key(settings.warehouse, settings.resolved_warehouse_key())
+    limit = settings.resolved_memory_limit()
+    store.set_memory_limit(limit)
+    spill = settings.warehouse.resolve().parent / ".residents" / "tmp"
+    if limit:
+        store.make_dir(spill)
+    set_duckdb_options(memory_limit=limit, temp_directory=str(spill) if limit else None)
 
 
 def analyst_publisher(settings: Settings) -> Any:

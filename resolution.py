@@ -19,21 +19,32 @@ from settings import Settings
 from warehouse.runs import SyncSummary
 
 
-def refresh_linkage_index(con: Any, district: Any, *, everything: bool) -> tuple[int, Any]:
+#: features are computed this many target mentions at a time, each part with the
+#: mentions related to it: a first load of millions holds one part in pandas, not all
+FEATURE_PART = 200_000
+
+
+def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: int = FEATURE_PART
+                          ) -> tuple[int, Any]:
     """What changed since the last resolution, then the linkage features of the mentions
-    staged since (all of them with `everything`): (current mentions, the changes)."""
+    staged since (all of them with `everything`), `part` mentions at a time (a mention's
+    features read its own row and its partners': the parts give the features the whole
+    would): (current mentions, the changes)."""
     from pipelines.linkage import linkage_frame
     from warehouse import linkage_index as index
 
     changes = index.changes(con)
-    mentions, relationships, targets = index.stale_inputs(con, everything=everything)
-    if targets:
-        lf = linkage_frame(mentions, relationships, district=district)
-        lf = lf[lf["unique_id"].isin(set(targets))]
-        export_of = mentions.set_index("mention_id")["export_id"]
-        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything)
-    else:
+    targets = index.stale_targets(con, everything=everything)
+    if not targets:
         index.write_features(con, None, None)
+    for start in range(0, len(targets), part):
+        chunk = targets[start:start + part]
+        mentions, relationships = index.inputs_of(con, chunk)
+        lf = linkage_frame(mentions, relationships, district=district)
+        lf = lf[lf["unique_id"].isin(set(chunk))]
+        export_of = mentions.set_index("mention_id")["export_id"]
+        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything and start == 0)
+        del mentions, relationships, lf, export_of
     return index.mention_count(con), changes
 
 

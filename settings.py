@@ -139,6 +139,10 @@ class Settings(BaseModel):
         None, description="与 Spark 交换 Parquet 文件的工作目录；为空时为仓库文件旁的 .residents/spark。"
                           "在集群上应为各执行器都能以同一路径读写的共享目录")
     spark_partitions: int = Field(8, ge=1, description="Spark 上记录对打分的分区数（spark.sql.shuffle.partitions）")
+    memory_limit: str = Field(
+        "auto", description="每个 DuckDB 数据库（仓库工作副本、人员解析的内存库）的内存上限，超出部分暂存到仓库旁的临时目录"
+                            "（仅属主可读）：如 4GB、512MB，或本机内存的比例如 25%；auto 为本机内存的 25%（至少 1GB）；"
+                            "none 为 DuckDB 默认（本机内存的 80%）")
     district: DistrictSettings = Field(
         default_factory=DistrictSettings,
         description="辖区（[district]）：为空时首次同步从数据推断并存入仓库")
@@ -187,6 +191,30 @@ class Settings(BaseModel):
         v = v.strip()
         if not re.fullmatch(r"local(\[(\d+|\*)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn", v):
             raise ValueError("应为 local[N]、local[*]、spark://主机:端口、yarn 或 k8s://… 之一")
+        return v
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str) -> str:
+        import re
+
+        v = v.strip()
+        if v.lower() in ("auto", "none"):
+            return v.lower()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(%|[KMGT]i?B)", v, flags=re.IGNORECASE)
+        if not m or float(m.group(1)) <= 0 or (m.group(2) == "%" and float(m.group(1)) > 100):
+            raise ValueError("应为 auto、none、带单位的大小（如 4GB、512MB）或本机内存的比例（如 25%）")
+        return f"{m.group(1)}{m.group(2).upper().replace('I', 'i')}"
+
+    def resolved_memory_limit(self) -> str | None:
+        """`memory_limit` as a DuckDB size (MB), None for DuckDB's own default."""
+        v = self.memory_limit
+        if v == "none":
+            return None
+        if v == "auto" or v.endswith("%"):
+            share = 0.25 if v == "auto" else float(v[:-1]) / 100
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            return f"{max(1024, int(total * share / 2**20))}MB"
         return v
 
     @field_validator("sources", mode="before")

@@ -76,6 +76,17 @@ def shutdown() -> None:
         _pool = None
 
 
+def release() -> None:
+    """Stop the worker processes once the work already given to them is done (results
+    stay with their futures, `Deferred.result` still returns them). Before a step that
+    needs all the memory it can get (a full resolution of a large population), the
+    workers' memory (their reference tables, the exports they validated) goes back."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=False)
+        _pool = None
+
+
 atexit.register(shutdown)
 
 

@@ -97,3 +97,53 @@ def test_a_settings_error_never_echoes_a_password_written_in_a_url(tmp_path, tom
         assert "pw-LEAK-123" not in str(exc)
     else:   # accepted (the URL is only checked when used): then it must not be echoed later either
         assert "pw-LEAK-123" not in repr(load_settings(cfg, env={}))
+
+
+@pytest.mark.parametrize("value, resolved", [("4GB", "4GB"), ("512 mb", "512MB"), ("1.5GiB", "1.5GiB"),
+                                             ("none", None), ("NONE", None)])
+def test_memory_limit_values(value, resolved):
+    assert load_settings(env={}, memory_limit=value).resolved_memory_limit() == resolved
+
+
+@pytest.mark.parametrize("value", ["auto", "50%"])
+def test_memory_limit_as_a_share_of_the_machine(value):
+    import os
+
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    got = load_settings(env={}, memory_limit=value).resolved_memory_limit()
+    share = 0.25 if value == "auto" else 0.5
+    assert got.endswith("MB") and abs(int(got[:-2]) - max(1024, total_mb * share)) <= 1
+
+
+@pytest.mark.parametrize("value", ["lots", "4", "0GB", "150%", "-1GB", "4 GB; DROP TABLE x"])
+def test_a_bad_memory_limit_is_a_configuration_error(value):
+    with pytest.raises(ConfigError, match="memory_limit"):
+        load_settings(env={}, memory_limit=value)
+
+
+def test_the_memory_limit_reaches_the_warehouse_and_the_linkage_databases(tmp_path):
+    """`memory_limit` bounds the sync's warehouse connection and the linkage model's
+    in-memory databases, which spill to a private folder next to the warehouse (never to
+    `./.tmp` of wherever the command ran)."""
+    import duckdb
+
+    from flows import configure_warehouse
+    from pipelines.linkage.model import LinkageModel, set_duckdb_options
+    from warehouse import store
+
+    wh = tmp_path / "w.duckdb"
+    configure_warehouse(load_settings(env={}, warehouse=wh, memory_limit="300MB"))
+    try:
+        with store.transaction(wh) as con:
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        db = LinkageModel._db()
+        model_limit, spill = db.duckdb_con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
+        spill_dir = tmp_path / ".residents" / "tmp"
+        assert limit == model_limit and limit.startswith("286")  # 300 MB as DuckDB shows it (MiB)
+        assert Path(spill) == spill_dir and spill_dir.is_dir() and (spill_dir.stat().st_mode & 0o077) == 0
+        fresh = duckdb.connect()
+        assert fresh.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != limit
+    finally:
+        store.set_memory_limit(None)
+        set_duckdb_options()

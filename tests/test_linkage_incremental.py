@@ -158,3 +158,34 @@ def _read(wh: Path) -> dict[str, pd.DataFrame]:
                 "xref": con.execute("SELECT mention_id, person_id FROM core.person_xref").df()}
     finally:
         con.close()
+
+
+def test_the_linkage_index_computed_in_parts_equals_it_computed_whole(tmp_path) -> None:
+    """A first load computes the features of every mention a part at a time (each part
+    with its relationship partners, `resolution.refresh_linkage_index`); parts of 37
+    mentions give exactly the index one part gives."""
+    import resolution
+    from warehouse.linkage_index import STG_LINKAGE_FEATURE
+
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    synth.generate(inbox, households=40, seed=5, noise="realistic", days=2)
+    assert run_sync(load_settings(inbox=inbox, warehouse=wh)).status == "succeeded"
+    con = duckdb.connect(str(wh))
+    try:
+        n_rel = con.execute("SELECT count(*) FROM stg.relationship").fetchall()[0][0]
+        assert n_rel > 0, "the inbox should hold relationships (partners in other parts)"
+        cols = ", ".join(f'"{c}"' for c in STG_LINKAGE_FEATURE.column_names)
+
+        def index() -> pd.DataFrame:
+            return con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} ORDER BY unique_id").df()
+
+        whole = index()
+        n, _ = resolution.refresh_linkage_index(con, None, everything=True, part=37)
+        parts = index()
+        assert n == len(whole) > 37 * 3
+        resolution.refresh_linkage_index(con, None, everything=True, part=10**9)
+        pd.testing.assert_frame_equal(index(), parts)
+        # the sync's own index (district completed) differs only where the district matters
+        assert set(parts["unique_id"]) == set(whole["unique_id"])
+    finally:
+        con.close()

@@ -38,3 +38,28 @@ def test_parse_addresses_same_on_workers_as_in_process(monkeypatch):
     monkeypatch.setattr(address, "map_items",
                         lambda fn, items: parallel.map_items(fn, items, min_items=2, workers=2))
     pd.testing.assert_frame_equal(address.parse_addresses(raw), serial)
+
+
+def _slow_pid_square(x: int) -> tuple[int, int]:
+    import os
+    import time
+
+    time.sleep(0.3)
+    return os.getpid(), x * x
+
+
+def test_release_waits_for_deferred_work_and_its_results_stay(monkeypatch):
+    """`release` stops the workers after the work given to them; a `Deferred` started
+    before still returns its result, computed on a worker (not again here)."""
+    import os
+
+    monkeypatch.setenv("RESIDENTS_WORKERS", "2")
+    pending = [parallel.Deferred(_slow_pid_square, i) for i in range(4)]
+    assert all(d._future is not None for d in pending)
+    processes = list(parallel._pool._processes.values())
+    parallel.release()
+    assert parallel._pool is None
+    assert not any(p.is_alive() for p in processes)
+    results = [d.result() for d in pending]
+    assert [r[1] for r in results] == [0, 1, 4, 9]
+    assert all(pid != os.getpid() for pid, _ in results)

@@ -3,10 +3,11 @@
 `stg.linkage_feature` holds, per mention, the columns the matching rules read
 (`pipelines.linkage.features.linkage_frame`). A sync asks this module:
 
-* `stale_inputs`: which mentions need their features (re)computed — those staged since
+* `stale_targets`: which mentions need their features (re)computed — those staged since
   their features were computed (new, or replaced by a newer version of their record)
   and the mentions related to them (a relationship puts the other person's keys in
-  `ctx`) — with exactly the mention rows and relationships the computation needs;
+  `ctx`) — and `inputs_of` a part of them: exactly the mention rows and relationships
+  the computation needs;
 * `changes`: which mentions are new, which changed, which were removed (their export
   was superseded, reloaded or retracted by key);
 * `blocked_with`: which existing mentions share a blocking key with a set of mentions
@@ -110,12 +111,9 @@ def changes(con: duckdb.DuckDBPyConnection) -> IndexChanges:
     return IndexChanges(new, changed, removed)
 
 
-def stale_inputs(con: duckdb.DuckDBPyConnection, *, everything: bool = False
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(mention rows, relationships, target ids): recompute the features of the target
-    ids from these rows (`linkage_frame(mentions, relationships)`), then keep the
-    targets' rows. Targets: mentions without features or staged again since
-    (`everything`: all mentions), and the mentions related to them."""
+def stale_targets(con: duckdb.DuckDBPyConnection, *, everything: bool = False) -> list[str]:
+    """Mentions whose features are to be computed again, ordered: those without features
+    or staged again since (`everything`: all mentions), and the mentions related to them."""
     if everything:
         con.execute("CREATE OR REPLACE TEMP TABLE _target AS SELECT mention_id AS id FROM stg.mention")
     else:
@@ -129,7 +127,14 @@ def stale_inputs(con: duckdb.DuckDBPyConnection, *, everything: bool = False
             SELECT id FROM _stale
             UNION SELECT r.to_mention_id FROM stg.relationship r JOIN _stale s ON s.id = r.from_mention_id
             UNION SELECT r.from_mention_id FROM stg.relationship r JOIN _stale s ON s.id = r.to_mention_id""")
-    targets = [r[0] for r in con.execute("SELECT id FROM _target ORDER BY id").fetchall()]
+    return [r[0] for r in con.execute("SELECT id FROM _target ORDER BY id").fetchall()]
+
+
+def inputs_of(con: duckdb.DuckDBPyConnection, targets: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mention rows, relationships) from which the features of `targets` are computed:
+    the targets, the mentions related to them, and those relationships (a mention's
+    features read its own row and its partners', nothing else)."""
+    _ids(con, "_target", targets)
     rels = con.execute("""
         SELECT kind, from_mention_id, to_mention_id FROM stg.relationship
         WHERE from_mention_id IN (SELECT id FROM _target) OR to_mention_id IN (SELECT id FROM _target)""").df()
@@ -142,7 +147,7 @@ def stale_inputs(con: duckdb.DuckDBPyConnection, *, everything: bool = False
            OR m.mention_id IN (SELECT to_mention_id FROM stg.relationship
                                WHERE from_mention_id IN (SELECT id FROM _target))
         ORDER BY m.mention_id""").df()
-    return mentions, rels, targets
+    return mentions, rels
 
 
 def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None, export_ids: pd.Series | None,

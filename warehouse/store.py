@@ -49,6 +49,19 @@ _KEYS: dict[Path, str] = {}
 EXTENSION_PLATFORM = "linux_amd64"
 
 
+#: DuckDB's memory limit for the warehouse connections this process opens (`set_memory_limit`);
+#: None = DuckDB's default (80 % of the machine's memory)
+_MEMORY_LIMIT: list[str | None] = [None]
+
+
+def set_memory_limit(limit: str | None) -> None:
+    """Bound the memory DuckDB keeps for each warehouse connection opened after this call
+    (a DuckDB size such as ``'4GB'``). A sync stages and rebuilds inside one transaction;
+    without a bound DuckDB holds all of it in memory up to 80 % of the machine. Beyond the
+    bound it spills to ``<working copy>.tmp`` next to the warehouse (owner-only like it)."""
+    _MEMORY_LIMIT[0] = limit
+
+
 def set_owner_only(enabled: bool) -> None:
     """Whether files and folders the warehouse writes are owner-only (0600 / 0700)."""
     _OWNER_ONLY[0] = bool(enabled)
@@ -135,14 +148,19 @@ def open_database(path: Path, *, read_only: bool, key: str | None, isolated: boo
     `isolated`, the file is attached (as `warehouse`, then `USE`d) to a fresh in-memory
     instance with extension autoloading off: settings changed on it (the query door
     locks its configuration) affect no other connection of the process."""
+    limit = {"memory_limit": _MEMORY_LIMIT[0]} if _MEMORY_LIMIT[0] and not read_only else {}
     if not key and not isolated:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            if limit:  # SET, not config: another connection of this process to the file may have none
+                con.execute(f"SET memory_limit = {_sql_str(limit['memory_limit'])}")
+            return con
         except duckdb.Error as exc:
             if "encrypted" in str(exc).lower():
                 raise _no_key_error(path) from None
             raise
-    con = duckdb.connect(config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
+    con = duckdb.connect(config={"autoload_known_extensions": False, "autoinstall_known_extensions": False,
+                                 **limit})
     try:
         options = ["READ_ONLY"] if read_only else []
         if key:

@@ -98,6 +98,21 @@ def to_arrow(lf: pd.DataFrame) -> pa.Table:
     return pa.table(cols, schema=_SCHEMA)
 
 
+#: settings of the in-memory DuckDB databases the model trains and scores in
+#: (`set_duckdb_options`): empty = DuckDB's defaults
+_DUCKDB_OPTIONS: dict[str, str] = {}
+
+
+def set_duckdb_options(*, memory_limit: str | None = None, temp_directory: str | None = None) -> None:
+    """Bound the memory of the model's DuckDB databases; beyond it DuckDB spills to
+    `temp_directory` (which the caller keeps private: the pairs hold personal data).
+    Without a temp directory an in-memory database would spill to `./.tmp` of whatever
+    directory the command runs in, so a limit is only set together with one."""
+    _DUCKDB_OPTIONS.clear()
+    if memory_limit and temp_directory:
+        _DUCKDB_OPTIONS.update(memory_limit=memory_limit, temp_directory=temp_directory.replace("'", "''"))
+
+
 class LinkageModel:
     """Settings built from the declarative comparisons; train, predict, explain."""
 
@@ -162,6 +177,8 @@ class LinkageModel:
         from splink import DuckDBAPI
 
         db = DuckDBAPI(":memory:")
+        for name, value in _DUCKDB_OPTIONS.items():  # memory limit, spill folder (`set_duckdb_options`)
+            db.duckdb_con.execute(f"SET {name} = '{value}'")
         register_functions(db.duckdb_con)
         return db
 
