@@ -196,9 +196,11 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     decision alone), so there is nothing to refresh."""
     import resolution
     from engines import spark_options
-    from warehouse import build, decisions
+    from warehouse import build, decisions, store
 
     ts = time.perf_counter()
+    if settings.resolved_memory_limit():  # where the linkage model's databases spill
+        store.make_dir(settings.resolved_spill_dir())
     if index_current and not full:
         from warehouse import linkage_index as index
 
@@ -316,10 +318,9 @@ def configure_warehouse(settings: Settings) -> None:
     store.set_key(settings.warehouse, settings.resolved_warehouse_key())
     limit = settings.resolved_memory_limit()
     store.set_memory_limit(limit)
-    spill = settings.warehouse.resolve().parent / ".residents" / "tmp"
-    if limit:
-        store.make_dir(spill)
-    set_duckdb_options(memory_limit=limit, temp_directory=str(spill) if limit else None)
+    # the folder is made (owner-only) when a resolution starts, not here: a warehouse in a
+    # folder that cannot be written is reported as such by the transaction
+    set_duckdb_options(memory_limit=limit, temp_directory=str(settings.resolved_spill_dir()) if limit else None)
 
 
 def analyst_publisher(settings: Settings) -> Any:

@@ -206,6 +206,10 @@ class Settings(BaseModel):
             raise ValueError("应为 auto、none、带单位的大小（如 4GB、512MB）或本机内存的比例（如 25%）")
         return f"{m.group(1)}{m.group(2).upper().replace('I', 'i')}"
 
+    def resolved_spill_dir(self) -> Path:
+        """Where the linkage model's DuckDB databases spill beyond `memory_limit`."""
+        return self.warehouse.resolve().parent / ".residents" / "tmp"
+
     def resolved_memory_limit(self) -> str | None:
         """`memory_limit` as a DuckDB size (MB), None for DuckDB's own default."""
         v = self.memory_limit

@@ -119,7 +119,7 @@ class Deferred:
     worker, or when the pool cannot take it, `fn` runs in-process at `result()`."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self._call = (fn, args, kwargs)
+        self._call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = (fn, args, kwargs)
         self._future = None
         n_workers = worker_count()
         if n_workers > 1:
@@ -127,14 +127,24 @@ class Deferred:
                 self._future = _executor(n_workers).submit(fn, *args, **kwargs)
             except RuntimeError:  # pool shut down / broken: run it here at result()
                 self._future = None
+            else:
+                self._future.add_done_callback(self._forget_inputs)
+
+    def _forget_inputs(self, future: Any) -> None:
+        """Once the worker has answered, the inputs are only kept for a fallback that will
+        not happen: a run that defers a check per export (all of a district's records on a
+        first load) does not hold every export's records until its end."""
+        if not future.cancelled() and future.exception() is None:
+            self._call = None
 
     def result(self) -> Any:
         from concurrent.futures.process import BrokenProcessPool
 
-        fn, args, kwargs = self._call
         if self._future is not None:
             try:
                 return self._future.result()
             except BrokenProcessPool:  # a worker died (killed, out of memory): do it here
                 shutdown()
+        assert self._call is not None  # dropped only with a result to return
+        fn, args, kwargs = self._call
         return fn(*args, **kwargs)

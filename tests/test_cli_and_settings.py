@@ -121,29 +121,44 @@ def test_a_bad_memory_limit_is_a_configuration_error(value):
         load_settings(env={}, memory_limit=value)
 
 
-def test_the_memory_limit_reaches_the_warehouse_and_the_linkage_databases(tmp_path):
+def test_the_memory_limit_reaches_the_warehouse_and_the_linkage_databases(tmp_path, monkeypatch):
     """`memory_limit` bounds the sync's warehouse connection and the linkage model's
     in-memory databases, which spill to a private folder next to the warehouse (never to
     `./.tmp` of wherever the command ran)."""
     import duckdb
 
-    from flows import configure_warehouse
-    from pipelines.linkage.model import LinkageModel, set_duckdb_options
+    from pipelines.linkage import model as linkage_model
     from warehouse import store
 
-    wh = tmp_path / "w.duckdb"
-    configure_warehouse(load_settings(env={}, warehouse=wh, memory_limit="300MB"))
-    try:
-        with store.transaction(wh) as con:
-            limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        db = LinkageModel._db()
-        model_limit, spill = db.duckdb_con.execute(
+    seen: dict[str, str] = {}
+    real_db = linkage_model.LinkageModel._db
+
+    def spying_db():
+        db = real_db()
+        seen["model"], seen["spill"] = db.duckdb_con.execute(
             "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
-        spill_dir = tmp_path / ".residents" / "tmp"
-        assert limit == model_limit and limit.startswith("286")  # 300 MB as DuckDB shows it (MiB)
-        assert Path(spill) == spill_dir and spill_dir.is_dir() and (spill_dir.stat().st_mode & 0o077) == 0
-        fresh = duckdb.connect()
-        assert fresh.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != limit
+        return db
+
+    real_open = store.open_database
+
+    def spying_open(path, **kw):
+        con = real_open(path, **kw)
+        if not kw.get("read_only"):
+            seen["warehouse"] = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        return con
+
+    monkeypatch.setattr(linkage_model.LinkageModel, "_db", staticmethod(spying_db))
+    monkeypatch.setattr(store, "open_database", spying_open)
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    synth.generate(inbox, households=20, seed=3)
+    try:
+        from flows import run_sync
+
+        assert run_sync(load_settings(env={}, inbox=inbox, warehouse=wh, memory_limit="300MB")).status == "succeeded"
     finally:
         store.set_memory_limit(None)
-        set_duckdb_options()
+        linkage_model.set_duckdb_options()
+    spill_dir = tmp_path / ".residents" / "tmp"
+    assert seen["warehouse"] == seen["model"] and seen["model"].startswith("286")  # 300 MB in MiB
+    assert Path(seen["spill"]) == spill_dir and spill_dir.is_dir() and (spill_dir.stat().st_mode & 0o077) == 0
+    assert duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != seen["model"]

@@ -4,6 +4,7 @@ and the address parser gives the same frame on the worker path as in-process."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from pipelines import parallel
 from pipelines.normalize import address
@@ -63,3 +64,15 @@ def test_release_waits_for_deferred_work_and_its_results_stay(monkeypatch):
     results = [d.result() for d in pending]
     assert [r[1] for r in results] == [0, 1, 4, 9]
     assert all(pid != os.getpid() for pid, _ in results)
+    # answered: the inputs are not kept (a first load defers a check per export)
+    assert all(d._call is None for d in pending)
+
+
+def _boom(x: int) -> int:
+    raise ValueError(f"bad {x}")
+
+
+def test_a_deferred_failure_is_raised_at_result():
+    d = parallel.Deferred(_boom, 3)
+    with pytest.raises(ValueError, match="bad 3"):
+        d.result()
