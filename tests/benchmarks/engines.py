@@ -113,6 +113,16 @@ def child(engine: str, warehouse: Path, out: Path, master: str, partitions: int)
     from pipelines.resolve import resolve_component
     from warehouse import linkage_index as index
 
+    # the memory limit a sync sets (`memory_limit`, default auto: 25 % of the machine) on
+    # the linkage model's DuckDB databases, spilling next to the warehouse
+    from pipelines.linkage.model import set_duckdb_options
+    from settings import load_settings
+
+    settings = load_settings(warehouse=warehouse)
+    limit = settings.resolved_memory_limit()
+    if limit:
+        settings.resolved_spill_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    set_duckdb_options(memory_limit=limit, temp_directory=str(settings.resolved_spill_dir()) if limit else None)
     t0 = time.perf_counter()
     con = duckdb.connect(str(warehouse), read_only=True)
     lf, facts = index.features(con), index.mention_facts(con)
