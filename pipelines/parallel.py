@@ -48,7 +48,24 @@ def _executor(workers: int) -> ProcessPoolExecutor:
         _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                     initializer=_die_with_parent, initargs=(os.getpid(),))
         _pool_workers = workers
+        _stop_before_children_are_joined()
     return _pool
+
+
+_finalizer_for: list[int] = []
+
+
+def _stop_before_children_are_joined() -> None:
+    """A process started by multiprocessing (Prefect runs each flow run of a served
+    deployment in one) ends by joining its child processes *before* atexit handlers run;
+    the pool's workers wait for work, so it would wait forever, holding them. A
+    multiprocessing finalizer with an exit priority runs before that join: the pool is
+    stopped there (once per process)."""
+    from multiprocessing import util
+
+    if os.getpid() not in _finalizer_for:
+        util.Finalize(None, shutdown, exitpriority=100)
+        _finalizer_for.append(os.getpid())
 
 
 def _die_with_parent(parent: int) -> None:

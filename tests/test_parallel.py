@@ -76,3 +76,32 @@ def test_a_deferred_failure_is_raised_at_result():
     d = parallel.Deferred(_boom, 3)
     with pytest.raises(ValueError, match="bad 3"):
         d.result()
+
+
+def _use_the_pool_and_return(conn) -> None:
+    from pipelines import parallel as p
+
+    conn.send(p.map_items(_square_all, list(range(50)), min_items=2, workers=2)[-1])
+    conn.close()
+
+
+def test_a_multiprocessing_child_that_used_the_pool_exits():
+    """Prefect runs a served deployment's flow run in a spawned child process; a child
+    process ends by joining its children before its atexit handlers run, and the pool's
+    workers wait for work: without a multiprocessing finalizer stopping the pool first,
+    the flow run never exited and kept its workers (found: a week of nightly runs leaves
+    seven of them)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_use_the_pool_and_return, args=(child_end,))
+    child.start()
+    try:
+        assert parent_end.poll(120) and parent_end.recv() == 49 * 49
+        child.join(60)
+        assert child.exitcode == 0, "the child that used the pool did not exit"
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
