@@ -85,12 +85,30 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+#: the process that runs `Deferred` work: started with `spawn`, not forked (see `Deferred`)
+_deferred_pool: ProcessPoolExecutor | None = None
+
+
+def _deferred_executor() -> ProcessPoolExecutor:
+    global _deferred_pool
+    if _deferred_pool is None:
+        import multiprocessing
+
+        _deferred_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
+        _stop_before_children_are_joined()
+    return _deferred_pool
+
+
 def shutdown() -> None:
     """Stop the worker processes (also done at interpreter exit)."""
-    global _pool
+    global _pool, _deferred_pool
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=True)
         _pool = None
+    if _deferred_pool is not None:
+        _deferred_pool.shutdown(wait=True, cancel_futures=True)
+        _deferred_pool = None
 
 
 def release() -> None:
@@ -98,10 +116,13 @@ def release() -> None:
     stay with their futures, `Deferred.result` still returns them). Before a step that
     needs all the memory it can get (a full resolution of a large population), the
     workers' memory (their reference tables, the exports they validated) goes back."""
-    global _pool
+    global _pool, _deferred_pool
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=False)
         _pool = None
+    if _deferred_pool is not None:
+        _deferred_pool.shutdown(wait=True, cancel_futures=False)
+        _deferred_pool = None
 
 
 atexit.register(shutdown)
@@ -133,7 +154,14 @@ class Deferred:
     """`fn(*args)` started on a worker process now, its result collected later with
     `result()`: work whose answer the caller needs only at the end of a run (validating
     an export while the run goes on resolving persons) overlaps with the rest. With one
-    worker, or when the pool cannot take it, `fn` runs in-process at `result()`."""
+    worker, or when the pool cannot take it, `fn` runs in-process at `result()`.
+
+    Its worker is a process of its own started with `spawn`, not one of the forked
+    `map_items` workers: deferred work imports heavy libraries there (Great Expectations
+    pulls in scipy and pyspark), and importing extension modules in a child forked from
+    a process with running threads (DuckDB's, Arrow's) can deadlock on a lock copied
+    while held — a CI run hung forever that way, two forked workers stuck in scipy's
+    import — or crash in the garbage collector. A spawned process inherits no locks."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self._call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = (fn, args, kwargs)
@@ -141,7 +169,7 @@ class Deferred:
         n_workers = worker_count()
         if n_workers > 1:
             try:
-                self._future = _executor(n_workers).submit(fn, *args, **kwargs)
+                self._future = _deferred_executor().submit(fn, *args, **kwargs)
             except RuntimeError:  # pool shut down / broken: run it here at result()
                 self._future = None
             else:
