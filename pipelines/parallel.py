@@ -100,15 +100,17 @@ def _deferred_executor() -> ProcessPoolExecutor:
     return _deferred_pool
 
 
-def shutdown() -> None:
-    """Stop the worker processes (also done at interpreter exit)."""
+def _stop(*, cancel: bool) -> None:
     global _pool, _deferred_pool
-    if _pool is not None:
-        _pool.shutdown(wait=True, cancel_futures=True)
-        _pool = None
-    if _deferred_pool is not None:
-        _deferred_pool.shutdown(wait=True, cancel_futures=True)
-        _deferred_pool = None
+    for pool in (_pool, _deferred_pool):
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=cancel)
+    _pool = _deferred_pool = None
+
+
+def shutdown() -> None:
+    """Stop the worker processes (also done at interpreter exit); work not started is dropped."""
+    _stop(cancel=True)
 
 
 def release() -> None:
@@ -116,13 +118,7 @@ def release() -> None:
     stay with their futures, `Deferred.result` still returns them). Before a step that
     needs all the memory it can get (a full resolution of a large population), the
     workers' memory (their reference tables, the exports they validated) goes back."""
-    global _pool, _deferred_pool
-    if _pool is not None:
-        _pool.shutdown(wait=True, cancel_futures=False)
-        _pool = None
-    if _deferred_pool is not None:
-        _deferred_pool.shutdown(wait=True, cancel_futures=False)
-        _deferred_pool = None
+    _stop(cancel=False)
 
 
 atexit.register(shutdown)
