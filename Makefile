@@ -37,7 +37,7 @@ bench-scale: install
 	$(VENV)/bin/python tests/benchmarks/bench_scale.py $(BENCH_ARGS)
 
 bench-engines: install
-	$(VENV)/bin/python tests/benchmarks/engines.py $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/bench_engines.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache demo_output

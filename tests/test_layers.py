@@ -56,3 +56,11 @@ def test_the_checker_sees_a_wrong_import(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from warehouse import store\n    import prefect\n", encoding="utf-8")
     assert _imports(bad) == [(2, "warehouse"), (3, "prefect")]
+
+
+def test_no_script_shadows_a_project_module():
+    """A script runs with its own folder first on sys.path: a benchmark named like a
+    top-level module (tests/benchmarks/engines.py) made `import engines` inside the sync
+    import the benchmark, and `accuracy.py` failed."""
+    scripts = {p.stem for p in (ROOT / "tests" / "benchmarks").glob("*.py")} - {"__init__"}
+    assert not scripts & PROJECT, scripts & PROJECT

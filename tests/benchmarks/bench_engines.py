@@ -2,9 +2,9 @@
 on the embedded DuckDB engine and on Spark, on generated inboxes of given sizes. A script
 that prints figures (and writes a CSV and an SVG plot), not a timed test.
 
-    .venv/bin/python tests/benchmarks/engines.py --households 2000 10000 30000
-    .venv/bin/python tests/benchmarks/engines.py --households 372000 1116000 --master 'local[2]'   # ≈ 1M, 3M residents
-    .venv/bin/python tests/benchmarks/engines.py --plot-only docs/engines-sizing.csv                 # redraw the SVG
+    .venv/bin/python tests/benchmarks/bench_engines.py --households 2000 10000 30000
+    .venv/bin/python tests/benchmarks/bench_engines.py --households 372000 1116000 --master 'local[2]'   # ≈ 1M, 3M residents
+    .venv/bin/python tests/benchmarks/bench_engines.py --plot-only docs/engines-sizing.csv                 # redraw the SVG
 
 For each size: generate an inbox (`synth.generate`, kept in --work and reused), load it
 with `residents sync` (persons resolved by citizen ID alone: only the staged mentions and
