@@ -151,3 +151,28 @@ def test_a_warehouse_from_before_the_index_gets_it_on_the_next_sync(inbox, full,
     test_linkage_index_holds_exactly_the_current_mentions(wh)
     assert_same(snapshot(full), snapshot(wh))
     assert run_sync(_settings(inbox, wh)).status == "unchanged"
+
+
+def test_a_warehouse_from_before_sole_in_household_gets_its_index_refilled(inbox, full, tmp_path):
+    """Schema v6 added `stg.linkage_feature.sole_in_household`: a v5 warehouse has its
+    index emptied by the migration and refilled by the next sync (with nothing new),
+    every person unchanged."""
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(full, wh)
+    con = duckdb.connect(str(wh))
+    try:
+        expected = con.execute("SELECT unique_id, sole_in_household FROM stg.linkage_feature ORDER BY 1").fetchall()
+        assert any(v is True for _, v in expected) and any(v is None for _, v in expected)
+        con.execute("ALTER TABLE stg.linkage_feature DROP COLUMN sole_in_household")
+        con.execute("DELETE FROM quality.schema_version WHERE version > 5")
+    finally:
+        con.close()
+    summary = run_sync(_settings(inbox, wh))
+    assert summary.status == "succeeded" and summary.persons_created == 0
+    test_linkage_index_holds_exactly_the_current_mentions(wh)
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert con.execute("SELECT unique_id, sole_in_household FROM stg.linkage_feature ORDER BY 1").fetchall() == expected
+    finally:
+        con.close()
+    assert_same(snapshot(full), snapshot(wh))

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pandas as pd
 
-from pipelines.linkage import _with_plain_evidence, name_bearers, plain_evidence
+from pipelines.linkage import _with_plain_evidence, linkage_frame, name_bearers, plain_evidence
 
 
 def _lf(extra_bearers: int = 0) -> pd.DataFrame:
@@ -24,7 +24,7 @@ def _lf(extra_bearers: int = 0) -> pd.DataFrame:
 def _pair(left: str, right: str, **levels: str) -> dict:
     out = {"unique_id_l": left, "unique_id_r": right, "match_probability": 0.2, "level_name": "exact",
            "level_birth_date": "exact", "level_gender": "same", "level_source": "different",
-           "level_citizen_id": "null"}
+           "level_citizen_id": "null", "level_address": "null", "level_phone": "null", "level_context": "null"}
     out.update({f"level_{k}": v for k, v in levels.items()})
     return out
 
@@ -88,3 +88,49 @@ def test_a_mistyped_surname_before_a_rare_given_name_is_plain_a_twin_is_not():
         _pair("a", "b", name="one_char", citizen_id="different_valid"),
     ])
     assert plain_evidence(pairs, lf).tolist() == [True, True, False, False, False]
+
+
+def _roster(*rows: tuple[str, str, str, str, str]) -> pd.DataFrame:
+    """Roster mentions: (mention id, file, household, name, birth date); all men, one phone."""
+    return pd.DataFrame([{"mention_id": m, "source_object": f, "household_key": f"{f}#{h}", "name": n,
+                          "birth_date": b, "gender": "1", "phone": "15026318339", "role": "member"}
+                         for m, f, h, n, b in rows])
+
+
+def test_a_household_listing_knows_whether_anyone_else_in_it_was_born_that_day():
+    lf = linkage_frame(_roster(("a", "04月", "1", "邹武连", "2005-05-31"), ("p", "04月", "1", "邹国", "1975-02-01"),
+                               ("t1", "05月", "1", "邹武连", "2005-05-31"), ("t2", "05月", "1", "邹斌连", "2005-05-31"),
+                               ("u", "06月", "9", "邹斌连", None)))
+    # alone with his birth date; a twin pair listed together; birth date unknown: not known
+    sole = lf.set_index("unique_id")["sole_in_household"]
+    assert sole["a"] and sole["p"] and not sole["t1"] and not sole["t2"] and pd.isna(sole["u"])
+    # no household column at all (a registration, one person per row): not known either
+    assert linkage_frame(_roster(("r", "登记", "1", "刘春", "2000-08-19")).drop(columns="household_key"))[
+        "sole_in_household"].isna().all()
+
+
+def test_one_character_apart_in_two_roster_months_each_listing_no_twin_is_a_typo():
+    lf = linkage_frame(_roster(("a", "04月", "1", "邹武连", "2005-05-31"), ("b", "05月", "1", "邹斌连", "2005-05-31"),
+                               ("t1", "06月", "1", "邹武连", "2005-05-31"), ("t2", "06月", "1", "邹斌连", "2005-05-31")))
+    pairs = pd.DataFrame([
+        _pair("a", "b", name="one_char", phone="same"),                      # each month lists one: a typo
+        _pair("a", "b", name="one_char", address="same_flat"),
+        _pair("a", "b", name="pinyin", context="shared"),
+        _pair("a", "b", name="one_char"),                                    # nothing else agrees: apart
+        _pair("a", "b", name="one_char", phone="same", gender="null"),       # the gender must agree
+        _pair("a", "b", name="one_char", phone="same", source="same_object"),
+        _pair("a", "b", name="one_char", phone="same", citizen_id="different_valid"),
+        _pair("a", "t2", name="one_char", phone="same"),                     # June lists both: twins
+        _pair("t1", "t2", name="one_char", phone="same"),
+        _pair("a", "b", name="surname", phone="same"),                       # more than one character apart
+    ])
+    assert plain_evidence(pairs, lf).tolist() == [True, True, True, False, False, False, False, False, False, False]
+
+
+def test_the_gender_is_taken_only_from_a_valid_id():
+    m = pd.DataFrame([{"mention_id": "v", "name": "杨志", "id_status": "valid", "citizen_id": "222401199807295674",
+                       "id_raw": "222401199807295674", "id_gender": "1", "birth_date": "1998-07-29"},
+                      {"mention_id": "x", "name": "杨志", "id_status": "id_bad_checksum", "id_raw": "222401199807295684",
+                       "id_gender": "2", "birth_date": "1998-07-29"}])
+    sex = linkage_frame(m).set_index("unique_id")["sex"]
+    assert sex["v"] == "1" and pd.isna(sex["x"])   # a wrong digit may be the gender digit

@@ -193,7 +193,8 @@ STG_LINKAGE_FEATURE = Table(
      C("birth_year", "INTEGER", "出生年份"), C("sex", "VARCHAR", "性别 1 男 2 女"), C("phone", "VARCHAR", "电话"),
      C("addr_flats", "VARCHAR[]", "户籍和现住地址的户级地址键"), C("addr_blds", "VARCHAR[]", "楼栋级地址键"),
      C("ctx", "VARCHAR[]", "关系人键（配偶、户主、母亲、子女的身份证号或拼音+出生日期）"),
-     C("source_object", "VARCHAR", "来源文件或表")),
+     C("source_object", "VARCHAR", "来源文件或表"),
+     C("sole_in_household", "BOOLEAN", "户册中本户再无同一出生日期的人（无双胞胎同列）；非户册记录或出生日期不详为空")),
     ("unique_id",),
 )
 

@@ -38,7 +38,7 @@ FEATURE_COLUMNS = [c for c in STG_LINKAGE_FEATURE.column_names if c != "export_i
 MENTION_INPUT_COLUMNS = [
     "mention_id", "source_object", "export_id", "citizen_id", "id_status", "id_raw", "document_type",
     "document_number", "name", "name_simplified", "name_pinyin", "name_pinyin_alt", "birth_date", "id_birth_date",
-    "gender", "id_gender", "phone", "hukou_address", "current_address",
+    "gender", "id_gender", "phone", "hukou_address", "current_address", "household_key",
 ]
 
 
@@ -132,8 +132,9 @@ def stale_targets(con: duckdb.DuckDBPyConnection, *, everything: bool = False) -
 
 def inputs_of(con: duckdb.DuckDBPyConnection, targets: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(mention rows, relationships) from which the features of `targets` are computed:
-    the targets, the mentions related to them, and those relationships (a mention's
-    features read its own row and its partners', nothing else)."""
+    the targets, the mentions related to them or listed in their households, and those
+    relationships (a mention's features read its own row, its partners' and, for
+    ``sole_in_household``, its household's birth dates; nothing else)."""
     _ids(con, "_target", targets)
     rels = con.execute("""
         SELECT kind, from_mention_id, to_mention_id FROM stg.relationship
@@ -146,6 +147,8 @@ def inputs_of(con: duckdb.DuckDBPyConnection, targets: Iterable[str]) -> tuple[p
                                WHERE to_mention_id IN (SELECT id FROM _target))
            OR m.mention_id IN (SELECT to_mention_id FROM stg.relationship
                                WHERE from_mention_id IN (SELECT id FROM _target))
+           OR m.household_key IN (SELECT household_key FROM stg.mention
+                                  WHERE mention_id IN (SELECT id FROM _target) AND household_key IS NOT NULL)
         ORDER BY m.mention_id""").df()
     return mentions, rels
 

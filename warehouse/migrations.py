@@ -42,6 +42,18 @@ def _v1_initial(con: duckdb.DuckDBPyConnection) -> None:
     create_declared(con)
 
 
+def _v6_sole_in_household(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 6: a linkage feature added; the index rows lack it, so the table goes (DuckDB
+    cannot delete and alter one table in a transaction), is declared anew, and the next
+    sync computes the features of every mention again (as for a warehouse from before
+    the index, version 2). Resolved persons are untouched."""
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'stg' AND table_name = 'linkage_feature'").fetchall()}
+    if have and "sole_in_household" not in have:  # dropped: `create_declared` makes it anew, empty
+        con.execute("DROP TABLE stg.linkage_feature")
+
+
 Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
 
 MIGRATIONS: list[Migration] = [
@@ -52,6 +64,8 @@ MIGRATIONS: list[Migration] = [
     (4, "quality.audit: the append-only audit log of officers' views and changes of persons", lambda con: None),
     (5, "quality.publish: one row per publish, so derived files know the state they were built from",
      lambda con: None),
+    (6, "stg.linkage_feature.sole_in_household: the index is emptied and refilled by the next sync",
+     _v6_sole_in_household),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

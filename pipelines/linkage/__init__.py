@@ -126,12 +126,17 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
 
     * the same rare full name (identical Simplified form), or
     * the same rare given name of two or more characters under surnames one character
-      or one sound apart (李忠建 / 季忠建: a mistyped surname).
+      or one sound apart (李忠建 / 季忠建: a mistyped surname), or
+    * names one character or one sound apart (邹武连 / 邹斌连, 王涛 / 玊涛) in two household
+      listings (roster months) each of which lists no one else of that household born
+      that day (``sole_in_household``), with the same flat, phone or relative besides:
+      twins would be listed together, so the difference is a typo.
 
     A name is rare when the chance that two of its bearers (counted in the data,
     `name_bearers`) share a birthday is below `max_coincidence`; with the gender missing
     on one side (not contradicting, but not halving the namesakes either) below half of
-    it. Twins (same birth date and surname, different given names) never qualify."""
+    it. Twins (same birth date and surname, different given names) never qualify: not
+    by name, and not as a typo where a listing shows both."""
     if pairs.empty:
         return pd.Series(False, index=pairs.index)
     births = pd.to_datetime(lf["birth"].dropna())
@@ -154,9 +159,17 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     same_given = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
                   & (given_l.notna() & (given_l == given_r)).fillna(False).to_numpy()
                   & (given_l.str.len() >= 2).fillna(False).to_numpy() & (given_c <= limit))
+    sole = lf["sole_in_household"] if "sole_in_household" in lf else pd.Series(pd.NA, index=lf.index)
+    sole_of = pd.Series(sole.astype("boolean").fillna(False).to_numpy(dtype=bool), index=ids)
+    listed_alone = (left.map(sole_of).fillna(False).to_numpy(dtype=bool)
+                    & right.map(sole_of).fillna(False).to_numpy(dtype=bool))
+    context = ((pairs["level_address"] == "same_flat") | (pairs["level_phone"] == "same")
+               | (pairs["level_context"] == "shared")).to_numpy()
+    typo_in_listing = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy() & listed_alone
+                       & (gender == "same") & context)
     return ((pairs["level_birth_date"] == "exact") & (pairs["level_source"] == "different")
             & ~pairs["level_citizen_id"].isin(["different_valid", "disagree", "sequence_edit", "two_edits"])
-            & pd.Series(same_full | same_given, index=pairs.index))
+            & pd.Series(same_full | same_given | typo_in_listing, index=pairs.index))
 
 
 def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float) -> pd.DataFrame:

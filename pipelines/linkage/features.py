@@ -15,14 +15,19 @@
                        keys (surname reading / plain reading) and the surname;
                        ``name_initial`` the first letter of the pinyin (a blocking key);
 * ``birth``            birth date (written, else from the ID evidence), ``birth_year``;
-* ``sex``              ``1``/``2`` (written, else from the ID), NA when unknown;
+* ``sex``              ``1``/``2`` (written, else from a valid ID), NA when unknown;
 * ``phone``            normalised phone;
 * ``addr_flats``       parsed ``address_key`` of the hukou and current address (list),
                        ``addr_blds`` the same keys without unit / floor / room;
 * ``ctx``              keys of the persons this mention's record relates it to (spouse, head
                        of household, mother, child...): ``I:<citizen id>`` and
                        ``N:<pinyin>|<birth date>`` of each;
-* ``source_object``    the export file or table (for the same-file link requirement).
+* ``source_object``    the export file or table (for the same-file link requirement);
+* ``sole_in_household`` the mention comes from a household listing (a roster row with a
+                       ``household_key``) whose household, in that file, holds no other
+                       mention born on the same day: no twin is listed beside it. False when
+                       one is; NA when the record lists no household or the birth date is
+                       unknown. Computed over the whole file, which arrives whole.
 
 Pure: frames in, frame out.
 """
@@ -36,7 +41,7 @@ import pandas as pd
 LINKAGE_COLUMNS = [
     "unique_id", "cid", "doc_key", "doc_no", "id_kind", "id_digits", "id_p14",
     "name_s", "name_py", "name_py_alt", "name_initial", "surname", "birth", "birth_year", "sex", "phone",
-    "addr_flats", "addr_blds", "ctx", "source_object",
+    "addr_flats", "addr_blds", "ctx", "source_object", "sole_in_household",
 ]
 
 _TYPO_STATUSES = {"id_bad_checksum", "id_bad_region", "id_bad_birth_date"}
@@ -259,8 +264,11 @@ def linkage_frame(mentions: pd.DataFrame, relationships: pd.DataFrame | None = N
     id_birth = _dates(_col(m, "id_birth_date"))
     birth = birth.fillna(id_birth)
     sex = _str(_col(m, "gender"))
-    sex = sex.where(sex.isin(["1", "2"]), pd.NA).fillna(
-        _str(_col(m, "id_gender")).where(_str(_col(m, "id_gender")).isin(["1", "2"]), pd.NA))
+    # the gender of the ID only from a valid one: in an ID with a wrong digit, the wrong
+    # digit may be the gender digit (杨志's 17th digit typed odd for even), and a
+    # "different" gender outweighs everything else
+    id_sex = _str(_col(m, "id_gender")).where(ev["id_kind"].eq("valid").fillna(False).to_numpy(), pd.NA)
+    sex = sex.where(sex.isin(["1", "2"]), pd.NA).fillna(id_sex.where(id_sex.isin(["1", "2"]), pd.NA))
     phone = _str(_col(m, "phone"))
     lf = pd.DataFrame({
         "unique_id": m["mention_id"].astype(str).to_numpy(),
@@ -286,4 +294,18 @@ def linkage_frame(mentions: pd.DataFrame, relationships: pd.DataFrame | None = N
     lf["addr_blds"] = blds.to_numpy()
     lf["ctx"] = _context_keys(lf, relationships).to_numpy()
     lf["source_object"] = _str(_col(m, "source_object")).to_numpy()
+    lf["sole_in_household"] = _sole_in_household(_str(_col(m, "household_key")), birth).to_numpy()
     return lf[LINKAGE_COLUMNS]
+
+
+def _sole_in_household(household: pd.Series, birth: pd.Series) -> pd.Series:
+    """Per mention: alone in its listed household with its birth date (see
+    ``sole_in_household`` in the module docstring). Gender is left out on purpose: a
+    household listing a boy and a girl born the same day lists twins, and neither is
+    then "sole"."""
+    known = household.notna() & birth.notna()
+    out = pd.Series(pd.NA, index=household.index, dtype="boolean")
+    if known.any():
+        keys = pd.DataFrame({"h": household[known], "b": birth[known]})
+        out[known] = keys.groupby(["h", "b"])["h"].transform("size").to_numpy() == 1
+    return out
