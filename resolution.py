@@ -43,7 +43,8 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
         lf = linkage_frame(mentions, relationships, district=district)
         lf = lf[lf["unique_id"].isin(set(chunk))]
         export_of = mentions.set_index("mention_id")["export_id"]
-        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything and start == 0)
+        index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything and start == 0,
+                             first=start == 0)
         del mentions, relationships, lf, export_of
     return index.mention_count(con), changes
 

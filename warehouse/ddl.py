@@ -190,7 +190,7 @@ STG_LINKAGE_FEATURE = Table(
      C("name_s", "VARCHAR", "简体姓名"), C("name_py", "VARCHAR", "姓名拼音（姓氏读法）"),
      C("name_py_alt", "VARCHAR", "姓名拼音（普通读法）"), C("name_initial", "VARCHAR", "拼音首字母"),
      C("surname", "VARCHAR", "姓氏"), C("birth", "DATE", "出生日期（填写的，否则取自身份证号）"),
-     C("birth_year", "INTEGER", "出生年份"), C("sex", "VARCHAR", "性别 1 男 2 女"), C("phone", "VARCHAR", "电话"),
+     C("birth_year", "INTEGER", "出生年份"), C("sex", "VARCHAR", "性别 1 男 2 女（填写的，否则取自有效身份证号）"), C("phone", "VARCHAR", "电话"),
      C("addr_flats", "VARCHAR[]", "户籍和现住地址的户级地址键"), C("addr_blds", "VARCHAR[]", "楼栋级地址键"),
      C("ctx", "VARCHAR[]", "关系人键（配偶、户主、母亲、子女的身份证号或拼音+出生日期）"),
      C("source_object", "VARCHAR", "来源文件或表"),

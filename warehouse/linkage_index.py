@@ -154,13 +154,15 @@ def inputs_of(con: duckdb.DuckDBPyConnection, targets: Iterable[str]) -> tuple[p
 
 
 def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None, export_ids: pd.Series | None,
-                   *, everything: bool = False) -> None:
+                   *, everything: bool = False, first: bool = True) -> None:
     """Upsert the recomputed features (`features`: `linkage_frame` rows; `export_ids`:
-    the export of each row's mention) and drop the rows of mentions no longer staged."""
+    the export of each row's mention); with the `first` part of a refresh, drop the rows
+    of mentions no longer staged (a scan of the whole index: once per refresh, not per part)."""
     if everything:
         con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified}")
-    con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} f WHERE NOT EXISTS "
-                "(SELECT 1 FROM stg.mention m WHERE m.mention_id = f.unique_id)")
+    elif first:
+        con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} f WHERE NOT EXISTS "
+                    "(SELECT 1 FROM stg.mention m WHERE m.mention_id = f.unique_id)")
     if features is None or features.empty:
         return
     frame = features.assign(export_id=export_ids.to_numpy())
