@@ -5,6 +5,8 @@ it ran, whether or not the targets were met.
 
     .venv/bin/python tests/benchmarks/bench_scale.py                      # 372,000 households ≈ 1M residents
     .venv/bin/python tests/benchmarks/bench_scale.py --households 2000 --workdir /tmp/bs --keep
+    .venv/bin/python tests/benchmarks/bench_scale.py --workdir /tmp/bs --skip-generate --save-full
+    .venv/bin/python tests/benchmarks/bench_scale.py --workdir /tmp/bs --skip-generate --from-full   # later steps only
     make bench-scale BENCH_ARGS="--also-3m"
 
 Steps, each a separate child process whose wall time and peak RSS (`os.wait4`, Linux
@@ -295,24 +297,36 @@ def read_only_baseline(inbox: Path) -> dict[str, int]:
 
 
 # -- the benchmark ----------------------------------------------------------------
-def run_steps(cli: str, work: Path, seed: int, fp_changes: int) -> tuple[list[Step], list[str]]:
+def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bool = False,
+              from_full: bool = False) -> tuple[list[Step], list[str]]:
     """Baseline, full sync, nightly delta, no-op, query, link, unlink on WORK/inbox; the
-    steps and notes (counts, what the delta held)."""
+    steps and notes (counts, what the delta held). `save_full`: keep a copy of the
+    warehouse folder after the full sync in WORK/after_full; `from_full`: start from that
+    copy instead of running the baseline and the full sync (to measure the later steps
+    again after a change that does not touch the full sync)."""
     inbox, held_out, logs = work / "inbox", work / "held_out", work / "logs"
-    warehouse_dir = work / "warehouse"
+    warehouse_dir, saved = work / "warehouse", work / "after_full"
     shutil.rmtree(warehouse_dir, ignore_errors=True)
-    warehouse_dir.mkdir()
     wh = warehouse_dir / "warehouse.duckdb"
     sync = [cli, "sync", "--inbox", str(inbox), "--warehouse", str(wh)]
     notes: list[str] = []
 
-    steps = [measure("baseline read", [sys.executable, __file__, "--read-only-baseline", str(inbox)], logs, work)]
-    if steps[0].ok:
-        notes.append(f"baseline read: {json.loads(steps[0].stdout.splitlines()[-1])} (xlsx rows include header rows)")
-
     delta = hold_out_delta(inbox, held_out)
-    full = measure("full sync", sync, logs, work)
-    steps.append(full)
+    if from_full:
+        shutil.copytree(saved, warehouse_dir)
+        steps = [Step("baseline read", skipped="--from-full"),
+                 Step("full sync", returncode=0, skipped=f"--from-full: the warehouse saved in {saved}")]
+        full = steps[-1]
+    else:
+        warehouse_dir.mkdir()
+        steps = [measure("baseline read", [sys.executable, __file__, "--read-only-baseline", str(inbox)], logs, work)]
+        if steps[0].ok:
+            notes.append(f"baseline read: {json.loads(steps[0].stdout.splitlines()[-1])} (xlsx rows include header rows)")
+        full = measure("full sync", sync, logs, work)
+        steps.append(full)
+        if full.ok and save_full:
+            shutil.rmtree(saved, ignore_errors=True)
+            shutil.copytree(warehouse_dir, saved)
     if full.ok:
         notes.append(f"after full sync: {warehouse_counts(wh)}")
 
@@ -377,6 +391,11 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="work here and keep the files (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     ap.add_argument("--skip-generate", action="store_true", help="reuse the inbox already in --workdir")
+    ap.add_argument("--save-full", action="store_true",
+                    help="keep a copy of the warehouse after the full sync in WORKDIR/after_full")
+    ap.add_argument("--from-full", action="store_true",
+                    help="start from WORKDIR/after_full (saved by --save-full) instead of a full sync; "
+                         "with --skip-generate")
     ap.add_argument("--also-3m", action="store_true",
                     help="also a full sync of 3 × --households (1,116,000 households ≈ 3M residents by default)")
     ap.add_argument("--read-only-baseline", type=Path, metavar="INBOX", help=argparse.SUPPRESS)  # the baseline child
@@ -387,6 +406,8 @@ def main() -> None:
         return
     if args.skip_generate and not (args.workdir and (args.workdir / "inbox").is_dir()):
         ap.error("--skip-generate needs a --workdir holding an inbox/ from an earlier run")
+    if args.from_full and not (args.skip_generate and (args.workdir / "after_full").is_dir()):
+        ap.error("--from-full needs --skip-generate and a --workdir holding after_full/ (from --save-full)")
 
     cli = residents_cli()
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))).resolve()
@@ -402,7 +423,8 @@ def main() -> None:
             gen_note = generated(gen)
         print(gen_note, flush=True)
         reset_fp_database(work / "inbox", work / "pristine")
-        steps, notes = run_steps(cli, work, args.seed, args.fp_changes)
+        steps, notes = run_steps(cli, work, args.seed, args.fp_changes, save_full=args.save_full,
+                                 from_full=args.from_full)
         notes.insert(0, gen_note)
         if args.also_3m:
             step, more = run_triple(cli, work / "3x", 3 * args.households, args.seed, args.skip_generate)
