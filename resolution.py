@@ -59,7 +59,7 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
     persons they touch in whole (`pipelines.resolve.resolve_component`). None when the
     stored model may not be used (`pipelines.resolve.incremental_obstacle`): a full run.
     `spark`: score the pairs on Spark (`engines.spark_options`), as the full run does."""
-    from pipelines.linkage import LinkageModel
+    from pipelines.linkage import LinkageModel, NameFrequencies
     from pipelines.linkage.comparisons import BLOCKING_RULES
     from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
                                    attach_new_mentions, incremental_obstacle, resolve_component)
@@ -93,6 +93,7 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         lf_core = index.features(con, core_ids)
         lf_cand = index.features(con, candidates)
         model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
+        model.name_frequencies = NameFrequencies(*index.name_frequencies(con, [*core_ids, *candidates]))
         cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
         all_decisions = decisions.active_decisions(con)
         # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
@@ -112,6 +113,7 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         if hard_ids or len(removed):
             lf = index.features(con, hard_ids)
             model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
+            model.name_frequencies = NameFrequencies(*index.name_frequencies(con, hard_ids))
             prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
             prev_persons = index.persons(con, set(prev_xref["person_id"]))
             comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,

@@ -435,14 +435,16 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     anchor and no link a constraint refused; then the result is the one a full run gives
     (nothing in it can refuse a link inside the anchor's person). Every other group is
     returned in `hard_persons` / `hard_mentions`, for `resolve_component`."""
-    from pipelines.linkage import DEFAULT_THRESHOLD, REVIEW_BAND, constrained_clusters, meets_requirements, \
-        pair_levels, review_from
+    from pipelines.linkage import (DEFAULT_THRESHOLD, PLAIN_SCORE_FLOOR, REVIEW_BAND, _with_plain_evidence,
+                                   constrained_clusters, pair_levels, review_from)
     from pipelines.linkage.cluster import UnionFind
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     out_cols = ["mention_id", "person_id", "cluster_label", "match_method", "match_probability"]
     core_ids = [str(u) for u in lf_core["unique_id"]]
-    pairs = (model.predict_new(lf_core, lf_candidates, threshold=min(REVIEW_BAND[0], threshold))
+    # scored down to the plain-evidence floor, then kept from the review band's floor
+    # plus the plain-evidence pairs, as a full run keeps them (`resolve_frame`)
+    pairs = (model.predict_new(lf_core, lf_candidates, threshold=PLAIN_SCORE_FLOOR)
              if len(lf_core) else pd.DataFrame())
     anchor_of = {str(m): "P:" + str(p) for m, p in candidate_person.dropna().items()}
 
@@ -454,7 +456,8 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     links: list[tuple[str, str]] = []
     if len(pairs):
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-        pairs["eligible"] = meets_requirements(pairs)
+        pairs = _with_plain_evidence(pairs, pd.concat([lf_core, lf_candidates], ignore_index=True),
+                                     min(REVIEW_BAND[0], threshold), threshold, model.name_frequencies)
         links += [(node_of(str(a)), node_of(str(b))) for a, b in zip(pairs["unique_id_l"], pairs["unique_id_r"])]
     keys = anchor_keys.assign(node="P:" + anchor_keys["person_id"].astype(str))
     by_cid = dict(zip(keys["citizen_id"].dropna(), keys.loc[keys["citizen_id"].notna(), "node"]))

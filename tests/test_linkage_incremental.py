@@ -191,3 +191,29 @@ def test_the_linkage_index_computed_in_parts_equals_it_computed_whole(tmp_path) 
         assert set(parts["unique_id"]) == set(whole["unique_id"])
     finally:
         con.close()
+
+
+def test_name_frequencies_of_the_index_are_those_of_the_whole_frame(tmp_path):
+    """A local resolution judges a name rare or common (`plain_evidence`) by its
+    frequency among all current mentions, read from the index in SQL: the same numbers
+    `pipelines.linkage.name_frequencies` gives on the whole linkage frame."""
+    from pipelines.linkage import name_frequencies
+    from warehouse import linkage_index as index
+
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    synth.generate(inbox, households=60, seed=9, noise="hard", days=2)
+    assert run_sync(load_settings(inbox=inbox, warehouse=wh)).status == "succeeded"
+    con = duckdb.connect(str(wh))
+    try:
+        lf = index.features(con)
+        whole = name_frequencies(lf)
+        some = lf["unique_id"].iloc[::7].tolist()
+        full, given, span = index.name_frequencies(con, some)
+    finally:
+        con.close()
+    assert span == whole.span_days
+    names = set(lf.set_index("unique_id").loc[some, "name_s"].dropna())
+    assert set(full.index) == names and len(names) > 5
+    pd.testing.assert_series_equal(full.sort_index(), whole.full[sorted(names)].sort_index(), check_names=False,
+                                   check_dtype=False, check_index_type=False)
+    assert len(given) > 0 and all(whole.given[g] == k for g, k in given.items())

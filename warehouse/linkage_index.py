@@ -242,6 +242,31 @@ def term_frequencies(con: duckdb.DuckDBPyConnection, columns: Sequence[str], ids
     return out
 
 
+#: the given name of an index row (the name without its surname), as
+#: `pipelines.linkage.given_names` cuts it: NULL when either is unknown or nothing is left
+_GIVEN = ("CASE WHEN surname IS NOT NULL AND name_s IS NOT NULL AND length(name_s) > length(surname) "
+          "THEN substr(name_s, length(surname) + 1) END")
+
+
+def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]) -> tuple[pd.Series, pd.Series, int]:
+    """For the full and given names the mentions `ids` carry: how many distinct birth
+    dates each is written with among all current mentions, and the days all birth dates
+    span (at least 365) — `pipelines.linkage.name_frequencies` over the whole index."""
+    _ids(con, "_nf_ids", ids)
+    out = []
+    for expr in ("name_s", _GIVEN):
+        df = con.execute(f"""
+            WITH wanted AS (SELECT DISTINCT {expr} AS v FROM {STG_LINKAGE_FEATURE.qualified}
+                            WHERE unique_id IN (SELECT id FROM _nf_ids))
+            SELECT {expr} AS v, count(DISTINCT birth) AS k FROM {STG_LINKAGE_FEATURE.qualified}
+            WHERE birth IS NOT NULL AND {expr} IN (SELECT v FROM wanted WHERE v IS NOT NULL)
+            GROUP BY 1""").df()
+        out.append(pd.Series(df["k"].to_numpy(dtype="int64"), index=df["v"].astype(object).to_numpy()))
+    span = con.execute(f"SELECT date_diff('day', min(birth), max(birth)) FROM {STG_LINKAGE_FEATURE.qualified}"
+                       ).fetchall()[0][0]
+    return out[0], out[1], max(int(span or 0), 365)
+
+
 # -------------------------------------------------------------------------------------
 # slices of the previous resolution
 # -------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ trained it on the same mentions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -61,7 +63,8 @@ from pipelines.linkage.features import linkage_frame
 from pipelines.linkage.model import LinkageModel
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "REVIEW_BAND", "REVIEW_COLUMNS", "LinkageModel", "explain_pair", "explain_pairs",
+    "DEFAULT_THRESHOLD", "REVIEW_BAND", "REVIEW_COLUMNS", "LinkageModel", "NameFrequencies", "explain_pair",
+    "explain_pairs", "name_frequencies",
     "link_new_mentions", "linkage_frame", "pair_levels", "meets_requirements", "probabilistic_clusters",
     "resolve_frame", "resolve_probabilistic", "review_candidates", "review_from",
 ]
@@ -97,6 +100,26 @@ PLAIN_MAX_COINCIDENCE = 1e-3
 PLAIN_SCORE_FLOOR = 1e-9
 
 
+@dataclass(frozen=True)
+class NameFrequencies:
+    """How common each name is among all current mentions: ``full`` (Simplified full
+    name) and ``given`` (given name) → the number of distinct birth dates written with
+    it (`name_bearers`), and ``span_days``, the days the birth dates span (at least a
+    year). `name_frequencies(lf)` computes them from a frame; a local resolution reads
+    them from the whole linkage index (`warehouse.linkage_index.name_frequencies`)."""
+
+    full: pd.Series
+    given: pd.Series
+    span_days: int
+
+
+def name_frequencies(lf: pd.DataFrame) -> NameFrequencies:
+    births = pd.to_datetime(lf["birth"].dropna())
+    span_days = max((births.max() - births.min()).days, 365) if len(births) else 365
+    given = name_bearers(lf, "given") if "surname" in lf else pd.Series(dtype="int64")
+    return NameFrequencies(name_bearers(lf), given, int(span_days))
+
+
 def name_bearers(lf: pd.DataFrame, key: str = "name_s") -> pd.Series:
     """Full name (Simplified) → how many persons bear it, estimated from the data as the
     number of distinct birth dates it is written with (namesakes born the same day
@@ -118,7 +141,8 @@ def given_names(lf: pd.DataFrame) -> pd.Series:
 
 
 def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
-                   max_coincidence: float = PLAIN_MAX_COINCIDENCE) -> pd.Series:
+                   max_coincidence: float = PLAIN_MAX_COINCIDENCE, *,
+                   frequencies: NameFrequencies | None = None) -> pd.Series:
     """Pairs whose evidence is plain although their score is not: the same exact birth
     date in two export files, the gender the same, no two valid IDs that disagree
     (`citizen_id` level not ``different_valid`` / ``disagree`` / a sequence-digit or
@@ -136,11 +160,14 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     `name_bearers`) share a birthday is below `max_coincidence`; with the gender missing
     on one side (not contradicting, but not halving the namesakes either) below half of
     it. Twins (same birth date and surname, different given names) never qualify: not
-    by name, and not as a typo where a listing shows both."""
+    by name, and not as a typo where a listing shows both.
+
+    `frequencies`: the names' frequencies among all current mentions when `lf` holds
+    only some of them (default: computed from `lf`)."""
     if pairs.empty:
         return pd.Series(False, index=pairs.index)
-    births = pd.to_datetime(lf["birth"].dropna())
-    span_days = max((births.max() - births.min()).days, 365) if len(births) else 365
+    freq = frequencies if frequencies is not None else name_frequencies(lf)
+    span_days = freq.span_days
     ids = lf["unique_id"].astype(str).to_numpy()
     left, right = pairs["unique_id_l"].astype(str), pairs["unique_id_r"].astype(str)
 
@@ -152,10 +179,10 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
 
     gender = pairs["level_gender"].to_numpy()
     limit = np.where(gender == "same", max_coincidence, np.where(gender == "null", max_coincidence / 2, -1.0))
-    _, full_c = coincidence(lf["name_s"], name_bearers(lf))
+    _, full_c = coincidence(lf["name_s"], freq.full)
     same_full = (pairs["level_name"] == "exact").to_numpy() & (full_c <= limit)
     given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
-    (given_l, given_r), given_c = coincidence(given, name_bearers(lf, "given") if "surname" in lf else pd.Series())
+    (given_l, given_r), given_c = coincidence(given, freq.given)
     same_given = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
                   & (given_l.notna() & (given_l == given_r)).fillna(False).to_numpy()
                   & (given_l.str.len() >= 2).fillna(False).to_numpy() & (given_c <= limit))
@@ -172,11 +199,12 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
             & pd.Series(same_full | same_given | typo_in_listing, index=pairs.index))
 
 
-def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float) -> pd.DataFrame:
+def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float,
+                         frequencies: NameFrequencies | None = None) -> pd.DataFrame:
     """Scored pairs at or above `floor`, plus the plain-evidence pairs (`plain_evidence`)
     whatever their score, those raised to `threshold` so that the clusterer takes them
     (after every better-scored pair; its constraints still apply)."""
-    plain = plain_evidence(pairs, lf).to_numpy(dtype=bool)
+    plain = plain_evidence(pairs, lf, frequencies=frequencies).to_numpy(dtype=bool)
     prob = pairs["match_probability"].to_numpy(dtype=float)
     keep = (prob >= floor) | plain
     pairs = pairs[keep].copy()
@@ -242,7 +270,7 @@ def resolve_frame(
     else:
         pairs = model.predict(lf, threshold=PLAIN_SCORE_FLOOR)
     pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
-    pairs = _with_plain_evidence(pairs, lf, floor, threshold)
+    pairs = _with_plain_evidence(pairs, lf, floor, threshold, model.name_frequencies)
     result = constrained_clusters(
         lf["unique_id"], _edges(pairs[pairs["eligible"]]), citizen_ids=lf["cid"], document_keys=lf["doc_no"],
         decisions=decisions, threshold=threshold)

@@ -132,6 +132,11 @@ class LinkageModel:
         self.seed = seed
         self.settings: dict[str, Any] | None = None  # trained Splink settings (JSON-able)
         self.tf_tables: dict[str, pd.DataFrame] = {}  # term frequencies (name_s, name_py)
+        #: how many persons bear each name, over every current mention
+        #: (`pipelines.linkage.NameFrequencies`): set by the caller when it scores a part
+        #: of the mentions (a local resolution), so that the plain-evidence rule judges a
+        #: name as rare or common exactly as a full run does; None: from the frame scored
+        self.name_frequencies: Any = None
         self.training: dict[str, float] = {}
 
     @property
