@@ -205,13 +205,19 @@ def test_name_frequencies_of_the_index_are_those_of_the_whole_frame(tmp_path):
     assert run_sync(load_settings(inbox=inbox, warehouse=wh)).status == "succeeded"
     con = duckdb.connect(str(wh))
     try:
+        # a record twice in one table (its copy under another id): a namesake key
+        con.execute("""INSERT INTO stg.linkage_feature SELECT * REPLACE (unique_id || '#copy' AS unique_id)
+                       FROM stg.linkage_feature WHERE name_s IS NOT NULL AND birth IS NOT NULL AND sex IS NOT NULL
+                       ORDER BY unique_id LIMIT 1""")
         lf = index.features(con)
         whole = name_frequencies(lf)
-        some = lf["unique_id"].iloc[::7].tolist()
-        full, given, span = index.name_frequencies(con, some)
+        some = lf["unique_id"].iloc[::7].tolist() + [lf["unique_id"][lf["unique_id"].str.endswith("#copy")].iloc[0]]
+        full, given, span, ambiguous = index.name_frequencies(con, some)
     finally:
         con.close()
     assert span == whole.span_days
+    assert len(whole.ambiguous) >= 1
+    assert ambiguous == {k for k in whole.ambiguous if k.split("|")[0] in set(lf.set_index("unique_id").loc[some, "name_s"])}
     names = set(lf.set_index("unique_id").loc[some, "name_s"].dropna())
     assert set(full.index) == names and len(names) > 5
     pd.testing.assert_series_equal(full.sort_index(), whole.full[sorted(names)].sort_index(), check_names=False,

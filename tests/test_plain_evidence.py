@@ -134,3 +134,33 @@ def test_the_gender_is_taken_only_from_a_valid_id():
                        "id_gender": "2", "birth_date": "1998-07-29"}])
     sex = linkage_frame(m).set_index("unique_id")["sex"]
     assert sex["v"] == "1" and pd.isna(sex["x"])   # a wrong digit may be the gender digit
+
+
+def _lf_common(bearers: int = 60, *extra: tuple[str, str, str | None]) -> pd.DataFrame:
+    """刘霞 born 2006-11-10 in a child record without ID ("a", T_ZN) and registered with
+    an ID ("b"); `bearers` - 1 other 刘霞 born on other days; `extra`: more 刘霞 born that
+    day (id, source object, citizen id)."""
+    day = dt.date(2006, 11, 10)
+    rows = [("a", "T_ZN", None, day), ("b", "流动人口登记-20260701.csv", "220402200611100724", day)]
+    rows += [(u, obj, cid, day) for u, obj, cid in extra]
+    rows += [(f"o{i}", "T_YLFN", None, dt.date(1925, 1, 1) + dt.timedelta(days=36525 * i // bearers))
+             for i in range(bearers - 1)]
+    rows += [("old", "x", None, dt.date(1920, 1, 1)), ("young", "x", None, dt.date(2020, 1, 1))]
+    lf = pd.DataFrame(rows, columns=["unique_id", "source_object", "cid", "birth"])
+    lf["birth"] = pd.to_datetime(lf["birth"])
+    return lf.assign(name_s=["刘霞"] * (len(lf) - 2) + ["某", "某"], sex="2")
+
+
+def test_a_common_name_links_on_birth_date_and_gender_when_no_namesake_is_seen():
+    ab = pd.DataFrame([_pair("a", "b"), _pair("a", "b", gender="null")])
+    # 60 bearers over a century: C(60, 2) / 36 525 ≫ 1/1000 (not rare), but 60 / 36 525
+    # bearers born on a given day: one chance in 600 that another 刘霞 was born that day
+    assert plain_evidence(ab, _lf_common()).tolist() == [True, False]   # the gender must be known
+    # 200 bearers: one chance in 180 that another was born that day: too many
+    assert plain_evidence(ab, _lf_common(200)).tolist() == [False, False]
+    # a namesake seen: another 刘霞 born that day with another ID, or twice in one table
+    assert not plain_evidence(ab, _lf_common(60, ("c", "婚姻登记.xlsx", "220402200611100999"))).any()
+    assert not plain_evidence(ab, _lf_common(60, ("c", "T_ZN", None))).any()
+    # the same person's own records in other files do not make the name ambiguous
+    assert plain_evidence(ab, _lf_common(60, ("c", "T_YLFN", None), ("d", "火化信息.csv", "220402200611100724"))
+                          ).tolist() == [True, False]

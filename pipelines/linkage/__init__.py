@@ -64,7 +64,7 @@ from pipelines.linkage.model import LinkageModel
 
 __all__ = [
     "DEFAULT_THRESHOLD", "REVIEW_BAND", "REVIEW_COLUMNS", "LinkageModel", "NameFrequencies", "explain_pair",
-    "explain_pairs", "name_frequencies",
+    "explain_pairs", "name_frequencies", "namesake_keys",
     "link_new_mentions", "linkage_frame", "pair_levels", "meets_requirements", "probabilistic_clusters",
     "resolve_frame", "resolve_probabilistic", "review_candidates", "review_from",
 ]
@@ -96,6 +96,10 @@ def meets_requirements(pairs: pd.DataFrame, requirement: LinkRequirement = LINK_
 #: name were born on the same day (C(k, 2) / days spanned by the birth dates, k = the
 #: number of birth dates the name is seen with): below it a name is *rare*
 PLAIN_MAX_COINCIDENCE = 1e-3
+#: a common full name still links on the exact birth date and gender when the expected
+#: number of its bearers born on any one day (k / days spanned) is below this and the
+#: data shows no namesake born that day (`NameFrequencies.ambiguous`)
+PLAIN_MAX_NAMESAKES_PER_DAY = 5e-3
 #: pairs are scored down to this probability so that plain-evidence pairs are seen
 PLAIN_SCORE_FLOOR = 1e-9
 
@@ -105,19 +109,36 @@ class NameFrequencies:
     """How common each name is among all current mentions: ``full`` (Simplified full
     name) and ``given`` (given name) → the number of distinct birth dates written with
     it (`name_bearers`), and ``span_days``, the days the birth dates span (at least a
-    year). `name_frequencies(lf)` computes them from a frame; a local resolution reads
-    them from the whole linkage index (`warehouse.linkage_index.name_frequencies`)."""
+    year). ``ambiguous``: the keys (`namesake_keys`: full name, birth date, gender) the
+    data shows two persons under — two different valid IDs, or two records of one export
+    file or table — None when unknown (the frame lacks those columns).
+    `name_frequencies(lf)` computes them from a frame; a local resolution reads them from
+    the whole linkage index (`warehouse.linkage_index.name_frequencies`)."""
 
     full: pd.Series
     given: pd.Series
     span_days: int
+    ambiguous: frozenset[str] | None = None
+
+
+def namesake_keys(name: pd.Series, birth: pd.Series, sex: pd.Series) -> pd.Series:
+    """``name|YYYY-MM-DD|sex`` (NA when any part is unknown)."""
+    day = pd.to_datetime(birth).dt.strftime("%Y-%m-%d").astype("string")
+    return name.astype("string") + "|" + day + "|" + sex.astype("string")
 
 
 def name_frequencies(lf: pd.DataFrame) -> NameFrequencies:
     births = pd.to_datetime(lf["birth"].dropna())
     span_days = max((births.max() - births.min()).days, 365) if len(births) else 365
     given = name_bearers(lf, "given") if "surname" in lf else pd.Series(dtype="int64")
-    return NameFrequencies(name_bearers(lf), given, int(span_days))
+    ambiguous = None
+    if {"sex", "cid", "source_object"} <= set(lf.columns):
+        g = lf.assign(key=namesake_keys(lf["name_s"], lf["birth"], lf["sex"]))
+        g = g[g["key"].notna()]
+        ids = g.groupby("key")["cid"].nunique()
+        in_one = g.groupby(["key", "source_object"], dropna=False).size().groupby(level=0).max()
+        ambiguous = frozenset(ids[ids > 1].index) | frozenset(in_one[in_one > 1].index)
+    return NameFrequencies(name_bearers(lf), given, int(span_days), ambiguous)
 
 
 def name_bearers(lf: pd.DataFrame, key: str = "name_s") -> pd.Series:
@@ -151,6 +172,11 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     * the same rare full name (identical Simplified form), or
     * the same rare given name of two or more characters under surnames one character
       or one sound apart (李忠建 / 季忠建: a mistyped surname), or
+    * the same common full name, the gender known and the same, when few of its bearers
+      are born on any one day (k / days spanned below `PLAIN_MAX_NAMESAKES_PER_DAY`) and
+      the data shows no namesake born that day (two valid IDs, or two records of one
+      file or table, under that name, birth date and gender): 刘霞 in a child record
+      without ID and 刘霞 registered with one; or
     * names one character or one sound apart (邹武连 / 邹斌连, 王涛 / 玊涛) in two household
       listings (roster months) each of which lists no one else of that household born
       that day (``sole_in_household``), with the same flat, phone or relative besides:
@@ -179,8 +205,14 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
 
     gender = pairs["level_gender"].to_numpy()
     limit = np.where(gender == "same", max_coincidence, np.where(gender == "null", max_coincidence / 2, -1.0))
-    _, full_c = coincidence(lf["name_s"], freq.full)
-    same_full = (pairs["level_name"] == "exact").to_numpy() & (full_c <= limit)
+    (name_l, _), full_c = coincidence(lf["name_s"], freq.full)
+    exact_name = (pairs["level_name"] == "exact").to_numpy()
+    same_full = exact_name & (full_c <= limit)
+    if freq.ambiguous is not None and "sex" in lf:
+        per_day = name_l.map(freq.full).fillna(1).to_numpy(dtype=float) / span_days
+        key_of = pd.Series(namesake_keys(lf["name_s"], lf["birth"], lf["sex"]).to_numpy(), index=ids)
+        seen_twice = left.map(key_of).isin(freq.ambiguous).to_numpy()
+        same_full |= exact_name & (gender == "same") & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice
     given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
     (given_l, given_r), given_c = coincidence(given, freq.given)
     same_given = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
