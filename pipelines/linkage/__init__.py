@@ -190,8 +190,17 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
 
     `frequencies`: the names' frequencies among all current mentions when `lf` holds
     only some of them (default: computed from `lf`)."""
+    out = pd.Series(False, index=pairs.index)
     if pairs.empty:
-        return pd.Series(False, index=pairs.index)
+        return out
+    # what every rule needs, cheap on level labels: only those pairs are looked at further
+    # (a local resolution scores hundreds of thousands of pairs down to the floor)
+    base = ((pairs["level_birth_date"] == "exact") & (pairs["level_source"] == "different")
+            & ~pairs["level_citizen_id"].isin(["different_valid", "disagree", "sequence_edit", "two_edits"])
+            & pairs["level_name"].isin(["exact", "one_char", "pinyin"])).to_numpy()
+    if not base.any():
+        return out
+    pairs = pairs[base]
     freq = frequencies if frequencies is not None else name_frequencies(lf)
     span_days = freq.span_days
     ids = lf["unique_id"].astype(str).to_numpy()
@@ -215,8 +224,8 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
         same_full |= exact_name & (gender == "same") & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice
     given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
     (given_l, given_r), given_c = coincidence(given, freq.given)
-    same_given = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
-                  & (given_l.notna() & (given_l == given_r)).fillna(False).to_numpy()
+    one_apart = pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
+    same_given = (one_apart & (given_l.notna() & (given_l == given_r)).fillna(False).to_numpy()
                   & (given_l.str.len() >= 2).fillna(False).to_numpy() & (given_c <= limit))
     sole = lf["sole_in_household"] if "sole_in_household" in lf else pd.Series(pd.NA, index=lf.index)
     sole_of = pd.Series(sole.astype("boolean").fillna(False).to_numpy(dtype=bool), index=ids)
@@ -224,11 +233,9 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
                     & right.map(sole_of).fillna(False).to_numpy(dtype=bool))
     context = ((pairs["level_address"] == "same_flat") | (pairs["level_phone"] == "same")
                | (pairs["level_context"] == "shared")).to_numpy()
-    typo_in_listing = (pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy() & listed_alone
-                       & (gender == "same") & context)
-    return ((pairs["level_birth_date"] == "exact") & (pairs["level_source"] == "different")
-            & ~pairs["level_citizen_id"].isin(["different_valid", "disagree", "sequence_edit", "two_edits"])
-            & pd.Series(same_full | same_given | typo_in_listing, index=pairs.index))
+    typo_in_listing = one_apart & listed_alone & (gender == "same") & context
+    out[base] = same_full | same_given | typo_in_listing
+    return out
 
 
 def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, threshold: float,
