@@ -135,44 +135,45 @@ def test_linkage_index_holds_exactly_the_current_mentions(full):
     assert (missing, extra, stale) == (0, 0, 0)
 
 
-def test_a_warehouse_from_before_the_index_gets_it_on_the_next_sync(inbox, full, tmp_path):
-    """Schema v1 had no linkage index: the next sync, with nothing new, migrates the
-    warehouse and fills the index without changing a person."""
-    wh = tmp_path / "w.duckdb"
+def _older_warehouse(full: Path, wh: Path, version: int, *undo: str) -> None:
+    """`full` copied to `wh` as a warehouse of schema `version`: `undo` reverts what the
+    later migrations changed."""
     shutil.copy2(full, wh)
     con = duckdb.connect(str(wh))
     try:
-        con.execute("DROP TABLE stg.linkage_feature")
-        con.execute("DELETE FROM quality.schema_version WHERE version > 1")
+        for stmt in undo:
+            con.execute(stmt)
+        con.execute("DELETE FROM quality.schema_version WHERE version > ?", [version])
     finally:
         con.close()
+
+
+def _sync_changes_no_person(inbox: Path, full: Path, wh: Path) -> None:
     summary = run_sync(_settings(inbox, wh))
     assert summary.status == "succeeded" and summary.persons_created == 0
     test_linkage_index_holds_exactly_the_current_mentions(wh)
     assert_same(snapshot(full), snapshot(wh))
+
+
+def test_a_warehouse_from_before_the_index_gets_it_on_the_next_sync(inbox, full, tmp_path):
+    """Schema v1 had no linkage index: the next sync, with nothing new, migrates the
+    warehouse and fills the index without changing a person."""
+    wh = tmp_path / "w.duckdb"
+    _older_warehouse(full, wh, 1, "DROP TABLE stg.linkage_feature")
+    _sync_changes_no_person(inbox, full, wh)
     assert run_sync(_settings(inbox, wh)).status == "unchanged"
 
 
 def test_a_warehouse_from_before_sole_in_household_gets_its_index_refilled(inbox, full, tmp_path):
     """Schema v6 added `stg.linkage_feature.sole_in_household`: a v5 warehouse has its
     index emptied by the migration and refilled by the next sync (with nothing new),
-    every person unchanged."""
+    every person unchanged and the feature as a fresh build computes it."""
     wh = tmp_path / "w.duckdb"
-    shutil.copy2(full, wh)
-    con = duckdb.connect(str(wh))
-    try:
-        expected = con.execute("SELECT unique_id, sole_in_household FROM stg.linkage_feature ORDER BY 1").fetchall()
-        assert any(v is True for _, v in expected) and any(v is None for _, v in expected)
-        con.execute("ALTER TABLE stg.linkage_feature DROP COLUMN sole_in_household")
-        con.execute("DELETE FROM quality.schema_version WHERE version > 5")
-    finally:
-        con.close()
-    summary = run_sync(_settings(inbox, wh))
-    assert summary.status == "succeeded" and summary.persons_created == 0
-    test_linkage_index_holds_exactly_the_current_mentions(wh)
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        assert con.execute("SELECT unique_id, sole_in_household FROM stg.linkage_feature ORDER BY 1").fetchall() == expected
-    finally:
-        con.close()
-    assert_same(snapshot(full), snapshot(wh))
+    query = "SELECT unique_id, sole_in_household FROM stg.linkage_feature ORDER BY 1"
+    with duckdb.connect(str(full), read_only=True) as con:
+        expected = con.execute(query).fetchall()
+    assert any(v is True for _, v in expected) and any(v is None for _, v in expected)
+    _older_warehouse(full, wh, 5, "ALTER TABLE stg.linkage_feature DROP COLUMN sole_in_household")
+    _sync_changes_no_person(inbox, full, wh)
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute(query).fetchall() == expected
