@@ -869,12 +869,14 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions
+        from warehouse.linkage_index import is_complete
 
         # a decision re-clusters a few persons: on the embedded engine whatever `engine` says
-        # (the same scores; a Spark session would cost more than the work)
+        # (the same scores; a Spark session would cost more than the work); it stages
+        # nothing, so a complete linkage index is current
         _resolve_and_build(con, settings.model_copy(update={"engine": "duckdb"}), run_id, summary, False,
                            district_stage.district_context(settings, con), full=False,
-                           decided=new_decision_mentions(con))
+                           decided=new_decision_mentions(con), index_current=is_complete(con))
         summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         summary.alerts = _alert_counts(con)
         summary.status = "succeeded"

@@ -200,3 +200,21 @@ def test_unlink_contradicting_a_link_is_refused_unless_forced_and_restores_the_p
     assert ("must_link", False, "同一人") in history and ("cannot_link", True, "核实不是同一人") in history
     sync(inbox, wh)                                          # and a later run keeps it so
     assert (person_of(wh, a), person_of(wh, b)) == (pa, pb)
+
+
+def test_a_decision_on_an_incomplete_linkage_index_fills_it_first(base, tmp_path):
+    """A decision stages nothing, so it takes a complete linkage index as current and
+    skips refreshing it; an index missing rows (a warehouse just migrated) is refilled
+    before the decision is applied."""
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    a, b = two_singletons(wh)
+    with duckdb.connect(str(wh)) as con:
+        con.execute("DELETE FROM stg.linkage_feature WHERE unique_id IN (?, ?)", [a, b])
+    r = runner.invoke(app, ["link", a, b, "--by", "甲", "--reason", "同一人", "-w", str(wh)])
+    assert r.exit_code == 0, r.output
+    assert person_of(wh, a) == person_of(wh, b)
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM stg.linkage_feature WHERE unique_id IN (?, ?)", [a, b]
+                           ).fetchall()[0][0] == 2
