@@ -213,9 +213,14 @@ def _fetch(fs: Any, spec: SourceSpec, remote: _Remote, inbox: Path) -> tuple[str
             dst.flush()
         os.fsync(dst.fileno())
     got = part.stat().st_size
-    if got != remote.size:
-        part.unlink(missing_ok=True)  # the file changed under us: start over next time
+    if got > remote.size:
+        part.unlink(missing_ok=True)  # the file grew under us: start over next time
         raise OSError(f"size changed during transfer: expected {remote.size} bytes, got {got}")
+    if got < remote.size:
+        # the connection ended early (a cut link can read as an end of file): what arrived
+        # is kept and the next pull continues it, if the state file still matches the
+        # remote's size and time (a file changed since starts over)
+        raise OSError(f"transfer ended early: {got} of {remote.size} bytes")
     return _sha256(part), offset > 0
 
 

@@ -314,3 +314,36 @@ def test_known_hosts_accepts_the_servers_key_and_refuses_another(sftp_server, re
     s = pull([spec(sftp_server, remote, "civil_affairs", known_hosts=bad, attempts=3)], tmp_path).sources[0]
     assert s.error is not None and s.error.reason == "host_key_rejected" and s.error.attempts == 1
     assert s.fetched == [] and "主机密钥" in str(s.error)
+
+
+def test_a_transfer_that_ends_early_keeps_what_arrived_for_the_next_pull(tmp_path):
+    """A cut link can read as an end of file instead of an error (it depends on when
+    paramiko notices): the bytes that arrived stay in the .part file and the next pull
+    continues from them; only a file larger than announced starts over."""
+    import contextlib
+    import io
+
+    from connectors.pull import _fetch, _partial, _Remote
+
+    payload = os.urandom(300_000)
+    remote = _Remote(rel="低保花名册_202611.xlsx", path="/x/低保花名册_202611.xlsx", size=len(payload), mtime=1.0)
+    source = SourceSpec(name="low_income", url="sftp://u@h:22/x/")
+
+    class Fs:
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def open(self, path: str, mode: str):
+            return contextlib.closing(io.BytesIO(self.data))
+
+    inbox = tmp_path / "inbox"
+    with pytest.raises(OSError, match="ended early"):
+        _fetch(Fs(payload[:120_000]), source, remote, inbox)
+    part, _ = _partial(inbox, source, remote.rel)
+    assert part.stat().st_size == 120_000                      # kept
+    digest, resumed = _fetch(Fs(payload), source, remote, inbox)
+    assert resumed and digest == hashlib.sha256(payload).hexdigest() and part.read_bytes() == payload
+    part.unlink()
+    with pytest.raises(OSError, match="size changed"):
+        _fetch(Fs(payload + b"more"), source, remote, inbox)
+    assert not part.exists()                                    # more than announced: start over
