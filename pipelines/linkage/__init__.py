@@ -156,8 +156,10 @@ def given_names(lf: pd.DataFrame) -> pd.Series:
     name = lf["name_s"].astype("string")
     surname = lf["surname"].astype("string") if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
     n = surname.str.len()
-    given = pd.Series([x[int(k):] if isinstance(x, str) and pd.notna(k) else pd.NA for x, k in zip(name, n)],
-                      index=lf.index, dtype="string")
+    given = pd.Series(pd.NA, index=lf.index, dtype="string")
+    for k in n.dropna().unique():  # one vectorised slice per surname length (1, 2, a few more)
+        rows = (n == k).fillna(False).to_numpy()
+        given[rows] = name[rows].str.slice(int(k))
     return given.where(given.str.len() > 0)
 
 
@@ -203,8 +205,10 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     pairs = pairs[base]
     freq = frequencies if frequencies is not None else name_frequencies(lf)
     span_days = freq.span_days
-    ids = lf["unique_id"].astype(str).to_numpy()
     left, right = pairs["unique_id_l"].astype(str), pairs["unique_id_r"].astype(str)
+    # the per-mention values below only for the mentions of those pairs
+    lf = lf[lf["unique_id"].astype(str).isin(set(left) | set(right))]
+    ids = lf["unique_id"].astype(str).to_numpy()
 
     def coincidence(values: pd.Series, bearers: pd.Series) -> tuple[pd.Series, np.ndarray]:
         of = pd.Series(values.to_numpy(), index=ids)
