@@ -151,7 +151,8 @@ def _print_summary(summary) -> None:
         console.print(escape(f"辖区：{summary.district}" + (f"；{summary.district_note}" if summary.district_note
                                                             else "")), soft_wrap=True)
     if getattr(summary, "engine", "duckdb") != "duckdb":
-        console.print(escape(f"解析引擎：{summary.engine}（人员解析：{summary.resolution_mode}）"), soft_wrap=True)
+        console.print(escape(f"解析引擎：{summary.engine}（人员解析：{summary.resolution_mode}；"
+                             f"构建汇总：{getattr(summary, 'build_engine', 'duckdb')}）"), soft_wrap=True)
     if getattr(summary, "district_warning", None):
         err_console.print(f"[yellow]警告[/yellow] {escape(summary.district_warning)}", soft_wrap=True)
     for e in summary.exports:

@@ -23,8 +23,8 @@ from typing import Any, Iterator
 
 from settings import ConfigError, Settings
 
-__all__ = ["EngineUnavailable", "java_version", "require_spark", "spark_available", "spark_scorer", "spark_session",
-           "work_dir_of"]
+__all__ = ["EngineUnavailable", "SparkSql", "build_sets", "java_version", "require_spark", "spark_available", "spark_scorer",
+           "spark_session", "spark_sets", "work_dir_of"]
 
 
 class EngineUnavailable(ConfigError):
@@ -125,6 +125,45 @@ def spark_scorer(master: str, work_dir: str | Path, *, partitions: int = 8) -> I
     work = Path(work_dir)
     with spark_session(master, work, partitions=partitions) as spark:
         yield SparkScorer(spark, work / "exchange")
+
+
+class SparkSql:
+    """A `warehouse.sets.ParquetEngine` on a Spark session: the full build's set work
+    (golden records, best address parses) as Spark SQL over Parquet files."""
+
+    dialect = "spark"
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+
+    def run(self, sql: str, inputs: dict[str, Path], out: Path) -> None:
+        for name, path in inputs.items():
+            self.spark.read.parquet(Path(path).resolve().as_uri()).createOrReplaceTempView(name)
+        try:
+            self.spark.sql(sql).write.mode("overwrite").parquet(Path(out).resolve().as_uri())
+        finally:
+            for name in inputs:
+                self.spark.catalog.dropTempView(name)
+
+
+@contextmanager
+def spark_sets(master: str, work_dir: str | Path, *, partitions: int = 8) -> Iterator[SparkSql]:
+    """A `SparkSql` on a session of `master` (see `spark_session`)."""
+    with spark_session(master, Path(work_dir), partitions=partitions) as spark:
+        yield SparkSql(spark)
+
+
+@contextmanager
+def build_sets(settings: Settings, *, on_spark: bool) -> Iterator[tuple[SparkSql | None, Path | None]]:
+    """The engine of a build's set work (`warehouse.build.build_core`'s `sets`,
+    `sets_dir`): Spark when `on_spark` (a full build on the Spark engine), its Parquet
+    files under the engine's work directory; else (None, None): DuckDB, in this process."""
+    if not on_spark:
+        yield None, None
+        return
+    opts = spark_options(settings)
+    with spark_sets(opts["master"], opts["work_dir"], partitions=opts["partitions"]) as sets:
+        yield sets, Path(opts["work_dir"]) / "build"
 
 
 def spark_options(settings: Settings) -> dict[str, Any]:

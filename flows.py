@@ -195,7 +195,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     `index_current`: nothing was staged and the linkage index is complete (an officer's
     decision alone), so there is nothing to refresh."""
     import resolution
-    from engines import spark_options
+    from engines import build_sets, spark_options
     from warehouse import build, decisions, store
 
     ts = time.perf_counter()
@@ -242,7 +242,11 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
         exports = {r[0] for r in con.execute("SELECT export_id FROM quality.load_ledger WHERE run_id = ? "
                                              "AND status = 'loaded'", [run_id]).fetchall()}
         scope = build.BuildScope(persons=frozenset(linked.touched_persons), exports=frozenset(exports))
-    summary.core_counts = build.build_core(con, grid_households=settings.grid_households, scope=scope)
+    # a full build's aggregations over every mention run where the resolution ran
+    with build_sets(settings, on_spark=on_spark and scope is None) as (sets, sets_dir):
+        summary.build_engine = "spark" if sets is not None else "duckdb"
+        summary.core_counts = build.build_core(con, grid_households=settings.grid_households, scope=scope,
+                                               sets=sets, sets_dir=sets_dir)
     decisions.write_candidates(con, linked.candidates, replace=linked.mode != "incremental")
     summary.stage_seconds["build"] = time.perf_counter() - ts
     summary.persons_created = linked.resolution.next_sequence - next_seq

@@ -6,7 +6,8 @@ correction or a backfill is reflected everywhere and the same staging always giv
 the same core. Only the person-id history (`core.person_xref` of the previous
 publication, `core.person_merge_log`) carries state from one run to the next.
 
-Survivorship rules for `core.person` (documented in the README):
+Survivorship rules for `core.person` (declared in `warehouse.sets.GOLDEN_PERSON`, documented
+in the README):
 
 * citizen_id: the valid ID shared by the person's mentions (most mentions win);
 * gender and birth_date: from the valid citizen ID when there is one, else the value
@@ -23,12 +24,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from schemas.mapping import SourceMapping, load_mappings
 from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, core_tables, fact_table
+from warehouse.sets import (ADDRESS_INPUT_COLUMNS, ADDRESS_LEVELS, GOLDEN_INPUT_COLUMNS, ParquetEngine, SetStep,
+                            best_address_sql, golden_person_sql, run_step)
 
 
 def read_current_mentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -113,22 +117,6 @@ WHERE [[dp:x.person_id]]
 """
 
 
-def _mode(col: str, alias: str, where: str = "TRUE") -> str:
-    """Value most mentions agree on; ties go to the most recent export."""
-    return f"""
-    {alias} AS (
-      SELECT person_id, arg_max(v, (n, last)) AS {alias}
-      FROM (SELECT person_id, {col} AS v, count(*) AS n, max(recency) AS last
-            FROM pm WHERE {col} IS NOT NULL AND ({where}) GROUP BY ALL)
-      GROUP BY person_id)"""
-
-
-def _latest(col: str, alias: str, where: str = "TRUE") -> str:
-    return f"""
-    {alias} AS (SELECT person_id, arg_max({col}, recency) AS {alias}
-                FROM pm WHERE {col} IS NOT NULL AND ({where}) GROUP BY person_id)"""
-
-
 _MARRIAGE_STATUS = """
 CREATE OR REPLACE TEMP VIEW marriage_status AS
 WITH ev AS (
@@ -141,47 +129,19 @@ SELECT person_id,
 FROM ev WHERE person_id IS NOT NULL AND registration_date IS NOT NULL GROUP BY person_id
 """
 
-_PERSON = f"""
+#: core.person from the golden record (`warehouse.sets.golden_person_sql`, computed into
+#: the temp table `golden_person` by `build_core` on the build's engine)
+_PERSON = """
 INSERT INTO core.person
-WITH
-{_mode("citizen_id", "g_citizen_id", "has_valid_id")},
-{_mode("document_type", "g_document_type", "citizen_id IS NULL AND document_type <> 'resident_id'")},
-{_mode("document_number", "g_document_number", "citizen_id IS NULL AND document_type <> 'resident_id'")},
-{_mode("coalesce(name_simplified, name)", "g_name")},
-{_mode("name_pinyin", "g_name_pinyin")},
-{_mode("id_gender", "g_id_gender", "has_valid_id")},
-{_mode("gender", "g_gender", "gender IN ('1', '2')")},
-{_mode("id_birth_date", "g_id_birth", "has_valid_id")},
-{_mode("birth_date", "g_birth")},
-{_mode("ethnicity", "g_ethnicity")},
-{_mode("nationality", "g_nationality")},
-{_latest("marital_status", "g_fp_marital", "source_system = 'family_planning'")},
-{_latest("phone", "g_phone")},
-{_latest("hukou_address", "g_hukou")},
-{_latest("current_address", "g_current")},
-    g_death AS (SELECT person_id, min(death_date) AS g_death FROM pm
-                WHERE source_system = 'civil_affairs' AND death_date IS NOT NULL GROUP BY person_id),
-    base AS (SELECT person_id, list(DISTINCT source_system ORDER BY source_system) AS systems,
-                    count(*) AS n, min(export_date) AS first_seen, max(export_date) AS last_seen
-             FROM pm GROUP BY person_id)
 SELECT b.person_id, g_citizen_id, g_document_type, g_document_number, g_name, g_name_pinyin,
        coalesce(g_id_gender, g_gender), coalesce(g_id_birth, g_birth), g_ethnicity, g_nationality,
        coalesce(ms.marital_status, g_fp_marital), g_phone, g_hukou, g_current,
        g_death, g_death IS NOT NULL, b.systems, b.n, b.first_seen, b.last_seen
-FROM base b
-LEFT JOIN g_citizen_id USING (person_id) LEFT JOIN g_document_type USING (person_id)
-LEFT JOIN g_document_number USING (person_id) LEFT JOIN g_name USING (person_id)
-LEFT JOIN g_name_pinyin USING (person_id) LEFT JOIN g_id_gender USING (person_id)
-LEFT JOIN g_gender USING (person_id) LEFT JOIN g_id_birth USING (person_id) LEFT JOIN g_birth USING (person_id)
-LEFT JOIN g_ethnicity USING (person_id) LEFT JOIN g_nationality USING (person_id)
-LEFT JOIN g_fp_marital USING (person_id) LEFT JOIN g_phone USING (person_id)
-LEFT JOIN g_hukou USING (person_id) LEFT JOIN g_current USING (person_id) LEFT JOIN g_death USING (person_id)
+FROM golden_person b
 LEFT JOIN marriage_status ms USING (person_id)
 """
 
-_PID = "(SELECT person_id FROM core.person_xref x WHERE x.source_object = r.source_object AND x.source_locator = r.source_locator AND x.role = '{role}')"
-
-_MARRIAGE = f"""
+_MARRIAGE = """
 INSERT INTO core.marriage_registration
 SELECT r.certificate_no, r.business_type, r.registration_date,
        xm.person_id, xw.person_id, r.office, r.source_system, r.source_object, r.source_locator
@@ -326,33 +286,11 @@ SELECT source_system, source_object, source_locator, field, address_id, raw_text
 FROM stg.address_mention WHERE [[in:_dx:export_id]];
 
 INSERT INTO core.address
--- every level: the value of the best parse that has it (variants that omit 街道/社区 do
--- not blank it out); the standard text and status of the best parse overall
-SELECT address_id,
-       arg_max(province, (confidence, length(standard_text), standard_text)) FILTER (WHERE province IS NOT NULL),
-       arg_max(city, (confidence, length(standard_text), standard_text)) FILTER (WHERE city IS NOT NULL),
-       arg_max(county, (confidence, length(standard_text), standard_text)) FILTER (WHERE county IS NOT NULL),
-       arg_max(town, (confidence, length(standard_text), standard_text)) FILTER (WHERE town IS NOT NULL),
-       arg_max(community, (confidence, length(standard_text), standard_text)) FILTER (WHERE community IS NOT NULL),
-       arg_max(road, (confidence, length(standard_text), standard_text)) FILTER (WHERE road IS NOT NULL),
-       arg_max(house_number, (confidence, length(standard_text), standard_text)) FILTER (WHERE house_number IS NOT NULL),
-       arg_max(estate, (confidence, length(standard_text), standard_text)) FILTER (WHERE estate IS NOT NULL),
-       arg_max(building, (confidence, length(standard_text), standard_text)) FILTER (WHERE building IS NOT NULL),
-       arg_max(unit, (confidence, length(standard_text), standard_text)) FILTER (WHERE unit IS NOT NULL),
-       arg_max(floor, (confidence, length(standard_text), standard_text)) FILTER (WHERE floor IS NOT NULL),
-       arg_max(room, (confidence, length(standard_text), standard_text)) FILTER (WHERE room IS NOT NULL),
-       arg_max(rural_group, (confidence, length(standard_text), standard_text)) FILTER (WHERE rural_group IS NOT NULL),
-       arg_max(province_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE province_code IS NOT NULL),
-       arg_max(city_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE city_code IS NOT NULL),
-       arg_max(county_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE county_code IS NOT NULL),
-       arg_max(town_code, (confidence, length(standard_text), standard_text)) FILTER (WHERE town_code IS NOT NULL),
-       arg_max(standard_text, (confidence, length(standard_text), standard_text)),
-       any_value(address_key), max(confidence),
-       arg_max(status, (confidence, length(standard_text), standard_text)),
-       count(*), list(DISTINCT source_system ORDER BY source_system),
-       arg_max(raw_text, (confidence, length(standard_text), raw_text))
-FROM stg.address_mention WHERE address_id IS NOT NULL AND [[in:_da:address_id]]
-GROUP BY address_id;
+-- every level from the best parse that has it (`warehouse.sets.best_address_sql`, computed
+-- into the temp table `best_address` by `build_core` on the build's engine)
+SELECT address_id, """ + ", ".join(ADDRESS_LEVELS) + """, standard_text, address_key, confidence, status,
+       n_mentions, systems, raw_text
+FROM best_address;
 
 INSERT INTO core.person_address
 WITH links AS (
@@ -382,6 +320,13 @@ FROM (
   FROM last_seen s) t
 WHERE pa.kind = 'household' AND pa.person_id = t.person_id AND pa.address_id = t.address_id
 """
+
+#: the two aggregations over every mention (`warehouse.sets`): run on the build's engine
+_SET_STEPS = (
+    SetStep("golden_person", "SELECT * FROM pm", GOLDEN_INPUT_COLUMNS, golden_person_sql),
+    SetStep("best_address", "SELECT * FROM stg.address_mention WHERE address_id IS NOT NULL AND [[in:_da:address_id]]",
+            ADDRESS_INPUT_COLUMNS, best_address_sql),
+)
 
 _ID_CONFLICTS = """
 CREATE OR REPLACE TEMP VIEW id_name_conflict AS
@@ -687,13 +632,18 @@ def build_scope(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
 
 
 def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
-               scope: BuildScope | None = None) -> dict[str, int]:
+               scope: BuildScope | None = None, sets: ParquetEngine | None = None,
+               sets_dir: Path | None = None) -> dict[str, int]:
     """Derive every core table (except person_xref and the merge log) from staging.
 
     With a `scope` only the rows that the run's changes reach are deleted and derived
     again (the persons re-clustered, the records staged, and what follows from them:
     their households, the neighbouring roster months, registrations, family-planning
-    women, addresses); the result equals a full build (tests/test_incremental.py)."""
+    women, addresses); the result equals a full build (tests/test_incremental.py).
+
+    `sets`: the engine of a full build's two aggregations over every mention (golden
+    records, best address parses; `warehouse.sets`), exchanging Parquet files in
+    `sets_dir`; None (and every scoped build): this connection."""
     from warehouse.views import create_grid_view
 
     create_grid_view(con, grid_households)
@@ -709,6 +659,9 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         _touched_by_deletes(con, scope)
         _run(con, _SCOPED_DELETES, scope)
     _run(con, _PERSON_MENTIONS, scope)
+    for step in _SET_STEPS:
+        run_step(con, SetStep(step.name, _scoped(step.source, scope), step.columns, step.render),
+                 sets if scope is None else None, sets_dir)
     for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
                 _ADDRESSES, _MARRIAGE_STATUS, _PERSON, _RELATIONSHIP, _ID_CONFLICTS, _ALERTS):
         _run(con, sql, scope)
@@ -722,6 +675,8 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     for view in ("id_name_conflict", "id_birth_conflict", "marriage_status"):
         con.execute(f"DROP VIEW IF EXISTS {view}")
     con.execute("DROP TABLE IF EXISTS pm")
+    for step in _SET_STEPS:
+        con.execute(f"DROP TABLE IF EXISTS {step.name}")
     return counts
 
 

@@ -66,6 +66,7 @@ class SyncSummary:
     core_counts: dict[str, int] = field(default_factory=dict)
     resolution_mode: str | None = None
     engine: str = "duckdb"                  # where the pairs were generated and scored (settings.engine)
+    build_engine: str = "duckdb"            # where the build's set work ran (spark: a full build on Spark)
     quality: dict[str, int] = field(default_factory=dict)
     district: str | None = None             # 辖区 in force: 名称（代码）
     district_note: str | None = None        # how it was established (inferred: evidence and confidence)
@@ -116,7 +117,7 @@ class SyncSummary:
                  f"- 预警：" + ("，".join(f"{_alert_zh(k)} {v} 条" for k, v in sorted(self.alerts.items())) or "无"),
                  f"- 质量：" + ("，".join(f"{k} {v}" for k, v in sorted(self.quality.items())) or "无"),
                  f"- 辖区：{self.district or '未确定'}" + (f"；{self.district_note}" if self.district_note else ""),
-                 f"- 解析引擎：{self.engine}",
+                 f"- 解析引擎：{self.engine}；构建汇总：{self.build_engine}",
                  *([f"- **警告**：{self.district_warning}"] if self.district_warning else []), "",
                  "| 来源 | 文件数 | 读取行 | 接收行 | 拒收行 | 不可用值 | 失败文件 |", "|---|---|---|---|---|---|---|"]
         for src, s in sorted(self.per_source().items()):
