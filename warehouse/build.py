@@ -518,11 +518,16 @@ WHERE w.person_id IN (SELECT k FROM _dp) OR w.spouse_person_id IN (SELECT k FROM
    OR NOT EXISTS (SELECT 1 FROM stg.fp_woman g WHERE g.source_object = w.source_object
                   AND g.source_locator = w.source_locator);
 
+-- address_xref rows derived again (their mention staged this run) or gone (no longer staged):
+-- one anti-join over every address mention, shared by _da and the scoped delete
+CREATE OR REPLACE TEMP TABLE _axref_redo AS
+SELECT x.source_object, x.source_locator, x.field, x.address_id FROM core.address_xref x
+WHERE NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
+                  AND g.source_locator = x.source_locator AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx));
+
 CREATE OR REPLACE TEMP TABLE _da AS
 SELECT DISTINCT address_id AS k FROM stg.address_mention WHERE export_id IN (SELECT k FROM _dx) AND address_id IS NOT NULL
-UNION SELECT address_id FROM core.address_xref x
-WHERE NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
-                  AND g.source_locator = x.source_locator AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx))
+UNION SELECT address_id FROM _axref_redo
 """
 
 #: what a scoped build deletes before re-deriving it (a full build empties the tables)
@@ -539,9 +544,9 @@ DELETE FROM core.fp_child t WHERE [[dr:t]] OR [[dp:person_id]] OR [[dp:mother_pe
   OR [[gone:stg.fp_child:t]];
 DELETE FROM core.fp_woman WHERE [[in:_dylfn:ylfn_id]];
 DELETE FROM core.relationship WHERE [[dp:person_id_from]] OR [[dp:person_id_to]];
-DELETE FROM core.address_xref x WHERE NOT EXISTS (
-  SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object AND g.source_locator = x.source_locator
-  AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx));
+DELETE FROM core.address_xref x WHERE EXISTS (
+  SELECT 1 FROM _axref_redo g WHERE g.source_object = x.source_object AND g.source_locator = x.source_locator
+  AND g.field = x.field);
 DELETE FROM core.address WHERE [[in:_da:address_id]];
 DELETE FROM core.person_address WHERE [[dp:person_id]];
 DELETE FROM core.alert WHERE [[dp:person_id]]
