@@ -212,12 +212,15 @@ def test_name_frequencies_of_the_index_are_those_of_the_whole_frame(tmp_path):
         lf = index.features(con)
         whole = name_frequencies(lf)
         some = lf["unique_id"].iloc[::7].tolist() + [lf["unique_id"][lf["unique_id"].str.endswith("#copy")].iloc[0]]
-        full, given, span, ambiguous = index.name_frequencies(con, some)
+        full, given, span, ambiguous, sound, ambiguous_sound = index.name_frequencies(con, some)
     finally:
         con.close()
     assert span == whole.span_days
-    assert len(whole.ambiguous) >= 1
+    assert len(whole.ambiguous) >= 1 and len(whole.ambiguous_sound) >= 1
     assert ambiguous == {k for k in whole.ambiguous if k.split("|")[0] in set(lf.set_index("unique_id").loc[some, "name_s"])}
+    sounds = set(lf.set_index("unique_id").loc[some, "name_py"].dropna())
+    assert ambiguous_sound == {k for k in whole.ambiguous_sound if k.split("|")[0] in sounds}
+    assert set(sound.index) == sounds and all(whole.sound[p] == k for p, k in sound.items())
     names = set(lf.set_index("unique_id").loc[some, "name_s"].dropna())
     assert set(full.index) == names and len(names) > 5
     pd.testing.assert_series_equal(full.sort_index(), whole.full[sorted(names)].sort_index(), check_names=False,

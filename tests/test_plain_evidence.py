@@ -164,3 +164,34 @@ def test_a_common_name_links_on_birth_date_and_gender_when_no_namesake_is_seen()
     # the same person's own records in other files do not make the name ambiguous
     assert plain_evidence(ab, _lf_common(60, ("c", "T_YLFN", None), ("d", "火化信息.csv", "220402200611100724"))
                           ).tolist() == [True, False]
+
+
+def _lf_sound(bearers: int = 60, *extra: tuple[str, str, str | None, str]) -> pd.DataFrame:
+    """周影 born 2007-09-10 in a child record without ID ("a", T_ZN) and 周颖 registered with an
+    ID ("b"): one sound, zhouying; `bearers` - 1 others of that sound (周英, 周莹, …) born on
+    other days; `extra`: more born that day (id, source object, citizen id, name)."""
+    day = dt.date(2007, 9, 10)
+    rows = [("a", "T_ZN", None, day, "周影"), ("b", "T_YLFN", "220402200709100026", day, "周颖")]
+    rows += [(u, obj, cid, day, name) for u, obj, cid, name in extra]
+    rows += [(f"o{i}", "流动人口登记-20260701.csv", None, dt.date(1925, 1, 1) + dt.timedelta(days=36525 * i // bearers),
+              ("周英", "周莹", "周瑛")[i % 3]) for i in range(bearers - 1)]
+    rows += [("old", "x", None, dt.date(1920, 1, 1), "某"), ("young", "x", None, dt.date(2020, 1, 1), "某")]
+    lf = pd.DataFrame(rows, columns=["unique_id", "source_object", "cid", "birth", "name_s"])
+    lf["birth"] = pd.to_datetime(lf["birth"])
+    return lf.assign(name_py=["mou" if n == "某" else "zhouying" for n in lf["name_s"]], sex="2")
+
+
+def test_one_sound_links_like_one_name_homophones_and_romanised_spellings():
+    """周影 / 周颖 (or 钟红璐 / ZHONG HONGLU): the same pinyin, birth date and gender in two files,
+    few bearers of that sound per day and no two persons seen under it: plain."""
+    ab = pd.DataFrame([_pair("a", "b", name="pinyin"), _pair("a", "b", name="pinyin", gender="null")])
+    assert plain_evidence(ab, _lf_sound()).tolist() == [True, False]
+    # 200 bearers of the sound: one chance in 180 that another was born that day
+    assert plain_evidence(ab, _lf_sound(200)).tolist() == [False, False]
+    # twins 周影 / 周颖 listed together in one table, or another valid ID under that sound and day
+    assert not plain_evidence(ab, _lf_sound(60, ("c", "T_ZN", None, "周颖"))).any()
+    assert not plain_evidence(ab, _lf_sound(60, ("c", "婚姻登记.xlsx", "220402200709100999", "周映"))).any()
+    # only the polyphonic alternative reading agrees: not the same sound
+    lf = _lf_sound()
+    lf.loc[lf["unique_id"] == "a", "name_py"] = "zhouyingx"
+    assert not plain_evidence(ab, lf).any()

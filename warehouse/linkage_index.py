@@ -249,15 +249,17 @@ _GIVEN = ("CASE WHEN surname IS NOT NULL AND name_s IS NOT NULL AND length(name_
 
 
 def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
-                     ) -> tuple[pd.Series, pd.Series, int, frozenset[str]]:
-    """For the full and given names the mentions `ids` carry: how many distinct birth
-    dates each is written with among all current mentions, the days all birth dates
-    span (at least 365), and the ``name|birth|sex`` keys of those full names that two
-    persons are seen under (two valid IDs, or two rows of one source object) —
-    `pipelines.linkage.name_frequencies` over the whole index."""
+                     ) -> tuple[pd.Series, pd.Series, int, frozenset[str], pd.Series, frozenset[str]]:
+    """For the full names, given names and full-name pinyin the mentions `ids` carry: how
+    many distinct birth dates each is written with among all current mentions; the days
+    all birth dates span (at least 365); and the ``name|birth|sex`` keys of those full
+    names, and the ``pinyin|birth|sex`` keys of those sounds, that two persons are seen
+    under (two valid IDs, or two rows of one source object) —
+    `pipelines.linkage.name_frequencies` over the whole index, in the order of
+    `pipelines.linkage.NameFrequencies`' fields."""
     _ids(con, "_nf_ids", ids)
     out = []
-    for expr in ("name_s", _GIVEN):
+    for expr in ("name_s", _GIVEN, "name_py"):
         df = con.execute(f"""
             WITH wanted AS (SELECT DISTINCT {expr} AS v FROM {STG_LINKAGE_FEATURE.qualified}
                             WHERE unique_id IN (SELECT id FROM _nf_ids))
@@ -267,16 +269,18 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
         out.append(pd.Series(df["k"].to_numpy(dtype="int64"), index=df["v"].astype(object).to_numpy()))
     span = con.execute(f"SELECT date_diff('day', min(birth), max(birth)) FROM {STG_LINKAGE_FEATURE.qualified}"
                        ).fetchall()[0][0]
-    ambiguous = con.execute(f"""
-        WITH wanted AS (SELECT DISTINCT name_s FROM {STG_LINKAGE_FEATURE.qualified}
-                        WHERE unique_id IN (SELECT id FROM _nf_ids) AND name_s IS NOT NULL),
-             keyed AS (SELECT name_s, birth, sex, cid,
-                              count(*) OVER (PARTITION BY name_s, birth, sex, source_object) AS in_one
-                       FROM {STG_LINKAGE_FEATURE.qualified}
-                       WHERE name_s IN (SELECT name_s FROM wanted) AND birth IS NOT NULL AND sex IS NOT NULL)
-        SELECT name_s || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM keyed
-        GROUP BY name_s, birth, sex HAVING count(DISTINCT cid) > 1 OR max(in_one) > 1""").fetchall()
-    return out[0], out[1], max(int(span or 0), 365), frozenset(r[0] for r in ambiguous)
+    seen = []
+    for col in ("name_s", "name_py"):
+        seen.append(frozenset(r[0] for r in con.execute(f"""
+            WITH wanted AS (SELECT DISTINCT {col} AS v FROM {STG_LINKAGE_FEATURE.qualified}
+                            WHERE unique_id IN (SELECT id FROM _nf_ids) AND {col} IS NOT NULL),
+                 keyed AS (SELECT {col} AS v, birth, sex, cid,
+                                  count(*) OVER (PARTITION BY {col}, birth, sex, source_object) AS in_one
+                           FROM {STG_LINKAGE_FEATURE.qualified}
+                           WHERE {col} IN (SELECT v FROM wanted) AND birth IS NOT NULL AND sex IS NOT NULL)
+            SELECT v || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM keyed
+            GROUP BY v, birth, sex HAVING count(DISTINCT cid) > 1 OR max(in_one) > 1""").fetchall()))
+    return out[0], out[1], max(int(span or 0), 365), seen[0], out[2], seen[1]
 
 
 # -------------------------------------------------------------------------------------

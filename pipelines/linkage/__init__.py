@@ -111,7 +111,9 @@ class NameFrequencies:
     it (`name_bearers`), and ``span_days``, the days the birth dates span (at least a
     year). ``ambiguous``: the keys (`namesake_keys`: full name, birth date, gender) the
     data shows two persons under — two different valid IDs, or two records of one export
-    file or table — None when unknown (the frame lacks those columns).
+    file or table — None when unknown (the frame lacks those columns). ``sound`` and
+    ``ambiguous_sound``: the same for the full name's pinyin (``name_py``), which
+    homophones and romanised spellings share (周影 / 周颖, 钟红璐 / ZHONG HONGLU).
     `name_frequencies(lf)` computes them from a frame; a local resolution reads them from
     the whole linkage index (`warehouse.linkage_index.name_frequencies`)."""
 
@@ -119,6 +121,8 @@ class NameFrequencies:
     given: pd.Series
     span_days: int
     ambiguous: frozenset[str] | None = None
+    sound: pd.Series | None = None
+    ambiguous_sound: frozenset[str] | None = None
 
 
 def namesake_keys(name: pd.Series, birth: pd.Series, sex: pd.Series) -> pd.Series:
@@ -131,21 +135,27 @@ def name_frequencies(lf: pd.DataFrame) -> NameFrequencies:
     births = pd.to_datetime(lf["birth"].dropna())
     span_days = max((births.max() - births.min()).days, 365) if len(births) else 365
     given = name_bearers(lf, "given") if "surname" in lf else pd.Series(dtype="int64")
-    ambiguous = None
-    if {"sex", "cid", "source_object"} <= set(lf.columns):
-        g = lf.assign(key=namesake_keys(lf["name_s"], lf["birth"], lf["sex"]))
+    sound = name_bearers(lf, "name_py") if "name_py" in lf else None
+
+    def seen_twice(name_col: str) -> frozenset[str] | None:
+        if not {"sex", "cid", "source_object", name_col} <= set(lf.columns):
+            return None
+        g = lf.assign(key=namesake_keys(lf[name_col], lf["birth"], lf["sex"]))
         g = g[g["key"].notna()]
         ids = g.groupby("key")["cid"].nunique()
         in_one = g.groupby(["key", "source_object"], dropna=False).size().groupby(level=0).max()
-        ambiguous = frozenset(ids[ids > 1].index) | frozenset(in_one[in_one > 1].index)
-    return NameFrequencies(name_bearers(lf), given, int(span_days), ambiguous)
+        return frozenset(ids[ids > 1].index) | frozenset(in_one[in_one > 1].index)
+
+    return NameFrequencies(name_bearers(lf), given, int(span_days), seen_twice("name_s"), sound,
+                           seen_twice("name_py"))
 
 
 def name_bearers(lf: pd.DataFrame, key: str = "name_s") -> pd.Series:
     """Full name (Simplified) → how many persons bear it, estimated from the data as the
     number of distinct birth dates it is written with (namesakes born the same day
     count once: the estimate errs on the rare side only for them). `key="given"`: the
-    same for the given name (the name without its surname)."""
+    same for the given name (the name without its surname); `key="name_py"`: for the
+    full name's pinyin."""
     frame = lf.assign(given=given_names(lf)) if key == "given" else lf
     known = frame[frame[key].notna() & frame["birth"].notna()]
     return known.groupby(key)["birth"].nunique()
@@ -179,6 +189,10 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
       the data shows no namesake born that day (two valid IDs, or two records of one
       file or table, under that name, birth date and gender): 刘霞 in a child record
       without ID and 刘霞 registered with one; or
+    * the same full name by sound (the same pinyin: a homophone typo or a romanised
+      spelling, 周影 / 周颖, 钟红璐 / ZHONG HONGLU), under the same conditions counted on the
+      pinyin: the gender known and the same, few bearers of that sound per day, and no
+      two persons seen under that sound, birth date and gender; or
     * names one character or one sound apart (邹武连 / 邹斌连, 王涛 / 玊涛) in two household
       listings (roster months) each of which lists no one else of that household born
       that day (``sole_in_household``), with the same flat, phone or relative besides:
@@ -226,6 +240,15 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
         key_of = pd.Series(namesake_keys(lf["name_s"], lf["birth"], lf["sex"]).to_numpy(), index=ids)
         seen_twice = left.map(key_of).isin(freq.ambiguous).to_numpy()
         same_full |= exact_name & (gender == "same") & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice
+    if freq.sound is not None and freq.ambiguous_sound is not None and {"sex", "name_py"} <= set(lf.columns):
+        sound_of = pd.Series(lf["name_py"].astype("string").to_numpy(), index=ids)
+        py_l, py_r = left.map(sound_of), right.map(sound_of)
+        per_day = py_l.map(freq.sound).fillna(1).to_numpy(dtype=float) / span_days
+        key_of = pd.Series(namesake_keys(lf["name_py"], lf["birth"], lf["sex"]).to_numpy(), index=ids)
+        seen_twice = left.map(key_of).isin(freq.ambiguous_sound).to_numpy()
+        same_sound = (py_l.notna() & (py_l == py_r)).fillna(False).to_numpy(dtype=bool)
+        same_full |= ((pairs["level_name"] == "pinyin").to_numpy() & same_sound & (gender == "same")
+                      & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice)
     given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
     (given_l, given_r), given_c = coincidence(given, freq.given)
     one_apart = pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
