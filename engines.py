@@ -1,9 +1,11 @@
-"""The compute engines person resolution can run on (wiring only).
+"""The compute engines person resolution and the build can run on (wiring only).
 
 * ``duckdb`` (default): everything in this process, Splink on an in-memory DuckDB.
 * ``spark``: the blocked pairs are generated and scored by Splink's Spark backend on the
   Spark master of the settings (`pipelines.linkage.spark.SparkScorer`); training,
-  clustering under the constraints and person ids stay in this process.
+  clustering under the constraints and person ids stay in this process. A full build's
+  set work (golden records, best address parses: `warehouse.sets`) runs as Spark SQL
+  over Parquet (`SparkSql`).
 
 This module makes what the pure pipelines are handed: the Spark session (its Python
 workers run this interpreter) and the Parquet work directory (`spark_work_dir`, default
@@ -23,8 +25,8 @@ from typing import Any, Iterator
 
 from settings import ConfigError, Settings
 
-__all__ = ["EngineUnavailable", "SparkSql", "build_sets", "java_version", "require_spark", "spark_available", "spark_scorer",
-           "spark_session", "spark_sets", "work_dir_of"]
+__all__ = ["EngineUnavailable", "SparkSql", "build_sets", "java_version", "require_spark", "spark_available",
+           "spark_scorer", "spark_session", "spark_sets", "work_dir_of"]
 
 
 class EngineUnavailable(ConfigError):
