@@ -446,10 +446,16 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     # plus the plain-evidence pairs, as a full run keeps them (`resolve_frame`)
     pairs = (model.predict_new(lf_core, lf_candidates, threshold=PLAIN_SCORE_FLOOR)
              if len(lf_core) else pd.DataFrame())
-    anchor_of = {str(m): "P:" + str(p) for m, p in candidate_person.dropna().items()}
+    known = candidate_person.dropna()
+    anchor = pd.Series(("P:" + known.astype(str)).to_numpy(dtype=object),
+                       index=known.index.astype(str).to_numpy(dtype=object))
+    anchor_of = dict(zip(anchor.index, anchor.to_numpy()))
 
-    def node_of(m: str) -> str:
-        return anchor_of.get(m, m)
+    def nodes_of(ids: pd.Series) -> pd.Series:
+        """Each mention id's node: the anchor of its published person, or itself."""
+        ids = ids.astype(str).astype(object)
+        node = ids.map(anchor).astype(object)
+        return node.where(node.notna(), ids)
 
     # the groups: core mentions and anchors joined by a scored pair or a shared key
     nodes: dict[str, int] = {m: i for i, m in enumerate(core_ids)}
@@ -458,7 +464,7 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
         pairs = _with_plain_evidence(pairs, pd.concat([lf_core, lf_candidates], ignore_index=True),
                                      min(REVIEW_BAND[0], threshold), threshold, model.name_frequencies)
-        links += [(node_of(str(a)), node_of(str(b))) for a, b in zip(pairs["unique_id_l"], pairs["unique_id_r"])]
+        links += list(zip(nodes_of(pairs["unique_id_l"]), nodes_of(pairs["unique_id_r"])))
     keys = anchor_keys.assign(node="P:" + anchor_keys["person_id"].astype(str))
     by_cid = dict(zip(keys["citizen_id"].dropna(), keys.loc[keys["citizen_id"].notna(), "node"]))
     by_doc = dict(zip(keys["document_number"].dropna(), keys.loc[keys["document_number"].notna(), "node"]))
@@ -489,8 +495,8 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     edges = None
     if len(pairs):
         e = pairs[pairs["eligible"]][["unique_id_l", "unique_id_r", "match_probability"]]
-        edges = pd.DataFrame({"mention_id_a": [node_of(str(a)) for a in e["unique_id_l"]],
-                              "mention_id_b": [node_of(str(b)) for b in e["unique_id_r"]],
+        edges = pd.DataFrame({"mention_id_a": nodes_of(e["unique_id_l"]).to_numpy(),
+                              "mention_id_b": nodes_of(e["unique_id_r"]).to_numpy(),
                               "match_probability": e["match_probability"].to_numpy()})
         edges = edges[edges["mention_id_a"] != edges["mention_id_b"]]
     result = constrained_clusters(
@@ -523,7 +529,7 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
                          node_of=anchor_of)
     if len(review):
         review = review[~review["mention_id_a"].isin(hard_mentions) & ~review["mention_id_b"].isin(hard_mentions)
-                        & ~review["mention_id_a"].map(lambda m: node_of(m) in hard_nodes)
-                        & ~review["mention_id_b"].map(lambda m: node_of(m) in hard_nodes)]
+                        & ~nodes_of(review["mention_id_a"]).isin(hard_nodes).to_numpy()
+                        & ~nodes_of(review["mention_id_b"]).isin(hard_nodes).to_numpy()]
     return Attachment(attached[out_cols].reset_index(drop=True), joined, review.reset_index(drop=True),
                       hard_persons, hard_mentions)
