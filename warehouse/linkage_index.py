@@ -185,13 +185,17 @@ def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -
     reads as empty)."""
     cols = ", ".join(f'"{c}"' for c in FEATURE_COLUMNS)
     if ids is None:
-        df = con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} ORDER BY unique_id").df()
+        sql = f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} ORDER BY unique_id"
     else:
         _ids(con, "_want", ids)
-        df = con.execute(f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} "
-                         "WHERE unique_id IN (SELECT id FROM _want) ORDER BY unique_id").df()
+        sql = (f"SELECT {cols} FROM {STG_LINKAGE_FEATURE.qualified} "
+               "WHERE unique_id IN (SELECT id FROM _want) ORDER BY unique_id")
+    # through Arrow: half the time of `.df()` on the list columns, the same frame once
+    # the dates and flags are typed below
+    df = con.execute(sql).fetch_arrow_table().to_pandas()
     df["birth"] = pd.to_datetime(df["birth"]).astype("datetime64[s]")
     df["birth_year"] = df["birth_year"].astype("Int64")
+    df["sole_in_household"] = df["sole_in_household"].astype("boolean")
     return df
 
 
