@@ -41,7 +41,7 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
         chunk = targets[start:start + part]
         mentions, relationships = index.inputs_of(con, chunk)
         lf = linkage_frame(mentions, relationships, district=district)
-        lf = lf[lf["unique_id"].isin(set(chunk))]
+        lf = lf[lf["unique_id"].astype(object).isin(chunk)]  # object dtype: a fast hash lookup
         export_of = mentions.set_index("mention_id")["export_id"]
         index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything and start == 0,
                              first=start == 0)
