@@ -436,7 +436,7 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     (nothing in it can refuse a link inside the anchor's person). Every other group is
     returned in `hard_persons` / `hard_mentions`, for `resolve_component`."""
     from pipelines.linkage import (DEFAULT_THRESHOLD, PLAIN_SCORE_FLOOR, REVIEW_BAND, _with_plain_evidence,
-                                   constrained_clusters, pair_levels, review_from)
+                                   constrained_clusters, map_nodes, pair_levels, review_from)
     from pipelines.linkage.cluster import UnionFind
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -447,15 +447,11 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     pairs = (model.predict_new(lf_core, lf_candidates, threshold=PLAIN_SCORE_FLOOR)
              if len(lf_core) else pd.DataFrame())
     known = candidate_person.dropna()
-    anchor = pd.Series(("P:" + known.astype(str)).to_numpy(dtype=object),
-                       index=known.index.astype(str).to_numpy(dtype=object))
-    anchor_of = dict(zip(anchor.index, anchor.to_numpy()))
+    anchor_of = pd.Series(("P:" + known.astype(str)).to_numpy(dtype=object),
+                          index=known.index.astype(str).to_numpy(dtype=object))
 
     def nodes_of(ids: pd.Series) -> pd.Series:
-        """Each mention id's node: the anchor of its published person, or itself."""
-        ids = ids.astype(str).astype(object)
-        node = ids.map(anchor).astype(object)
-        return node.where(node.notna(), ids)
+        return map_nodes(ids, anchor_of)
 
     # the groups: core mentions and anchors joined by a scored pair or a shared key
     nodes: dict[str, int] = {m: i for i, m in enumerate(core_ids)}

@@ -23,7 +23,7 @@ in the README):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -665,8 +665,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         _run(con, _SCOPED_DELETES, scope)
     _run(con, _PERSON_MENTIONS, scope)
     for step in _SET_STEPS:
-        run_step(con, SetStep(step.name, _scoped(step.source, scope), step.columns, step.render),
-                 sets if scope is None else None, sets_dir)
+        run_step(con, replace(step, source=_scoped(step.source, scope)), sets if scope is None else None, sets_dir)
     for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
                 _ADDRESSES, _MARRIAGE_STATUS, _PERSON, _RELATIONSHIP, _ID_CONFLICTS, _ALERTS):
         _run(con, sql, scope)

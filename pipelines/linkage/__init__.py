@@ -65,7 +65,7 @@ from pipelines.linkage.model import LinkageModel
 __all__ = [
     "DEFAULT_THRESHOLD", "REVIEW_BAND", "REVIEW_COLUMNS", "LinkageModel", "NameFrequencies", "explain_pair",
     "explain_pairs", "name_frequencies", "namesake_keys",
-    "link_new_mentions", "linkage_frame", "pair_levels", "meets_requirements", "probabilistic_clusters",
+    "link_new_mentions", "linkage_frame", "map_nodes", "pair_levels", "meets_requirements", "probabilistic_clusters",
     "resolve_frame", "resolve_probabilistic", "review_candidates", "review_from",
 ]
 
@@ -235,23 +235,27 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
 
     gender = pairs["level_gender"].to_numpy()
     limit = np.where(gender == "same", max_coincidence, np.where(gender == "null", max_coincidence / 2, -1.0))
-    (name_l, _), full_c = coincidence(lf["name_s"], freq.full)
+    _, full_c = coincidence(lf["name_s"], freq.full)
     exact_name = (pairs["level_name"] == "exact").to_numpy()
     same_full = exact_name & (full_c <= limit)
-    if freq.ambiguous is not None and "sex" in lf:
-        per_day = name_l.map(freq.full).fillna(1).to_numpy(dtype=float) / span_days
-        key_of = pd.Series(namesake_keys(lf["name_s"], lf["birth"], lf["sex"]).to_numpy(), index=ids)
-        seen_twice = left.map(key_of).isin(freq.ambiguous).to_numpy()
-        same_full |= exact_name & (gender == "same") & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice
-    if freq.sound is not None and freq.ambiguous_sound is not None and {"sex", "name_py"} <= set(lf.columns):
-        sound_of = pd.Series(lf["name_py"].astype("string").to_numpy(), index=ids)
-        py_l, py_r = left.map(sound_of), right.map(sound_of)
-        per_day = py_l.map(freq.sound).fillna(1).to_numpy(dtype=float) / span_days
-        key_of = pd.Series(namesake_keys(lf["name_py"], lf["birth"], lf["sex"]).to_numpy(), index=ids)
-        seen_twice = left.map(key_of).isin(freq.ambiguous_sound).to_numpy()
-        same_sound = (py_l.notna() & (py_l == py_r)).fillna(False).to_numpy(dtype=bool)
-        same_full |= ((pairs["level_name"] == "pinyin").to_numpy() & same_sound & (gender == "same")
-                      & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice)
+
+    def common(col: str, level: str, bearers: pd.Series | None, ambiguous: frozenset[str] | None) -> np.ndarray:
+        """Pairs at name level `level` with the same `col` value (full name or its sound),
+        the gender the same, few bearers of the value per day and no namesake seen under
+        it, that birth date and gender."""
+        if bearers is None or ambiguous is None or not {"sex", col} <= set(lf.columns):
+            return np.zeros(len(pairs), dtype=bool)
+        of = pd.Series(lf[col].astype("string").to_numpy(), index=ids)
+        value_l, value_r = left.map(of), right.map(of)
+        per_day = value_l.map(bearers).fillna(1).to_numpy(dtype=float) / span_days
+        key_of = pd.Series(namesake_keys(lf[col], lf["birth"], lf["sex"]).to_numpy(), index=ids)
+        seen_twice = left.map(key_of).isin(ambiguous).to_numpy()
+        same = (value_l.notna() & (value_l == value_r)).fillna(False).to_numpy(dtype=bool)
+        return ((pairs["level_name"] == level).to_numpy() & same & (gender == "same")
+                & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice)
+
+    same_full |= common("name_s", "exact", freq.full, freq.ambiguous)
+    same_full |= common("name_py", "pinyin", freq.sound, freq.ambiguous_sound)
     given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
     (given_l, given_r), given_c = coincidence(given, freq.given)
     one_apart = pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
@@ -281,6 +285,14 @@ def _with_plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame, floor: float, th
     pairs.loc[raised, "match_probability"] = threshold
     pairs["eligible"] = meets_requirements(pairs) | pd.Series(plain[keep], index=pairs.index)
     return pairs
+
+
+def map_nodes(ids: pd.Series, node_of: "pd.Series | dict[str, str]") -> pd.Series:
+    """Each mention id (as a Python string) mapped onto its clustered node — the anchor
+    ``P:<person_id>`` of its published person in `node_of` — or itself (vectorised)."""
+    ids = ids.astype(str).astype(object)
+    node = ids.map(node_of if isinstance(node_of, pd.Series) else pd.Series(node_of, dtype=object)).astype(object)
+    return node.where(node.notna(), ids)
 
 
 def _edges(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -418,7 +430,7 @@ def review_from(
         return pd.DataFrame(columns=REVIEW_COLUMNS)
     p = _edges(pairs)
     a, b = p["mention_id_a"].astype(str), p["mention_id_b"].astype(str)
-    na, nb = (a, b) if node_of is None else (a.map(lambda m: node_of.get(m, m)), b.map(lambda m: node_of.get(m, m)))
+    na, nb = (a, b) if node_of is None else (map_nodes(a, node_of), map_nodes(b, node_of))
     label = result.clusters.assign(mention_id=result.clusters["mention_id"].astype(str)).set_index(
         "mention_id")["cluster_label"]
     apart = (na.map(label).astype(object).fillna(na).to_numpy() != nb.map(label).astype(object).fillna(nb).to_numpy())
@@ -515,7 +527,7 @@ def link_new_mentions(
         pairs = _with_plain_evidence(pairs, lf, min(band[0], threshold), threshold)
         edges = _edges(pairs[pairs["eligible"]])[["mention_id_a", "mention_id_b", "match_probability"]].copy()
         for side in ("mention_id_a", "mention_id_b"):
-            edges[side] = edges[side].astype(str).map(lambda m: node_of.get(m, m))
+            edges[side] = map_nodes(edges[side], node_of)
         edges = edges[edges["mention_id_a"] != edges["mention_id_b"]]
     touched = set(edges["mention_id_a"]).union(edges["mention_id_b"]) if edges is not None else set()
     rel = old[old["cid"].isin(new_cids) | old["doc_no"].isin(new_docs)
