@@ -241,7 +241,8 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     if linked.mode == "incremental":
         exports = {r[0] for r in con.execute("SELECT export_id FROM quality.load_ledger WHERE run_id = ? "
                                              "AND status = 'loaded'", [run_id]).fetchall()}
-        scope = build.BuildScope(persons=frozenset(linked.touched_persons), exports=frozenset(exports))
+        scope = build.BuildScope(persons=frozenset(linked.touched_persons), exports=frozenset(exports),
+                                 staging_changed=not index_current)
     # a full build's aggregations over every mention run where the resolution ran
     with build_sets(settings, on_spark=on_spark and scope is None) as (sets, sets_dir):
         summary.build_engine = "spark" if sets is not None else "duckdb"

@@ -422,6 +422,10 @@ class BuildScope:
 
     persons: frozenset[str]
     exports: frozenset[int]
+    #: False when the run staged nothing (an officer's decision): no record was staged or
+    #: retracted, so nothing is gone from staging and the anti-joins that look for it
+    #: over every staged row are skipped
+    staging_changed: bool = True
 
 
 _MARKER = re.compile(r"\[\[(\w+):([^\]]*)\]\]")
@@ -430,7 +434,8 @@ _MARKER = re.compile(r"\[\[(\w+):([^\]]*)\]\]")
 def _scoped(sql: str, scope: BuildScope | None) -> str:
     """Expand the scope markers of the build SQL: ``[[dp:EXPR]]`` EXPR is a dirty person,
     ``[[dr:ALIAS]]`` ALIAS's record was staged this run, ``[[in:TABLE:EXPR]]`` EXPR is in
-    the temp key table TABLE, ``[[gone:STG:ALIAS]]`` ALIAS's record is no longer staged.
+    the temp key table TABLE, ``[[gone:STG:ALIAS]]`` ALIAS's record is no longer staged,
+    ``[[staged:EXPR]]`` EXPR, when the run changed staging at all (else FALSE).
     Without a scope (a full build) every marker is TRUE."""
     def expand(m: re.Match[str]) -> str:
         if scope is None:
@@ -444,6 +449,10 @@ def _scoped(sql: str, scope: BuildScope | None) -> str:
         if kind == "in":
             table, expr = arg.split(":", 1)
             return f"({expr} IN (SELECT k FROM {table}))"
+        if kind in ("gone", "staged") and not scope.staging_changed:
+            return "FALSE"
+        if kind == "staged":
+            return f"({arg})"
         if kind == "gone":
             table, alias = arg.split(":", 1)
             return (f"NOT EXISTS (SELECT 1 FROM {table} g WHERE g.source_object = {alias}.source_object "
@@ -505,8 +514,7 @@ WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.
    OR x.person_id IN (SELECT k FROM _dp)
 UNION SELECT registration_no FROM core.floating_registration_history h
 WHERE h.person_id IN (SELECT k FROM _dp)
-   OR NOT EXISTS (SELECT 1 FROM stg.floating_registration g WHERE g.source_object = h.source_object
-                  AND g.source_locator = h.source_locator);
+   OR [[gone:stg.floating_registration:h]];
 
 CREATE OR REPLACE TEMP TABLE _dylfn AS
 SELECT DISTINCT r.ylfn_id AS k FROM stg.fp_woman r
@@ -515,15 +523,14 @@ WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.
    OR x.person_id IN (SELECT k FROM _dp)
 UNION SELECT ylfn_id FROM core.fp_woman w
 WHERE w.person_id IN (SELECT k FROM _dp) OR w.spouse_person_id IN (SELECT k FROM _dp)
-   OR NOT EXISTS (SELECT 1 FROM stg.fp_woman g WHERE g.source_object = w.source_object
-                  AND g.source_locator = w.source_locator);
+   OR [[gone:stg.fp_woman:w]];
 
 -- address_xref rows derived again (their mention staged this run) or gone (no longer staged):
 -- one anti-join over every address mention, shared by _da and the scoped delete
 CREATE OR REPLACE TEMP TABLE _axref_redo AS
 SELECT x.source_object, x.source_locator, x.field, x.address_id FROM core.address_xref x
-WHERE NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
-                  AND g.source_locator = x.source_locator AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx));
+WHERE [[staged:NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
+                  AND g.source_locator = x.source_locator AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx))]];
 
 CREATE OR REPLACE TEMP TABLE _da AS
 SELECT DISTINCT address_id AS k FROM stg.address_mention WHERE export_id IN (SELECT k FROM _dx) AND address_id IS NOT NULL
@@ -660,7 +667,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     else:
         _key_table(con, "_dp0", scope.persons, "VARCHAR")
         _key_table(con, "_dx", scope.exports, "BIGINT")
-        _run(con, _SCOPE_SETS, None)
+        _run(con, _SCOPE_SETS, scope)
         _touched_by_deletes(con, scope)
         _run(con, _SCOPED_DELETES, scope)
     _run(con, _PERSON_MENTIONS, scope)
