@@ -586,6 +586,9 @@ def _lake_line(summary) -> None:
 
 def _decide(settings, record, *, audit: tuple[str, str, str, str] | None = None):
     """Apply decisions; `audit` = (action, target, reason, detail) recorded with the outcome."""
+    from warehouse.readahead import prefetch
+
+    prefetch(settings.warehouse)  # a decision copies the whole file: read it while the imports run
     from flows import apply_decisions
     from warehouse.exceptions import WarehouseError
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from warehouse.exceptions import (WarehouseBusyError, WarehouseKeyError, Warehou
 from warehouse.audit import fold_journal
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
+from warehouse.readahead import copy_file, prefetch
 
 
 # --------------------------------------------------------------------------------------
@@ -345,12 +345,13 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
     path = Path(path)
     key = key_for(path)
     with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow), private_umask():
+        prefetch(path)  # the copy below reads it all: start the read now (warehouse.readahead)
         work = working_path(path)
         for stale in (work, work.with_name(work.name + ".wal")):
             stale.unlink(missing_ok=True)
         try:
             if path.exists():
-                shutil.copyfile(path, work)
+                copy_file(path, work)
             con = open_database(work, read_only=False, key=key)
             make_private(work)
         except (OSError, duckdb.IOException) as exc:

@@ -1,0 +1,58 @@
+"""warehouse.readahead: the page-cache hint and the copy of a working copy."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from warehouse import readahead
+
+
+def _payload(n: int = 3 * 1024 * 1024 + 17) -> bytes:
+    return bytes((i * 7919) % 251 for i in range(n))
+
+
+def test_copy_file_copies_every_byte_and_replaces_the_target(tmp_path):
+    src, dst = tmp_path / "a.duckdb", tmp_path / "a.duckdb.building"
+    src.write_bytes(_payload())
+    dst.write_bytes(b"stale working copy, longer than nothing" * 1000)
+    readahead.copy_file(src, dst)
+    assert dst.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("code", [errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL])
+def test_copy_file_falls_back_when_the_kernel_refuses_copy_file_range(tmp_path, monkeypatch, code):
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_bytes(_payload(100_000))
+    readahead.copy_file(src, dst)
+    assert dst.read_bytes() == src.read_bytes()
+
+
+def test_copy_file_does_not_hide_a_failure_after_part_was_copied(tmp_path, monkeypatch):
+    real = os.copy_file_range
+    calls = []
+
+    def fail_second(fin, fout, count, *args):
+        calls.append(count)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fin, fout, min(count, 4096))
+
+    monkeypatch.setattr(os, "copy_file_range", fail_second)
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_bytes(_payload(100_000))
+    with pytest.raises(OSError) as info:
+        readahead.copy_file(src, dst)
+    assert info.value.errno == errno.ENOSPC
+
+
+def test_prefetch_is_a_hint_that_never_fails(tmp_path):
+    present = tmp_path / "w.duckdb"
+    present.write_bytes(b"x" * 10_000)
+    readahead.prefetch(present, tmp_path / "missing.duckdb", tmp_path)  # a folder, a missing file: skipped

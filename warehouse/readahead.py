@@ -1,0 +1,57 @@
+"""Ask the kernel to read files into the page cache ahead of use, and copy them cheaply.
+
+A write copies the whole published warehouse (and the analyst file) to a working copy
+(`store.transaction`). When the file is not in the page cache — the nightly sync, an
+officer's first decision of the day — the copy waits on the disk: ~1.8 s for a 900 MB
+warehouse on this machine, against ~0.5 s when the read was started a moment earlier
+while the command was still importing its modules. `prefetch` starts that read and
+returns at once (POSIX_FADV_WILLNEED); it only imports `os`, so a command can call it
+before its heavy imports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def prefetch(*paths: str | os.PathLike[str]) -> None:
+    """Start reading `paths` into the page cache in the background; a file that is
+    missing or unreadable, or a platform without posix_fadvise, is skipped silently (a
+    hint, never an error)."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    for path in paths:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+
+
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy `src` to a new file `dst` (replaced if it exists; `src`'s permission bits are not
+    copied) with `copy_file_range`: on a file system that shares extents (XFS with reflink,
+    btrfs) the kernel clones instead of copying, so the working copy of a large warehouse
+    costs nothing; elsewhere (ext4) it copies inside the kernel like `shutil.copyfile`,
+    which is the fallback where the call is missing or refused."""
+    import shutil
+
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is None:
+        shutil.copyfile(src, dst)
+        return
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size, done = os.fstat(fin.fileno()).st_size, 0
+        try:
+            while done < size:
+                n = copy_range(fin.fileno(), fout.fileno(), size - done)
+                if n == 0:  # the file shrank under us: copy what is there
+                    break
+                done += n
+        except OSError:  # EXDEV, ENOSYS, EINVAL, EOPNOTSUPP: not offered here
+            if done:
+                raise
+            fout.close()
+            shutil.copyfile(src, dst)
