@@ -332,7 +332,8 @@ def analyst_publisher(settings: Settings) -> Any:
     """The hook that writes the analysts' de-identified file with every publish."""
     from warehouse.analyst import publisher
 
-    return publisher(settings.resolved_analyst_warehouse(), settings.resolved_pseudonym_key())
+    return publisher(settings.resolved_analyst_warehouse(), settings.resolved_pseudonym_key(),
+                     grid_households=settings.grid_households)
 
 
 def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),

@@ -120,7 +120,7 @@ def assert_analyst_file_is_a_fresh_build(settings, work: Path) -> str:
     shutil.copyfile(settings.warehouse, copy)
     con = duckdb.connect(str(copy))
     try:
-        analyst.build(con, fresh, settings.resolved_pseudonym_key())
+        analyst.build(con, fresh, settings.resolved_pseudonym_key(), grid_households=settings.grid_households)
     finally:
         con.close()
     published = duckdb.connect(str(settings.resolved_analyst_warehouse()), read_only=True)

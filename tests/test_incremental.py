@@ -217,3 +217,51 @@ def test_decisions_applied_to_the_persons_they_name_equal_a_rebuild(inbox, full,
         s["core.person_xref"].pop("match_probability")
     assert_same(x, y)
 
+
+def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_community(inbox, tmp_path):
+    """A family-planning woman who was the only resident of her flat moves to another
+    community: her old community loses a household. Nothing in the warehouse after the sync
+    points to that community any more (her record was replaced); only the analyst file
+    being updated still does, and the update must derive that community again."""
+    work, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    shutil.copytree(inbox, work)
+    run_sync(_settings(work, wh))
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        # a woman alone in her flat (by every source), and a flat in another community
+        ylfn_id, old_community = con.execute("""
+            WITH alone AS (SELECT address_id FROM core.person_address WHERE kind IN ('residence', 'household')
+                           GROUP BY address_id HAVING count(DISTINCT person_id) = 1)
+            SELECT w.ylfn_id, a.community FROM core.fp_woman w
+            JOIN core.person_address pa ON pa.person_id = w.person_id AND pa.kind = 'residence'
+            JOIN alone USING (address_id) JOIN core.address a USING (address_id)
+            WHERE a.community IS NOT NULL AND w.person_id NOT IN (
+                SELECT person_id FROM core.person_address WHERE kind IN ('residence', 'household')
+                GROUP BY person_id HAVING count(DISTINCT address_id) > 1)
+            ORDER BY w.ylfn_id LIMIT 1""").fetchall()[0]
+        new_text, = con.execute("SELECT standard_text FROM core.address WHERE community IS NOT NULL "
+                                "AND community <> ? AND status = 'parsed' ORDER BY address_id LIMIT 1",
+                                [old_community]).fetchall()[0]
+    finally:
+        con.close()
+
+    def households(of: str) -> int:
+        c = duckdb.connect(str(wh.with_name("w.analyst.duckdb")), read_only=True)
+        try:
+            return c.execute("SELECT coalesce(sum(households), 0) FROM community_summary WHERE community = ?",
+                             [of]).fetchall()[0][0]
+        finally:
+            c.close()
+
+    before = households(old_community)
+    db = next((work / "family_planning").glob("*.sqlite"))
+    lite = sqlite3.connect(db)
+    try:
+        lite.execute("UPDATE T_YLFN SET XJZDZ = ?, GXSJ = '2099-01-01 08:00:00' WHERE YLFN_ID = ?",
+                     [new_text, int(ylfn_id)])
+        lite.commit()
+    finally:
+        lite.close()
+    assert run_sync(_settings(work, wh)).resolution_mode == "incremental"
+    assert assert_analyst_file_is_a_fresh_build(_settings(work, wh), tmp_path / "analyst") == "incremental"
+    assert households(old_community) == before - 1

@@ -28,13 +28,15 @@ import contextlib
 import hashlib
 import hmac
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from warehouse.readahead import copy_file, prefetch
+from warehouse.views import community_summary_sql, grid_sql
 
 #: the database name the analyst file is attached under while it is written
 ALIAS = "analyst_out"
@@ -52,8 +54,11 @@ class AnalystTable:
     like an inner join: rows of persons no longer in core.person are left out; an
     optional one like a left join). `{scope}` in its WHERE is the row filter of an
     incremental update: TRUE in a full build, else "one of `scope_on` is a person (scope
-    "person") or an address (scope "address") the sync changed". Tables of scope "all"
-    (aggregates) are computed again in full on every publish.
+    "person") or an address (scope "address") the sync changed". Aggregates by community
+    (scope "community": `{scope}` stands for a condition on `address_id`) are derived again
+    for every community that holds, before or after the sync, an address it changed or an
+    address of a person it changed; tables of scope "all" in full on every publish. `{size}`
+    is the grid size (`grid_households`).
 
     `changes_with_the_date`: SQL giving the person ids whose rows change merely because
     the date moved on since `$since` (the date of the previous build), e.g. a residence
@@ -64,7 +69,7 @@ class AnalystTable:
     sql: str
     columns: dict[str, str]        # column → Chinese comment (every column, in order)
     keys: dict[str, bool] = field(default_factory=dict)   # key column → required
-    scope: str = "all"             # "person" | "address" | "all"
+    scope: str = "all"             # "person" | "address" | "community" | "all"
     scope_on: tuple[str, ...] = ()
     changes_with_the_date: str | None = None
 
@@ -169,14 +174,14 @@ TABLES: list[AnalystTable] = [
         keys={"person_key": True}, scope="person", scope_on=("a.person_id",)),
     AnalystTable(
         "community_summary", "各社区现住户数与人数：每个社区一行",
-        "SELECT county, town, community, households, residents FROM mart.community_summary",
+        f"SELECT county, town, community, households, residents FROM ({community_summary_sql('{scope}')})",
         {"county": "县区", "town": "街道/乡镇", "community": "社区/村（为空：地址中未能确定社区的住户合计）",
-         "households": "现住户数", "residents": "现住人数"}),
+         "households": "现住户数", "residents": "现住人数"}, scope="community"),
     AnalystTable(
         "grid", "网格划分：每个现住户（地址编号）属于社区内的哪个网格",
-        "SELECT county, town, community, grid_no, address_id FROM mart.grid",
+        f"SELECT county, town, community, grid_no, address_id FROM ({grid_sql('{size}', '{scope}')})",
         {"county": "县区", "town": "街道/乡镇", "community": "社区/村", "grid_no": "网格号（社区内从 1 起）",
-         "address_id": "地址编号"}),
+         "address_id": "地址编号"}, scope="community"),
     AnalystTable(
         "load_summary", "各来源每次装载的读取、接收、拒收行数",
         """SELECT run_id, source_system, mapping, export_date, status, rows_read, rows_accepted, rows_rejected,
@@ -240,8 +245,9 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def tables_fingerprint() -> str:
-    text = repr([(t.name, t.sql, t.columns, t.keys, t.scope, t.scope_on, t.changes_with_the_date) for t in TABLES])
+def tables_fingerprint(grid_households: int = 300) -> str:
+    text = repr([(t.name, t.sql, t.columns, t.keys, t.scope, t.scope_on, t.changes_with_the_date) for t in TABLES]
+                + [("grid_households", int(grid_households))])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -255,6 +261,8 @@ def key_check(secret: bytes) -> str:
 def _row_filter(table: AnalystTable, dirty: tuple[str, str] | None) -> str:
     if dirty is None or table.scope == "all":
         return "TRUE"
+    if table.scope == "community":
+        return "address_id IN (SELECT k FROM _analyst_ca)"
     keys = dirty[0] if table.scope == "person" else dirty[1]
     return "(" + " OR ".join(f"{e} IN (SELECT k FROM {keys})" for e in table.scope_on) + ")"
 
@@ -288,16 +296,22 @@ def _check_columns(con: duckdb.DuckDBPyConnection, table: AnalystTable) -> None:
                          f"{list(table.columns)} (warehouse/analyst.py)")
 
 
-def _write_info(con: duckdb.DuckDBPyConnection, secret: bytes, generation: str | None, report: BuildReport) -> None:
+def _write_info(con: duckdb.DuckDBPyConnection, secret: bytes, generation: str | None, report: BuildReport,
+                grid_households: int) -> None:
     con.execute(_INFO_SQL)
     con.execute(f"DELETE FROM {ALIAS}.main.build_info")
     con.execute(f"INSERT INTO {ALIAS}.main.build_info VALUES (?, now(), current_date, ?, ?, ?, ?, ?)",
-                [generation, report.mode, report.why_full, report.persons, tables_fingerprint(), key_check(secret)])
+                [generation, report.mode, report.why_full, report.persons, tables_fingerprint(grid_households),
+                 key_check(secret)])
     _comment(con, INFO)
 
 
+def _sql(table: AnalystTable, row_filter: str, grid_households: int) -> str:
+    return table.sql.replace("{scope}", row_filter).replace("{size}", f"{int(grid_households)}.0")
+
+
 def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generation: str | None = None,
-          why_full: str | None = None) -> BuildReport:
+          why_full: str | None = None, grid_households: int = 300) -> BuildReport:
     """Write the analyst file at `out` (replaced if it exists) from the warehouse open on
     `con` (committed: DuckDB writes one attached database per transaction)."""
     out.unlink(missing_ok=True)
@@ -307,13 +321,13 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
     con.execute(f"ATTACH {_q(str(out))} AS {ALIAS}")
     try:
         for table in TABLES:
-            source = "(" + table.sql.replace("{scope}", "TRUE") + ")"
+            source = "(" + _sql(table, "TRUE", grid_households) + ")"
             con.execute(f"CREATE TABLE {ALIAS}.main.{table.name} AS {_published(table, source)}")
             _check_columns(con, table)
             _comment(con, table)
         persons = con.execute("SELECT count(*) FROM person_key_map").fetchall()[0][0]
         report = BuildReport("full", why_full, persons)
-        _write_info(con, secret, generation, report)
+        _write_info(con, secret, generation, report, grid_households)
         con.execute(f"CHECKPOINT {ALIAS}")
     finally:
         con.execute(f"DETACH {ALIAS}")
@@ -321,31 +335,54 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
     return report
 
 
+#: the communities (county, community) whose aggregates an update derives again: those of
+#: the changed addresses and of every address of a changed person, in the warehouse (after)
+#: and in the analyst file being updated (before); and every address of those communities
+_TOUCHED_COMMUNITIES = f"""
+CREATE OR REPLACE TEMP TABLE _analyst_cc AS
+SELECT county, community FROM core.address
+WHERE address_id IN (SELECT k FROM {{addresses}})
+   OR address_id IN (SELECT address_id FROM core.person_address WHERE person_id IN (SELECT k FROM _analyst_dp))
+UNION
+SELECT county, community FROM {ALIAS}.main.address
+WHERE address_id IN (SELECT k FROM {{addresses}})
+   OR address_id IN (SELECT address_id FROM {ALIAS}.main.person_address WHERE person_key IN (SELECT k FROM _analyst_dk));
+CREATE OR REPLACE TEMP TABLE _analyst_ca AS
+SELECT address_id AS k FROM core.address a
+WHERE EXISTS (SELECT 1 FROM _analyst_cc c WHERE c.county IS NOT DISTINCT FROM a.county
+              AND c.community IS NOT DISTINCT FROM a.community)"""
+
+
 def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tuple[str, str], since: Any,
-            generation: str | None) -> BuildReport:
+            generation: str | None, grid_households: int = 300) -> BuildReport:
     """Bring the analyst file at `out` (a copy of the one built from the previous publish)
     up to the warehouse on `con`: only the rows of the persons and addresses in `scope`
-    (the sync's build scope) are deleted and derived again; aggregates in full."""
+    (the sync's build scope) are deleted and derived again, the aggregates by community
+    for the communities they touch (`_TOUCHED_COMMUNITIES`), the others in full."""
     persons, addresses = scope
     dated = [t.changes_with_the_date.replace("$since", f"DATE {_q(str(since))}")
              for t in TABLES if t.changes_with_the_date]
     con.execute("CREATE OR REPLACE TEMP TABLE _analyst_dp AS SELECT k FROM "
                 + " UNION SELECT k FROM ".join([persons] + [f"({sql}) d(k)" for sql in dated]))
     dirty = ("_analyst_dp", addresses)
-    staged = []
-    for table in TABLES:
-        name = f"_analyst_rows_{table.name}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
-                    + table.sql.replace("{scope}", _row_filter(table, dirty)))
-        staged.append(name)
-    ids = " UNION ALL ".join(["SELECT k AS person_id FROM _analyst_dp"]
-                             + [f'SELECT "{c}" FROM _analyst_rows_{t.name}' for t in TABLES for c in t.keys])
+    staged = ["_analyst_cc", "_analyst_ca"]
     ipad, opad = _hmac_pads(secret)
-    con.execute(_KEY_MAP.format(ids=ids), {"ipad": ipad, "opad": opad})
-    con.execute("CREATE OR REPLACE TEMP TABLE _analyst_dk AS SELECT person_key AS k FROM person_key_map "
-                "WHERE person_id IN (SELECT k FROM _analyst_dp)")
     con.execute(f"ATTACH {_q(str(out))} AS {ALIAS}")
     try:
+        # the pseudonyms of the dirty persons first (their rows in the file are found by
+        # them), then of everyone the derived rows name
+        con.execute(_KEY_MAP.format(ids="SELECT k AS person_id FROM _analyst_dp"), {"ipad": ipad, "opad": opad})
+        con.execute("CREATE OR REPLACE TEMP TABLE _analyst_dk AS SELECT person_key AS k FROM person_key_map")
+        for stmt in _TOUCHED_COMMUNITIES.format(addresses=addresses).split(";\n"):
+            con.execute(stmt)
+        for table in TABLES:
+            name = f"_analyst_rows_{table.name}"
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS " + _sql(table, _row_filter(table, dirty),
+                                                                          grid_households))
+            staged.append(name)
+        ids = " UNION ALL ".join(["SELECT k AS person_id FROM _analyst_dp"]
+                                 + [f'SELECT "{c}" FROM _analyst_rows_{t.name}' for t in TABLES for c in t.keys])
+        con.execute(_KEY_MAP.format(ids=ids), {"ipad": ipad, "opad": opad})
         con.execute("BEGIN TRANSACTION")
         for table in TABLES:
             target = f"{ALIAS}.main.{table.name}"
@@ -354,12 +391,15 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
             elif table.scope == "person":
                 con.execute(f"DELETE FROM {target} WHERE "
                             + " OR ".join(f'"{c}" IN (SELECT k FROM _analyst_dk)' for c in table.keys))
+            elif table.scope == "community":
+                con.execute(f"DELETE FROM {target} t WHERE EXISTS (SELECT 1 FROM _analyst_cc c "
+                            "WHERE c.county IS NOT DISTINCT FROM t.county AND c.community IS NOT DISTINCT FROM t.community)")
             else:
                 con.execute(f"DELETE FROM {target} WHERE address_id IN (SELECT k FROM {addresses})")
             con.execute(f"INSERT INTO {target} {_published(table, f'_analyst_rows_{table.name}')}")
         n = con.execute("SELECT count(*) FROM _analyst_dp").fetchall()[0][0]
         report = BuildReport("incremental", None, n)
-        _write_info(con, secret, generation, report)
+        _write_info(con, secret, generation, report, grid_households)
         con.execute("COMMIT")
         con.execute(f"CHECKPOINT {ALIAS}")
     except BaseException:
@@ -392,7 +432,7 @@ def _previous_build(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, Any
 
 
 def why_full(con: duckdb.DuckDBPyConnection, target: Path, secret: bytes, previous_generation: str | None,
-             today: Any = None) -> str | None:
+             today: Any = None, grid_households: int = 300) -> str | None:
     """Why this publish must build the analyst file in full, or None when it may update
     the published one: it exists, was built from the previous publish (nothing was
     published since without it), with the same table declarations and key, this month
@@ -409,7 +449,7 @@ def why_full(con: duckdb.DuckDBPyConnection, target: Path, secret: bytes, previo
     today = today or con.execute("SELECT current_date").fetchall()[0][0]
     if previous_generation is None or info["generation"] != previous_generation:
         return "missed_publish"
-    if info["tables_fingerprint"] != tables_fingerprint():
+    if info["tables_fingerprint"] != tables_fingerprint(grid_households):
         return "declarations_changed"
     if info["key_check"] != key_check(secret):
         return "key_changed"
@@ -419,13 +459,14 @@ def why_full(con: duckdb.DuckDBPyConnection, target: Path, secret: bytes, previo
     return None
 
 
-def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], None] | None = None
-              ) -> Callable[[duckdb.DuckDBPyConnection], Callable[[], None]]:
+def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], None] | None = None, *,
+              grid_households: int = 300) -> Callable[[duckdb.DuckDBPyConnection], Callable[[], None]]:
     """A `store.transaction(before_publish=...)` hook: writes `<target>.building` from the
     committed working copy — a copy of the published file brought up to date when
     `why_full` allows it, else built in full — and returns the function that renames it
     over `target`. `on_build` receives what was done."""
     work = target.with_name(target.name + ".building")
+    prefetch(target)  # copied at the end of the transaction: read it meanwhile
 
     def before_publish(con: duckdb.DuckDBPyConnection) -> Callable[[], None]:
         from warehouse.build import build_scope
@@ -433,16 +474,17 @@ def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], Non
 
         generation, previous = publish_generations(con)
         try:
-            reason = why_full(con, target, secret, previous)
+            reason = why_full(con, target, secret, previous, grid_households=grid_households)
             report = None
             if reason is None:
                 work.unlink(missing_ok=True)
                 work.with_name(work.name + ".wal").unlink(missing_ok=True)
-                shutil.copyfile(target, work)
+                copy_file(target, work)
                 since = _previous_build(con, target)["build_date"]
-                report = _update(con, work, secret, build_scope(con), since, generation)
+                report = _update(con, work, secret, build_scope(con), since, generation, grid_households)
             else:
-                report = build(con, work, secret, generation=generation, why_full=reason)
+                report = build(con, work, secret, generation=generation, why_full=reason,
+                               grid_households=grid_households)
         except BaseException:  # the sync fails and publishes nothing: no half-built file stays
             work.unlink(missing_ok=True)
             work.with_name(work.name + ".wal").unlink(missing_ok=True)

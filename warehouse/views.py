@@ -35,14 +35,52 @@ COMMUNITY_TOWN = """
     GROUP BY county, community HAVING count(DISTINCT town) = 1)"""
 
 #: a household address lived in now: a current residence / household link of a living person
-CURRENT_HOUSEHOLDS = """
+def current_households(scope: str = "TRUE") -> str:
+    """The `households` CTE; `scope`: a condition on `address_id` (the analyst file derives
+    the aggregates again only for the communities a sync touched), TRUE for all."""
+    return f"""
   households AS (
     SELECT DISTINCT a.address_id, a.county, coalesce(a.town, ct.town) AS town, a.community, a.road,
            a.house_number, a.estate, a.building, a.unit, a.room, a.rural_group, a.standard_text
     FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
     LEFT JOIN community_town ct ON ct.county IS NOT DISTINCT FROM a.county AND ct.community = a.community
     WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-      AND NOT coalesce(p.is_deceased, FALSE))"""
+      AND NOT coalesce(p.is_deceased, FALSE) AND {scope})"""
+
+
+CURRENT_HOUSEHOLDS = current_households()
+
+
+def community_summary_sql(scope: str = "TRUE") -> str:
+    """mart.community_summary; `scope` as in `current_households` (a community's row needs
+    every address of that community in scope)."""
+    return f"""WITH {COMMUNITY_TOWN},
+            {current_households(scope)},
+              residents AS (
+                SELECT DISTINCT pa.person_id, pa.address_id
+                FROM core.person_address pa JOIN core.person p USING (person_id)
+                WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
+                  AND NOT coalesce(p.is_deceased, FALSE) AND {scope})
+            SELECT h.county, CASE WHEN h.community IS NOT NULL THEN h.town END AS town, h.community,
+                   count(DISTINCT h.address_id) AS households, count(DISTINCT r.person_id) AS residents
+            FROM households h JOIN residents r USING (address_id)
+            GROUP BY ALL"""
+
+
+def grid_sql(size: str, scope: str = "TRUE") -> str:
+    """mart.grid for `size` households per grid (a SQL number); `scope` as in
+    `current_households`."""
+    return f"""
+WITH {COMMUNITY_TOWN},
+{current_households(scope)},
+ranked AS (
+  SELECT *, row_number() OVER (PARTITION BY county, town, community
+            ORDER BY road NULLS LAST, TRY_CAST(house_number AS INTEGER) NULLS LAST, house_number, estate,
+                     TRY_CAST(building AS INTEGER) NULLS LAST, building, TRY_CAST(unit AS INTEGER) NULLS LAST,
+                     TRY_CAST(room AS INTEGER) NULLS LAST, room, rural_group, address_id) AS seq
+  FROM households WHERE community IS NOT NULL)
+SELECT county, town, community, CAST(ceil(seq / {size}) AS INTEGER) AS grid_no, address_id, standard_text, seq
+FROM ranked"""
 
 
 @dataclass(frozen=True)
@@ -133,17 +171,7 @@ VIEW_LIST: list[View] = [
           "is_current": "当前是否居住于此（有效的居住或家庭住址关系，且本人未死亡）"}),
     View("mart.community_summary",
          "各社区现住户数与人数：每个社区一行（地址未写街道时归入该社区所属街道；社区不详的地址按县区合为一行，社区为空）",
-         f"""WITH {COMMUNITY_TOWN},
-            {CURRENT_HOUSEHOLDS},
-              residents AS (
-                SELECT DISTINCT pa.person_id, pa.address_id
-                FROM core.person_address pa JOIN core.person p USING (person_id)
-                WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-                  AND NOT coalesce(p.is_deceased, FALSE))
-            SELECT h.county, CASE WHEN h.community IS NOT NULL THEN h.town END AS town, h.community,
-                   count(DISTINCT h.address_id) AS households, count(DISTINCT r.person_id) AS residents
-            FROM households h JOIN residents r USING (address_id)
-            GROUP BY ALL""",
+         community_summary_sql(),
          ("core.address",),
          {"town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
           "community": "社区/村（为空：地址中未能确定社区的住户合计）",
@@ -161,17 +189,7 @@ VIEWS: dict[str, tuple[str, str]] = {v.name: (v.comment, v.sql) for v in VIEW_LI
 
 GRID_COMMENT = "网格划分：每个社区按地址顺序每 {size} 户一个网格（网格号在社区内唯一）"
 GRID_VIEW = View(
-    "mart.grid", GRID_COMMENT, f"""
-WITH {COMMUNITY_TOWN},
-{CURRENT_HOUSEHOLDS},
-ranked AS (
-  SELECT *, row_number() OVER (PARTITION BY county, town, community
-            ORDER BY road NULLS LAST, TRY_CAST(house_number AS INTEGER) NULLS LAST, house_number, estate,
-                     TRY_CAST(building AS INTEGER) NULLS LAST, building, TRY_CAST(unit AS INTEGER) NULLS LAST,
-                     TRY_CAST(room AS INTEGER) NULLS LAST, room, rural_group, address_id) AS seq
-  FROM households WHERE community IS NOT NULL)
-SELECT county, town, community, CAST(ceil(seq / {{size}}) AS INTEGER) AS grid_no, address_id, standard_text, seq
-FROM ranked""",
+    "mart.grid", GRID_COMMENT, grid_sql("{size}"),
     ("core.address",),
     {"town": "街道/乡镇（地址未写时取该社区唯一所属的街道）",
      "grid_no": "网格号（社区内从 1 起）", "seq": "户在社区内的顺序号（按路、门牌、楼栋、单元、室排序，社区内唯一）"})
