@@ -42,10 +42,15 @@ def current_households(scope: str = "TRUE") -> str:
   households AS (
     SELECT DISTINCT a.address_id, a.county, coalesce(a.town, ct.town) AS town, a.community, a.road,
            a.house_number, a.estate, a.building, a.unit, a.room, a.rural_group, a.standard_text
-    FROM core.person_address pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
+    FROM {_person_address(scope)} pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
     LEFT JOIN community_town ct ON ct.county IS NOT DISTINCT FROM a.county AND ct.community = a.community
     WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-      AND NOT coalesce(p.is_deceased, FALSE) AND {scope})"""
+      AND NOT coalesce(p.is_deceased, FALSE))"""
+
+
+def _person_address(scope: str) -> str:
+    # filtered before the joins: DuckDB would join every person-address row to its person first
+    return "core.person_address" if scope == "TRUE" else f"(SELECT * FROM core.person_address WHERE {scope})"
 
 
 CURRENT_HOUSEHOLDS = current_households()
@@ -58,9 +63,9 @@ def community_summary_sql(scope: str = "TRUE") -> str:
             {current_households(scope)},
               residents AS (
                 SELECT DISTINCT pa.person_id, pa.address_id
-                FROM core.person_address pa JOIN core.person p USING (person_id)
+                FROM {_person_address(scope)} pa JOIN core.person p USING (person_id)
                 WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-                  AND NOT coalesce(p.is_deceased, FALSE) AND {scope})
+                  AND NOT coalesce(p.is_deceased, FALSE))
             SELECT h.county, CASE WHEN h.community IS NOT NULL THEN h.town END AS town, h.community,
                    count(DISTINCT h.address_id) AS households, count(DISTINCT r.person_id) AS residents
             FROM households h JOIN residents r USING (address_id)
