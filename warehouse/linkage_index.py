@@ -234,17 +234,24 @@ def _symmetric(rule: str) -> bool:
 
 def term_frequencies(con: duckdb.DuckDBPyConnection, columns: Sequence[str], ids: Iterable[str]) -> dict[str, pd.DataFrame]:
     """Per column, the share of all current mentions with each value, for the values the
-    mentions `ids` carry (what a model trained on every mention would use)."""
+    mentions `ids` carry (what a model trained on every mention would use). The values
+    asked about are read once for every column, the totals in one scan."""
+    columns = list(columns)
+    if not columns:
+        return {}
+    lf = STG_LINKAGE_FEATURE.qualified
     _ids(con, "_tf_ids", ids)
+    totals = con.execute("SELECT " + ", ".join(f'count("{c}")' for c in columns) + f" FROM {lf}").fetchall()[0]
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _tf_wanted AS SELECT DISTINCT {quoted} "
+                f"FROM {lf} WHERE unique_id IN (SELECT id FROM _tf_ids)")
     out = {}
-    for col in columns:
+    for col, total in zip(columns, totals):
         out[col] = con.execute(f"""
-            WITH total AS (SELECT count("{col}") AS n FROM {STG_LINKAGE_FEATURE.qualified}),
-                 wanted AS (SELECT DISTINCT "{col}" AS v FROM {STG_LINKAGE_FEATURE.qualified}
-                            WHERE unique_id IN (SELECT id FROM _tf_ids) AND "{col}" IS NOT NULL)
-            SELECT f."{col}", count(*) / max(total.n) AS "tf_{col}"
-            FROM {STG_LINKAGE_FEATURE.qualified} f, total
-            WHERE f."{col}" IN (SELECT v FROM wanted) GROUP BY f."{col}" ORDER BY f."{col}" """).df()
+            SELECT f."{col}", count(*) / $total AS "tf_{col}" FROM {lf} f
+            WHERE f."{col}" IN (SELECT "{col}" FROM _tf_wanted WHERE "{col}" IS NOT NULL)
+            GROUP BY f."{col}" ORDER BY f."{col}" """, {"total": int(total)}).df()
+    con.execute("DROP TABLE IF EXISTS temp._tf_wanted")
     return out
 
 
@@ -262,30 +269,38 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
     names, and the ``pinyin|birth|sex`` keys of those sounds, that two persons are seen
     under (two valid IDs, or two rows of one source object) —
     `pipelines.linkage.name_frequencies` over the whole index, in the order of
-    `pipelines.linkage.NameFrequencies`' fields."""
+    `pipelines.linkage.NameFrequencies`' fields.
+
+    The index is scanned once for the rows that share a name, given name or sound with
+    the mentions asked about (`_nf_rows`); every count is taken from those."""
+    lf = STG_LINKAGE_FEATURE.qualified
     _ids(con, "_nf_ids", ids)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _nf_wanted AS SELECT DISTINCT name_s, {_GIVEN} AS given, name_py "
+                f"FROM {lf} WHERE unique_id IN (SELECT id FROM _nf_ids)")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _nf_rows AS
+        SELECT name_s, {_GIVEN} AS given, name_py, birth, sex, cid, source_object FROM {lf}
+        WHERE name_s IN (SELECT name_s FROM _nf_wanted) OR {_GIVEN} IN (SELECT given FROM _nf_wanted)
+           OR name_py IN (SELECT name_py FROM _nf_wanted)""")
     out = []
-    for expr in ("name_s", _GIVEN, "name_py"):
+    for col in ("name_s", "given", "name_py"):
         df = con.execute(f"""
-            WITH wanted AS (SELECT DISTINCT {expr} AS v FROM {STG_LINKAGE_FEATURE.qualified}
-                            WHERE unique_id IN (SELECT id FROM _nf_ids))
-            SELECT {expr} AS v, count(DISTINCT birth) AS k FROM {STG_LINKAGE_FEATURE.qualified}
-            WHERE birth IS NOT NULL AND {expr} IN (SELECT v FROM wanted WHERE v IS NOT NULL)
+            SELECT {col} AS v, count(DISTINCT birth) AS k FROM _nf_rows
+            WHERE birth IS NOT NULL AND {col} IN (SELECT {col} FROM _nf_wanted WHERE {col} IS NOT NULL)
             GROUP BY 1""").df()
         out.append(pd.Series(df["k"].to_numpy(dtype="int64"), index=df["v"].astype(object).to_numpy()))
-    span = con.execute(f"SELECT date_diff('day', min(birth), max(birth)) FROM {STG_LINKAGE_FEATURE.qualified}"
-                       ).fetchall()[0][0]
+    span = con.execute(f"SELECT date_diff('day', min(birth), max(birth)) FROM {lf}").fetchall()[0][0]
     seen = []
     for col in ("name_s", "name_py"):
         seen.append(frozenset(r[0] for r in con.execute(f"""
-            WITH wanted AS (SELECT DISTINCT {col} AS v FROM {STG_LINKAGE_FEATURE.qualified}
-                            WHERE unique_id IN (SELECT id FROM _nf_ids) AND {col} IS NOT NULL),
-                 keyed AS (SELECT {col} AS v, birth, sex, cid,
+            WITH keyed AS (SELECT {col} AS v, birth, sex, cid,
                                   count(*) OVER (PARTITION BY {col}, birth, sex, source_object) AS in_one
-                           FROM {STG_LINKAGE_FEATURE.qualified}
-                           WHERE {col} IN (SELECT v FROM wanted) AND birth IS NOT NULL AND sex IS NOT NULL)
+                           FROM _nf_rows
+                           WHERE {col} IN (SELECT {col} FROM _nf_wanted) AND birth IS NOT NULL AND sex IS NOT NULL)
             SELECT v || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM keyed
             GROUP BY v, birth, sex HAVING count(DISTINCT cid) > 1 OR max(in_one) > 1""").fetchall()))
+    con.execute("DROP TABLE IF EXISTS temp._nf_rows")
+    con.execute("DROP TABLE IF EXISTS temp._nf_wanted")
     return out[0], out[1], max(int(span or 0), 365), seen[0], out[2], seen[1]
 
 
