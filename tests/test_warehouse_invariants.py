@@ -99,6 +99,9 @@ def test_a_consistent_warehouse_passes_every_check(con):
     assert set(res["suite"]) == {"warehouse"}
     person = _check(res, "core.person", "person_id", UNIQUE)
     assert (person["element_count"], person["unexpected_count"], person["unexpected_percent"]) == (10, 0, 0.0)
+    # a key the table's PRIMARY KEY enforces is not counted again, and says so; one it does not is
+    assert person["observed_value"] == quality.ENFORCED_BY_KEY
+    assert pd.isna(_check(res, "core.person", "citizen_id", UNIQUE)["observed_value"])
     change = _check(res, "quality.row_count_change", "change_ratio")
     assert (change["element_count"], change["unexpected_count"]) == (1, 0)
 

@@ -339,14 +339,13 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
 #: the changed addresses and of every address of a changed person, in the warehouse (after)
 #: and in the analyst file being updated (before); and every address of those communities
 _TOUCHED_COMMUNITIES = f"""
+CREATE OR REPLACE TEMP TABLE _analyst_ta AS
+SELECT k AS address_id FROM {{addresses}}
+UNION SELECT address_id FROM core.person_address WHERE person_id IN (SELECT k FROM _analyst_dp)
+UNION SELECT address_id FROM {ALIAS}.main.person_address WHERE person_key IN (SELECT k FROM _analyst_dk);
 CREATE OR REPLACE TEMP TABLE _analyst_cc AS
-SELECT county, community FROM core.address
-WHERE address_id IN (SELECT k FROM {{addresses}})
-   OR address_id IN (SELECT address_id FROM core.person_address WHERE person_id IN (SELECT k FROM _analyst_dp))
-UNION
-SELECT county, community FROM {ALIAS}.main.address
-WHERE address_id IN (SELECT k FROM {{addresses}})
-   OR address_id IN (SELECT address_id FROM {ALIAS}.main.person_address WHERE person_key IN (SELECT k FROM _analyst_dk));
+SELECT county, community FROM core.address WHERE address_id IN (SELECT address_id FROM _analyst_ta)
+UNION SELECT county, community FROM {ALIAS}.main.address WHERE address_id IN (SELECT address_id FROM _analyst_ta);
 CREATE OR REPLACE TEMP TABLE _analyst_ca AS
 SELECT address_id AS k FROM core.address a
 WHERE EXISTS (SELECT 1 FROM _analyst_cc c WHERE c.county IS NOT DISTINCT FROM a.county
@@ -365,7 +364,7 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
     con.execute("CREATE OR REPLACE TEMP TABLE _analyst_dp AS SELECT k FROM "
                 + " UNION SELECT k FROM ".join([persons] + [f"({sql}) d(k)" for sql in dated]))
     dirty = ("_analyst_dp", addresses)
-    staged = ["_analyst_cc", "_analyst_ca"]
+    staged = ["_analyst_ta", "_analyst_cc", "_analyst_ca"]
     ipad, opad = _hmac_pads(secret)
     con.execute(f"ATTACH {_q(str(out))} AS {ALIAS}")
     try:

@@ -215,8 +215,14 @@ def run_invariants(con: duckdb.DuckDBPyConnection, invariants: Iterable[Invarian
     query (`_reference_counts`: the parent's keys are hashed once, not once per child)."""
     invariants = list(invariants)
     counted = _reference_counts(con, invariants)
+    enforced = _primary_keys(con)
     rows: list[dict[str, Any]] = []
     for i, inv in enumerate(invariants):
+        if inv.expectation in (UNIQUE, NOT_NULL) and (inv.target, inv.kwargs.get("column")) in enforced:
+            # the database refuses a duplicate or null key of its own: nothing to count but the rows
+            n = con.execute(f"SELECT count(*) FROM {_table(inv.target)}").fetchall()[0][0]
+            rows.append(_invariant_result(suite, inv, n, n, 0, [], observed=ENFORCED_BY_KEY))
+            continue
         compiled = _compile(inv)
         params = {"run_id": run_id} if inv.target in DERIVED_TARGETS else {}
         counts = counted.get(i) or con.execute(
@@ -230,6 +236,17 @@ def run_invariants(con: duckdb.DuckDBPyConnection, invariants: Iterable[Invarian
             examples = [v for (v,) in found]
         rows.append(_invariant_result(suite, inv, element, considered, unexpected, examples))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+#: `observed_value` of a uniqueness or not-null check that the table's PRIMARY KEY enforces
+ENFORCED_BY_KEY = "由主键约束保证（PRIMARY KEY）"
+
+
+def _primary_keys(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """(schema.table, column) of every single-column PRIMARY KEY of the database."""
+    return {(f"{schema}.{table}", cols[0]) for schema, table, cols in con.execute(
+        "SELECT schema_name, table_name, constraint_column_names FROM duckdb_constraints() "
+        "WHERE constraint_type = 'PRIMARY KEY' AND len(constraint_column_names) = 1").fetchall()}
 
 
 def _reference_counts(con: duckdb.DuckDBPyConnection, invariants: list[Invariant]) -> dict[int, tuple[int, int, int]]:
@@ -344,7 +361,7 @@ def _bound(v: Any) -> str:
 
 
 def _invariant_result(suite: str, inv: Invariant, element: int, considered: int, unexpected: int,
-                      examples: list[Any]) -> dict[str, Any]:
+                      examples: list[Any], observed: str | None = None) -> dict[str, Any]:
     """GE's rules for map expectations: no rows or nothing checked passes; otherwise the
     passing share of checked values must reach `mostly` (default all)."""
     mostly = float(inv.kwargs.get("mostly", 1.0))
@@ -355,7 +372,7 @@ def _invariant_result(suite: str, inv: Invariant, element: int, considered: int,
         "severity": inv.severity, "success": bool(success), "element_count": element,
         "unexpected_count": unexpected,
         "unexpected_percent": unexpected / considered * 100 if element and considered else None,
-        "observed_value": None,
+        "observed_value": observed,
         "unexpected_examples": json.dumps([_json_value(v) for v in examples], ensure_ascii=False, default=str)
         if examples else None,
         "exception": None,
