@@ -315,10 +315,13 @@ def person_of(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str]) -> pd.
 
 
 def mentions_of_persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> list[str]:
+    """The current (staged) mentions of these persons, ordered."""
     _ids(con, "_mp_ids", person_ids)
+    # the persons' few mention ids are the hashed side, not every staged mention
     return [r[0] for r in con.execute(
-        "SELECT x.mention_id FROM core.person_xref x SEMI JOIN stg.mention m USING (mention_id) "
-        "WHERE x.person_id IN (SELECT id FROM _mp_ids) ORDER BY x.mention_id").fetchall()]
+        "SELECT m.mention_id FROM stg.mention m WHERE m.mention_id IN "
+        "(SELECT mention_id FROM core.person_xref WHERE person_id IN (SELECT id FROM _mp_ids)) "
+        "ORDER BY m.mention_id").fetchall()]
 
 
 def persons(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> pd.DataFrame:
