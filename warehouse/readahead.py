@@ -30,22 +30,14 @@ def prefetch(*paths: str | os.PathLike[str]) -> None:
                 os.close(fd)
 
 
-def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, durable: bool = False) -> None:
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy `src` to a new file `dst` (replaced if it exists; `src`'s permission bits are not
     copied) with `copy_file_range`: on a file system that shares extents (XFS with reflink,
     btrfs) the kernel clones instead of copying, so the working copy of a large warehouse
     costs nothing; elsewhere (ext4) it copies inside the kernel like `shutil.copyfile`,
-    which is the fallback where the call is missing or refused.
-
-    `durable`: the copy must reach the disk anyway (a working copy that is fsynced before
-    it is published). Where extents cannot be shared, it is then written with O_DIRECT,
-    past the page cache, and synced: the same disk writes without first filling ~1 GB of
-    page cache, which on a machine whose memory is full of cache cost up to 2 s for the
-    0.9 GB warehouse of a million residents (0.4–0.5 s this way, sync included)."""
+    which is the fallback where the call is missing or refused."""
     import shutil
 
-    if durable and not _shares_extents(src, dst) and _copy_direct(src, dst):
-        return
     copy_range = getattr(os, "copy_file_range", None)
     if copy_range is None:
         shutil.copyfile(src, dst)
@@ -63,71 +55,3 @@ def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, durab
                 raise
             fout.close()
             shutil.copyfile(src, dst)
-
-
-#: O_DIRECT needs buffers, offsets and lengths aligned to the device's logical block
-_ALIGN = 4096
-_CHUNK = 8 << 20
-
-
-def _shares_extents(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
-    """Whether the file system of `dst`'s folder clones `src` (FICLONE succeeds): then the
-    copy is free and `dst` is left as that clone."""
-    import fcntl
-
-    ficlone = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
-    try:
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            fcntl.ioctl(fout.fileno(), ficlone, fin.fileno())
-        return True
-    except OSError:
-        return False
-
-
-def _copy_direct(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
-    """Copy `src` to `dst` writing with O_DIRECT, then fsync; False (nothing promised about
-    `dst`) where O_DIRECT is not offered (tmpfs, some network file systems)."""
-    import mmap
-
-    try:
-        out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o600)
-    except OSError:
-        return False
-    if not getattr(os, "O_DIRECT", 0):
-        os.close(out)
-        return False
-    buf = mmap.mmap(-1, _CHUNK)  # page-aligned, as O_DIRECT wants
-    try:
-        with open(src, "rb", buffering=0) as fin:
-            done = 0
-            while True:
-                n = fin.readinto(buf)
-                if not n:
-                    break
-                whole = n - n % _ALIGN
-                try:
-                    if whole:
-                        _write_all(out, memoryview(buf)[:whole])
-                except OSError:
-                    if done == 0:
-                        return False  # refused at the first write: not offered here
-                    raise
-                if whole < n:  # the unaligned tail (the end of the file): an ordinary write
-                    with open(dst, "r+b") as tail:
-                        tail.seek(done + whole)
-                        tail.write(buf[whole:n])
-                        tail.flush()
-                        os.fsync(tail.fileno())
-                done += n
-            if done != os.fstat(fin.fileno()).st_size:
-                raise OSError(f"{src}: changed while it was copied")
-        os.fsync(out)
-        return True
-    finally:
-        os.close(out)
-        buf.close()
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while len(data):
-        data = data[os.write(fd, data):]

@@ -351,7 +351,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             stale.unlink(missing_ok=True)
         try:
             if path.exists():
-                copy_file(path, work, durable=True)  # fsynced before the rename anyway
+                copy_file(path, work)
             con = open_database(work, read_only=False, key=key)
             make_private(work)
         except (OSError, duckdb.IOException) as exc:
