@@ -53,9 +53,6 @@ def _person_address(scope: str) -> str:
     return "core.person_address" if scope == "TRUE" else f"(SELECT * FROM core.person_address WHERE {scope})"
 
 
-CURRENT_HOUSEHOLDS = current_households()
-
-
 def community_summary_sql(scope: str = "TRUE") -> str:
     """mart.community_summary; `scope` as in `current_households` (a community's row needs
     every address of that community in scope)."""
