@@ -211,11 +211,29 @@ def test_decisions_applied_to_the_persons_they_name_equal_a_rebuild(inbox, full,
                            [pa, pb]).fetchall()[0][0]
     finally:
         con.close()
+    # a queued pair naming pb's record, its person ids stale: the decisions refresh them
+    con = duckdb.connect(str(wh))
+    try:
+        con.execute("INSERT INTO core.match_candidate SELECT min(x.mention_id), ?, 'P9999999998', 'P9999999999', "
+                    "0.7, 1.2, 'uncertain', NULL FROM core.person_xref x WHERE x.person_id = ?", [a, pb])
+    finally:
+        con.close()
     first = apply_decisions(settings, lambda c: link_persons(c, pa, pb, decided_by="测试员"))
     second = apply_decisions(settings, lambda c: unlink(c, a, b, decided_by="测试员", reason="不同人"))
     assert first.resolution_mode == second.resolution_mode == "incremental"
     assert first.persons_after == first.persons_before - 1 and second.persons_after == second.persons_before + 1
     assert assert_analyst_file_is_a_fresh_build(settings, tmp_path / "analyst") == "incremental"
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        stale = con.execute("""
+            SELECT count(*) FROM core.match_candidate c
+            JOIN core.person_xref xa ON xa.mention_id = c.mention_id_a
+            JOIN core.person_xref xb ON xb.mention_id = c.mention_id_b
+            WHERE c.person_id_a IS DISTINCT FROM xa.person_id OR c.person_id_b IS DISTINCT FROM xb.person_id""").fetchall()
+        queued = con.execute("SELECT person_id_a FROM core.match_candidate WHERE mention_id_b = ?", [a]).fetchall()
+    finally:
+        con.close()
+    assert stale == [(0,)] and queued and queued[0][0] == min(pa, pb)  # pb's record is in the merged person
     _assert_a_rebuild_gives_the_same(inbox, wh, rebuilt)
 
 

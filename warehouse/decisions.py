@@ -166,10 +166,11 @@ def write_candidates(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, *
     if replace:
         con.execute("DELETE FROM core.match_candidate")
     else:
-        con.execute("UPDATE core.match_candidate c SET person_id_a = x.person_id FROM core.person_xref x "
-                    "WHERE x.mention_id = c.mention_id_a")
-        con.execute("UPDATE core.match_candidate c SET person_id_b = x.person_id FROM core.person_xref x "
-                    "WHERE x.mention_id = c.mention_id_b")
+        for side in ("a", "b"):  # only the queue's mentions are looked up, only changed ids written
+            con.execute(f"UPDATE core.match_candidate c SET person_id_{side} = x.person_id "
+                        "FROM (SELECT mention_id, person_id FROM core.person_xref WHERE mention_id IN "
+                        f"(SELECT mention_id_{side} FROM core.match_candidate)) x "
+                        f"WHERE x.mention_id = c.mention_id_{side} AND c.person_id_{side} IS DISTINCT FROM x.person_id")
     if candidates is None or candidates.empty:
         return
     if not replace:
