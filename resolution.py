@@ -66,13 +66,14 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
     from warehouse import decisions, linkage_index as index
 
     model = LinkageModel.from_settings(decisions.latest_model_settings(con))
-    has_xref = con.execute("SELECT count(*) > 0 FROM core.person_xref").fetchall()[0][0]
-    why = incremental_obstacle(n_mentions, 1 if has_xref else 0, model.training if model.settings else None,
-                               min_mentions=settings.incremental_min_mentions,
-                               max_drift=settings.incremental_max_growth, citizen_ids=index.citizen_id_count(con),
-                               max_mention_growth=settings.incremental_max_mention_growth)
-    if why and not (decided and not changes and model.settings):  # a decision alone is applied locally
-        return None
+    # a decision alone is applied locally whatever the model's age (nothing to count for it)
+    if not (decided and not changes and model.settings):
+        has_xref = con.execute("SELECT count(*) > 0 FROM core.person_xref").fetchall()[0][0]
+        if incremental_obstacle(n_mentions, 1 if has_xref else 0, model.training if model.settings else None,
+                                min_mentions=settings.incremental_min_mentions,
+                                max_drift=settings.incremental_max_growth, citizen_ids=index.citizen_id_count(con),
+                                max_mention_growth=settings.incremental_max_mention_growth):
+            return None
     changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
         changes.removed["person_id"])
     core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))

@@ -56,3 +56,17 @@ def test_prefetch_is_a_hint_that_never_fails(tmp_path):
     present = tmp_path / "w.duckdb"
     present.write_bytes(b"x" * 10_000)
     readahead.prefetch(present, tmp_path / "missing.duckdb", tmp_path)  # a folder, a missing file: skipped
+
+
+def test_start_writeback_is_a_hint_that_never_fails_and_leaves_the_file_as_it_is(tmp_path):
+    import threading
+
+    path = tmp_path / "w.duckdb.building"
+    path.write_bytes(_payload(2_000_000))
+    readahead.start_writeback(path)
+    readahead.start_writeback(tmp_path / "missing")  # nothing to write: silently nothing
+    for t in [t for t in threading.enumerate() if t.name == "residents-writeback"]:
+        t.join(timeout=30)
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+    assert path.read_bytes() == _payload(2_000_000)

@@ -1,4 +1,5 @@
-"""Ask the kernel to read files into the page cache ahead of use, and copy them cheaply.
+"""Ask the kernel to read files into the page cache ahead of use, copy them cheaply and
+write a fresh copy back to disk early.
 
 A write copies the whole published warehouse (and the analyst file) to a working copy
 (`store.transaction`). When the file is not in the page cache — the nightly sync, an
@@ -55,3 +56,32 @@ def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
                 raise
             fout.close()
             shutil.copyfile(src, dst)
+
+
+def start_writeback(path: str | os.PathLike[str]) -> None:
+    """Start writing `path`'s dirty pages to disk on a background thread (Linux
+    `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the fsync before the publish finds
+    them written: a fresh 0.9 GB working copy takes ~0.25–0.4 s to submit, which then
+    overlaps with the run's own work instead of delaying the publish. A hint: where the
+    call is missing it does nothing."""
+    import ctypes
+    import ctypes.util
+    import threading
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+
+    def write() -> None:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                call(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE: submit, do not wait for completion
+            finally:
+                os.close(fd)
+
+    threading.Thread(target=write, name="residents-writeback", daemon=True).start()

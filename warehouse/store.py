@@ -32,7 +32,7 @@ from warehouse.exceptions import (WarehouseBusyError, WarehouseKeyError, Warehou
 from warehouse.audit import fold_journal
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
-from warehouse.readahead import copy_file, prefetch
+from warehouse.readahead import copy_file, prefetch, start_writeback
 
 
 # --------------------------------------------------------------------------------------
@@ -352,6 +352,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         try:
             if path.exists():
                 copy_file(path, work)
+                start_writeback(work)  # fsynced before the rename: let the disk start now
             con = open_database(work, read_only=False, key=key)
             make_private(work)
         except (OSError, duckdb.IOException) as exc:
