@@ -52,21 +52,66 @@ def test_copy_file_does_not_hide_a_failure_after_part_was_copied(tmp_path, monke
     assert info.value.errno == errno.ENOSPC
 
 
-def test_prefetch_is_a_hint_that_never_fails(tmp_path):
+def test_prefetch_asks_the_kernel_to_read_each_file_and_skips_what_it_cannot_open(tmp_path, monkeypatch):
     present = tmp_path / "w.duckdb"
     present.write_bytes(b"x" * 10_000)
-    readahead.prefetch(present, tmp_path / "missing.duckdb", tmp_path)  # a folder, a missing file: skipped
+    asked = []
+    real = os.posix_fadvise
+
+    def record(fd, offset, length, advice):
+        asked.append((os.fstat(fd).st_ino, offset, length, advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    readahead.prefetch(present, tmp_path / "missing.duckdb")  # a missing file: skipped, no error
+    assert asked == [(present.stat().st_ino, 0, 0, os.POSIX_FADV_WILLNEED)]
 
 
-def test_start_writeback_is_a_hint_that_never_fails_and_leaves_the_file_as_it_is(tmp_path):
+def test_start_writeback_submits_the_whole_file_and_leaves_it_as_it_is(tmp_path, monkeypatch):
+    import ctypes
+    import threading
+
+    submitted = []
+
+    class FakeLibc:
+        def sync_file_range(self, fd, offset, nbytes, flags):
+            submitted.append((os.fstat(fd).st_ino, offset, nbytes, flags))
+            return 0
+
+    path = tmp_path / "w.duckdb.building"
+    path.write_bytes(_payload(2_000_000))
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: _Loaded(FakeLibc()))
+    readahead.start_writeback(path)
+    readahead.start_writeback(tmp_path / "missing")  # nothing to open: silently nothing
+    for t in [t for t in threading.enumerate() if t.name == "residents-writeback"]:
+        t.join(timeout=30)
+    assert submitted == [(path.stat().st_ino, 0, 0, 2)]  # SYNC_FILE_RANGE_WRITE, whole file
+    assert path.read_bytes() == _payload(2_000_000)
+
+
+def test_start_writeback_with_the_real_call_leaves_the_file_as_it_is(tmp_path):
     import threading
 
     path = tmp_path / "w.duckdb.building"
     path.write_bytes(_payload(2_000_000))
     readahead.start_writeback(path)
-    readahead.start_writeback(tmp_path / "missing")  # nothing to write: silently nothing
     for t in [t for t in threading.enumerate() if t.name == "residents-writeback"]:
         t.join(timeout=30)
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
     assert path.read_bytes() == _payload(2_000_000)
+
+
+class _Loaded:
+    """A loaded library whose function accepts argtypes/restype like a ctypes one."""
+
+    def __init__(self, impl):
+        self._impl = impl
+
+    def __getattr__(self, name):
+        fn = getattr(self._impl, name)
+
+        def call(*args):
+            return fn(*args)
+
+        return call
