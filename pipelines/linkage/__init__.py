@@ -219,23 +219,33 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
     pairs = pairs[base]
     freq = frequencies if frequencies is not None else name_frequencies(lf)
     span_days = freq.span_days
-    # ids as plain Python strings (object dtype): pandas' hash lookups (isin, map) on
-    # them are several times faster than on its Arrow-backed string dtype
-    left = pairs["unique_id_l"].astype(str).astype(object)
-    right = pairs["unique_id_r"].astype(str).astype(object)
-    # the per-mention values below only for the mentions of those pairs
-    lf = lf[lf["unique_id"].astype(str).astype(object).isin(pd.unique(pd.concat([left, right])))]
-    ids = lf["unique_id"].astype(str).to_numpy(dtype=object)
+    # the per-mention values below only for the mentions of those pairs, looked up by
+    # position: each pair side's row in `lf` (-1 when absent picks the NA sentinel that
+    # `_at` appends), so every value is one array take, not a hash lookup per pair
+    ids = pd.Index(lf["unique_id"].astype(str).to_numpy(dtype=object))
+    left_all, right_all = ids.get_indexer(pairs["unique_id_l"].astype(str)), ids.get_indexer(
+        pairs["unique_id_r"].astype(str))
+    rows = np.unique(np.concatenate([left_all, right_all]))
+    lf = lf.iloc[rows[rows >= 0]]
+    at = np.full(len(ids) + 1, -1, dtype=np.int64)
+    at[rows[rows >= 0]] = np.arange(int((rows >= 0).sum()))
+    left, right = at[left_all], at[right_all]
 
-    def coincidence(values: pd.Series, bearers: pd.Series) -> tuple[pd.Series, np.ndarray]:
-        of = pd.Series(values.to_numpy(), index=ids)
-        value_l, value_r = left.map(of), right.map(of)
-        k = value_l.map(bearers).fillna(1).to_numpy(dtype=float)
-        return (value_l, value_r), k * (k - 1) / 2 / span_days
+    def codes(values: pd.Series) -> np.ndarray:
+        """Each mention's value as an integer code (-1: unknown), with the sentinel."""
+        return np.append(pd.factorize(values, use_na_sentinel=True)[0], -1)
+
+    def counts(values: pd.Series, bearers: pd.Series) -> np.ndarray:
+        """Bearers of each mention's value (1 when unknown), with the sentinel."""
+        return np.append(values.map(bearers).astype("float64").fillna(1).to_numpy(dtype=float), 1.0)
+
+    def same(code: np.ndarray) -> np.ndarray:
+        return (code[left] == code[right]) & (code[left] >= 0)
 
     gender = pairs["level_gender"].to_numpy()
     limit = np.where(gender == "same", max_coincidence, np.where(gender == "null", max_coincidence / 2, -1.0))
-    _, full_c = coincidence(lf["name_s"], freq.full)
+    k = counts(lf["name_s"], freq.full)[left]
+    full_c = k * (k - 1) / 2 / span_days
     exact_name = (pairs["level_name"] == "exact").to_numpy()
     same_full = exact_name & (full_c <= limit)
 
@@ -245,26 +255,24 @@ def plain_evidence(pairs: pd.DataFrame, lf: pd.DataFrame,
         it, that birth date and gender."""
         if bearers is None or ambiguous is None or not {"sex", col} <= set(lf.columns):
             return np.zeros(len(pairs), dtype=bool)
-        of = pd.Series(lf[col].astype("string").to_numpy(), index=ids)
-        value_l, value_r = left.map(of), right.map(of)
-        per_day = value_l.map(bearers).fillna(1).to_numpy(dtype=float) / span_days
-        key_of = pd.Series(namesake_keys(lf[col], lf["birth"], lf["sex"]).to_numpy(), index=ids)
-        seen_twice = left.map(key_of).isin(ambiguous).to_numpy()
-        same = (value_l.notna() & (value_l == value_r)).fillna(False).to_numpy(dtype=bool)
-        return ((pairs["level_name"] == level).to_numpy() & same & (gender == "same")
+        values = lf[col].astype("string")
+        per_day = counts(values, bearers)[left] / span_days
+        keys = namesake_keys(values, lf["birth"], lf["sex"])
+        seen_twice = np.append(keys.isin(ambiguous).fillna(False).to_numpy(dtype=bool), False)[left]
+        return ((pairs["level_name"] == level).to_numpy() & same(codes(values)) & (gender == "same")
                 & (per_day <= PLAIN_MAX_NAMESAKES_PER_DAY) & ~seen_twice)
 
     same_full |= common("name_s", "exact", freq.full, freq.ambiguous)
     same_full |= common("name_py", "pinyin", freq.sound, freq.ambiguous_sound)
     given = given_names(lf) if "surname" in lf else pd.Series(pd.NA, index=lf.index, dtype="string")
-    (given_l, given_r), given_c = coincidence(given, freq.given)
+    k = counts(given, freq.given)[left]
+    given_c = k * (k - 1) / 2 / span_days
     one_apart = pairs["level_name"].isin(["one_char", "pinyin"]).to_numpy()
-    same_given = (one_apart & (given_l.notna() & (given_l == given_r)).fillna(False).to_numpy()
-                  & (given_l.str.len() >= 2).fillna(False).to_numpy() & (given_c <= limit))
+    long_given = np.append((given.str.len() >= 2).fillna(False).to_numpy(dtype=bool), False)
+    same_given = one_apart & same(codes(given)) & long_given[left] & (given_c <= limit)
     sole = lf["sole_in_household"] if "sole_in_household" in lf else pd.Series(pd.NA, index=lf.index)
-    sole_of = pd.Series(sole.astype("boolean").fillna(False).to_numpy(dtype=bool), index=ids)
-    listed_alone = (left.map(sole_of).fillna(False).to_numpy(dtype=bool)
-                    & right.map(sole_of).fillna(False).to_numpy(dtype=bool))
+    sole = np.append(sole.astype("boolean").fillna(False).to_numpy(dtype=bool), False)
+    listed_alone = sole[left] & sole[right]
     context = ((pairs["level_address"] == "same_flat") | (pairs["level_phone"] == "same")
                | (pairs["level_context"] == "shared")).to_numpy()
     typo_in_listing = one_apart & listed_alone & (gender == "same") & context
