@@ -76,8 +76,12 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
             return None
     changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
         changes.removed["person_id"])
-    core_ids = sorted(set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
-    if not core_ids:
+    # word-for-word restatements of a resolved mention (most of a monthly roster) join
+    # its person by their ID without being scored (`linkage_index.restatements`)
+    restated = index.restatements(con, sorted(set(changes.new) - set(decided)), changed_persons)
+    core_ids = sorted((set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
+                      - set(restated["mention_id"]))
+    if not core_ids and restated.empty:
         return _nothing_to_resolve(model, next_seq, changes, con, run_id)
     from contextlib import nullcontext
 
@@ -95,16 +99,22 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         lf_cand = index.features(con, candidates)
         model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
         model.name_frequencies = NameFrequencies(*index.name_frequencies(con, [*core_ids, *candidates]))
-        cand_person = index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"]
+        cand_person = pd.concat([index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"],
+                                 restated.set_index("mention_id")["person_id"]])
         all_decisions = decisions.active_decisions(con)
         # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
         hard = set(core_ids) - (set(changes.new) - set(decided))
         att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
                                   index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
         hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
-        hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons)))
+        # a restatement of a person re-clustered in whole is re-clustered with it
+        restated_hard = restated["person_id"].isin(hard_persons).to_numpy()
+        hard_ids = sorted(att.hard_mentions | set(index.mentions_of_persons(con, hard_persons))
+                          | set(restated.loc[restated_hard, "mention_id"]))
         facts = index.mention_facts(con, att.links["mention_id"])
         simple, next_seq = _number_new_persons(att.links, facts, next_seq)
+        simple = pd.concat([simple, restated[~restated_hard].assign(match_method="citizen_id", match_probability=1.0)],
+                           ignore_index=True)
         joined = index.person_of(con, index.mentions_of_persons(con, set(att.joined["person_id"])))
         joined = joined[joined["match_method"] == "singleton"].drop(columns=["match_method", "match_probability"])
         joined = joined.merge(att.joined, on="person_id")

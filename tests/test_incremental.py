@@ -284,3 +284,45 @@ def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_communi
     assert run_sync(_settings(work, wh)).resolution_mode == "incremental"
     assert assert_analyst_file_is_a_fresh_build(_settings(work, wh), tmp_path / "analyst") == "incremental"
     assert households(old_community) == before - 1
+
+
+def test_a_roster_month_restating_the_last_one_joins_its_persons_unscored_and_equals_a_rebuild(inbox, tmp_path,
+                                                                                                monkeypatch):
+    """A 低保 month that repeats the last one word for word (the same rows, a new file):
+    its mentions with a valid ID are restatements — they join their persons by that ID
+    without being blocked or scored (`linkage_index.restatements`) — and the warehouse
+    equals `sync --full` of the same exports."""
+    import openpyxl
+
+    from pipelines.linkage.model import LinkageModel
+
+    work, wh, rebuilt = tmp_path / "inbox", tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
+    shutil.copytree(inbox, work)
+    run_sync(_settings(work, wh))
+    last = sorted((work / "low_income").glob("*.xlsx"))[-1]
+    month = int(last.stem[-6:])
+    nxt = month + 1 if month % 100 < 12 else month + 89
+    wb = openpyxl.load_workbook(last)   # saved again: other bytes, the same rows
+    wb.save(last.with_name(f"{last.stem[:-6]}{nxt}.xlsx"))
+    scored: list[str] = []
+    original = LinkageModel.predict_new
+
+    def recording(self, new_lf, existing_lf, **kw):
+        scored.extend(new_lf["unique_id"].astype(str))
+        return original(self, new_lf, existing_lf, **kw)
+
+    monkeypatch.setattr(LinkageModel, "predict_new", recording)
+    summary = run_sync(_settings(work, wh))
+    assert summary.resolution_mode == "incremental"
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        new = dict(con.execute("""
+            SELECT x.mention_id, x.match_method FROM core.person_xref x JOIN stg.mention m USING (mention_id)
+            WHERE m.source_object = ?""", [f"{last.stem[:-6]}{nxt}.xlsx"]).fetchall())
+    finally:
+        con.close()
+    unscored = set(new) - set(scored)
+    # most of the month restates the last one (a row whose household changed does not)
+    assert len(unscored) > len(new) / 2, (len(unscored), len(new))
+    assert {new[m] for m in unscored} == {"citizen_id"}
+    _assert_a_rebuild_gives_the_same(work, wh, rebuilt)

@@ -217,6 +217,46 @@ def blocked_with(con: duckdb.DuckDBPyConnection, ids: Iterable[str], rules: Sequ
     return sorted(found - inside)
 
 
+def restatements(con: duckdb.DuckDBPyConnection, ids: Iterable[str], exclude_persons: Iterable[str] = ()
+                 ) -> pd.DataFrame:
+    """mention_id, person_id: the mentions among `ids` (new ones) that restate a resolved
+    mention word for word, and the one person they therefore belong to. A restatement
+    (most rows of a monthly roster) carries a valid citizen ID and has every linkage
+    column but its source equal to a mention of another export already in person P,
+    matched there by that ID (``match_method = 'citizen_id'``: P holds two or more
+    mentions with it); no other person holds a mention with that ID; and no active
+    officer decision names a mention of P; P not in `exclude_persons` (persons
+    re-clustered anyway).
+
+    A full run puts such a mention into P by its ID, matched 'citizen_id' with
+    probability 1, and changes nothing else: its pairs mirror its twin's, which were
+    weighed already, so it brings no evidence joining P to anyone (the review pairs it
+    would repeat are its twin's)."""
+    lf = STG_LINKAGE_FEATURE.qualified
+    same = " AND ".join(f'o."{c}" IS NOT DISTINCT FROM n."{c}"' for c in FEATURE_COLUMNS
+                        if c not in ("unique_id", "source_object", "cid"))
+    _ids(con, "_rs_ids", ids)
+    _ids(con, "_rs_excluded", exclude_persons)
+    return con.execute(f"""
+        WITH new AS (SELECT * FROM {lf} WHERE unique_id IN (SELECT id FROM _rs_ids) AND cid IS NOT NULL),
+        twin AS (
+            SELECT n.unique_id AS mention_id, n.cid, x.person_id
+            FROM new n JOIN {lf} o ON o.cid = n.cid AND o.source_object IS DISTINCT FROM n.source_object AND {same}
+            JOIN core.person_xref x ON x.mention_id = o.unique_id AND x.match_method = 'citizen_id'),
+        holders AS (
+            SELECT f.cid, count(DISTINCT x.person_id) AS persons FROM {lf} f
+            JOIN core.person_xref x ON x.mention_id = f.unique_id
+            WHERE f.cid IN (SELECT cid FROM twin) GROUP BY f.cid),
+        decided AS (
+            SELECT person_id FROM core.person_xref WHERE mention_id IN (
+                SELECT mention_id_a FROM core.link_decision WHERE is_active
+                UNION SELECT mention_id_b FROM core.link_decision WHERE is_active))
+        SELECT t.mention_id, min(t.person_id) AS person_id FROM twin t JOIN holders h USING (cid)
+        WHERE h.persons = 1 AND t.person_id NOT IN (SELECT person_id FROM decided)
+          AND t.person_id NOT IN (SELECT id FROM _rs_excluded)
+        GROUP BY t.mention_id ORDER BY t.mention_id""").df()
+
+
 def _symmetric(rule: str) -> bool:
     """Whether a blocking rule (a conjunction over `l.`/`r.`) pairs the same records
     whichever side is `l`: its conjuncts, with `l.` and `r.` swapped and each equality
