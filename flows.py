@@ -338,9 +338,11 @@ def analyst_publisher(settings: Settings) -> Any:
 
 def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),
              use_tasks: bool = False, progress: Callable[[str, int, int], None] | None = None,
-             fail_before_publish: bool = False) -> SyncSummary:
-    """Load what `selection` asks for into the warehouse, resolve, rebuild, publish."""
+             fail_before_publish: bool = False, reports: Any = None) -> SyncSummary:
+    """Load what `selection` asks for into the warehouse, resolve, rebuild, publish.
+    `reports` (a `warehouse.reports.ReportJob`): stage the officers' reports with the publish."""
     from connectors import discover_exports
+    from warehouse.reports import alongside
     from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import load, store
@@ -395,8 +397,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
                                history_days=settings.history_days,
-                               before_publish=analyst_publisher(settings), lake=_lake_target(settings),
-                               on_lake=_lake_recorder(summary)) as con:
+                               before_publish=alongside(analyst_publisher(settings), reports),
+                               lake=_lake_target(settings), on_lake=_lake_recorder(summary)) as con:
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
@@ -814,23 +816,36 @@ def sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Sele
          use_prefect: bool = False, progress: Callable[[str, int, int], None] | None = None) -> SyncSummary:
     """One sync and what follows it (reports; the run's Prefect artifact inside a flow run).
     Outside Prefect (`use_prefect=False`) the same stages run as plain functions."""
-    summary = run_sync(settings, flow_name=flow_name, selection=selection, use_tasks=use_prefect, progress=progress)
+    from pipelines.errors import advice
+    from warehouse.reports import ReportJob
+
+    reports = ReportJob(settings.resolved_reports_dir(), advice)
+    try:
+        summary = run_sync(settings, flow_name=flow_name, selection=selection, use_tasks=use_prefect,
+                           progress=progress, reports=reports)
+    except BaseException:
+        reports.discard()
+        raise
     if use_prefect:
         _publish_artifact(summary)
-    _after_sync(settings, summary)
+    _after_sync(settings, summary, reports)
     return summary
 
 
-def _after_sync(settings: Settings, summary: SyncSummary) -> None:
-    """Hooks that run after a published sync: the officers' reports (problem lists per
-    department and the HTML summary) in `settings.resolved_reports_dir()`."""
-    from pipelines.errors import advice
+def _after_sync(settings: Settings, summary: SyncSummary, reports: Any) -> None:
+    """After a published sync, the officers' reports (problem lists per department and
+    the HTML summary) in `settings.resolved_reports_dir()`: those staged with the publish
+    (`warehouse.reports.alongside`) are put in place."""
     from warehouse.reports import write_reports
 
     if summary.status != "succeeded":
+        reports.discard()
         return
     try:
-        paths = write_reports(settings.warehouse, settings.resolved_reports_dir(), advice=advice)
+        if reports.error:
+            raise RuntimeError(reports.error)
+        paths = reports.publish() if reports.staged else write_reports(settings.warehouse, reports.out_dir,
+                                                                       advice=reports.advice)
         print(f"质量报告已写入 {settings.resolved_reports_dir()}（{len(paths)} 个文件）")
     except Exception as exc:  # noqa: BLE001 - the load is published; a report failure is reported, not fatal
         print(f"质量报告生成失败：{type(exc).__name__}: {exc}")

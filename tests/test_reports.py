@@ -144,18 +144,46 @@ def _png_bytes(path: Path) -> bytes:
 
 
 def test_the_flow_writes_the_reports_after_a_sync(tmp_path):
-    from flows import _after_sync
+    """The reports are staged from the committed working copy while the analyst file is
+    written (`warehouse.reports.alongside`) and put in place with the publish."""
+    from flows import sync as flow_sync
     from settings import load_settings
 
     inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
     write_floating(inbox, [float_row(1), float_row(2, 出生日期="1985-02-30")])
-    summary = run(inbox, wh)
-    settings = load_settings(inbox=inbox, warehouse=wh, reports_dir=tmp_path / "out")
-    _after_sync(settings, summary)
+    settings = load_settings(inbox=inbox, warehouse=wh, reports_dir=tmp_path / "out", lock_timeout_s=30,
+                             resolution_mode="deterministic", district={"county_code": "220402"})
+    assert flow_sync(settings).status == "succeeded"
     assert (tmp_path / "out" / "质量报告.html").exists()
     pl = pd.read_excel(tmp_path / "out" / "问题清单_流动人口.xlsx", sheet_name="问题清单", dtype=str, engine="openpyxl")
     assert pl[["文件", "行号/主键", "列", "原始值", "状态"]].values.tolist() == \
         [["流动人口登记_20261121.csv", "3", "出生日期", "1985-02-30", "待处理"]]
+    assert not [p.name for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
+
+
+def test_a_sync_that_fails_at_the_publish_leaves_the_reports_as_they_were(tmp_path, monkeypatch):
+    """Reports staged for a publish that then fails are removed: the officers keep the
+    lists of the warehouse that is still published, and no temporary file stays."""
+    import flows
+    from settings import load_settings
+
+    inbox, wh, out = tmp_path / "inbox", tmp_path / "w.duckdb", tmp_path / "out"
+    write_floating(inbox, [float_row(1), float_row(2, 出生日期="1985-02-30")])
+    settings = load_settings(inbox=inbox, warehouse=wh, reports_dir=out, lock_timeout_s=30,
+                             resolution_mode="deterministic", district={"county_code": "220402"})
+    flows.sync(settings)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_floating(inbox, [float_row(3, 出生日期="1990-13-01")], name="流动人口登记_20261122.csv")
+
+    def failing(con):
+        import time
+        time.sleep(0.5)  # the reports are staged meanwhile
+        raise RuntimeError("analyst file failed")
+
+    monkeypatch.setattr(flows, "analyst_publisher", lambda settings: failing)
+    with pytest.raises(RuntimeError, match="analyst file failed"):
+        flows.sync(settings)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_report_command_on_a_missing_warehouse_fails_clearly(tmp_path):

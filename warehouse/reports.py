@@ -213,6 +213,19 @@ def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
     same findings: a fingerprint of both is kept in `.fingerprints.json` next to it) is
     left as it is, so a nightly sync rewrites only the lists its exports changed (at a
     million residents, writing every list costs half a minute)."""
+    staged = StagedReports()
+    try:
+        paths = _stage_problem_lists(con, out_dir, advice, staged)
+    except BaseException:
+        staged.discard()
+        raise
+    staged.publish()
+    return paths
+
+
+def _stage_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path, advice: Callable[[str], str] | None,
+                         staged: "StagedReports") -> list[Path]:
+    """`write_problem_lists` into temporary files, each renamed into place by `staged`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     systems = [r[0] for r in con.execute(
         "SELECT DISTINCT source_system FROM quality.load_ledger ORDER BY 1").fetchall()]
@@ -253,13 +266,34 @@ def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
                                                       "本部门记录（文件!工作表!行）": 60, "处理建议": 50})
             _write_sheet(writer, findings, "核查提示", {"类型": 30, "文件": 30, "说明": 80, "相关值": 24})
             _write_sheet(writer, counts, "说明", {"项目": 24, "数值": 30})
-        os.replace(tmp, path)
+        staged.add(tmp, path)
         prints[system] = fingerprint
         paths.append(path)
     tmp = prints_path.with_name(prints_path.name + ".tmp")
     tmp.write_text(json.dumps(prints, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, prints_path)
+    staged.add(tmp, prints_path)  # last: a list renamed before its fingerprint is only written again
     return paths
+
+
+class StagedReports:
+    """Report files written under temporary names, renamed into place together by
+    `publish` (after the warehouse they describe is published) or removed by `discard`."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Path, Path]] = []
+
+    def add(self, tmp: Path, final: Path) -> None:
+        self.files.append((tmp, final))
+
+    def publish(self) -> None:
+        for tmp, final in self.files:
+            os.replace(tmp, final)
+        self.files = []
+
+    def discard(self) -> None:
+        for tmp, _ in self.files:
+            tmp.unlink(missing_ok=True)
+        self.files = []
 
 
 def _fingerprint(*frames: pd.DataFrame) -> str:
@@ -549,33 +583,104 @@ def _exp_table(df: pd.DataFrame) -> str:
     return _table(tab, {"检查值数", "不符合"}, cls)
 
 
-def write_html_summary(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Path:
+def write_html_summary(con: duckdb.DuckDBPyConnection, out_dir: Path, staged: StagedReports | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "质量报告.html"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(render_html(con), encoding="utf-8")
-    os.replace(tmp, path)
+    if staged is None:
+        os.replace(tmp, path)
+    else:
+        staged.add(tmp, path)
     return path
 
 
 def write_reports(warehouse: str | os.PathLike[str] | duckdb.DuckDBPyConnection, out_dir: str | os.PathLike[str],
                   *, advice: Callable[[str], str] | None = None) -> list[Path]:
     """Problem lists per department and the HTML summary; returns the paths written."""
+    paths, staged = stage_reports(warehouse, out_dir, advice=advice)
+    staged.publish()
+    return paths
+
+
+def stage_reports(warehouse: str | os.PathLike[str] | duckdb.DuckDBPyConnection, out_dir: str | os.PathLike[str],
+                  *, advice: Callable[[str], str] | None = None) -> tuple[list[Path], StagedReports]:
+    """`write_reports` into temporary files (owner-only, in the reports folder): the
+    paths they will have and the `StagedReports` that puts them there. A sync stages
+    them from its committed working copy while the analyst file is written, and
+    publishes them with the warehouse (`flows.publish_hooks`)."""
     from warehouse.store import make_dir, make_private, private_umask
 
     out = Path(out_dir)
     con, owned = _connect(warehouse)
+    staged = StagedReports()
     try:
         # the problem lists carry full IDs: owner-only files in an owner-only folder
         make_dir(out)
         make_private(out)
         with private_umask():
-            paths = write_problem_lists(con, out, advice)
-            paths.append(write_html_summary(con, out))
-        for p in paths:
-            make_private(p)
-        make_private(out / ".fingerprints.json")
-        return paths
+            paths = _stage_problem_lists(con, out, advice, staged)
+            paths.append(write_html_summary(con, out, staged))
+        for tmp, _ in staged.files:
+            make_private(tmp)
+        return paths, staged
+    except BaseException:
+        staged.discard()
+        raise
     finally:
         if owned:
             con.close()
+
+
+class ReportJob:
+    """The reports of one sync, staged while its warehouse is published (`alongside`)
+    and put in place after it (`publish`); `discard` when the sync failed. `error`: why
+    they could not be written (the sync stands: a report failure is reported, not fatal)."""
+
+    def __init__(self, out_dir: str | os.PathLike[str], advice: Callable[[str], str] | None = None) -> None:
+        self.out_dir, self.advice = Path(out_dir), advice
+        self.paths: list[Path] = []
+        self.staged: StagedReports | None = None
+        self.error: str | None = None
+
+    def publish(self) -> list[Path]:
+        if self.staged is not None:
+            self.staged.publish()
+            self.staged = None
+        return self.paths
+
+    def discard(self) -> None:
+        if self.staged is not None:
+            self.staged.discard()
+            self.staged = None
+
+
+def alongside(hook: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None,
+              job: ReportJob | None) -> Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None:
+    """A `store.transaction(before_publish=...)` hook that stages `job`'s reports on a
+    second thread, from the committed working copy (a cursor of its connection), while
+    `hook` (the analyst file) runs: the problem lists are Python (xlsxwriter), the
+    analyst file mostly DuckDB, so the two share the machine's cores instead of taking
+    turns. The staged files are renamed into place by `job.publish()` once the
+    warehouse is published."""
+    if job is None:
+        return hook
+
+    def before_publish(con: duckdb.DuckDBPyConnection) -> Callable[[], None] | None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        cursor = con.cursor()
+        with ThreadPoolExecutor(1, thread_name_prefix="reports") as pool:
+            future = pool.submit(stage_reports, cursor, job.out_dir, advice=job.advice)
+            try:
+                publish = hook(con) if hook else None
+            finally:
+                try:
+                    job.paths, job.staged = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported by the sync, which stands
+                    job.error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    cursor.close()
+        return publish
+
+    return before_publish
