@@ -234,10 +234,13 @@ _FAMILY_PLANNING = """
 INSERT INTO core.fp_woman
 SELECT r.ylfn_id, xw.person_id, xs.person_id, r.marital_status, r.first_marriage_date, r.children_count,
        r.contraception, r.updated_at, r.source_system, r.source_object, r.source_locator
-FROM stg.fp_woman r
+FROM (SELECT * FROM stg.fp_woman WHERE [[in:_dylfn:ylfn_id]]) r
+-- the cross-references of those records only (a semi-join on one column, then the join)
 JOIN core.person_xref xw ON xw.source_object = r.source_object AND xw.source_locator = r.source_locator AND xw.role = 'woman'
-LEFT JOIN core.person_xref xs ON xs.source_object = r.source_object AND xs.source_locator = r.source_locator AND xs.role = 'spouse'
-WHERE NOT coalesce(r.deleted, FALSE) AND [[in:_dylfn:r.ylfn_id]];
+     AND [[in_fp_records:xw.source_locator]]
+LEFT JOIN core.person_xref xs ON xs.source_object = r.source_object AND xs.source_locator = r.source_locator
+     AND xs.role = 'spouse' AND [[in_fp_records:xs.source_locator]]
+WHERE NOT coalesce(r.deleted, FALSE);
 
 INSERT INTO core.fp_child
 SELECT r.zn_id, r.ylfn_id, xc.person_id, w.person_id, r.birth_order, r.updated_at,
@@ -297,7 +300,10 @@ WITH links AS (
   SELECT x.person_id, a.address_id, a.address_kind AS kind, a.valid_from, a.valid_to, a.source_system,
          a.source_object || '!' || a.source_locator AS ev,
          (l.export_date, a.valid_from, a.source_object, a.source_locator) AS ord
-  FROM stg.address_mention a
+  -- the address mentions of the dirty persons' records first (one column's semi-join:
+  -- DuckDB would otherwise probe every address mention)
+  FROM (SELECT * FROM stg.address_mention
+        WHERE [[in_dp_records:source_locator]]) a
   JOIN quality.load_ledger l USING (export_id)
   JOIN core.person_xref x ON x.source_object = a.source_object AND x.source_locator = a.source_locator
        AND list_contains(string_split(a.roles, ','), x.role)
@@ -435,8 +441,11 @@ def _scoped(sql: str, scope: BuildScope | None) -> str:
     """Expand the scope markers of the build SQL: ``[[dp:EXPR]]`` EXPR is a dirty person,
     ``[[dr:ALIAS]]`` ALIAS's record was staged this run, ``[[in:TABLE:EXPR]]`` EXPR is in
     the temp key table TABLE, ``[[gone:STG:ALIAS]]`` ALIAS's record is no longer staged,
-    ``[[staged:EXPR]]`` EXPR, when the run changed staging at all (else FALSE).
-    Without a scope (a full build) every marker is TRUE."""
+    ``[[staged:EXPR]]`` EXPR, when the run changed staging at all (else FALSE);
+    ``[[in_dp_records:EXPR]]`` / ``[[in_fp_records:EXPR]]`` EXPR is the locator of a
+    dirty person's record / of a family-planning record in ``_dylfn`` (prefilters on one
+    column, so that DuckDB joins a few rows instead of probing a whole table; the join
+    conditions beside them decide). Without a scope (a full build) every marker is TRUE."""
     def expand(m: re.Match[str]) -> str:
         if scope is None:
             return "TRUE"
@@ -449,6 +458,10 @@ def _scoped(sql: str, scope: BuildScope | None) -> str:
         if kind == "in":
             table, expr = arg.split(":", 1)
             return f"({expr} IN (SELECT k FROM {table}))"
+        if kind == "in_dp_records":  # a locator of a dirty person's record (a prefilter: the join checks the rest)
+            return f"({arg} IN (SELECT source_locator FROM core.person_xref WHERE person_id IN (SELECT k FROM _dp)))"
+        if kind == "in_fp_records":  # a locator of a family-planning record in _dylfn (a prefilter, likewise)
+            return f"({arg} IN (SELECT source_locator FROM stg.fp_woman WHERE ylfn_id IN (SELECT k FROM _dylfn)))"
         if kind in ("gone", "staged") and not scope.staging_changed:
             return "FALSE"
         if kind == "staged":
@@ -518,9 +531,9 @@ WHERE h.person_id IN (SELECT k FROM _dp)
 
 CREATE OR REPLACE TEMP TABLE _dylfn AS
 SELECT DISTINCT r.ylfn_id AS k FROM stg.fp_woman r
-LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
 WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
-   OR x.person_id IN (SELECT k FROM _dp)
+   OR r.source_locator IN (SELECT x.source_locator FROM core.person_xref x
+                           WHERE x.person_id IN (SELECT k FROM _dp) AND x.source_object = r.source_object)
 UNION SELECT ylfn_id FROM core.fp_woman w
 WHERE w.person_id IN (SELECT k FROM _dp) OR w.spouse_person_id IN (SELECT k FROM _dp)
    OR [[gone:stg.fp_woman:w]];
