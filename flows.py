@@ -228,9 +228,11 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
             linked = resolve_mentions(build.read_current_mentions(con), None, None, prev_xref, prev_persons,
                                       next_seq, mode="deterministic")
         else:  # a full run: train on every mention (from the linkage index), re-cluster them all
-            linked = _call(resolve_task, use_tasks, index.features(con), index.mention_facts(con),
-                           decisions.active_decisions(con), prev_xref, prev_persons, next_seq, LinkageModel(),
-                           spark_options(settings) if on_spark else None)
+            inputs = (index.features(con), index.mention_facts(con), decisions.active_decisions(con))
+            with store.cache_lent(con):  # the warehouse's memory goes to the resolution meanwhile
+                linked = _call(resolve_task, use_tasks, *inputs, prev_xref, prev_persons, next_seq, LinkageModel(),
+                               spark_options(settings) if on_spark else None)
+            del inputs
         build.write_resolution(con, linked.resolution.xref, linked.resolution.merge_log, run_id)
         del prev_xref, prev_persons
     decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=resolution.threshold(),

@@ -110,3 +110,34 @@ def test_older_warehouse_is_migrated_not_rebuilt(tmp_path, monkeypatch):
     assert con.execute("SELECT run_id, note FROM quality.run").fetchall() == [("keep", "migrated")]
     assert con.execute("SELECT max(version) FROM quality.schema_version").fetchall()[0][0] == CURRENT_VERSION + 1
     con.close()
+
+
+def test_a_full_resolution_borrows_the_warehouse_connections_memory(tmp_path, monkeypatch):
+    """`store.cache_lent`: inside, the connection's cache is bounded by the floor (its
+    blocks evicted: DuckDB's own count of the memory it holds drops below it, here from
+    well above); after, the bound it had is back — also when the body fails."""
+    monkeypatch.setattr(store, "_MEMORY_LIMIT", ["2GB"])  # the bound the connection is opened with
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("SET memory_limit = '2GB'")
+    con.execute(f"SET temp_directory = '{tmp_path / 'spill'}'")
+    con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    con.execute("BEGIN")  # as a sync: what it staged is not committed yet when it resolves
+    con.execute("INSERT INTO t SELECT i, repeat('x', 40) || i AS s FROM range(3000000) r(i)")
+    con.execute("CREATE TEMP TABLE tt AS SELECT * FROM t")
+
+    def held() -> float:
+        return con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]
+
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert held() > 64 * 2**20
+    with store.cache_lent(con, "32MB"):
+        assert held() <= 32 * 2**20
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != before
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+    with pytest.raises(RuntimeError), store.cache_lent(con, "32MB"):
+        raise RuntimeError("the resolution failed")
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+    assert con.execute("SELECT count(*) FROM t").fetchall()[0][0] == 3_000_000
+    assert con.execute("SELECT count(*) FROM tt").fetchall()[0][0] == 3_000_000
+    con.execute("COMMIT")
+    con.close()

@@ -62,6 +62,33 @@ def set_memory_limit(limit: str | None) -> None:
     _MEMORY_LIMIT[0] = limit
 
 
+#: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
+LENT_FLOOR = "256MB"
+
+
+@contextlib.contextmanager
+def cache_lent(con: duckdb.DuckDBPyConnection, floor: str = LENT_FLOOR) -> Iterator[None]:
+    """While the body runs on other memory (a full resolution of everyone in pandas and
+    the linkage model's own databases) and makes no query on `con`, the warehouse
+    connection keeps at most `floor`: its cached and uncommitted blocks beyond that are
+    evicted to the database file or the spill folder, and the memory goes back to the
+    process, instead of a sync's peak being the two summed. The bound the connection was
+    opened with (`set_memory_limit`, else DuckDB's default) is restored after. Best effort:
+    when DuckDB cannot evict that much, nothing changes."""
+    try:
+        con.execute(f"SET memory_limit = {_sql_str(floor)}")
+    except duckdb.Error:
+        lent = False
+    else:
+        lent = True
+    try:
+        yield
+    finally:
+        if lent:
+            con.execute(f"SET memory_limit = {_sql_str(_MEMORY_LIMIT[0])}" if _MEMORY_LIMIT[0]
+                        else "RESET memory_limit")
+
+
 def set_owner_only(enabled: bool) -> None:
     """Whether files and folders the warehouse writes are owner-only (0600 / 0700)."""
     _OWNER_ONLY[0] = bool(enabled)
