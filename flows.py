@@ -344,10 +344,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     """Load what `selection` asks for into the warehouse, resolve, rebuild, publish.
     `reports` (a `warehouse.reports.ReportJob`): stage the officers' reports with the publish."""
     from connectors import discover_exports
-    from warehouse.reports import alongside
     from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import load, store
+    from warehouse.reports import alongside
 
     configure_warehouse(settings)
     if settings.engine == "spark":
