@@ -332,13 +332,15 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
     span = con.execute(f"SELECT date_diff('day', min(birth), max(birth)) FROM {lf}").fetchall()[0][0]
     seen = []
     for col in ("name_s", "name_py"):
+        # two hash aggregations, not a window over the rows (a sort): at a roster month
+        # nearly every index row shares a name with an asked mention
         seen.append(frozenset(r[0] for r in con.execute(f"""
-            WITH keyed AS (SELECT {col} AS v, birth, sex, cid,
-                                  count(*) OVER (PARTITION BY {col}, birth, sex, source_object) AS in_one
-                           FROM _nf_rows
-                           WHERE {col} IN (SELECT {col} FROM _nf_wanted) AND birth IS NOT NULL AND sex IS NOT NULL)
-            SELECT v || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM keyed
-            GROUP BY v, birth, sex HAVING count(DISTINCT cid) > 1 OR max(in_one) > 1""").fetchall()))
+            WITH keyed AS (SELECT {col} AS v, birth, sex, cid, source_object FROM _nf_rows
+                           WHERE {col} IN (SELECT {col} FROM _nf_wanted) AND birth IS NOT NULL AND sex IS NOT NULL),
+            twice AS (
+                SELECT v, birth, sex FROM keyed GROUP BY v, birth, sex HAVING count(DISTINCT cid) > 1
+                UNION SELECT v, birth, sex FROM keyed GROUP BY v, birth, sex, source_object HAVING count(*) > 1)
+            SELECT v || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM twice""").fetchall()))
     con.execute("DROP TABLE IF EXISTS temp._nf_rows")
     con.execute("DROP TABLE IF EXISTS temp._nf_wanted")
     return out[0], out[1], max(int(span or 0), 365), seen[0], out[2], seen[1]
