@@ -237,9 +237,9 @@ SELECT r.ylfn_id, xw.person_id, xs.person_id, r.marital_status, r.first_marriage
 FROM (SELECT * FROM stg.fp_woman WHERE [[in:_dylfn:ylfn_id]]) r
 -- the cross-references of those records only (a semi-join on one column, then the join)
 JOIN core.person_xref xw ON xw.source_object = r.source_object AND xw.source_locator = r.source_locator AND xw.role = 'woman'
-     AND [[in_fp_records:xw.source_locator]]
+     AND [[in:_dylfnl:xw.source_locator]]
 LEFT JOIN core.person_xref xs ON xs.source_object = r.source_object AND xs.source_locator = r.source_locator
-     AND xs.role = 'spouse' AND [[in_fp_records:xs.source_locator]]
+     AND xs.role = 'spouse' AND [[in:_dylfnl:xs.source_locator]]
 WHERE NOT coalesce(r.deleted, FALSE);
 
 INSERT INTO core.fp_child
@@ -302,8 +302,7 @@ WITH links AS (
          (l.export_date, a.valid_from, a.source_object, a.source_locator) AS ord
   -- the address mentions of the dirty persons' records first (one column's semi-join:
   -- DuckDB would otherwise probe every address mention)
-  FROM (SELECT * FROM stg.address_mention
-        WHERE [[in_dp_records:source_locator]]) a
+  FROM (SELECT * FROM stg.address_mention WHERE [[in:_dpl:source_locator]]) a
   JOIN quality.load_ledger l USING (export_id)
   JOIN core.person_xref x ON x.source_object = a.source_object AND x.source_locator = a.source_locator
        AND list_contains(string_split(a.roles, ','), x.role)
@@ -441,11 +440,8 @@ def _scoped(sql: str, scope: BuildScope | None) -> str:
     """Expand the scope markers of the build SQL: ``[[dp:EXPR]]`` EXPR is a dirty person,
     ``[[dr:ALIAS]]`` ALIAS's record was staged this run, ``[[in:TABLE:EXPR]]`` EXPR is in
     the temp key table TABLE, ``[[gone:STG:ALIAS]]`` ALIAS's record is no longer staged,
-    ``[[staged:EXPR]]`` EXPR, when the run changed staging at all (else FALSE);
-    ``[[in_dp_records:EXPR]]`` / ``[[in_fp_records:EXPR]]`` EXPR is the locator of a
-    dirty person's record / of a family-planning record in ``_dylfn`` (prefilters on one
-    column, so that DuckDB joins a few rows instead of probing a whole table; the join
-    conditions beside them decide). Without a scope (a full build) every marker is TRUE."""
+    ``[[staged:EXPR]]`` EXPR, when the run changed staging at all (else FALSE).
+    Without a scope (a full build) every marker is TRUE."""
     def expand(m: re.Match[str]) -> str:
         if scope is None:
             return "TRUE"
@@ -458,10 +454,6 @@ def _scoped(sql: str, scope: BuildScope | None) -> str:
         if kind == "in":
             table, expr = arg.split(":", 1)
             return f"({expr} IN (SELECT k FROM {table}))"
-        if kind == "in_dp_records":  # a locator of a dirty person's record (a prefilter: the join checks the rest)
-            return f"({arg} IN (SELECT source_locator FROM core.person_xref WHERE person_id IN (SELECT k FROM _dp)))"
-        if kind == "in_fp_records":  # a locator of a family-planning record in _dylfn (a prefilter, likewise)
-            return f"({arg} IN (SELECT source_locator FROM stg.fp_woman WHERE ylfn_id IN (SELECT k FROM _dylfn)))"
         if kind in ("gone", "staged") and not scope.staging_changed:
             return "FALSE"
         if kind == "staged":
@@ -537,6 +529,14 @@ WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.
 UNION SELECT ylfn_id FROM core.fp_woman w
 WHERE w.person_id IN (SELECT k FROM _dp) OR w.spouse_person_id IN (SELECT k FROM _dp)
    OR [[gone:stg.fp_woman:w]];
+
+-- the locators of the dirty persons' records and of the family-planning records in
+-- scope: one-column prefilters, so that a join reads those rows instead of probing a
+-- whole table (the join conditions beside them decide)
+CREATE OR REPLACE TEMP TABLE _dpl AS
+SELECT DISTINCT source_locator AS k FROM core.person_xref WHERE person_id IN (SELECT k FROM _dp);
+CREATE OR REPLACE TEMP TABLE _dylfnl AS
+SELECT DISTINCT source_locator AS k FROM stg.fp_woman WHERE ylfn_id IN (SELECT k FROM _dylfn);
 
 -- address_xref rows derived again (their mention staged this run) or gone (no longer staged):
 -- one anti-join over every address mention, shared by _da and the scoped delete

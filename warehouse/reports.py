@@ -608,7 +608,7 @@ def stage_reports(warehouse: str | os.PathLike[str] | duckdb.DuckDBPyConnection,
     """`write_reports` into temporary files (owner-only, in the reports folder): the
     paths they will have and the `StagedReports` that puts them there. A sync stages
     them from its committed working copy while the analyst file is written, and
-    publishes them with the warehouse (`flows.publish_hooks`)."""
+    puts them in place after the warehouse (`alongside`, `ReportJob`)."""
     from warehouse.store import make_dir, make_private, private_umask
 
     out = Path(out_dir)
