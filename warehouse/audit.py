@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 
 from warehouse.exceptions import WarehouseError
+from warehouse.frames import frame_table
 
 AUDIT_COLUMNS = ("audit_id", "occurred_at", "actor", "actor_role", "channel", "action", "target", "reason",
                  "outcome", "detail", "client")
@@ -190,12 +191,9 @@ def _register_journal(con: duckdb.DuckDBPyConnection, warehouse: str | os.PathLi
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {like} LIMIT 0")
     if arrow.num_rows == 0:
         return
-    con.register("_audit_journal_arrow", arrow)
-    try:
+    with frame_table(con, "_audit_journal_arrow", arrow):
         casts = ", ".join(f"CAST({c} AS TIMESTAMP)" if c == "occurred_at" else c for c in AUDIT_COLUMNS)
         con.execute(f"INSERT INTO {name} ({', '.join(AUDIT_COLUMNS)}) SELECT {casts} FROM _audit_journal_arrow")
-    finally:
-        con.unregister("_audit_journal_arrow")
 
 
 def fold_journal(con: duckdb.DuckDBPyConnection, warehouse: str | os.PathLike[str]) -> int:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from schemas.mapping import SourceMapping, load_mappings
 from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, core_tables, fact_table
+from warehouse.frames import frame_table
 from warehouse.sets import (ADDRESS_INPUT_COLUMNS, ADDRESS_LEVELS, GOLDEN_INPUT_COLUMNS, ParquetEngine, SetStep,
                             best_address_sql, golden_person_sql, run_step)
 
@@ -79,27 +80,21 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
 def insert_xref(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame) -> None:
     """Add xref rows (mention_id, person_id, match_method, match_probability), with each
     mention's lineage from staging."""
-    con.register("_xref", xref)
-    try:
+    with frame_table(con, "_xref", xref):
         con.execute(
             "INSERT INTO core.person_xref "
             "SELECT m.source_system, m.source_object, m.source_locator, m.role, m.mention_id, x.person_id, "
             "x.match_method, x.match_probability, coalesce(m.is_retracted, FALSE) "
             "FROM stg.mention m JOIN _xref x USING (mention_id)"
         )
-    finally:
-        con.unregister("_xref")
 
 
 def append_merge_log(con: duckdb.DuckDBPyConnection, merge_log: pd.DataFrame, run_id: str) -> None:
     if not merge_log.empty:
-        con.register("_log", merge_log)
-        try:
+        with frame_table(con, "_log", merge_log):
             con.execute(
                 f"INSERT INTO {PERSON_MERGE_LOG.qualified} SELECT now(), ?, event, from_person_id, "
                 "to_person_id, reason FROM _log", [run_id])
-        finally:
-            con.unregister("_log")
 
 
 # --------------------------------------------------------------------------------------
@@ -602,12 +597,8 @@ def _key_table(con: duckdb.DuckDBPyConnection, name: str, keys: frozenset, sql_t
 
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (k {sql_type})")
     if keys:
-        batch = pa.table({"k": sorted(keys)})
-        con.register("_key_batch", batch)
-        try:
+        with frame_table(con, "_key_batch", pa.table({"k": sorted(keys)})):
             con.execute(f"INSERT INTO {name} SELECT CAST(k AS {sql_type}) FROM _key_batch")
-        finally:
-            con.unregister("_key_batch")
 
 
 #: temp tables a scoped build leaves on its connection: the persons (before and after,

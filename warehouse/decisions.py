@@ -17,6 +17,7 @@ import pandas as pd
 # the decision errors live with the other warehouse errors (a command that only needs
 # to recognise them, like the audited `query`, does not import pandas through this module)
 from warehouse.exceptions import DecisionConflictError, ForceWithoutReasonError, UnknownReferenceError  # noqa: F401
+from warehouse.frames import frame_table
 
 
 DECISION_COLUMNS = ["mention_id_a", "mention_id_b", "decision"]
@@ -174,25 +175,20 @@ def write_candidates(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, *
     if candidates is None or candidates.empty:
         return
     if not replace:
-        con.register("_cand_keys", candidates[["mention_id_a", "mention_id_b"]])
-        try:
+        with frame_table(con, "_cand_keys", candidates[["mention_id_a", "mention_id_b"]]):
             con.execute("DELETE FROM core.match_candidate c USING _cand_keys k "
                         "WHERE c.mention_id_a = k.mention_id_a AND c.mention_id_b = k.mention_id_b")
-        finally:
-            con.unregister("_cand_keys")
     level_cols = [c for c in candidates.columns if c.startswith("level_")]
     df = candidates.assign(levels=[json.dumps({c[6:]: (None if pd.isna(v) else str(v)) for c, v in zip(level_cols, row)},
                                               ensure_ascii=False)
                                    for row in candidates[level_cols].itertuples(index=False)])
-    con.register("_cand", df[["mention_id_a", "mention_id_b", "match_probability", "match_weight", "reason", "levels"]])
-    try:
+    with frame_table(con, "_cand", df[["mention_id_a", "mention_id_b", "match_probability", "match_weight", "reason",
+                                         "levels"]]):
         con.execute(
             "INSERT INTO core.match_candidate SELECT c.mention_id_a, c.mention_id_b, xa.person_id, xb.person_id, "
             "c.match_probability, c.match_weight, c.reason, c.levels FROM _cand c "
             "LEFT JOIN core.person_xref xa ON xa.mention_id = c.mention_id_a "
             "LEFT JOIN core.person_xref xb ON xb.mention_id = c.mention_id_b")
-    finally:
-        con.unregister("_cand")
 
 
 def read_review_queue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import duckdb
 import pandas as pd
 
 from warehouse.ddl import STG_LINKAGE_FEATURE
+from warehouse.frames import frame_table
 
 FEATURE_COLUMNS = [c for c in STG_LINKAGE_FEATURE.column_names if c != "export_id"]
 
@@ -65,11 +66,8 @@ def _ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) -> str:
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (id VARCHAR)")
     frame = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype=object))})
     if len(frame):
-        con.register("_ids_frame", frame)
-        try:
+        with frame_table(con, "_ids_frame", frame):
             con.execute(f"INSERT INTO {name} SELECT id FROM _ids_frame")
-        finally:
-            con.unregister("_ids_frame")
     return name
 
 
@@ -167,16 +165,12 @@ def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None
                     "(SELECT 1 FROM stg.mention m WHERE m.mention_id = f.unique_id)")
     if features is None or features.empty:
         return
-    frame = features.assign(export_id=export_ids.to_numpy())
-    con.register("_features", frame)
-    try:
+    with frame_table(con, "_features", features.assign(export_id=export_ids.to_numpy())):
         con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} WHERE unique_id IN (SELECT unique_id FROM _features)")
         cols = STG_LINKAGE_FEATURE.column_names
         casts = ", ".join(f'CAST("{c}" AS {t.type}) AS "{c}"' for c, t in
                           zip(cols, STG_LINKAGE_FEATURE.columns))
         con.execute(f"INSERT INTO {STG_LINKAGE_FEATURE.qualified} SELECT {casts} FROM _features")
-    finally:
-        con.unregister("_features")
 
 
 def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from schemas.mapping import SourceMapping
 from warehouse.ddl import REJECTED_RECORD, STG_ADDRESS_MENTION, STG_MENTION, STG_RELATIONSHIP, staging_record_table
+from warehouse.frames import frame_table
 
 STAGED_TABLES = (STG_MENTION, STG_RELATIONSHIP, STG_ADDRESS_MENTION)
 
@@ -101,21 +102,17 @@ def supersede_records(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, re
         return 0
     rec = staging_record_table(mapping).qualified
     keys = pd.DataFrame({"k": records[mapping.record_key].astype(str).unique()})
-    con.register("_keys", keys)
-    try:
+    with frame_table(con, "_keys", keys):
         old = con.execute(
             f"SELECT DISTINCT source_object, source_locator FROM {rec} "
             f"WHERE CAST({mapping.record_key} AS VARCHAR) IN (SELECT k FROM _keys) AND export_id <> ?", [new_id]
         ).df()
-        if not old.empty:
-            con.register("_old", old)
+    if not old.empty:
+        with frame_table(con, "_old", old):
             for table in (rec, *(t.qualified for t in STAGED_TABLES)):
                 con.execute(f"DELETE FROM {table} t USING _old o WHERE t.source_object = o.source_object "
                             "AND t.source_locator = o.source_locator")
-            con.unregister("_old")
-        return len(old)
-    finally:
-        con.unregister("_keys")
+    return len(old)
 
 
 def resolve_corrected_problems(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, records: pd.DataFrame,
@@ -126,15 +123,12 @@ def resolve_corrected_problems(con: duckdb.DuckDBPyConnection, mapping: SourceMa
     if records.empty or mapping.load_semantics == "snapshot":
         return
     keys = pd.DataFrame({"k": records[mapping.record_key].astype(str).unique()})
-    con.register("_keys", keys)
-    try:
+    with frame_table(con, "_keys", keys):
         con.execute(
             "UPDATE quality.rejected_record SET status = 'resolved', resolved_by_export_id = ? "
             "WHERE status = 'open' AND export_id <> ? AND record_key IN (SELECT k FROM _keys) "
             "AND export_id IN (SELECT export_id FROM quality.load_ledger WHERE mapping = ?)",
             [new_id, new_id, mapping.source_object])
-    finally:
-        con.unregister("_keys")
 
 
 def next_export_id(con: duckdb.DuckDBPyConnection) -> int:
@@ -144,13 +138,9 @@ def next_export_id(con: duckdb.DuckDBPyConnection) -> int:
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
     if frame is None or frame.empty:
         return
-    df = frame.reindex(columns=columns)
-    con.register("_frame", df)
-    try:
+    with frame_table(con, "_frame", frame.reindex(columns=columns)):
         cols = ", ".join(f'"{c}"' for c in columns)
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
-    finally:
-        con.unregister("_frame")
 
 
 def supersede(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, old_ids: list[int], new_id: int) -> None:
@@ -235,12 +225,10 @@ def stage_export(
 def _retract_previous_versions(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, records: pd.DataFrame) -> None:
     """Watermark upsert: a newer version of a record replaces the staged older one."""
     keys = pd.DataFrame({"k": records[mapping.record_key].astype(str).unique()})
-    con.register("_keys", keys)
-    try:
-        rec = staging_record_table(mapping).qualified
+    rec = staging_record_table(mapping).qualified
+    with frame_table(con, "_keys", keys):
         con.execute(f"DELETE FROM {rec} WHERE CAST({mapping.record_key} AS VARCHAR) IN (SELECT k FROM _keys)")
-        locs = [str(k) for k in keys["k"]]
-        con.register("_locs", pd.DataFrame({"l": locs}))
+    with frame_table(con, "_locs", pd.DataFrame({"l": [str(k) for k in keys["k"]]})):
         for table in STAGED_TABLES:
             con.execute(
                 f"DELETE FROM {table.qualified} WHERE source_object = ? AND source_locator IN (SELECT l FROM _locs)",
@@ -250,9 +238,6 @@ def _retract_previous_versions(con: duckdb.DuckDBPyConnection, mapping: SourceMa
             "UPDATE quality.rejected_record SET status = 'resolved' WHERE status = 'open' AND source_object = ? "
             "AND source_locator IN (SELECT l FROM _locs)", [mapping.table],
         )
-        con.unregister("_locs")
-    finally:
-        con.unregister("_keys")
 
 
 #: prefix of the content key of a failure that is not remembered (`remember=False`)

@@ -40,6 +40,7 @@ import pandas as pd
 from schemas.codes import CODE_TABLES
 from schemas.mapping import load_mappings
 from warehouse.ddl import EXPECTATION_RESULT, FINDING
+from warehouse.frames import frame_table
 
 __all__ = ["Invariant", "RESULT_COLUMNS", "warehouse_invariants", "check_invariants", "run_invariants",
            "write_expectation_results", "write_export_findings",
@@ -403,13 +404,10 @@ def write_expectation_results(con: duckdb.DuckDBPyConnection, results: pd.DataFr
     df["unexpected_percent"] = pd.to_numeric(df["unexpected_percent"], errors="coerce")
     df["success"] = df["success"].astype(bool)
     cols = [c for c in EXPECTATION_RESULT.column_names if c != "evaluated_at"]
-    con.register("_results", df.reindex(columns=cols))
-    try:
+    with frame_table(con, "_results", df.reindex(columns=cols)):
         names = ", ".join(f'"{c}"' for c in cols)
         con.execute(f"INSERT INTO {EXPECTATION_RESULT.qualified} ({names}, evaluated_at) "
                     f"SELECT {names}, now() FROM _results")
-    finally:
-        con.unregister("_results")
 
 
 def write_export_findings(con: duckdb.DuckDBPyConnection, *, run_id: str, export_id: int, source_system: str,
@@ -437,12 +435,9 @@ def _insert_findings(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]] 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     if df.empty:
         return
-    con.register("_findings", df.reindex(columns=FINDING.column_names))
-    try:
+    with frame_table(con, "_findings", df.reindex(columns=FINDING.column_names)):
         names = ", ".join(f'"{c}"' for c in FINDING.column_names)
         con.execute(f"INSERT OR REPLACE INTO {FINDING.qualified} ({names}) SELECT {names} FROM _findings")
-    finally:
-        con.unregister("_findings")
 
 
 # --------------------------------------------------------------------------------------
@@ -521,8 +516,7 @@ def refresh_cross_source_findings(con: duckdb.DuckDBPyConnection, run_id: str, *
         con.execute(f"DELETE FROM {FINDING.qualified} WHERE scope = 'warehouse' AND (citizen_id IN (SELECT k FROM _dcid)"
                     f" OR person_id IN (SELECT k FROM {persons_table}))")
         scope = "m.citizen_id IN (SELECT k FROM _dcid)"
-    con.register("_headers", _birth_gender_headers())
-    try:
+    with frame_table(con, "_headers", _birth_gender_headers()):
         con.execute(_MENTIONS.format(scope=scope))
         parts = [
             _CONFLICT.format(kind="id_conflict_birth_date", what="出生日期", value="birth_date",
@@ -544,7 +538,5 @@ def refresh_cross_source_findings(con: duckdb.DuckDBPyConnection, run_id: str, *
         con.execute(f"INSERT OR REPLACE INTO {FINDING.qualified} ({names}) " + " UNION ALL ".join(parts),
                     [run_id] * n)
         con.execute("DROP TABLE IF EXISTS qm")
-    finally:
-        con.unregister("_headers")
     return dict(con.execute(f"SELECT finding_kind, count(*) FROM {FINDING.qualified} WHERE scope = 'warehouse' "
                             "GROUP BY 1 ORDER BY 1").fetchall())

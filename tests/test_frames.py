@@ -1,0 +1,95 @@
+"""Frames handed to SQL inside the sync's transaction are released when the caller drops
+them (`warehouse.frames.frame_table`), not kept until the commit as a registered view's
+catalog entry keeps them."""
+
+from __future__ import annotations
+
+import gc
+import re
+import weakref
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from warehouse import load
+from warehouse.frames import frame_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _frames_of_shape(shape: tuple[int, int]) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, pd.DataFrame) and o.shape == shape)
+
+
+def test_a_frame_read_inside_a_transaction_is_released_before_the_commit():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a VARCHAR, b BIGINT)")
+    con.execute("BEGIN")
+    frame = pd.DataFrame({"a": [str(i) for i in range(5000)], "b": np.arange(5000)})
+    alive = weakref.ref(frame)
+    with frame_table(con, "_f", frame) as name:
+        con.execute(f"INSERT INTO t SELECT a, b FROM {name}")
+        del frame
+        gc.collect()
+        assert alive() is None  # the temp table holds a copy, not the frame
+        assert con.execute("SELECT count(*), sum(b) FROM _f").fetchall() == [(5000, sum(range(5000)))]
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_f'").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM t").fetchall() == [(5000,)]
+    con.execute("COMMIT")
+
+
+def test_a_registered_frame_would_be_kept_until_the_commit():
+    """What frame_table avoids (DuckDB 1.4): if this starts failing, DuckDB releases
+    registered objects at `unregister` and `frame_table` could go back to `register`."""
+    con = duckdb.connect()
+    con.execute("BEGIN")
+    frame = pd.DataFrame({"a": np.arange(10)})
+    alive = weakref.ref(frame)
+    con.register("_f", frame)
+    con.execute("SELECT count(*) FROM _f").fetchall()
+    con.unregister("_f")
+    del frame
+    gc.collect()
+    assert alive() is not None
+    con.execute("COMMIT")
+    gc.collect()
+    assert alive() is None
+
+
+def test_arrow_tables_and_column_types_pass_through():
+    con = duckdb.connect()
+    con.execute("BEGIN")
+    before = pa.total_allocated_bytes()
+    table = pa.table({"id": ["a", "b"], "tags": [["x", "y"], None], "n": [1.5, None]})
+    with frame_table(con, "_t", table):
+        del table
+        assert pa.total_allocated_bytes() == before
+        assert [(r[0], r[1]) for r in con.execute("SELECT column_name, data_type FROM duckdb_columns() "
+                                                   "WHERE table_name = '_t' ORDER BY column_index").fetchall()] == \
+            [("id", "VARCHAR"), ("tags", "VARCHAR[]"), ("n", "DOUBLE")]
+        assert con.execute("SELECT * FROM _t ORDER BY id").fetchall() == [("a", ["x", "y"], 1.5), ("b", None, None)]
+    con.execute("COMMIT")
+
+
+def test_staging_an_export_keeps_no_copy_of_its_frames():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE s (source_locator VARCHAR, name VARCHAR, note VARCHAR)")
+    con.execute("BEGIN")
+    frame = pd.DataFrame({"source_locator": [f"r{i}" for i in range(3001)], "name": ["张三"] * 3001})
+    load._insert(con, "s", frame, ["source_locator", "name", "note"])  # reindexed: a copy is scanned
+    del frame
+    assert _frames_of_shape((3001, 3)) == 0 and _frames_of_shape((3001, 2)) == 0
+    assert con.execute("SELECT count(*), count(note) FROM s").fetchall() == [(3001, 0)]
+    con.execute("COMMIT")
+
+
+def test_the_warehouse_package_registers_no_frames():
+    """Every frame read by SQL on a warehouse connection goes through frame_table."""
+    offenders = [f"{p.name}:{i}" for p in sorted((ROOT / "warehouse").glob("*.py")) if p.name != "frames.py"
+                 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                 if re.search(r"\bcon\w*\.register\(", line)]
+    assert offenders == []
