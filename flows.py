@@ -199,7 +199,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     from warehouse import build, decisions, store
 
     ts = time.perf_counter()
-    if settings.resolved_memory_limit():  # where the linkage model's databases spill
+    if settings.resolved_linkage_memory_limit():  # where the linkage model's databases spill
         store.make_dir(settings.resolved_spill_dir())
     if index_current and not full:
         from warehouse import linkage_index as index
@@ -316,8 +316,9 @@ def configure_warehouse(settings: Settings) -> None:
     """What the settings say about the warehouse's protection and its engines, given to
     the layers once: owner-only files, the officer warehouse's encryption key (resolved
     here from RESIDENTS_WAREHOUSE_KEY or `warehouse_key_file`; never a flow parameter),
-    and DuckDB's memory limit for the warehouse connection and the linkage model's
-    databases (which spill, beyond it, to a private folder next to the warehouse)."""
+    and DuckDB's memory limits for the warehouse connection (`memory_limit`) and the
+    linkage model's databases (`linkage_memory_limit`; they spill, beyond it, to a private
+    folder next to the warehouse)."""
     from pipelines.linkage.model import set_duckdb_options
     from warehouse import store
 
@@ -327,7 +328,9 @@ def configure_warehouse(settings: Settings) -> None:
     store.set_memory_limit(limit)
     # the folder is made (owner-only) when a resolution starts, not here: a warehouse in a
     # folder that cannot be written is reported as such by the transaction
-    set_duckdb_options(memory_limit=limit, temp_directory=str(settings.resolved_spill_dir()) if limit else None)
+    model_limit = settings.resolved_linkage_memory_limit()
+    set_duckdb_options(memory_limit=model_limit,
+                       temp_directory=str(settings.resolved_spill_dir()) if model_limit else None)
 
 
 def analyst_publisher(settings: Settings) -> Any:

@@ -143,6 +143,10 @@ class Settings(BaseModel):
         "auto", description="每个 DuckDB 数据库（仓库工作副本、人员解析的内存库）的内存上限，超出部分暂存到仓库旁的临时目录"
                             "（仅属主可读）：如 4GB、512MB，或本机内存的比例如 25%；auto 为本机内存的 25%（至少 1GB）；"
                             "none 为 DuckDB 默认（本机内存的 80%）")
+    linkage_memory_limit: str = Field(
+        "auto", description="人员解析模型的内存库（训练、记录对打分）的内存上限，超出部分暂存到仓库旁的临时目录：写法同 "
+                            "memory_limit；auto 为 memory_limit 的四分之一（至少 512MB）——全量解析时同一进程还持有特征、"
+                            "记录对和聚类的数据表，DuckDB 只约束它自己的内存；none 为 DuckDB 默认")
     district: DistrictSettings = Field(
         default_factory=DistrictSettings,
         description="辖区（[district]）：为空时首次同步从数据推断并存入仓库")
@@ -193,7 +197,7 @@ class Settings(BaseModel):
             raise ValueError("应为 local[N]、local[*]、spark://主机:端口、yarn 或 k8s://… 之一")
         return v
 
-    @field_validator("memory_limit")
+    @field_validator("memory_limit", "linkage_memory_limit")
     @classmethod
     def _memory_limit(cls, v: str) -> str:
         import re
@@ -212,14 +216,19 @@ class Settings(BaseModel):
 
     def resolved_memory_limit(self) -> str | None:
         """`memory_limit` as a DuckDB size (MB), None for DuckDB's own default."""
-        v = self.memory_limit
-        if v == "none":
-            return None
-        if v == "auto" or v.endswith("%"):
-            share = 0.25 if v == "auto" else float(v[:-1]) / 100
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-            return f"{max(1024, int(total * share / 2**20))}MB"
-        return v
+        return _machine_share(self.memory_limit, auto=0.25, floor_mb=1024)
+
+    def resolved_linkage_memory_limit(self) -> str | None:
+        """`linkage_memory_limit` as a DuckDB size: `auto` is a quarter of the resolved
+        `memory_limit` (at least 512 MB; DuckDB's default when that is `none`). The model's
+        databases score and train beside the Python frames of a resolution (every
+        mention's features, the pairs, the clustering) in the same process, which no DuckDB
+        bound covers; at 1M residents the full resolution's peak drops ~1.3 GB against the
+        warehouse's bound (`make bench-scale`), its predict no slower."""
+        if self.linkage_memory_limit != "auto":
+            return _machine_share(self.linkage_memory_limit, auto=0.25, floor_mb=1024)
+        base = self.resolved_memory_limit()
+        return None if base is None else f"{max(512, int(_size_bytes(base) / 4 / 1e6))}MB"
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -298,6 +307,31 @@ class Settings(BaseModel):
 ENV_PREFIX = "RESIDENTS_"
 #: settings that are secrets: from the environment only, refused in a settings file
 SECRET_FIELDS = ("warehouse_key", "pseudonym_key")
+
+
+def _machine_share(value: str, *, auto: float, floor_mb: int) -> str | None:
+    """A validated memory setting as a DuckDB size: `none` → None (DuckDB's default);
+    `auto` / `N%` → that share of the machine's memory in MB (at least `floor_mb`);
+    a size as written."""
+    if value == "none":
+        return None
+    if value == "auto" or value.endswith("%"):
+        share = auto if value == "auto" else float(value[:-1]) / 100
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return f"{max(floor_mb, int(total * share / 2**20))}MB"
+    return value
+
+
+def _size_bytes(size: str) -> float:
+    """Bytes of a DuckDB size as the validator writes it ('4GB', '1.5GiB', '512MB'): KB, MB,
+    ... are powers of 1000 and KiB, MiB, ... of 1024, as in DuckDB."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT])(i?)B", size)
+    if m is None:
+        raise ValueError(f"not a size: {size!r}")
+    power = "KMGT".index(m.group(2)) + 1
+    return float(m.group(1)) * (1024 ** power if m.group(3) else 1000 ** power)
 
 
 def _read_key_file(path: Path, key: str) -> str:

@@ -121,10 +121,23 @@ def test_a_bad_memory_limit_is_a_configuration_error(value):
         load_settings(env={}, memory_limit=value)
 
 
+@pytest.mark.parametrize("memory, linkage, resolved", [
+    ("8GB", "auto", "2000MB"), ("1GB", "auto", "512MB"), ("none", "auto", None), ("8GB", "3GB", "3GB"),
+    ("8GB", "none", None), ("1.5GiB", "auto", "512MB"), ("20GiB", "auto", "5368MB")])
+def test_the_linkage_databases_get_a_quarter_of_the_memory_limit(memory, linkage, resolved):
+    s = load_settings(env={}, memory_limit=memory, linkage_memory_limit=linkage)
+    assert s.resolved_linkage_memory_limit() == resolved
+
+
+def test_a_bad_linkage_memory_limit_is_a_configuration_error():
+    with pytest.raises(ConfigError, match="linkage_memory_limit"):
+        load_settings(env={}, linkage_memory_limit="half")
+
+
 def test_the_memory_limit_reaches_the_warehouse_and_the_linkage_databases(tmp_path, monkeypatch):
-    """`memory_limit` bounds the sync's warehouse connection and the linkage model's
-    in-memory databases, which spill to a private folder next to the warehouse (never to
-    `./.tmp` of wherever the command ran)."""
+    """`memory_limit` bounds the sync's warehouse connection and, a quarter of it
+    (`linkage_memory_limit = "auto"`), the linkage model's in-memory databases, which spill
+    to a private folder next to the warehouse (never to `./.tmp` of wherever the command ran)."""
     import duckdb
 
     from pipelines.linkage import model as linkage_model
@@ -159,6 +172,7 @@ def test_the_memory_limit_reaches_the_warehouse_and_the_linkage_databases(tmp_pa
         store.set_memory_limit(None)
         linkage_model.set_duckdb_options()
     spill_dir = tmp_path / ".residents" / "tmp"
-    assert seen["warehouse"] == seen["model"] and seen["model"].startswith("286")  # 300 MB in MiB
+    # 300 MB in MiB; the model's databases a quarter of it, at least 512 MB (488 MiB)
+    assert seen["warehouse"].startswith("286") and seen["model"].startswith("488")
     assert Path(seen["spill"]) == spill_dir and spill_dir.is_dir() and (spill_dir.stat().st_mode & 0o077) == 0
     assert duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != seen["model"]
