@@ -201,6 +201,8 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     ts = time.perf_counter()
     if settings.resolved_linkage_memory_limit():  # where the linkage model's databases spill
         store.make_dir(settings.resolved_spill_dir())
+    if not full:  # a local run's cache follows what it touches, not the warehouse it reads
+        store.bound_memory(con, settings.resolved_incremental_memory_limit())
     if index_current and not full:
         from warehouse import linkage_index as index
 
@@ -222,6 +224,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
 
         if n_mentions >= RELEASE_WORKERS_AT:  # their memory goes to the resolution of everyone
             parallel.release()
+        store.bound_memory(con, None)  # everyone is re-clustered and rebuilt: the warehouse's whole bound
 
         prev_xref, prev_persons, _ = build.read_previous_resolution(con)
         if settings.resolution_mode == "deterministic":
@@ -257,16 +260,6 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     ts = time.perf_counter()
     resolution.check_warehouse(con, settings, run_id, summary, persons_table="_dp" if scope is not None else None)
     summary.stage_seconds["quality"] = time.perf_counter() - ts
-
-
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------------------

@@ -176,3 +176,53 @@ def test_the_memory_limit_reaches_the_warehouse_and_the_linkage_databases(tmp_pa
     assert seen["warehouse"].startswith("286") and seen["model"].startswith("488")
     assert Path(seen["spill"]) == spill_dir and spill_dir.is_dir() and (spill_dir.stat().st_mode & 0o077) == 0
     assert duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != seen["model"]
+
+
+@pytest.mark.parametrize("memory, incremental, resolved", [
+    ("auto", "auto", "1GB"), ("512MB", "auto", "512MB"), ("none", "auto", "1GB"), ("8GB", "3GB", "3GB"),
+    ("8GB", "none", None)])
+def test_a_local_run_gets_the_incremental_memory_limit(memory, incremental, resolved):
+    s = load_settings(env={}, memory_limit=memory, incremental_memory_limit=incremental)
+    assert s.resolved_incremental_memory_limit() == resolved
+
+
+def test_a_local_run_bounds_the_warehouse_cache_and_a_full_one_does_not(tmp_path, monkeypatch):
+    """A sync that resolves and rebuilds only what changed builds under
+    `incremental_memory_limit`; the first sync, and one that has to re-cluster everyone,
+    under `memory_limit`."""
+    import shutil
+
+    import duckdb
+
+    from flows import run_sync
+    from warehouse import build, store
+
+    def duckdb_size(v: str) -> str:  # DuckDB's own rendering of a size
+        return duckdb.connect().execute(f"SET memory_limit = '{v}'; SELECT current_setting('memory_limit')") \
+            .fetchall()[0][0]
+
+    seen: list[str] = []
+    real_build = build.build_core
+
+    def spying_build(con, **kw):
+        seen.append(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        return real_build(con, **kw)
+
+    monkeypatch.setattr(build, "build_core", spying_build)
+    inbox, daily, wh = tmp_path / "inbox", tmp_path / "daily", tmp_path / "w.duckdb"
+    synth.generate(inbox, households=40, seed=5, days=2)
+    roster = max((inbox / "low_income").glob("*.xlsx"))
+    day = max((inbox / "floating_population").glob("*.csv"))
+    shutil.copytree(inbox, daily, ignore=shutil.ignore_patterns(roster.name, day.name, "_truth"))
+    settings = dict(env={}, inbox=daily, warehouse=wh, memory_limit="900MB", incremental_memory_limit="400MB",
+                    incremental_max_growth=10.0)
+    try:
+        assert run_sync(load_settings(**settings, incremental_min_mentions=0)).status == "succeeded"
+        shutil.copy2(roster, daily / "low_income" / roster.name)
+        local = run_sync(load_settings(**settings, incremental_min_mentions=0))
+        shutil.copy2(day, daily / "floating_population" / day.name)
+        again_full = run_sync(load_settings(**settings, incremental_min_mentions=10**9))
+    finally:
+        store.set_memory_limit(None)
+    assert local.resolution_mode == "incremental" and again_full.resolution_mode == "full"
+    assert seen == [duckdb_size("900MB"), duckdb_size("400MB"), duckdb_size("900MB")]

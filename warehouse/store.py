@@ -62,6 +62,17 @@ def set_memory_limit(limit: str | None) -> None:
     _MEMORY_LIMIT[0] = limit
 
 
+def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    """Bound `con`'s memory to `limit` from now on (None: back to the bound it was opened
+    with, `set_memory_limit`, else DuckDB's default). A run that resolves and rebuilds only
+    what changed reads a few tables' worth of rows, and DuckDB would keep every block it
+    read cached up to the warehouse's bound: its memory would follow the warehouse, not
+    the change. Best effort: a bound DuckDB cannot evict down to is left as it was."""
+    target = limit or _MEMORY_LIMIT[0]
+    with contextlib.suppress(duckdb.Error):
+        con.execute(f"SET memory_limit = {_sql_str(target)}" if target else "RESET memory_limit")
+
+
 #: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
 LENT_FLOOR = "256MB"
 
