@@ -141,3 +141,36 @@ def test_a_full_resolution_borrows_the_warehouse_connections_memory(tmp_path, mo
     assert con.execute("SELECT count(*) FROM tt").fetchall()[0][0] == 3_000_000
     con.execute("COMMIT")
     con.close()
+
+
+@pytest.mark.parametrize("how", ["bound_memory", "cache_lent"])
+def test_a_bound_duckdb_refuses_does_not_abort_the_sync(tmp_path, monkeypatch, how):
+    """DuckDB refuses a memory limit it cannot evict down to, and a refused `SET
+    memory_limit` aborts the transaction it runs in and leaves the refused value in force
+    (at 3M residents the full sync failed that way at the lending): the lowering is issued
+    aside, the sync's transaction goes on and the configured bound is back."""
+    monkeypatch.setattr(store, "_MEMORY_LIMIT", ["2GB"])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("SET memory_limit = '2GB'")
+    con.execute("CREATE TABLE t (i BIGINT PRIMARY KEY, s VARCHAR)")
+    con.execute("BEGIN")
+    # the uncommitted key index cannot be evicted (as the staged tables' keys of a large sync)
+    con.execute("INSERT INTO t SELECT i, repeat('x', 40) || i FROM range(300000) r(i)")
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    with pytest.raises(duckdb.Error, match="memory limit"):  # refused, and left in force
+        con.cursor().execute("SET memory_limit = '1MB'")
+    con.cursor().execute("SET memory_limit = '2GB'")
+
+    def still_fine() -> None:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+        assert con.execute("SELECT count(*) FROM t").fetchall()[0][0] == 300_000
+
+    if how == "bound_memory":
+        assert store.bound_memory(con, "1MB") is False
+        still_fine()
+    else:
+        with store.cache_lent(con, "1MB"):
+            still_fine()
+        still_fine()
+    con.execute("COMMIT")
+    con.close()

@@ -62,15 +62,37 @@ def set_memory_limit(limit: str | None) -> None:
     _MEMORY_LIMIT[0] = limit
 
 
-def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
+    """Set the DuckDB instance's memory limit (None: the configured one, `set_memory_limit`,
+    else DuckDB's default); False when DuckDB cannot evict down to it. Issued on a cursor
+    of its own: a failed `SET memory_limit` aborts the transaction it runs in (the sync's
+    whole transaction: at 3M residents every statement after a refused lowering failed
+    with "Current transaction is aborted") and leaves the refused value in force, so a
+    refusal restores the configured limit there too. The limit is an instance setting:
+    the sync's connection is bound by it as well."""
+    target = limit or _MEMORY_LIMIT[0]
+    cur = con.cursor()
+    try:
+        try:
+            cur.execute(f"SET memory_limit = {_sql_str(target)}" if target else "RESET memory_limit")
+            return True
+        except duckdb.Error:
+            with contextlib.suppress(duckdb.Error):
+                cur.execute(f"SET memory_limit = {_sql_str(_MEMORY_LIMIT[0])}" if _MEMORY_LIMIT[0]
+                            else "RESET memory_limit")
+            return False
+    finally:
+        cur.close()
+
+
+def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
     """Bound `con`'s memory to `limit` from now on (None: back to the bound it was opened
     with, `set_memory_limit`, else DuckDB's default). A run that resolves and rebuilds only
     what changed reads a few tables' worth of rows, and DuckDB would keep every block it
     read cached up to the warehouse's bound: its memory would follow the warehouse, not
-    the change. Best effort: a bound DuckDB cannot evict down to is left as it was."""
-    target = limit or _MEMORY_LIMIT[0]
-    with contextlib.suppress(duckdb.Error):
-        con.execute(f"SET memory_limit = {_sql_str(target)}" if target else "RESET memory_limit")
+    the change. Best effort: when DuckDB cannot evict down to `limit`, the configured
+    bound stays (False)."""
+    return _set_memory_limit(con, limit)
 
 
 #: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
@@ -86,18 +108,12 @@ def cache_lent(con: duckdb.DuckDBPyConnection, floor: str = LENT_FLOOR) -> Itera
     process, instead of a sync's peak being the two summed. The bound the connection was
     opened with (`set_memory_limit`, else DuckDB's default) is restored after. Best effort:
     when DuckDB cannot evict that much, nothing changes."""
-    try:
-        con.execute(f"SET memory_limit = {_sql_str(floor)}")
-    except duckdb.Error:
-        lent = False
-    else:
-        lent = True
+    lent = _set_memory_limit(con, floor)
     try:
         yield
     finally:
         if lent:
-            con.execute(f"SET memory_limit = {_sql_str(_MEMORY_LIMIT[0])}" if _MEMORY_LIMIT[0]
-                        else "RESET memory_limit")
+            _set_memory_limit(con, None)
 
 
 def set_owner_only(enabled: bool) -> None:
