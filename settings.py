@@ -140,7 +140,7 @@ class Settings(BaseModel):
                           "在集群上应为各执行器都能以同一路径读写的共享目录")
     spark_partitions: int = Field(8, ge=1, description="Spark 上记录对打分的分区数（spark.sql.shuffle.partitions）")
     memory_limit: str = Field(
-        "auto", description="每个 DuckDB 数据库（仓库工作副本、人员解析的内存库）的内存上限，超出部分暂存到仓库旁的临时目录"
+        "auto", description="仓库连接（工作副本）的内存上限（人员解析的内存库见 linkage_memory_limit），超出部分暂存到仓库旁的临时目录"
                             "（仅属主可读）：如 4GB、512MB，或本机内存的比例如 25%；auto 为本机内存的 25%（至少 1GB）；"
                             "none 为 DuckDB 默认（本机内存的 80%）")
     linkage_memory_limit: str = Field(
@@ -220,7 +220,7 @@ class Settings(BaseModel):
 
     def resolved_memory_limit(self) -> str | None:
         """`memory_limit` as a DuckDB size (MB), None for DuckDB's own default."""
-        return _machine_share(self.memory_limit, auto=0.25, floor_mb=1024)
+        return _machine_share(self.memory_limit)
 
     def resolved_linkage_memory_limit(self) -> str | None:
         """`linkage_memory_limit` as a DuckDB size: `auto` is a quarter of the resolved
@@ -230,7 +230,7 @@ class Settings(BaseModel):
         bound covers; at 1M residents the full resolution's peak drops ~1.3 GB against the
         warehouse's bound (`make bench-scale`), its predict no slower."""
         if self.linkage_memory_limit != "auto":
-            return _machine_share(self.linkage_memory_limit, auto=0.25, floor_mb=1024)
+            return _machine_share(self.linkage_memory_limit)
         base = self.resolved_memory_limit()
         return None if base is None else f"{max(512, int(_size_bytes(base) / 4 / 1e6))}MB"
 
@@ -240,7 +240,7 @@ class Settings(BaseModel):
         holds 1.7 GB of DuckDB memory under the 6 GB auto bound (peak 2.6 GB), 1 GB under
         this one (peak 1.9 GB), no slower."""
         if self.incremental_memory_limit != "auto":
-            return _machine_share(self.incremental_memory_limit, auto=0.25, floor_mb=1024)
+            return _machine_share(self.incremental_memory_limit)
         base = self.resolved_memory_limit()
         return "1GB" if base is None or _size_bytes(base) > 1e9 else base
 
@@ -323,16 +323,17 @@ ENV_PREFIX = "RESIDENTS_"
 SECRET_FIELDS = ("warehouse_key", "pseudonym_key")
 
 
-def _machine_share(value: str, *, auto: float, floor_mb: int) -> str | None:
+def _machine_share(value: str) -> str | None:
     """A validated memory setting as a DuckDB size: `none` → None (DuckDB's default);
-    `auto` / `N%` → that share of the machine's memory in MB (at least `floor_mb`);
-    a size as written."""
+    `auto` / `N%` → 25 % / N % of the machine's memory in MB (at least 1 GB); a size as
+    written. (`linkage_memory_limit` and `incremental_memory_limit` derive their
+    `auto` from `memory_limit` before they get here.)"""
     if value == "none":
         return None
     if value == "auto" or value.endswith("%"):
-        share = auto if value == "auto" else float(value[:-1]) / 100
+        share = 0.25 if value == "auto" else float(value[:-1]) / 100
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        return f"{max(floor_mb, int(total * share / 2**20))}MB"
+        return f"{max(1024, int(total * share / 2**20))}MB"
     return value
 
 

@@ -62,14 +62,19 @@ def set_memory_limit(limit: str | None) -> None:
     _MEMORY_LIMIT[0] = limit
 
 
-def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
-    """Set the DuckDB instance's memory limit (None: the configured one, `set_memory_limit`,
-    else DuckDB's default); False when DuckDB cannot evict down to it. Issued on a cursor
-    of its own: a failed `SET memory_limit` aborts the transaction it runs in (the sync's
-    whole transaction: at 3M residents every statement after a refused lowering failed
-    with "Current transaction is aborted") and leaves the refused value in force, so a
-    refusal restores the configured limit there too. The limit is an instance setting:
-    the sync's connection is bound by it as well."""
+def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
+    """Bound `con`'s memory to `limit` from now on (None: back to the bound it was opened
+    with, `set_memory_limit`, else DuckDB's default). A run that resolves and rebuilds only
+    what changed reads a few tables' worth of rows, and DuckDB would keep every block it
+    read cached up to the warehouse's bound: its memory would follow the warehouse, not
+    the change. Best effort: when DuckDB cannot evict down to `limit`, the configured
+    bound stays (False).
+
+    Issued on a cursor of its own: a refused `SET memory_limit` aborts the transaction it
+    runs in (the sync's whole transaction: at 3M residents every statement after a refused
+    lowering failed with "Current transaction is aborted") and leaves the refused value in
+    force, so a refusal restores the configured bound there too. The limit is an instance
+    setting: the sync's connection is bound by it as well."""
     target = limit or _MEMORY_LIMIT[0]
     cur = con.cursor()
     try:
@@ -85,16 +90,6 @@ def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool
         cur.close()
 
 
-def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
-    """Bound `con`'s memory to `limit` from now on (None: back to the bound it was opened
-    with, `set_memory_limit`, else DuckDB's default). A run that resolves and rebuilds only
-    what changed reads a few tables' worth of rows, and DuckDB would keep every block it
-    read cached up to the warehouse's bound: its memory would follow the warehouse, not
-    the change. Best effort: when DuckDB cannot evict down to `limit`, the configured
-    bound stays (False)."""
-    return _set_memory_limit(con, limit)
-
-
 #: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
 LENT_FLOOR = "256MB"
 
@@ -108,12 +103,12 @@ def cache_lent(con: duckdb.DuckDBPyConnection, floor: str = LENT_FLOOR) -> Itera
     process, instead of a sync's peak being the two summed. The bound the connection was
     opened with (`set_memory_limit`, else DuckDB's default) is restored after. Best effort:
     when DuckDB cannot evict that much, nothing changes."""
-    lent = _set_memory_limit(con, floor)
+    lent = bound_memory(con, floor)
     try:
         yield
     finally:
         if lent:
-            _set_memory_limit(con, None)
+            bound_memory(con, None)
 
 
 def set_owner_only(enabled: bool) -> None:
