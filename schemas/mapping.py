@@ -447,12 +447,17 @@ _PYDANTIC_ZH = {"missing": "缺少必填键", "extra_forbidden": "未知的键",
                 "list_type": "应为列表", "model_type": "应为映射（键: 值）"}
 
 
+#: libyaml's parser where PyYAML was built with it (its wheels are): the same safe
+#: constructor, ten times faster than the pure-Python one (0.35 s of every command's start)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_one(path: Path) -> SourceMapping | MappingError:
     from pydantic import ValidationError
 
     try:
         with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return MappingError(path, detail=f"不是有效的 YAML（{getattr(exc, 'problem', None) or exc}）",
