@@ -174,3 +174,55 @@ def test_a_bound_duckdb_refuses_does_not_abort_the_sync(tmp_path, monkeypatch, h
         still_fine()
     con.execute("COMMIT")
     con.close()
+
+
+def _catalog_reader(con: duckdb.DuckDBPyConnection, stop: list[bool], seen: list[int]) -> None:
+    """What the problem lists do beside the analyst file: catalog queries on a cursor."""
+    cur = con.cursor()
+    try:
+        while not stop:
+            cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+            seen.append(1)
+    finally:
+        cur.close()
+
+
+@pytest.mark.parametrize("use_helper", [False, True])
+def test_checkpointing_an_attached_file_waits_for_a_concurrent_catalog_query(tmp_path, use_helper):
+    """A catalog query on another cursor opens a transaction in every attached database,
+    and a plain CHECKPOINT of one of them then fails at once; `store.checkpoint` waits it
+    out. The plain form is run too, to show the race is really there (it fails within a
+    few tries; were it ever to pass, this test no longer proves the helper)."""
+    import threading
+
+    con = duckdb.connect(str(tmp_path / "main.duckdb"))
+    con.execute("CREATE TABLE t AS SELECT range AS i, range::VARCHAR AS s FROM range(20000)")
+    stop: list[bool] = []
+    seen: list[int] = []
+    reader = threading.Thread(target=_catalog_reader, args=(con, stop, seen))
+    reader.start()
+    refused = 0
+    try:
+        while not seen:
+            time.sleep(0.001)
+        for k in range(40):
+            alias = f"side{k}"
+            con.execute(f"ATTACH '{tmp_path / (alias + '.duckdb')}' AS {alias}")
+            con.execute(f"CREATE TABLE {alias}.x AS SELECT * FROM t")
+            try:
+                if use_helper:
+                    store.checkpoint(con, alias)
+                else:
+                    con.execute(f"CHECKPOINT {alias}")
+            except duckdb.TransactionException as exc:
+                assert "other write transactions" in str(exc)
+                refused += 1
+            con.execute(f"DETACH {alias}")
+    finally:
+        stop.append(True)
+        reader.join()
+    if use_helper:
+        assert refused == 0
+        assert not list(tmp_path.glob("side*.duckdb.wal"))  # every file complete without its log
+    else:
+        assert refused > 0, "the race did not show: the helper is not proven here"

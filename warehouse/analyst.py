@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 
 from warehouse.readahead import copy_file, prefetch
+from warehouse.store import checkpoint
 from warehouse.views import community_summary_sql, grid_sql
 
 #: the database name the analyst file is attached under while it is written
@@ -328,7 +329,7 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
         persons = con.execute("SELECT count(*) FROM person_key_map").fetchall()[0][0]
         report = BuildReport("full", why_full, persons)
         _write_info(con, secret, generation, report, grid_households)
-        con.execute(f"CHECKPOINT {ALIAS}")
+        checkpoint(con, ALIAS)
     finally:
         con.execute(f"DETACH {ALIAS}")
         con.execute("DROP TABLE IF EXISTS temp.person_key_map")
@@ -400,7 +401,7 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
         report = BuildReport("incremental", None, n)
         _write_info(con, secret, generation, report, grid_households)
         con.execute("COMMIT")
-        con.execute(f"CHECKPOINT {ALIAS}")
+        checkpoint(con, ALIAS)
     except BaseException:
         with contextlib.suppress(Exception):
             con.execute("ROLLBACK")

@@ -90,6 +90,37 @@ def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
         cur.close()
 
 
+#: how long `checkpoint` waits for other connections of the instance to let go
+CHECKPOINT_WAIT_S = 30.0
+
+
+def checkpoint(con: duckdb.DuckDBPyConnection, database: str | None = None, *,
+               wait_s: float = CHECKPOINT_WAIT_S) -> None:
+    """CHECKPOINT `database` (None: `con`'s own), waiting while another connection of the
+    same DuckDB instance holds it. A plain CHECKPOINT fails at once ("there are other
+    write transactions active") when a cursor of `con` is inside any statement that
+    opened a transaction in that database, and a catalog query (`duckdb_tables()`,
+    `information_schema`) on another thread opens one in *every* attached database: the
+    problem lists staged beside the analyst file (`warehouse.reports.alongside`) read the
+    district through `information_schema` while the analyst file was checkpointed, and
+    about one sync in three hundred failed there (tests/test_warehouse_store.py reproduces
+    it). Those statements are short: the checkpoint is tried again until `wait_s` has
+    passed, then the last refusal is raised. Never FORCE CHECKPOINT: it would roll the
+    other connections' transactions back (or, from a cursor, wait on itself)."""
+    sql = "CHECKPOINT" + (f" {database}" if database else "")
+    deadline = time.monotonic() + wait_s
+    pause = 0.005
+    while True:
+        try:
+            con.execute(sql)
+            return
+        except duckdb.TransactionException as exc:
+            if "other write transactions" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 #: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
 LENT_FLOOR = "256MB"
 
@@ -416,7 +447,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             yield con
             record_publish(con, run_id=run_id, flow=flow)
             con.execute("COMMIT")
-            con.execute("CHECKPOINT")
+            checkpoint(con)
             if fail_before_publish:
                 raise RuntimeError("injected failure before publish (test hook)")
             publish_more = before_publish(con) if before_publish else None
