@@ -102,9 +102,9 @@ def checkpoint(con: duckdb.DuckDBPyConnection, database: str | None = None, *,
     opened a transaction in that database, and a catalog query (`duckdb_tables()`,
     `information_schema`) on another thread opens one in *every* attached database: the
     problem lists staged beside the analyst file (`warehouse.reports.alongside`) read the
-    district through `information_schema` while the analyst file was checkpointed, and
-    about one sync in three hundred failed there (tests/test_warehouse_store.py reproduces
-    it). Those statements are short: the checkpoint is tried again until `wait_s` has
+    district through `information_schema` while the analyst file was checkpointed, and a
+    sync of the test suite failed there once (tests/test_warehouse_store.py reproduces the
+    race). Those statements are short: the checkpoint is tried again until `wait_s` has
     passed, then the last refusal is raised. Never FORCE CHECKPOINT: it would roll the
     other connections' transactions back (or, from a cursor, wait on itself)."""
     sql = "CHECKPOINT" + (f" {database}" if database else "")
