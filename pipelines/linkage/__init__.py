@@ -356,6 +356,7 @@ def resolve_frame(
     if model is None or model.settings is None:
         model = (model or LinkageModel()).fit(lf)
         pairs = model.predict(threshold=PLAIN_SCORE_FLOOR)
+        model.release_training()  # its database, before the pairs are weighed and clustered
     else:
         pairs = model.predict(lf, threshold=PLAIN_SCORE_FLOOR)
     pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
