@@ -226,3 +226,67 @@ def test_checkpointing_an_attached_file_waits_for_a_concurrent_catalog_query(tmp
         assert not list(tmp_path.glob("side*.duckdb.wal"))  # every file complete without its log
     else:
         assert refused > 0, "the race did not show: the helper is not proven here"
+
+
+def _version_6_warehouse(path: Path, persons: int = 2) -> duckdb.DuckDBPyConnection:
+    """A warehouse as version 6 left it: core.person and stg.mention with a PRIMARY KEY."""
+    from dataclasses import replace
+
+    from warehouse import ddl
+    from warehouse.migrations import create_declared
+
+    con = duckdb.connect(str(path))
+    create_declared(con)
+    for table in (ddl.PERSON, ddl.STG_MENTION):  # as version 6 declared them
+        con.execute(f"DROP TABLE {table.qualified}")
+        for stmt in replace(table, key_indexed=True).create_sql():
+            con.execute(stmt)
+    con.execute("INSERT INTO quality.schema_version SELECT range, now(), 'old' FROM range(1, 7)")
+    con.execute("INSERT INTO core.person (person_id, name) SELECT 'P' || lpad(range::VARCHAR, 7, '0'), '张三' "
+                f"FROM range(1, {persons + 1})")
+    con.execute("INSERT INTO stg.mention (export_id, source_system, source_object, source_locator, role, mention_id) "
+                "VALUES (1, 's', 'o', '1', 'r', 'm1')")
+    return con
+
+
+def _keyed(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'").fetchall()}
+
+
+def test_a_warehouse_of_version_6_loses_the_large_tables_indexes_and_keeps_their_rows(tmp_path):
+    """Migration 7: the tables declared `key_indexed=False` had a PRIMARY KEY before; they
+    are rebuilt without it (same columns, rows and comments); indexed tables keep theirs."""
+    con = _version_6_warehouse(tmp_path / "old.duckdb")
+    assert {"core.person", "stg.mention", "core.alert"} <= _keyed(con)
+    assert migrate(con) == 6
+    assert "core.person" not in _keyed(con) and "stg.mention" not in _keyed(con) and "core.alert" in _keyed(con)
+    assert con.execute("SELECT person_id, name FROM core.person ORDER BY 1").fetchall() == [
+        ("P0000001", "张三"), ("P0000002", "张三")]
+    assert con.execute("SELECT mention_id FROM stg.mention").fetchall() == [("m1",)]
+    assert con.execute("SELECT comment FROM duckdb_columns() WHERE schema_name = 'core' AND table_name = 'person' "
+                       "AND column_name = 'person_id'").fetchall()[0][0].startswith("人员编号")
+    assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%__indexed'").fetchall()[0][0]
+    assert migrate(con) == CURRENT_VERSION  # nothing left to do
+    con.close()
+
+
+def test_the_publish_after_migration_7_rewrites_the_file_without_the_blocks_it_freed(tmp_path):
+    """The rebuilt tables leave their old blocks free inside the file; the first publish
+    after the migration writes the warehouse afresh (`store._rewrite`), so the file is no
+    larger than a warehouse built without the indexes — views, comments and keys kept."""
+    wh = tmp_path / "w.duckdb"
+    _version_6_warehouse(wh, persons=300_000).close()
+    grown = wh.stat().st_size
+    store.initialise(wh)  # one publish: migrates, then rewrites
+    con = duckdb.connect(str(wh), read_only=True)
+    assert con.execute("SELECT max(version) FROM quality.schema_version").fetchall()[0][0] == CURRENT_VERSION
+    assert con.execute("SELECT count(*), count(DISTINCT person_id) FROM core.person").fetchall() == [(300_000, 300_000)]
+    assert "core.person" not in _keyed(con) and "core.alert" in _keyed(con)
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'mart'").fetchall()[0][0] > 5
+    assert con.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'core' AND table_name = 'person'"
+                       ).fetchall()[0][0].startswith("人员主表")
+    free = con.execute("SELECT free_blocks FROM pragma_database_size()").fetchall()[0][0]
+    con.close()
+    assert free <= 2 and wh.stat().st_size < grown
+    assert not list(tmp_path.glob("*.rewrite*")) and not list(tmp_path.glob("*.building*"))
