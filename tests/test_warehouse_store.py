@@ -290,3 +290,21 @@ def test_the_publish_after_migration_7_rewrites_the_file_without_the_blocks_it_f
     con.close()
     assert free <= 2 and wh.stat().st_size < grown
     assert not list(tmp_path.glob("*.rewrite*")) and not list(tmp_path.glob("*.building*"))
+
+
+def test_the_rewrite_after_migration_7_keeps_an_encrypted_warehouse_encrypted(tmp_path):
+    wh = tmp_path / "w.duckdb"
+    _version_6_warehouse(wh).close()
+    store.encrypt_existing(wh, "rewrite-key")
+    store.set_key(wh, "rewrite-key")
+    try:
+        store.initialise(wh)  # migrates and rewrites under the key
+    finally:
+        store.set_key(wh, None)
+    with pytest.raises(duckdb.Error, match="encrypted"):
+        duckdb.connect(str(wh), read_only=True)
+    con = store.open_database(wh, read_only=True, key="rewrite-key")
+    assert con.execute("SELECT max(version) FROM quality.schema_version").fetchall()[0][0] == CURRENT_VERSION
+    assert con.execute("SELECT person_id FROM core.person ORDER BY 1").fetchall() == [("P0000001",), ("P0000002",)]
+    assert "core.person" not in _keyed(con) and "core.alert" in _keyed(con)
+    con.close()

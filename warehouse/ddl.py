@@ -46,10 +46,11 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     #: False: the key is declared (docs, the warehouse checks count its duplicates each
-    #: run) but not a DuckDB PRIMARY KEY. An ART index on a table of a million rows is
-    #: a third of the table's file size and makes every delete, insert and checkpoint of
+    #: run) but not a DuckDB PRIMARY KEY. An ART index on a table of a million rows is about
+    #: 40 % of the table's file size and makes every delete, insert and checkpoint of
     #: it slower; the large tables a sync rewrites by the dirty set go without one
-    #: (`KEYS_CHECKED_NOT_INDEXED`; migration 7 drops the ones older warehouses have)
+    #: (`warehouse.quality.warehouse_invariants` counts their duplicates; migration 7 drops
+    #: the indexes older warehouses have)
     key_indexed: bool = True
 
     @property

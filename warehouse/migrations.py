@@ -59,7 +59,7 @@ def _v7_keys_not_indexed(con: duckdb.DuckDBPyConnection) -> None:
     without a DuckDB PRIMARY KEY (`warehouse.ddl.Table.key_indexed`; the warehouse checks
     count the key's duplicates each run). A primary key cannot be dropped in DuckDB, so
     each such table is renamed aside, declared anew and refilled, in the migration's
-    transaction. At a million residents the eight tables' indexes were 164 MB of a 695 MB
+    transaction. At a million residents the keyed tables' indexes were 164 MB of a 695 MB
     file, copied and written by every publish."""
     from warehouse.ddl import all_tables
 

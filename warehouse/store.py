@@ -481,27 +481,33 @@ REWRITE_BELOW_VERSION = 7
 
 
 def _rewrite(work: Path, key: str | None) -> None:
-    """Replace the committed working copy by a copy of its contents written afresh (every
-    schema, table, view, macro and comment: `COPY FROM DATABASE`), without the free
-    blocks a migration left in it; encrypted with the same key."""
+    """Replace the committed working copy by a copy of its contents written afresh,
+    without the free blocks a migration left in it; encrypted with the same key."""
     fresh = work.with_name(work.name + ".rewrite")
-    fresh.unlink(missing_ok=True)
-    con = open_database(fresh, read_only=False, key=key)
+    _copy_database(work, fresh, source_key=key, key=key)
+    make_private(fresh)
+    os.replace(fresh, work)
+
+
+def _copy_database(source: Path, target: Path, *, source_key: str | None, key: str | None) -> None:
+    """Write `target` (replaced if it exists) as a fresh copy of the database at `source`:
+    every schema, table, view, macro and comment (`COPY FROM DATABASE`), encrypted with
+    `key` when given. `target` is removed again if the copy fails."""
+    target.unlink(missing_ok=True)
+    con = open_database(target, read_only=False, key=key)
     try:
         con.execute("SET enable_progress_bar = false")
-        target = con.execute("SELECT current_database()").fetchall()[0][0]
-        options = ([f"ENCRYPTION_KEY {_key_literal(key)}"] if key else []) + ["READ_ONLY"]
-        con.execute(f"ATTACH {_sql_str(str(work))} AS rewrite_source ({', '.join(options)})")
-        con.execute(f"COPY FROM DATABASE rewrite_source TO {target}")
-        con.execute("DETACH rewrite_source")
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        options = ([f"ENCRYPTION_KEY {_key_literal(source_key)}"] if source_key else []) + ["READ_ONLY"]
+        con.execute(f"ATTACH {_sql_str(str(source))} AS copy_source ({', '.join(options)})")
+        con.execute(f"COPY FROM DATABASE copy_source TO {name}")
+        con.execute("DETACH copy_source")
         con.execute("CHECKPOINT")
     except BaseException:
         con.close()
-        fresh.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
         raise
     con.close()
-    make_private(fresh)
-    os.replace(fresh, work)
 
 
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
@@ -567,18 +573,7 @@ def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: 
         raise WarehouseKeyError(path=str(path), detail="已经加密", detail_en="is already encrypted")
     with writer_lock(path, timeout_s=lock_timeout_s, flow="encrypt"), private_umask():
         work = working_path(path)
-        work.unlink(missing_ok=True)
-        con = open_database(work, read_only=False, key=key)
-        try:
-            con.execute(f"ATTACH {_sql_str(str(path))} AS plain_source (READ_ONLY)")
-            con.execute("COPY FROM DATABASE plain_source TO warehouse")
-            con.execute("DETACH plain_source")
-            con.execute("CHECKPOINT")
-        except BaseException:
-            con.close()
-            work.unlink(missing_ok=True)
-            raise
-        con.close()
+        _copy_database(path, work, source_key=None, key=key)
         with open(work, "rb+") as fh:
             os.fsync(fh.fileno())
         make_private(work)
