@@ -45,13 +45,6 @@ class Table:
     comment: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
-    #: False: the key is declared (docs, the warehouse checks count its duplicates each
-    #: run) but not a DuckDB PRIMARY KEY. An ART index on a table of a million rows is about
-    #: 40 % of the table's file size and makes every delete, insert and checkpoint of
-    #: it slower; the large tables a sync rewrites by the dirty set go without one
-    #: (`warehouse.quality.warehouse_invariants` counts their duplicates; migration 7 drops
-    #: the indexes older warehouses have)
-    key_indexed: bool = True
 
     @property
     def qualified(self) -> str:
@@ -63,7 +56,7 @@ class Table:
 
     def create_sql(self) -> list[str]:
         cols = [f'"{c.name}" {c.type}{" NOT NULL" if c.not_null else ""}' for c in self.columns]
-        if self.primary_key and self.key_indexed:
+        if self.primary_key:
             cols.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
         stmts = [f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n  " + ",\n  ".join(cols) + "\n)"]
         stmts.append(f"COMMENT ON TABLE {self.qualified} IS {_q(self.comment)}")
@@ -171,7 +164,7 @@ def fact_tables() -> tuple[Table, ...]:
 STG_MENTION = Table(
     "stg", "mention", "人员提及：每条来源记录中出现的每个人（标准化后）",
     (*EXPORT_COLUMNS, *LINEAGE_COLUMNS, *MENTION_EXTRA_COLUMNS, *person_columns()),
-    ("mention_id",), key_indexed=False,
+    ("mention_id",),
 )
 STG_RELATIONSHIP = Table(
     "stg", "relationship", "来源记录声明的人员关系（配偶、户内成员、母子女）",
@@ -202,7 +195,7 @@ STG_LINKAGE_FEATURE = Table(
      C("ctx", "VARCHAR[]", "关系人键（配偶、户主、母亲、子女的身份证号或拼音+出生日期）"),
      C("source_object", "VARCHAR", "来源文件或表"),
      C("sole_in_household", "BOOLEAN", "户册中本户再无同一出生日期的人（无双胞胎同列）；非户册记录或出生日期不详为空")),
-    ("unique_id",), key_indexed=False,
+    ("unique_id",),
 )
 
 ADDRESS_LEVEL_COLUMNS = (
@@ -354,7 +347,7 @@ PERSON = Table(
      C("death_date", "DATE", "死亡日期（以民政火化信息为准）"), C("is_deceased", "BOOLEAN", "是否已死亡"),
      C("source_systems", "VARCHAR[]", "出现过的来源系统"), C("mention_count", "INTEGER", "人员提及数"),
      C("first_seen_on", "DATE", "最早出现的导出日期"), C("last_seen_on", "DATE", "最近出现的导出日期")),
-    ("person_id",), key_indexed=False,
+    ("person_id",),
 )
 PERSON_XREF = Table(
     "core", "person_xref", "人员交叉索引：每条来源记录中的每个人员提及一行，指向解析后的人员",
@@ -364,7 +357,7 @@ PERSON_XREF = Table(
      C("match_method", "VARCHAR", "匹配方式：citizen_id 身份证号一致、probabilistic 概率匹配、must_link 人工确认、singleton 单独成人", True),
      C("match_probability", "DOUBLE", "匹配概率（0–1）"),
      C("is_retracted", "BOOLEAN", "来源记录已被撤回（计生 SCBZ=1）")),
-    ("mention_id",), key_indexed=False,
+    ("mention_id",),
 )
 PERSON_MERGE_LOG = Table(
     "core", "person_merge_log", "人员编号合并/拆分/注销日志",
@@ -420,7 +413,7 @@ FLOATING_REGISTRATION = Table(
      C("current_address", "VARCHAR", "现居住地址"), C("hukou_address", "VARCHAR", "户籍地址"),
      C("permit_no", "VARCHAR", "居住证编号"), C("permit_valid_until", "DATE", "居住证有效期至"),
      C("employer", "VARCHAR", "服务处所"), C("updated_at", "TIMESTAMP", "更新时间"), *LINEAGE_COLUMNS),
-    ("registration_no",), key_indexed=False,
+    ("registration_no",),
 )
 FLOATING_HISTORY = Table(
     "core", "floating_registration_history", "流动人口登记状态历史：每个版本一行",
@@ -436,7 +429,7 @@ FP_WOMAN = Table(
      C("first_marriage_date", "DATE", "初婚日期"), C("children_count", "INTEGER", "现有子女数"),
      C("contraception", "VARCHAR", "节育措施代码"), C("updated_at", "TIMESTAMP", "更新时间"),
      *LINEAGE_COLUMNS),
-    ("ylfn_id",), key_indexed=False,
+    ("ylfn_id",),
 )
 FP_CHILD = Table(
     "core", "fp_child", "子女（计生 T_ZN）当前状态",
@@ -444,14 +437,14 @@ FP_CHILD = Table(
      C("person_id", "VARCHAR", "子女人员编号"), C("mother_person_id", "VARCHAR", "母亲人员编号"),
      C("birth_order", "INTEGER", "出生孩次"), C("updated_at", "TIMESTAMP", "更新时间"),
      *LINEAGE_COLUMNS),
-    ("zn_id",), key_indexed=False,
+    ("zn_id",),
 )
 ADDRESS = Table(
     "core", "address", "标准地址：每个解析后的地址（户/房屋）一行，address_id 稳定",
     (C("address_id", "VARCHAR", "地址编号（由地址键稳定生成：同一套房在各来源、各次运行中相同）", True),
      *ADDRESS_LEVEL_COLUMNS, C("mention_count", "INTEGER", "地址提及数"),
      C("source_systems", "VARCHAR[]", "出现过的来源系统"), C("example_raw_text", "VARCHAR", "一个原文示例")),
-    ("address_id",), key_indexed=False,
+    ("address_id",),
 )
 ADDRESS_XREF = Table(
     "core", "address_xref", "地址交叉索引：每个地址提及一行",

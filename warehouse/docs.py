@@ -52,8 +52,7 @@ EXAMPLES: list[tuple[str, str]] = [
 
 
 def _table_md(t: Table) -> list[str]:
-    key = ("" if not t.primary_key else f"（主键：{', '.join(t.primary_key)}）" if t.key_indexed
-           else f"（主键：{', '.join(t.primary_key)}；每次运行检查唯一，未建索引）")
+    key = f"（主键：{', '.join(t.primary_key)}）" if t.primary_key else ""
     lines = [f"### `{t.qualified}`", "", f"{t.comment}{key}", "", "| 列 | 类型 | 说明 |", "|---|---|---|"]
     lines += [f"| `{c.name}` | {c.type} | {c.comment.replace('|', '/')} |" for c in t.columns]
     return lines + [""]

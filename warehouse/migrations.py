@@ -54,30 +54,6 @@ def _v6_sole_in_household(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("DROP TABLE stg.linkage_feature")
 
 
-def _v7_keys_not_indexed(con: duckdb.DuckDBPyConnection) -> None:
-    """Version 7: the large tables a sync rewrites by its dirty set keep their declared key
-    without a DuckDB PRIMARY KEY (`warehouse.ddl.Table.key_indexed`; the warehouse checks
-    count the key's duplicates each run). A primary key cannot be dropped in DuckDB, so
-    each such table is renamed aside, declared anew and refilled, in the migration's
-    transaction. At a million residents the keyed tables' indexes were 164 MB of a 695 MB
-    file, copied and written by every publish."""
-    from warehouse.ddl import all_tables
-
-    indexed = {(s, t) for s, t in con.execute(
-        "SELECT schema_name, table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
-        "AND database_name = current_database()").fetchall()}
-    for table in all_tables():
-        if table.key_indexed or (table.schema, table.name) not in indexed:
-            continue
-        aside = f"{table.name}__indexed"
-        con.execute(f"ALTER TABLE {table.qualified} RENAME TO {aside}")
-        for stmt in table.create_sql():
-            con.execute(stmt)
-        cols = ", ".join(f'"{c}"' for c in table.column_names)
-        con.execute(f"INSERT INTO {table.qualified} ({cols}) SELECT {cols} FROM {table.schema}.{aside}")
-        con.execute(f"DROP TABLE {table.schema}.{aside}")
-
-
 Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
 
 MIGRATIONS: list[Migration] = [
@@ -90,8 +66,6 @@ MIGRATIONS: list[Migration] = [
      lambda con: None),
     (6, "stg.linkage_feature.sole_in_household: the index is emptied and refilled by the next sync",
      _v6_sole_in_household),
-    (7, "keys of the large rewritten tables checked each run, not indexed (PRIMARY KEY dropped)",
-     _v7_keys_not_indexed),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -427,8 +427,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
     with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow), private_umask():
         prefetch(path)  # the copy below reads it all: start the read now (warehouse.readahead)
         work = working_path(path)
-        for stale in (work, work.with_name(work.name + ".wal"), work.with_name(work.name + ".rewrite"),
-                      work.with_name(work.name + ".rewrite.wal")):
+        for stale in (work, work.with_name(work.name + ".wal")):
             stale.unlink(missing_ok=True)
         try:
             if path.exists():
@@ -441,7 +440,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             raise WarehouseNotWritableError(path=str(path), detail=getattr(exc, "strerror", None) or str(exc)
                                             ) from None
         try:
-            migrated_from = migrate(con)
+            migrate(con)
             con.execute("BEGIN TRANSACTION")
             fold_pending_runs(con, path)
             fold_journal(con, path)  # audit entries written since the last publish (warehouse.audit)
@@ -459,8 +458,6 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             work.with_name(work.name + ".wal").unlink(missing_ok=True)
             raise
         con.close()
-        if 0 < migrated_from < REWRITE_BELOW_VERSION:
-            _rewrite(work, key)
         with open(work, "rb+") as fh:
             os.fsync(fh.fileno())
         if publish_more:
@@ -472,42 +469,6 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         history.record(path, history_days)
         if lake is not None:
             _publish_lake(path, lake, run_id, on_lake)
-
-
-#: a warehouse migrated from below this version is rewritten into a fresh file once
-#: (`_rewrite`): migration 7 rebuilds the large tables without their indexes, and DuckDB
-#: keeps the blocks it freed inside the file (at 1M residents 663 MB grew to 912 MB)
-REWRITE_BELOW_VERSION = 7
-
-
-def _rewrite(work: Path, key: str | None) -> None:
-    """Replace the committed working copy by a copy of its contents written afresh,
-    without the free blocks a migration left in it; encrypted with the same key."""
-    fresh = work.with_name(work.name + ".rewrite")
-    _copy_database(work, fresh, source_key=key, key=key)
-    make_private(fresh)
-    os.replace(fresh, work)
-
-
-def _copy_database(source: Path, target: Path, *, source_key: str | None, key: str | None) -> None:
-    """Write `target` (replaced if it exists) as a fresh copy of the database at `source`:
-    every schema, table, view, macro and comment (`COPY FROM DATABASE`), encrypted with
-    `key` when given. `target` is removed again if the copy fails."""
-    target.unlink(missing_ok=True)
-    con = open_database(target, read_only=False, key=key)
-    try:
-        con.execute("SET enable_progress_bar = false")
-        name = con.execute("SELECT current_database()").fetchall()[0][0]
-        options = ([f"ENCRYPTION_KEY {_key_literal(source_key)}"] if source_key else []) + ["READ_ONLY"]
-        con.execute(f"ATTACH {_sql_str(str(source))} AS copy_source ({', '.join(options)})")
-        con.execute(f"COPY FROM DATABASE copy_source TO {name}")
-        con.execute("DETACH copy_source")
-        con.execute("CHECKPOINT")
-    except BaseException:
-        con.close()
-        target.unlink(missing_ok=True)
-        raise
-    con.close()
 
 
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
@@ -573,7 +534,18 @@ def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: 
         raise WarehouseKeyError(path=str(path), detail="已经加密", detail_en="is already encrypted")
     with writer_lock(path, timeout_s=lock_timeout_s, flow="encrypt"), private_umask():
         work = working_path(path)
-        _copy_database(path, work, source_key=None, key=key)
+        work.unlink(missing_ok=True)
+        con = open_database(work, read_only=False, key=key)
+        try:
+            con.execute(f"ATTACH {_sql_str(str(path))} AS plain_source (READ_ONLY)")
+            con.execute("COPY FROM DATABASE plain_source TO warehouse")
+            con.execute("DETACH plain_source")
+            con.execute("CHECKPOINT")
+        except BaseException:
+            con.close()
+            work.unlink(missing_ok=True)
+            raise
+        con.close()
         with open(work, "rb+") as fh:
             os.fsync(fh.fileno())
         make_private(work)
