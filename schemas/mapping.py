@@ -448,7 +448,8 @@ _PYDANTIC_ZH = {"missing": "缺少必填键", "extra_forbidden": "未知的键",
 
 
 #: libyaml's parser where PyYAML was built with it (its wheels are): the same safe
-#: constructor, ten times faster than the pure-Python one (0.35 s of every command's start)
+#: constructor, ~7x faster than the pure-Python one (the six built-in mappings 0.029 ->
+#: 0.004 s; more inside a command, beside the warehouse copy's threads)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

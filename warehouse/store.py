@@ -98,13 +98,13 @@ def checkpoint(con: duckdb.DuckDBPyConnection, database: str | None = None, *,
                wait_s: float = CHECKPOINT_WAIT_S) -> None:
     """CHECKPOINT `database` (None: `con`'s own), waiting while another connection of the
     same DuckDB instance holds it. A plain CHECKPOINT fails at once ("there are other
-    write transactions active") when a cursor of `con` is inside any statement that
-    opened a transaction in that database, and a catalog query (`duckdb_tables()`,
-    `information_schema`) on another thread opens one in *every* attached database: the
-    problem lists staged beside the analyst file (`warehouse.reports.alongside`) read the
-    district through `information_schema` while the analyst file was checkpointed, and a
-    sync of the test suite failed there once (tests/test_warehouse_store.py reproduces the
-    race). Those statements are short: the checkpoint is tried again until `wait_s` has
+    write transactions active") when another connection holds the database's checkpoint
+    lock, and a catalog query (`duckdb_tables()`, `information_schema`) on a cursor in
+    another thread takes part in *every* attached database (plain reads of other tables
+    did not, in the reproduction): the problem lists staged beside the analyst file
+    (`warehouse.reports.alongside`) read the district through `information_schema` while
+    the analyst file was checkpointed, and a sync of the test suite failed there once
+    (tests/test_warehouse_store.py reproduces the race). Those statements are short: the checkpoint is tried again until `wait_s` has
     passed, then the last refusal is raised. Never FORCE CHECKPOINT: it would roll the
     other connections' transactions back (or, from a cursor, wait on itself)."""
     sql = "CHECKPOINT" + (f" {database}" if database else "")
