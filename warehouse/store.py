@@ -79,15 +79,19 @@ def bound_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> bool:
     cur = con.cursor()
     try:
         try:
-            cur.execute(f"SET memory_limit = {_sql_str(target)}" if target else "RESET memory_limit")
+            cur.execute(_limit_sql(target))
             return True
         except duckdb.Error:
             with contextlib.suppress(duckdb.Error):
-                cur.execute(f"SET memory_limit = {_sql_str(_MEMORY_LIMIT[0])}" if _MEMORY_LIMIT[0]
-                            else "RESET memory_limit")
+                cur.execute(_limit_sql(_MEMORY_LIMIT[0]))
             return False
     finally:
         cur.close()
+
+
+def _limit_sql(limit: str | None) -> str:
+    """The statement that puts `limit` in force (None: DuckDB's default)."""
+    return f"SET memory_limit = {_sql_str(limit)}" if limit else "RESET memory_limit"
 
 
 #: how long `checkpoint` waits for other connections of the instance to let go
@@ -104,9 +108,10 @@ def checkpoint(con: duckdb.DuckDBPyConnection, database: str | None = None, *,
     did not, in the reproduction): the problem lists staged beside the analyst file
     (`warehouse.reports.alongside`) read the district through `information_schema` while
     the analyst file was checkpointed, and a sync of the test suite failed there once
-    (tests/test_warehouse_store.py reproduces the race). Those statements are short: the checkpoint is tried again until `wait_s` has
-    passed, then the last refusal is raised. Never FORCE CHECKPOINT: it would roll the
-    other connections' transactions back (or, from a cursor, wait on itself)."""
+    (tests/test_warehouse_store.py reproduces the race). Those statements are short: the
+    checkpoint is tried again until `wait_s` has passed, then the last refusal is raised.
+    Never FORCE CHECKPOINT: it would roll the other connections' transactions back (or,
+    from a cursor, wait on itself)."""
     sql = "CHECKPOINT" + (f" {database}" if database else "")
     deadline = time.monotonic() + wait_s
     pause = 0.005
