@@ -393,7 +393,10 @@ FROM (
          string_agg(DISTINCT strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）', '、'
                     ORDER BY strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）') AS births,
          list(source_object || '!' || source_locator ORDER BY source_object, source_locator) AS recs
-  FROM pm g WHERE has_valid_id GROUP BY person_id) t
+  -- only the persons with a conflicting pair are aggregated (the others have none to show)
+  FROM pm g WHERE has_valid_id AND person_id IN (SELECT person_id FROM id_name_conflict
+                                                 UNION SELECT person_id FROM id_birth_conflict)
+  GROUP BY person_id) t
 WHERE n_name_pairs > 0 OR n_birth_pairs > 0
 UNION ALL
 -- family planning says 未婚 while a marriage is registered and not dissolved

@@ -1,0 +1,66 @@
+"""The id_conflict alert of the build (`warehouse.build._ID_CONFLICTS`, `_ALERTS`) on
+hand-made person mentions: which differences between departments are a conflict, and
+that only those persons are alerted, each with what differs."""
+
+import duckdb
+import pandas as pd
+import pytest
+
+from warehouse import build
+from warehouse.migrations import create_declared
+
+#: (person, department, name, simplified, pinyin, birth date, valid ID)
+MENTIONS = [
+    # two departments, two birth dates: a conflict on the birth date
+    ("P1", "low_income", "王芳", "王芳", "wangfang", "1980-01-02", True),
+    ("P1", "civil_affairs", "王芳", "王芳", "wangfang", "1981-01-02", True),
+    # two unrelated names: a conflict on the name
+    ("P2", "low_income", "张伟", "张伟", "zhangwei", "1975-05-05", True),
+    ("P2", "floating_population", "李娜", "李娜", "lina", "1975-05-05", True),
+    # both: one alert naming both
+    ("P3", "low_income", "刘洋", "刘洋", "liuyang", "1990-03-03", True),
+    ("P3", "family_planning", "陈静", "陈静", "chenjing", "1991-03-03", True),
+    # a Traditional spelling (same Simplified form), a homophone, a one-character typo
+    ("P4", "low_income", "陳麗", "陈丽", "chenli", "1970-07-07", True),
+    ("P4", "civil_affairs", "陈丽", "陈丽", "chenli", "1970-07-07", True),
+    ("P5", "low_income", "周影", "周影", "zhouying", "1960-06-06", True),
+    ("P5", "civil_affairs", "周颖", "周颖", "zhouying", "1960-06-06", True),
+    ("P6", "low_income", "黄晓明", "黄晓明", "huangxiaoming", "1985-08-08", True),
+    ("P6", "civil_affairs", "黄小明", "黄小明", "huangxiaoming2", "1985-08-08", True),
+    # an invalid ID: nothing to conflict on
+    ("P7", "low_income", "赵敏", "赵敏", "zhaomin", "1988-09-09", False),
+    ("P7", "civil_affairs", "钱多", "钱多", "qianduo", "1989-09-09", False),
+    # two birth dates within one department only: not a conflict between departments
+    ("P8", "low_income", "孙丽", "孙丽", "sunli", "1999-01-01", True),
+    ("P8", "low_income", "孙丽", "孙丽", "sunli", "1999-01-02", True),
+]
+
+
+@pytest.fixture()
+def alerts() -> pd.DataFrame:
+    con = duckdb.connect()
+    create_declared(con)
+    pm = pd.DataFrame(MENTIONS, columns=["person_id", "source_system", "name", "name_simplified", "name_pinyin",
+                                         "birth_date", "has_valid_id"])
+    pm["birth_date"] = pd.to_datetime(pm["birth_date"]).dt.date
+    pm["name_pinyin_alt"] = pd.Series([None] * len(pm), dtype="string")
+    pm["source_object"] = pm["source_system"] + ".xlsx"
+    pm["source_locator"] = [f"Sheet1!{i + 2}" for i in range(len(pm))]
+    con.register("pm_frame", pm)
+    con.execute("CREATE TEMP TABLE pm AS SELECT * FROM pm_frame")
+    build._run(con, build._ID_CONFLICTS, None)
+    build._run(con, build._ALERTS, None)
+    out = con.execute("SELECT person_id, detail FROM core.alert WHERE alert_kind = 'id_conflict' ORDER BY 1").df()
+    con.close()
+    return out
+
+
+def test_only_conflicts_between_departments_on_a_valid_id_are_alerted(alerts):
+    assert list(alerts["person_id"]) == ["P1", "P2", "P3"]
+
+
+def test_each_alert_says_what_differs(alerts):
+    detail = alerts.set_index("person_id")["detail"]
+    assert "出生日期不一致" in detail["P1"] and "1980-01-02（low_income）" in detail["P1"]
+    assert "姓名不一致" in detail["P2"] and "张伟（low_income）" in detail["P2"] and "李娜" in detail["P2"]
+    assert "姓名和出生日期不一致" in detail["P3"]
