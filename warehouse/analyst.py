@@ -37,13 +37,17 @@ import duckdb
 
 from warehouse.readahead import copy_file, prefetch
 from warehouse.store import checkpoint
-from warehouse.views import community_summary_sql, grid_sql
+from warehouse.views import community_summary_sql, grid_sql, households_sql
 
 #: the database name the analyst file is attached under while it is written
 ALIAS = "analyst_out"
 #: the analyst file is for other users: owner read-write, group read (put the analysts in
 #: the file's group and its folder where they can reach it: setting `analyst_warehouse`)
 ANALYST_FILE_MODE = 0o640
+#: the current households of the communities in scope, computed once for the two tables
+#: that read them (`community_summary`, `grid`: the join of every current person-address
+#: link with its person and address is most of their cost)
+HOUSEHOLDS = "_analyst_households"
 
 
 @dataclass(frozen=True)
@@ -175,12 +179,12 @@ TABLES: list[AnalystTable] = [
         keys={"person_key": True}, scope="person", scope_on=("a.person_id",)),
     AnalystTable(
         "community_summary", "各社区现住户数与人数：每个社区一行",
-        f"SELECT county, town, community, households, residents FROM ({community_summary_sql('{scope}')})",
+        f"SELECT county, town, community, households, residents FROM ({community_summary_sql('{scope}', HOUSEHOLDS)})",
         {"county": "县区", "town": "街道/乡镇", "community": "社区/村（为空：地址中未能确定社区的住户合计）",
          "households": "现住户数", "residents": "现住人数"}, scope="community"),
     AnalystTable(
         "grid", "网格划分：每个现住户（地址编号）属于社区内的哪个网格",
-        f"SELECT county, town, community, grid_no, address_id FROM ({grid_sql('{size}', '{scope}')})",
+        f"SELECT county, town, community, grid_no, address_id FROM ({grid_sql('{size}', '{scope}', HOUSEHOLDS)})",
         {"county": "县区", "town": "街道/乡镇", "community": "社区/村", "grid_no": "网格号（社区内从 1 起）",
          "address_id": "地址编号"}, scope="community"),
     AnalystTable(
@@ -259,11 +263,16 @@ def key_check(secret: bytes) -> str:
     return digest.translate(str.maketrans("0123456789", "ghijklmnop"))
 
 
+#: the row filter of the aggregates by community in an update: the addresses of the
+#: communities it touched (`_TOUCHED_COMMUNITIES`)
+_IN_TOUCHED_COMMUNITIES = "address_id IN (SELECT k FROM _analyst_ca)"
+
+
 def _row_filter(table: AnalystTable, dirty: tuple[str, str] | None) -> str:
     if dirty is None or table.scope == "all":
         return "TRUE"
     if table.scope == "community":
-        return "address_id IN (SELECT k FROM _analyst_ca)"
+        return _IN_TOUCHED_COMMUNITIES
     keys = dirty[0] if table.scope == "person" else dirty[1]
     return "(" + " OR ".join(f"{e} IN (SELECT k FROM {keys})" for e in table.scope_on) + ")"
 
@@ -321,6 +330,7 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
     con.execute(_KEY_MAP.format(ids="SELECT person_id FROM core.person"), {"ipad": ipad, "opad": opad})
     con.execute(f"ATTACH {_q(str(out))} AS {ALIAS}")
     try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {HOUSEHOLDS} AS {households_sql()}")
         for table in TABLES:
             source = "(" + _sql(table, "TRUE", grid_households) + ")"
             con.execute(f"CREATE TABLE {ALIAS}.main.{table.name} AS {_published(table, source)}")
@@ -333,6 +343,7 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
     finally:
         con.execute(f"DETACH {ALIAS}")
         con.execute("DROP TABLE IF EXISTS temp.person_key_map")
+        con.execute(f"DROP TABLE IF EXISTS temp.{HOUSEHOLDS}")
     return report
 
 
@@ -375,6 +386,8 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
         con.execute("CREATE OR REPLACE TEMP TABLE _analyst_dk AS SELECT person_key AS k FROM person_key_map")
         for stmt in _TOUCHED_COMMUNITIES.format(addresses=addresses).split(";\n"):
             con.execute(stmt)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {HOUSEHOLDS} AS "
+                    + households_sql(_IN_TOUCHED_COMMUNITIES))
         for table in TABLES:
             name = f"_analyst_rows_{table.name}"
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS " + _sql(table, _row_filter(table, dirty),
@@ -409,7 +422,7 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
     finally:
         with contextlib.suppress(Exception):
             con.execute(f"DETACH {ALIAS}")
-        for name in (*staged, "_analyst_dp", "_analyst_dk", "person_key_map"):
+        for name in (*staged, "_analyst_dp", "_analyst_dk", "person_key_map", HOUSEHOLDS):
             con.execute(f"DROP TABLE IF EXISTS temp.{name}")
     return report
 

@@ -35,9 +35,13 @@ COMMUNITY_TOWN = """
     GROUP BY county, community HAVING count(DISTINCT town) = 1)"""
 
 #: a household address lived in now: a current residence / household link of a living person
-def current_households(scope: str = "TRUE") -> str:
+def current_households(scope: str = "TRUE", materialised: str | None = None) -> str:
     """The `households` CTE; `scope`: a condition on `address_id` (the analyst file derives
-    the aggregates again only for the communities a sync touched), TRUE for all."""
+    the aggregates again only for the communities a sync touched), TRUE for all.
+    `materialised`: a table holding this CTE's rows already (`households_sql`, computed once
+    for the analyst file's two tables that read them), read instead."""
+    if materialised:
+        return f"\n  households AS (SELECT * FROM {materialised})"
     return f"""
   households AS (
     SELECT DISTINCT a.address_id, a.county, coalesce(a.town, ct.town) AS town, a.community, a.road,
@@ -53,11 +57,16 @@ def _person_address(scope: str) -> str:
     return "core.person_address" if scope == "TRUE" else f"(SELECT * FROM core.person_address WHERE {scope})"
 
 
-def community_summary_sql(scope: str = "TRUE") -> str:
+def households_sql(scope: str = "TRUE") -> str:
+    """The rows of the `households` CTE, for `current_households(materialised=...)`."""
+    return f"WITH {COMMUNITY_TOWN}, {current_households(scope)} SELECT * FROM households"
+
+
+def community_summary_sql(scope: str = "TRUE", households: str | None = None) -> str:
     """mart.community_summary; `scope` as in `current_households` (a community's row needs
-    every address of that community in scope)."""
+    every address of that community in scope), `households` its `materialised`."""
     return f"""WITH {COMMUNITY_TOWN},
-            {current_households(scope)},
+            {current_households(scope, households)},
               residents AS (
                 SELECT DISTINCT pa.person_id, pa.address_id
                 FROM {_person_address(scope)} pa JOIN core.person p USING (person_id)
@@ -69,12 +78,12 @@ def community_summary_sql(scope: str = "TRUE") -> str:
             GROUP BY ALL"""
 
 
-def grid_sql(size: str, scope: str = "TRUE") -> str:
-    """mart.grid for `size` households per grid (a SQL number); `scope` as in
-    `current_households`."""
+def grid_sql(size: str, scope: str = "TRUE", households: str | None = None) -> str:
+    """mart.grid for `size` households per grid (a SQL number); `scope` and `households` as
+    in `community_summary_sql`."""
     return f"""
 WITH {COMMUNITY_TOWN},
-{current_households(scope)},
+{current_households(scope, households)},
 ranked AS (
   SELECT *, row_number() OVER (PARTITION BY county, town, community
             ORDER BY road NULLS LAST, TRY_CAST(house_number AS INTEGER) NULLS LAST, house_number, estate,
