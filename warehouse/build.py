@@ -48,7 +48,7 @@ def read_stated_relationships(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 #: (comma-separated), so a split restores the id its records had before the merge
 FORMER_IDS_SQL = ("(SELECT string_agg(l.from_person_id, ',' ORDER BY l.logged_at DESC) "
                   "FROM core.person_merge_log l WHERE l.event = 'merge' AND l.to_person_id = p.person_id "
-                  "AND l.from_person_id NOT IN (SELECT person_id FROM core.person)) AS former_ids")
+                  "AND NOT EXISTS (SELECT 1 FROM core.person q WHERE q.person_id = l.from_person_id)) AS former_ids")
 
 
 def read_previous_resolution(con: duckdb.DuckDBPyConnection, *, ids_only: bool = False
