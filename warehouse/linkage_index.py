@@ -63,10 +63,15 @@ def _ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) -> str:
     """A temp table `name(id)` holding `ids` once each; returns its name. No key index: the
     table is only read by semi-joins, and building one costs more than the lookups it
     serves (0.6 s against 0.1 s for the ~120 000 ids of a roster month's resolution)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (id VARCHAR)")
-    frame = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype=object))})
-    if len(frame):
-        with frame_table(con, "_ids_frame", frame):
+    # as Arrow strings: DuckDB reads them without converting Python objects one by one
+    # (0.10-0.12 -> 0.04-0.05 s for the 150 000 ids of a roster month's candidates)
+    unique = pc.unique(pa.array(list(ids), type=pa.string(), from_pandas=True))  # NA, None: NULL
+    if len(unique):
+        with frame_table(con, "_ids_frame", pa.table({"id": unique})):
             con.execute(f"INSERT INTO {name} SELECT id FROM _ids_frame")
     return name
 
