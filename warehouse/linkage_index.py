@@ -170,7 +170,7 @@ def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None
                     "(SELECT 1 FROM stg.mention m WHERE m.mention_id = f.unique_id)")
     if features is None or features.empty:
         return
-    with frame_table(con, "_features", features.assign(export_id=export_ids.to_numpy())):
+    with frame_table(con, "_features", features.assign(export_id=export_ids.to_numpy()), via_arrow=True):
         con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} WHERE unique_id IN (SELECT unique_id FROM _features)")
         cols = STG_LINKAGE_FEATURE.column_names
         casts = ", ".join(f'CAST("{c}" AS {t.type}) AS "{c}"' for c, t in

@@ -138,7 +138,7 @@ def next_export_id(con: duckdb.DuckDBPyConnection) -> int:
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
     if frame is None or frame.empty:
         return
-    with frame_table(con, "_frame", frame.reindex(columns=columns)):
+    with frame_table(con, "_frame", frame.reindex(columns=columns), via_arrow=True):
         cols = ", ".join(f'"{c}"' for c in columns)
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
 
