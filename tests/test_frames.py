@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from warehouse import load
-from warehouse.frames import frame_table
+from warehouse.frames import _as_arrow, frame_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +73,36 @@ def test_arrow_tables_and_column_types_pass_through():
             [("id", "VARCHAR"), ("tags", "VARCHAR[]"), ("n", "DOUBLE")]
         assert con.execute("SELECT * FROM _t ORDER BY id").fetchall() == [("a", ["x", "y"], 1.5), ("b", None, None)]
     con.execute("COMMIT")
+
+
+def test_a_frame_via_arrow_gives_the_values_the_frame_scan_gives():
+    """`via_arrow`: the same rows in declared columns as DuckDB's scan of the frame —
+    NaN, None and pandas NA as NULL, dates, lists, Arrow-backed strings — and a frame
+    with a column Arrow refuses (ints and strings in one object column, as raw
+    spreadsheet cells can be) still goes, the way it went before."""
+    import datetime as dt
+
+    frame = pd.DataFrame({
+        "s": pd.Series(["甲", None, "丙"], dtype="string[pyarrow]"),
+        "o": pd.Series(["x", None, np.nan], dtype=object),
+        "f": [1.5, np.nan, None],
+        "i": pd.Series([1, None, 3], dtype="Int64"),
+        "d": [dt.date(2026, 1, 2), None, dt.date(2026, 3, 4)],
+        "l": [["a", "b"], None, []],
+    })
+    mixed = frame.assign(o=pd.Series([1, "二", None], dtype=object))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (s VARCHAR, o VARCHAR, f DOUBLE, i BIGINT, d DATE, l VARCHAR[])")
+    for f in (frame, mixed):
+        for via in (False, True):
+            with frame_table(con, "_f", f, via_arrow=via):
+                con.execute("INSERT INTO t SELECT s, o, f, i, d, l FROM _f")
+    rows = con.execute("SELECT * FROM t").fetchall()
+    assert rows[0:3] == rows[3:6], "the frame via Arrow differs from the frame scanned"
+    assert rows[6:9] == rows[9:12], "the mixed frame via Arrow differs from the frame scanned"
+    assert rows[1] == (None, None, None, None, None, None)
+    assert rows[2][1] is None and rows[2][5] == [] and rows[6][1] == "1"
+    assert isinstance(_as_arrow(mixed), pd.DataFrame) and isinstance(_as_arrow(frame), pa.Table)
 
 
 def test_staging_an_export_keeps_no_copy_of_its_frames():
