@@ -80,7 +80,7 @@ def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_l
 def insert_xref(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame) -> None:
     """Add xref rows (mention_id, person_id, match_method, match_probability), with each
     mention's lineage from staging."""
-    with frame_table(con, "_xref", xref):
+    with frame_table(con, "_xref", xref, via_arrow=True):
         con.execute(
             "INSERT INTO core.person_xref "
             "SELECT m.source_system, m.source_object, m.source_locator, m.role, m.mention_id, x.person_id, "
