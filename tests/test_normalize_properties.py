@@ -20,6 +20,22 @@ from pipelines.normalize.names import normalize_names
 from pipelines.normalize.phones import normalize_phones
 from schemas.codes import CODE_TABLES, ETHNICITY, HEAD_OF_HOUSEHOLD_CODES, RELATIONSHIP
 
+# ------------------------------------------------------------------ names (hypothesis)
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=12))
+def test_the_control_character_check_agrees_with_a_character_by_character_reading(text):
+    """`_has_control_chars` skips the per-character reading for printable text; the
+    answer is the Unicode categories' (Cc, Cf; whitespace allowed) for any text."""
+    import unicodedata
+
+    from pipelines.normalize.names import _has_control_chars
+
+    expected = any(unicodedata.category(ch) in ("Cc", "Cf") and not ch.isspace() for ch in text)
+    assert _has_control_chars(text) == expected
+    assert _has_control_chars("张\u200b三") and _has_control_chars("李\x07四") and not _has_control_chars("王\u3000五")
+
+
 # ------------------------------------------------------------------ dates (hypothesis)
 
 _FULLWIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")

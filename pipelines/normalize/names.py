@@ -110,8 +110,11 @@ def _script(text: str) -> str:
 
 
 def _has_control_chars(text: str) -> bool:
-    """Control (Cc) or format (Cf) characters, other than whitespace."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf") and not ch.isspace() for ch in text)
+    """Control (Cc) or format (Cf) characters, other than whitespace. Every such character
+    is non-printable: a printable text (nearly every name; `str.isprintable` runs in C) has
+    none, and only the others are read character by character."""
+    return not text.isprintable() and any(unicodedata.category(ch) in ("Cc", "Cf") and not ch.isspace()
+                                          for ch in text)
 
 
 def _name_error(text: str) -> str | None:
