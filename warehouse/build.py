@@ -385,19 +385,21 @@ SELECT 'id_conflict:' || person_id, 'id_conflict', person_id, NULL,
          '不一致：' || names || CASE WHEN n_birth_pairs > 0 THEN '；' || births ELSE '' END,
        to_json({names: names, birth_dates: births, records: recs})
 FROM (
-  SELECT person_id,
-         (SELECT count(*) FROM id_name_conflict c WHERE c.person_id = g.person_id) AS n_name_pairs,
-         (SELECT count(*) FROM id_birth_conflict c WHERE c.person_id = g.person_id) AS n_birth_pairs,
+  SELECT person_id, any_value(c.n_name_pairs) AS n_name_pairs, any_value(c.n_birth_pairs) AS n_birth_pairs,
          string_agg(DISTINCT coalesce(name_simplified, name) || '（' || source_system || '）', '、'
                     ORDER BY coalesce(name_simplified, name) || '（' || source_system || '）') AS names,
          string_agg(DISTINCT strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）', '、'
                     ORDER BY strftime(birth_date, '%Y-%m-%d') || '（' || source_system || '）') AS births,
          list(source_object || '!' || source_locator ORDER BY source_object, source_locator) AS recs
-  -- only the persons with a conflicting pair are aggregated (the others have none to show)
-  FROM pm g WHERE has_valid_id AND person_id IN (SELECT person_id FROM id_name_conflict
-                                                 UNION SELECT person_id FROM id_birth_conflict)
+  -- only the persons with a conflicting pair are aggregated (the others have none to
+  -- show); each conflict view is read once, its pairs counted by person
+  FROM pm g
+  JOIN (SELECT person_id, count(*) FILTER (WHERE kind = 'name') AS n_name_pairs,
+               count(*) FILTER (WHERE kind = 'birth') AS n_birth_pairs
+        FROM (SELECT person_id, 'name' AS kind FROM id_name_conflict
+              UNION ALL SELECT person_id, 'birth' FROM id_birth_conflict) GROUP BY person_id) c USING (person_id)
+  WHERE has_valid_id
   GROUP BY person_id) t
-WHERE n_name_pairs > 0 OR n_birth_pairs > 0
 UNION ALL
 -- family planning says 未婚 while a marriage is registered and not dissolved
 SELECT 'marital_status_conflict:' || w.person_id, 'marital_status_conflict', w.person_id, r.valid_from,
