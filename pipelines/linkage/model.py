@@ -397,10 +397,10 @@ class LinkageModel:
         if len(rows) != 2:
             raise KeyError(f"mentions not found: {a!r}, {b!r}")
         db = self._db()
-        left = db.register(to_arrow(rows[rows["unique_id"] == a]), table_name="__explain_l")
-        right = db.register(to_arrow(rows[rows["unique_id"] == b]), table_name="__explain_r")
-        linker = self._linker_for(left, lf)
         try:
+            left = db.register(to_arrow(rows[rows["unique_id"] == a]), table_name="__explain_l")
+            right = db.register(to_arrow(rows[rows["unique_id"] == b]), table_name="__explain_r")
+            linker = self._linker_for(left, lf)
             scored = linker.inference.score_pair(left, right).as_pandas_dataframe().iloc[0]
         finally:
             _close(db)
