@@ -389,6 +389,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                 flow=flow_name, on_lake=_lake_recorder(summary))
         return summary
 
+    from pipelines.normalize.address import remembered_keys
+
     existed = Path(settings.warehouse).exists()
     try:
         ts = time.perf_counter()
@@ -396,7 +398,8 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
                                history_days=settings.history_days,
                                before_publish=alongside(analyst_publisher(settings), reports),
-                               lake=_lake_target(settings), on_lake=_lake_recorder(summary)) as con:
+                               lake=_lake_target(settings), on_lake=_lake_recorder(summary)) as con, \
+                remembered_keys():  # the linkage features key the addresses the standardisation parsed
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)

@@ -31,6 +31,7 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
     features read its own row and its partners': the parts give the features the whole
     would): (current mentions, the changes)."""
     from pipelines.linkage import linkage_frame
+    from pipelines.normalize.address import forget_remembered_keys
     from warehouse import linkage_index as index
 
     changes = index.changes(con)
@@ -46,6 +47,8 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
         index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything and start == 0,
                              first=start == 0)
         del mentions, relationships, lf, export_of
+    # the features were the last to read the address keys the standardisation parsed
+    forget_remembered_keys()
     return index.mention_count(con), changes
 
 

@@ -19,7 +19,10 @@ from pipelines.normalize.address import (
     COLUMNS,
     DistrictContext,
     address_id_from_key,
+    forget_remembered_keys,
     parse_addresses,
+    plain_keys,
+    remembered_keys,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "addresses.tsv"
@@ -142,3 +145,58 @@ def test_district_context_by_names_only():
     assert d.codes() == ("220000", "220400", "220402")
     d2 = DistrictContext(province="吉林", city="辽源", county="龙山")
     assert d2.codes() == ("220000", "220400", "220402")
+
+
+def _no_parse(*_args):
+    raise AssertionError("parsed again: the key should have been remembered")
+
+
+def test_plain_keys_are_the_keys_without_context():
+    """`plain_keys`: each text's address_key as `parse_addresses` gives it without a
+    context, None for texts that do not parse to one and for missing values."""
+    unparsed = 0
+    for code in {c["default"] for c in CASES}:
+        raws = list(dict.fromkeys(r for r in (_raw(c) for c in CASES if c["default"] == code) if r is not None))
+        texts = pd.Series(raws + [None], dtype=object)
+        out = parse_addresses(texts, default_district=_district(code))
+        expected = [k if e is None else None for k, e in zip(out["address_key"], out["error"])]
+        assert plain_keys(texts, _district(code)) == expected
+        assert expected[-1] is None
+        unparsed += sum(k is None for k in expected[:-1])
+    assert unparsed, "the golden set holds texts that parse to no key"
+
+
+def test_remembered_keys_answer_without_parsing_again(monkeypatch):
+    """Inside a `remembered_keys()` block, the texts `parse_addresses` parsed — with a
+    context (a roster's township and community columns) or without — are keyed again
+    without parsing, to the keys they parse to without a context; another district's
+    texts, texts never parsed, and everything after `forget_remembered_keys` or outside
+    the block are parsed."""
+    import pipelines.normalize.address as address
+
+    code = "220402"
+    raws = list(dict.fromkeys(r for r in (_raw(c) for c in CASES if c["default"] == code) if r is not None))
+    half = len(raws) // 2
+    texts = pd.Series(raws, dtype=object)
+    expected = plain_keys(texts, _district(code))
+    ctx = pd.DataFrame({"town": ["寿山镇"] * half, "community": ["红旗村"] * half})
+    with remembered_keys():
+        parse_addresses(pd.Series(raws[:half], dtype=object), context=ctx, default_district=_district(code))
+        parse_addresses(pd.Series(raws[half:], dtype=object), default_district=_district(code))
+        with monkeypatch.context() as m:
+            m.setattr(address, "parse_one", _no_parse)
+            assert plain_keys(texts, _district(code)) == expected
+            with pytest.raises(AssertionError, match="parsed again"):
+                plain_keys(texts, None)  # remembered for 220402's default district only
+            with pytest.raises(AssertionError, match="parsed again"):
+                plain_keys(pd.Series(["人民大街999号"]), _district(code))
+        forget_remembered_keys()
+        with monkeypatch.context() as m:
+            m.setattr(address, "parse_one", _no_parse)
+            with pytest.raises(AssertionError, match="parsed again"):
+                plain_keys(texts, _district(code))
+    with monkeypatch.context() as m:
+        m.setattr(address, "parse_one", _no_parse)
+        with pytest.raises(AssertionError, match="parsed again"):
+            plain_keys(texts, _district(code))
+    assert plain_keys(texts, _district(code)) == expected

@@ -151,41 +151,46 @@ def _dates(s: pd.Series) -> pd.Series:
 
 
 def _address_keys(mentions: pd.DataFrame, district=None) -> tuple[pd.Series, pd.Series]:
-    """Lists of flat keys and building keys (hukou + current) per mention."""
+    """Lists of flat keys and building keys (hukou + current, in that order, each once)
+    per mention. Each distinct address text is keyed once (`plain_keys`: without a
+    context, as `parse_addresses` keys it); the lists are assembled from one array of
+    keys per address column."""
     cols = [c for c in ("hukou_address", "current_address") if c in mentions.columns]
     if not cols:
         empty = pd.Series([[] for _ in range(len(mentions))], index=mentions.index, dtype=object)
         return empty, empty.copy()
-    stacked = pd.concat([_str(mentions[c]) for c in cols], keys=range(len(cols)))
-    stacked = stacked.dropna()
-    keys = pd.Series(pd.NA, index=stacked.index, dtype=object)
-    if len(stacked):
-        uniq = pd.Series(stacked.unique())
+    texts = [_str(mentions[c]) for c in cols]
+    uniq = pd.Series(pd.concat(texts).dropna().unique(), dtype=object)
+    if len(uniq):
         try:
-            from pipelines.normalize.address import parse_addresses
+            from pipelines.normalize.address import plain_keys
 
-            parsed = parse_addresses(uniq, default_district=district)
-            ok = parsed["error"].isna() & parsed["address_key"].notna()
-            k = parsed["address_key"].where(ok, None).map(lambda x: flat_key(x) if isinstance(x, str) else None)
+            # parsed while the sync standardised them, where it did (`remembered_keys`)
+            k = pd.Series([flat_key(x) if isinstance(x, str) else None for x in plain_keys(uniq, district)],
+                          dtype=object)
         except Exception:  # noqa: BLE001 - the parser is optional: fall back to normalised text
             k = _fallback_address_key(uniq)
-        lookup = dict(zip(uniq, k))
-        keys = stacked.map(lookup)
-    n = len(mentions)
-    flats: list[list[str]] = [[] for _ in range(n)]
-    blds: list[list[str]] = [[] for _ in range(n)]
-    pos = {label: i for i, label in enumerate(mentions.index)}
-    bld_of: dict[str, str | None] = {}
-    keys = keys.dropna()
-    for (_, idx), key in zip(keys.index, keys.to_numpy()):
-        i = pos[idx]
-        if key not in flats[i]:
-            flats[i].append(key)
-        if key not in bld_of:
-            bld_of[key] = building_key(key)
-        b = bld_of[key]
-        if b and b not in blds[i]:
-            blds[i].append(b)
+        flat_of = {t: f for t, f in zip(uniq, k) if isinstance(f, str)}
+    else:
+        flat_of = {}
+    bld_of = {f: building_key(f) for f in set(flat_of.values())}
+    # per address column, the mention's flat key (None: no text, or not parsed to one)
+    keyed = [[flat_of.get(t) for t in s.astype(object).where(s.notna(), None).to_numpy()] for s in texts]
+    flats: list[list[str]] = []
+    blds: list[list[str]] = []
+    for row in zip(*keyed):
+        f_row: list[str] = []
+        b_row: list[str] = []
+        for key in row:
+            if key is None:
+                continue
+            if key not in f_row:
+                f_row.append(key)
+            b = bld_of[key]
+            if b and b not in b_row:
+                b_row.append(b)
+        flats.append(f_row)
+        blds.append(b_row)
     return (pd.Series(flats, index=mentions.index, dtype=object),
             pd.Series(blds, index=mentions.index, dtype=object))
 
