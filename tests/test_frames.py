@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from warehouse import load
-from warehouse.frames import _as_arrow, frame_table
+from warehouse.frames import _as_arrow, frame_table, insert_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,6 +103,33 @@ def test_a_frame_via_arrow_gives_the_values_the_frame_scan_gives():
     assert rows[1] == (None, None, None, None, None, None)
     assert rows[2][1] is None and rows[2][5] == [] and rows[6][1] == "1"
     assert isinstance(_as_arrow(mixed), pd.DataFrame) and isinstance(_as_arrow(frame), pa.Table)
+
+
+def test_insert_rows_straight_or_through_a_temp_table_gives_the_same_rows():
+    """`insert_rows` puts the Arrow rows straight into a table whose columns are the ones
+    given, in that order, and goes through a temp table otherwise (a table with its
+    columns in another order — one added by a migration lands last — or a frame Arrow
+    refuses): the same rows either way, by column name, never by position."""
+    import datetime as dt
+
+    frame = pd.DataFrame({
+        "d": [dt.date(2026, 1, 2), None],
+        "s": pd.Series(["甲", None], dtype="string[pyarrow]"),
+        "i": pd.Series([1, None], dtype="Int64"),
+    })
+    mixed = frame.assign(s=pd.Series([1, "二"], dtype=object))
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA stg")
+    con.execute("CREATE TABLE stg.same (s VARCHAR, i BIGINT, d DATE, note VARCHAR)")
+    con.execute("CREATE TABLE stg.other (note VARCHAR, d DATE, i BIGINT, s VARCHAR)")
+    columns = ["s", "i", "d", "note"]
+    for f in (frame, mixed):
+        for table in ("stg.same", "stg.other"):
+            insert_rows(con, table, f, columns)
+    same = con.execute("SELECT s, i, d, note FROM stg.same").fetchall()
+    other = con.execute("SELECT s, i, d, note FROM stg.other").fetchall()
+    assert same == other == [("甲", 1, dt.date(2026, 1, 2), None), (None, None, None, None),
+                             ("1", 1, dt.date(2026, 1, 2), None), ("二", None, None, None)]
 
 
 def test_staging_an_export_keeps_no_copy_of_its_frames():

@@ -23,7 +23,7 @@ import pandas as pd
 
 from schemas.mapping import SourceMapping
 from warehouse.ddl import REJECTED_RECORD, STG_ADDRESS_MENTION, STG_MENTION, STG_RELATIONSHIP, staging_record_table
-from warehouse.frames import frame_table
+from warehouse.frames import frame_table, insert_rows
 
 STAGED_TABLES = (STG_MENTION, STG_RELATIONSHIP, STG_ADDRESS_MENTION)
 
@@ -138,9 +138,7 @@ def next_export_id(con: duckdb.DuckDBPyConnection) -> int:
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
     if frame is None or frame.empty:
         return
-    with frame_table(con, "_frame", frame.reindex(columns=columns), via_arrow=True):
-        cols = ", ".join(f'"{c}"' for c in columns)
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
+    insert_rows(con, table, frame, columns)
 
 
 def supersede(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, old_ids: list[int], new_id: int) -> None:
