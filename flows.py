@@ -240,23 +240,27 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
         del prev_xref, prev_persons
     decisions.save_model(con, run_id=run_id, mode=linked.mode, threshold=resolution.threshold(),
                          mentions=n_mentions, settings=linked.model_settings)
+    # the review queue reads only the xref written above: written now, the resolution's
+    # frames (a full run's xref of every mention) are not held through the build
+    decisions.write_candidates(con, linked.candidates, replace=linked.mode != "incremental")
+    mode, touched, summary.persons_created = linked.mode, linked.touched_persons, \
+        linked.resolution.next_sequence - next_seq
+    del linked
     summary.stage_seconds["resolve"] = time.perf_counter() - ts
     ts = time.perf_counter()
     scope = None
-    if linked.mode == "incremental":
+    if mode == "incremental":
         exports = {r[0] for r in con.execute("SELECT export_id FROM quality.load_ledger WHERE run_id = ? "
                                              "AND status = 'loaded'", [run_id]).fetchall()}
-        scope = build.BuildScope(persons=frozenset(linked.touched_persons), exports=frozenset(exports),
+        scope = build.BuildScope(persons=frozenset(touched), exports=frozenset(exports),
                                  staging_changed=not index_current)
     # a full build's aggregations over every mention run where the resolution ran
     with build_sets(settings, on_spark=on_spark and scope is None) as (sets, sets_dir):
         summary.build_engine = "spark" if sets is not None else "duckdb"
         summary.core_counts = build.build_core(con, grid_households=settings.grid_households, scope=scope,
                                                sets=sets, sets_dir=sets_dir)
-    decisions.write_candidates(con, linked.candidates, replace=linked.mode != "incremental")
     summary.stage_seconds["build"] = time.perf_counter() - ts
-    summary.persons_created = linked.resolution.next_sequence - next_seq
-    summary.resolution_mode = linked.mode
+    summary.resolution_mode = mode
     ts = time.perf_counter()
     resolution.check_warehouse(con, settings, run_id, summary, persons_table="_dp" if scope is not None else None)
     summary.stage_seconds["quality"] = time.perf_counter() - ts

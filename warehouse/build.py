@@ -103,9 +103,12 @@ def append_merge_log(con: duckdb.DuckDBPyConnection, merge_log: pd.DataFrame, ru
 _PERSON_MENTIONS = """
 CREATE OR REPLACE TEMP TABLE pm AS
 SELECT x.person_id, m.*,
-       -- the most recent statement wins; a retracted record's only when nothing else says it
-       CASE WHEN coalesce(m.is_retracted, FALSE) THEN '0' ELSE '1' END ||
-         coalesce(CAST(m.export_date AS VARCHAR), '') || '|' || m.mention_id AS recency,
+       -- the most recent statement wins; a retracted record's only when nothing else says it.
+       -- Ranked within the person (only its own mentions are compared): the golden record's
+       -- aggregations keep an integer per group, not a string (a full build's peak -1 GB)
+       dense_rank() OVER (PARTITION BY x.person_id ORDER BY
+         CASE WHEN coalesce(m.is_retracted, FALSE) THEN '0' ELSE '1' END ||
+         coalesce(CAST(m.export_date AS VARCHAR), '') || '|' || m.mention_id) AS recency,
        m.id_status IN ('valid', 'upgraded_15') AS has_valid_id
 FROM stg.mention m JOIN core.person_xref x USING (mention_id)
 WHERE [[dp:x.person_id]]
