@@ -64,3 +64,37 @@ def test_each_alert_says_what_differs(alerts):
     assert "出生日期不一致" in detail["P1"] and "1980-01-02（low_income）" in detail["P1"]
     assert "姓名不一致" in detail["P2"] and "张伟（low_income）" in detail["P2"] and "李娜" in detail["P2"]
     assert "姓名和出生日期不一致" in detail["P3"]
+
+
+def test_a_full_build_empties_a_table_by_recreating_it_with_its_key_and_comments(tmp_path):
+    """`build.empty_table` (a full rebuild: every core table, the xref) drops the table and
+    creates it again from its declaration inside the caller's transaction: no rows, the
+    key still enforced, the Chinese comments as declared, views on it still answer, and a
+    rollback brings the rows back."""
+    from warehouse.ddl import PERSON_XREF
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    create_declared(con)
+    row = "('civil_affairs', 'a.xlsx', 'Sheet1!2', 'subject', 'M1', 'P1', 'citizen_id', 1.0, FALSE)"
+    con.execute(f"INSERT INTO core.person_xref VALUES {row}")
+    con.execute("CREATE VIEW xref_count AS SELECT count(*) AS n FROM core.person_xref")
+    comments = con.execute("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'core' "
+                           "AND table_name = 'person_xref' ORDER BY column_index").fetchall()
+    con.execute("BEGIN")
+    build.empty_table(con, PERSON_XREF)
+    assert con.execute("SELECT n FROM xref_count").fetchall() == [(0,)]
+    con.execute(f"INSERT INTO core.person_xref VALUES {row}")
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(f"INSERT INTO core.person_xref VALUES {row}")
+    con.execute("ROLLBACK")
+    assert con.execute("SELECT n FROM xref_count").fetchall() == [(1,)]
+    con.execute("BEGIN")
+    build.empty_table(con, PERSON_XREF)
+    con.execute("COMMIT")
+    assert con.execute("SELECT n FROM xref_count").fetchall() == [(0,)]
+    assert con.execute("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'core' "
+                       "AND table_name = 'person_xref' ORDER BY column_index").fetchall() == comments
+    assert all(c for _, c in comments)
+    assert con.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'core' "
+                       "AND table_name = 'person_xref'").fetchall() == [(PERSON_XREF.comment,)]
+    con.close()
