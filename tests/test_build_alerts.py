@@ -1,6 +1,7 @@
 """The id_conflict alert of the build (`warehouse.build._ID_CONFLICTS`, `_ALERTS`) on
 hand-made person mentions: which differences between departments are a conflict, and
-that only those persons are alerted, each with what differs."""
+that only those persons are alerted, each with what differs. And how a full build
+empties a table (`warehouse.build.empty_table`)."""
 
 import duckdb
 import pandas as pd
