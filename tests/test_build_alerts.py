@@ -1,7 +1,7 @@
 """The id_conflict alert of the build (`warehouse.build._ID_CONFLICTS`, `_ALERTS`) on
 hand-made person mentions: which differences between departments are a conflict, and
 that only those persons are alerted, each with what differs. And how a full build
-empties a table (`warehouse.build.empty_table`)."""
+empties a table (`warehouse.migrations.empty_table`)."""
 
 import duckdb
 import pandas as pd
@@ -68,11 +68,12 @@ def test_each_alert_says_what_differs(alerts):
 
 
 def test_a_full_build_empties_a_table_by_recreating_it_with_its_key_and_comments(tmp_path):
-    """`build.empty_table` (a full rebuild: every core table, the xref) drops the table and
+    """`empty_table` (a full rebuild: every core table, the xref, the linkage index) drops the table and
     creates it again from its declaration inside the caller's transaction: no rows, the
     key still enforced, the Chinese comments as declared, views on it still answer, and a
     rollback brings the rows back."""
     from warehouse.ddl import PERSON_XREF
+    from warehouse.migrations import empty_table
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     create_declared(con)
@@ -82,7 +83,7 @@ def test_a_full_build_empties_a_table_by_recreating_it_with_its_key_and_comments
     comments = con.execute("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'core' "
                            "AND table_name = 'person_xref' ORDER BY column_index").fetchall()
     con.execute("BEGIN")
-    build.empty_table(con, PERSON_XREF)
+    empty_table(con, PERSON_XREF)
     assert con.execute("SELECT n FROM xref_count").fetchall() == [(0,)]
     con.execute(f"INSERT INTO core.person_xref VALUES {row}")
     with pytest.raises(duckdb.ConstraintException):
@@ -90,7 +91,7 @@ def test_a_full_build_empties_a_table_by_recreating_it_with_its_key_and_comments
     con.execute("ROLLBACK")
     assert con.execute("SELECT n FROM xref_count").fetchall() == [(1,)]
     con.execute("BEGIN")
-    build.empty_table(con, PERSON_XREF)
+    empty_table(con, PERSON_XREF)
     con.execute("COMMIT")
     assert con.execute("SELECT n FROM xref_count").fetchall() == [(0,)]
     assert con.execute("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'core' "

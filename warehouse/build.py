@@ -30,8 +30,9 @@ import duckdb
 import pandas as pd
 
 from schemas.mapping import SourceMapping, load_mappings
-from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, Table, core_tables, fact_table
+from warehouse.ddl import ALERT, PERSON_MERGE_LOG, PERSON_XREF, core_tables, fact_table
 from warehouse.frames import frame_table
+from warehouse.migrations import empty_table
 from warehouse.sets import (ADDRESS_INPUT_COLUMNS, ADDRESS_LEVELS, GOLDEN_INPUT_COLUMNS, ParquetEngine, SetStep,
                             best_address_sql, golden_person_sql, run_step)
 
@@ -67,17 +68,6 @@ def read_previous_resolution(con: duckdb.DuckDBPyConnection, *, ids_only: bool =
         " UNION ALL SELECT to_person_id FROM core.person_merge_log)"
     ).fetchall()[0][0]
     return xref, persons, int(seq)
-
-
-def empty_table(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-    """Empty `table` by dropping it and creating it again from its declaration (keys,
-    comments). Deleting every row of a keyed table takes each key out of its index one by
-    one: a full rebuild of a 1M-resident warehouse spent ~19 s deleting its core tables
-    (core.person alone 8.4 s), against 0.1 s this way. Inside the caller's transaction: a
-    failed run rolls it back. Views name tables, not their storage: they read the new one."""
-    con.execute(f"DROP TABLE IF EXISTS {table.qualified}")
-    for sql in table.create_sql():
-        con.execute(sql)
 
 
 def write_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, merge_log: pd.DataFrame,

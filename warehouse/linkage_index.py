@@ -32,6 +32,7 @@ import pandas as pd
 
 from warehouse.ddl import STG_LINKAGE_FEATURE
 from warehouse.frames import frame_table
+from warehouse.migrations import empty_table
 
 FEATURE_COLUMNS = [c for c in STG_LINKAGE_FEATURE.column_names if c != "export_id"]
 
@@ -164,7 +165,7 @@ def write_features(con: duckdb.DuckDBPyConnection, features: pd.DataFrame | None
     the export of each row's mention); with the `first` part of a refresh, drop the rows
     of mentions no longer staged (a scan of the whole index: once per refresh, not per part)."""
     if everything:
-        con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified}")
+        empty_table(con, STG_LINKAGE_FEATURE)
     elif first:
         con.execute(f"DELETE FROM {STG_LINKAGE_FEATURE.qualified} f WHERE NOT EXISTS "
                     "(SELECT 1 FROM stg.mention m WHERE m.mention_id = f.unique_id)")

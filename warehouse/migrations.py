@@ -15,12 +15,24 @@ from collections.abc import Callable
 
 import duckdb
 
-from warehouse.ddl import SCHEMA_VERSION, create_all_sql
+from warehouse.ddl import SCHEMA_VERSION, Table, create_all_sql
 
 
 def create_declared(con: duckdb.DuckDBPyConnection) -> None:
     """Every declared schema, table and comment (IF NOT EXISTS: existing data untouched)."""
     con.execute(";\n".join(create_all_sql()))
+
+
+def empty_table(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """Empty `table` by dropping it and creating it again from its declaration (key,
+    comments). Deleting every row of a keyed table takes each key out of its index one by
+    one: a full rebuild of a 1M-resident warehouse spent ~19 s deleting its core tables
+    (core.person alone 8.4 s) and 10 s each for the linkage index and the xref, against
+    0.1 s this way. Inside the caller's transaction: a failed run rolls it back. Views name
+    tables, not their storage: they read the new one."""
+    con.execute(f"DROP TABLE IF EXISTS {table.qualified}")
+    for sql in table.create_sql():
+        con.execute(sql)
 
 
 def create_missing(con: duckdb.DuckDBPyConnection) -> list[str]:
