@@ -776,7 +776,7 @@ def parse_addresses(
     if _REMEMBERED:
         memo = _REMEMBERED[-1].setdefault(default, {})
         for i, text in enumerate(uniq_raw.tolist()):
-            if isinstance(text, str):
+            if isinstance(text, str) and text not in memo:  # a roster month restates most texts
                 memo[text] = _plain_key(plain[i] if plain is not None else _finish(parsed[i], None, None))
     idx = np.asarray(combo_codes)
     data: dict[str, Any] = {}
