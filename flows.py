@@ -346,7 +346,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from connectors import discover_exports
     from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
-    from warehouse import load, store
+    from warehouse import compaction, load, store
     from warehouse.reports import alongside
 
     configure_warehouse(settings)
@@ -495,6 +495,9 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                    full=selection.full or summary.persons_before == 0, decided=decided,
                                    index_current=not staged and complete)
             _write_expectations(con, run_id, summary, pending_checks)
+            ts = time.perf_counter()
+            summary.compacted = compaction.compact(con)  # tables whose deleted rows piled up
+            summary.stage_seconds["compact"] = time.perf_counter() - ts
             summary.persons_after = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
             summary.alerts = _alert_counts(con)
             summary.status = "succeeded"

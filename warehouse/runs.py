@@ -72,6 +72,7 @@ class SyncSummary:
     district_note: str | None = None        # how it was established (inferred: evidence and confidence)
     district_warning: str | None = None     # the data contradicts the district in force
     lake: dict[str, Any] = field(default_factory=dict)  # warehouse.lake.LakeOutcome of the run, if any
+    compacted: list[str] = field(default_factory=list)  # tables rewritten without their deleted rows
 
     @property
     def lake_failed(self) -> bool:
