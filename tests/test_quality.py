@@ -13,8 +13,8 @@ import synth
 from pipelines.expectations import Check, Suite, export_suite, run_suite, validate_export
 from schemas.mapping import mapping_for
 from tests.bad_inputs_helpers import (
-    assert_counts_add_up, citizen_id, cremation_row, findings, float_row, ledger, q, rejected, run, write_cremation,
-    write_floating,
+    assert_counts_add_up, citizen_id, cremation_row, findings, float_row, ledger, q, rejected, roster_member, run,
+    write_cremation, write_floating, write_roster,
 )
 from tests.e2e_helpers import sync
 
@@ -239,3 +239,68 @@ def test_great_expectations_imports_in_a_python_c_process_with_pyspark_installed
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "imported" in out.stdout, out.stderr[-2000:]
+
+
+def _problems(wh, system: str):
+    from pipelines.errors import advice
+    from warehouse.reports import problem_counts, problem_list
+    from warehouse.store import connect_read_only
+
+    con = connect_read_only(wh)
+    try:
+        return problem_list(con, system, advice), problem_counts(con, system)
+    finally:
+        con.close()
+
+
+def test_a_newer_roster_month_supersedes_the_problems_of_the_earlier_ones(tmp_path):
+    """A roster restates its whole population each month: the open problems of earlier
+    months are closed as superseded by the newest (which lists those still wrong), so the
+    list holds one month's problems, not every month's again."""
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    bad_x = {"成员身份证号": "2.20402200001015e+17"}        # Excel's scientific notation
+    bad_y = {"成员身份证号": "22040220000101"}              # truncated
+    write_roster(inbox, [[roster_member(1, 0), roster_member(1, 1, **bad_x)], [roster_member(2, 0), roster_member(2, 1, **bad_y)]],
+                 name="低保花名册_202610.xlsx")
+    run(inbox, wh)
+    first, _ = _problems(wh, "low_income")
+    assert len(first) == 2 and set(first["状态"]) == {"待处理"}
+    # November: X still wrong, Y put right at the source
+    write_roster(inbox, [[roster_member(1, 0), roster_member(1, 1, **bad_x)], [roster_member(2, 0), roster_member(2, 1)]],
+                 name="低保花名册_202611.xlsx")
+    run(inbox, wh)
+    rej = rejected(wh)
+    led = ledger(wh).set_index("source_object")
+    oct_rows = rej[rej["source_object"] == "低保花名册_202610.xlsx"]
+    assert set(oct_rows["status"]) == {"superseded"} and len(oct_rows) == 2
+    assert set(oct_rows["resolved_by_export_id"]) == {led.loc["低保花名册_202611.xlsx", "export_id"]}
+    listed, counts = _problems(wh, "low_income")
+    assert listed["文件"].tolist() == ["低保花名册_202611.xlsx"] and listed["状态"].tolist() == ["待处理"]
+    assert counts == {"resolved_earlier": 0, "superseded": 2}
+    # a late roster of an earlier month is superseded at once
+    write_roster(inbox, [[roster_member(3, 0), roster_member(3, 1, **bad_y)]], name="低保花名册_202609.xlsx")
+    run(inbox, wh)
+    rej = rejected(wh)
+    assert set(rej[rej["source_object"] == "低保花名册_202609.xlsx"]["status"]) == {"superseded"}
+    assert set(rej[rej["source_object"] == "低保花名册_202611.xlsx"]["status"]) == {"open"}
+    assert _problems(wh, "low_income")[1]["superseded"] == 3
+    assert_counts_add_up(wh)
+
+
+def test_problems_resolved_long_ago_leave_the_list_but_are_counted(tmp_path):
+    inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    write_floating(inbox, [float_row(1, 公民身份号码="2.20402198502020e+17"), float_row(2, 出生日期="1985-02-30")])
+    run(inbox, wh)
+    write_floating(inbox, [float_row(1)], name="流动人口登记_20261121_补报.csv")
+    run(inbox, wh)
+    listed, counts = _problems(wh, "floating_population")
+    assert listed["状态"].tolist() == ["待处理", "已解决"] and counts["resolved_earlier"] == 0
+    con = duckdb.connect(str(wh))   # the correction loaded 40 days ago
+    try:
+        con.execute("UPDATE quality.load_ledger SET loaded_at = loaded_at - INTERVAL 40 DAY "
+                    "WHERE source_object = '流动人口登记_20261121_补报.csv'")
+    finally:
+        con.close()
+    listed, counts = _problems(wh, "floating_population")
+    assert listed["状态"].tolist() == ["待处理"] and listed.iloc[0]["列"] == "出生日期"
+    assert counts == {"resolved_earlier": 1, "superseded": 0}

@@ -43,19 +43,40 @@ def read_list(out: Path, system: str) -> pd.DataFrame:
 
 
 def test_every_corrupted_or_mistyped_id_is_in_its_departments_problem_list(reported):
-    inbox, _wh, out = reported
+    """Every corrupted ID is listed — but a roster's earlier months: their problems are
+    closed as superseded by the newest month (which lists those still wrong)."""
+    inbox, wh, out = reported
     truth = truth_mentions(inbox)
     bad = truth[truth["id_quirk"].isin(CORRUPTED)]
     assert len(bad) > 0
-    missing = []
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        ledger = con.execute("SELECT source_object, mapping, period FROM quality.load_ledger "
+                             "WHERE status = 'loaded'").df()
+        superseded_at = set(con.execute("SELECT source_object, source_locator FROM quality.rejected_record "
+                                        "WHERE status = 'superseded' AND error_code LIKE 'id_%'").fetchall())
+    finally:
+        con.close()
+    rosters = ledger[ledger["period"].notna() & ledger["source_object"].str.startswith("低保")]
+    earlier = set(rosters[rosters["period"] < rosters["period"].max()]["source_object"])
+    assert len(earlier) >= 1, rosters     # the generator writes several roster months
+    missing, seen_superseded = [], 0
     for system, group in bad.groupby("source_system"):
         pl = read_list(out, system)
         where = set(zip(pl["文件"], pl["工作表"], pl["行号/主键"], pl["错误代码"].str.startswith("id_")))
         for m in group.itertuples():
+            if m.source_object in earlier:
+                seen_superseded += 1
+                if (m.source_object, m.source_locator) not in superseded_at:
+                    missing.append((system, m.source_object, m.source_locator, "not superseded"))
+                continue
             sheet, row = (m.source_locator.rsplit("!", 1) if "!" in m.source_locator else ("", m.source_locator))
             if (m.source_object, sheet, row, True) not in where:
                 missing.append((system, m.source_object, m.source_locator, m.id_quirk, m.id_written))
     assert not missing, missing[:10]
+    assert seen_superseded > 0
+    listed = set(read_list(out, "low_income")["文件"])
+    assert listed and not (listed & earlier), listed
 
 
 def test_problem_lists_have_the_chinese_columns_and_open_problems_first(reported):

@@ -273,7 +273,7 @@ REJECTED_RECORD = Table(
      C("message", "VARCHAR", "问题说明（中文）"), C("is_row_rejected", "BOOLEAN", "是否整行拒收（否则仅该值不可用，记录仍装载）"),
      C("raw_row", "JSON", "整行原文（来源表头为键）"),
      C("record_key", "VARCHAR", "来源记录业务主键原始值（更正文件据此关闭问题）"),
-     C("status", "VARCHAR", "处理状态：open 待处理、resolved 已由更正文件解决", True),
+     C("status", "VARCHAR", "处理状态：open 待处理、resolved 已由更正文件解决、superseded 已被新一期花名册取代（按期报送的花名册）", True),
      C("resolved_by_export_id", "BIGINT", "解决它的更正文件台账编号"),
      C("run_id", "VARCHAR", "发现它的运行编号")),
 )

@@ -218,6 +218,26 @@ def stage_export(
          rows_read, len(records), rows_rejected, rows_skipped, len(mentions), n_values,
          meta.watermark_from, meta.watermark_to, message],
     )
+    supersede_earlier_periods(con, mapping)
+
+
+def supersede_earlier_periods(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> int:
+    """A snapshot source's newest period restates everything still true, and everything
+    still wrong: the open problems of its earlier periods are closed as `superseded` by
+    the newest period's export (a problem the new roster repeats is open there; one it
+    does not was put right at the source). Without this a monthly roster's problem list
+    grew by the same problems every month (at 1M residents 8,500 repeated ID problems a
+    month). A late roster of an earlier period is superseded at once. Returns how many
+    problems were closed."""
+    if mapping.load_semantics != "snapshot":
+        return 0
+    return con.execute(
+        """UPDATE quality.rejected_record r SET status = 'superseded', resolved_by_export_id = n.export_id
+        FROM (SELECT export_id, period FROM quality.load_ledger WHERE status = 'loaded' AND mapping = ?
+              AND period IS NOT NULL ORDER BY period DESC, export_id DESC LIMIT 1) n
+        WHERE r.status = 'open' AND r.export_id IN (
+            SELECT export_id FROM quality.load_ledger WHERE mapping = ? AND period < n.period)""",
+        [mapping.source_object, mapping.source_object]).fetchall()[0][0]
 
 
 def _retract_previous_versions(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, records: pd.DataFrame) -> None:

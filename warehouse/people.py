@@ -114,7 +114,8 @@ PERSON_SECTIONS: tuple[Section, ...] = (
         WITH mine AS (SELECT source_object, source_locator FROM core.person_xref WHERE person_id = $1)
         SELECT r.source_object AS 文件或表, r.source_locator AS 位置, r.source_column AS 列, r.raw_value AS 原始值,
                r.message AS 问题说明, CASE WHEN r.is_row_rejected THEN '整行拒收' ELSE '该值不可用' END AS 处理,
-               CASE r.status WHEN 'open' THEN '待处理' WHEN 'resolved' THEN '已由更正文件解决' ELSE r.status END AS 状态
+               CASE r.status WHEN 'open' THEN '待处理' WHEN 'resolved' THEN '已由更正文件解决'
+                    WHEN 'superseded' THEN '已被新一期花名册取代' ELSE r.status END AS 状态
         FROM quality.rejected_record r JOIN mine USING (source_object, source_locator)
         UNION ALL
         SELECT f.source_object, f.source_locator, f.source_column, f.raw_value, f.detail,

@@ -77,18 +77,29 @@ def _sort_row(v: str) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------
 # problem lists
 # --------------------------------------------------------------------------------------
+#: the problem lists show problems resolved by a correction file this many days back
+#: (older ones, and those of a roster's earlier periods, stay in quality.rejected_record)
+RESOLVED_SHOWN_DAYS = 31
+
+
 def problem_list(con: duckdb.DuckDBPyConnection, source_system: str,
-                 advice: Callable[[str], str] | None = None) -> pd.DataFrame:
-    """Every problem of one department, open ones first, with exact locations."""
+                 advice: Callable[[str], str] | None = None, *,
+                 resolved_days: int = RESOLVED_SHOWN_DAYS) -> pd.DataFrame:
+    """The problems of one department an officer can act on, open ones first, with exact
+    locations: every open one, and those resolved by a correction file in the last
+    `resolved_days` days (so the officer sees the correction worked). Not listed: older
+    resolved ones, and those of a roster's earlier periods (`superseded`: the newest
+    roster repeats what is still wrong) — the list follows what is wrong now, not the
+    history (counted on the workbook's 说明 sheet, `problem_counts`)."""
     rec = con.execute(
-        """
+        f"""
         SELECT r.status, r.source_object, r.source_locator, r.source_column, r.raw_value, r.message, r.error_code,
                r.record_key, l.export_date, r.is_row_rejected, c.source_object AS resolved_by
         FROM quality.rejected_record r
         LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
         LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id
-        WHERE r.source_system = ?
-        """, [source_system]).df()
+        WHERE r.source_system = ? AND {_LISTED}
+        """, [source_system, int(resolved_days)]).df()
     files = con.execute(
         """
         SELECT CASE WHEN EXISTS (SELECT 1 FROM quality.load_ledger k WHERE k.status = 'loaded'
@@ -188,6 +199,26 @@ def department_alerts(con: duckdb.DuckDBPyConnection, source_system: str) -> pd.
     }, columns=["预警类型", "人员编号", "姓名", "公民身份号码", "日期", "说明", "本部门记录（文件!工作表!行）", "处理建议"])
 
 
+#: which problems `problem_list` shows (parameter: the days resolved ones stay listed);
+#: a resolution without its correction file dates from the problem's own export
+_LISTED = """(r.status = 'open' OR (r.status = 'resolved'
+     AND coalesce(c.loaded_at, l.loaded_at) >= now()::TIMESTAMP - to_days(CAST(? AS INTEGER))))"""
+
+
+def problem_counts(con: duckdb.DuckDBPyConnection, source_system: str,
+                   resolved_days: int = RESOLVED_SHOWN_DAYS) -> dict[str, int]:
+    """The department's problems the list leaves out: resolved more than `resolved_days`
+    days ago, and superseded by a newer roster period."""
+    row = con.execute(
+        f"""SELECT count(*) FILTER (WHERE r.status = 'resolved' AND NOT {_LISTED}),
+                   count(*) FILTER (WHERE r.status = 'superseded')
+        FROM quality.rejected_record r
+        LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
+        LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id
+        WHERE r.source_system = ?""", [int(resolved_days), source_system]).fetchall()[0]
+    return {"resolved_earlier": int(row[0] or 0), "superseded": int(row[1] or 0)}
+
+
 def _write_sheet(writer: pd.ExcelWriter, df: pd.DataFrame, name: str, widths: dict[str, int]) -> None:
     """One sheet, written row by row with xlsxwriter (pandas' `to_excel` formats every
     cell through its own layer: five times slower on a district's problem list). Text
@@ -245,11 +276,15 @@ def _stage_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path, advice: 
         if path.exists() and prints.get(system) == fingerprint:
             paths.append(path)
             continue
+        left_out = problem_counts(con, system)
         counts = pd.DataFrame({
-            "项目": ["部门", "生成时间", "待处理问题", "已解决问题", "整行未装载（待处理）", "不可用值（待处理）",
+            "项目": ["部门", "生成时间", "待处理问题", f"已解决问题（近 {RESOLVED_SHOWN_DAYS} 天，已列出）",
+                   "更早已解决的问题（未列出）", "较早期次花名册的问题（已被新一期取代，未列出）",
+                   "整行未装载（待处理）", "不可用值（待处理）",
                    "文件无法装载（待处理）", "核查提示", "跨部门预警"],
             "数值": [f"{zh}（{system}）", dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
                    int((problems["状态"] == "待处理").sum()), int((problems["状态"] == "已解决").sum()),
+                   left_out["resolved_earlier"], left_out["superseded"],
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "整行未装载")).sum()),
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "该值不可用（记录已装载）")).sum()),
                    int(((problems["状态"] == "待处理") & (problems["问题类型"] == "文件无法装载")).sum()),
