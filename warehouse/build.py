@@ -542,11 +542,22 @@ SELECT DISTINCT source_locator AS k FROM core.person_xref WHERE person_id IN (SE
 CREATE OR REPLACE TEMP TABLE _dylfnl AS
 SELECT DISTINCT source_locator AS k FROM stg.fp_woman WHERE ylfn_id IN (SELECT k FROM _dylfn);
 
--- address_xref rows derived again (their mention staged this run) or gone (no longer staged):
--- one anti-join over every address mention, shared by _da and the scoped delete
+-- address_xref rows derived again (their mention staged this run) or gone (no longer staged),
+-- shared by _da and the scoped delete. Every staged address mention has its derived row
+-- (each build derives the mentions it staged), so such rows can only be in the source
+-- objects whose mentions staged before this run no longer number their derived rows: the
+-- anti-join over every address mention is confined to those (a roster month or a day
+-- file is a new source object; 1M residents: 0.7-0.9 s -> ~0.01 s)
+CREATE OR REPLACE TEMP TABLE _axref_objects AS
+WITH kept AS (SELECT source_object, count(*) AS n FROM stg.address_mention
+              WHERE export_id NOT IN (SELECT k FROM _dx) GROUP BY source_object),
+     derived AS (SELECT source_object, count(*) AS n FROM core.address_xref GROUP BY source_object)
+SELECT source_object AS k FROM derived FULL JOIN kept USING (source_object)
+WHERE derived.n IS DISTINCT FROM kept.n;
+
 CREATE OR REPLACE TEMP TABLE _axref_redo AS
 SELECT x.source_object, x.source_locator, x.field, x.address_id FROM core.address_xref x
-WHERE [[staged:NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
+WHERE x.source_object IN (SELECT k FROM _axref_objects) AND [[staged:NOT EXISTS (SELECT 1 FROM stg.address_mention g WHERE g.source_object = x.source_object
                   AND g.source_locator = x.source_locator AND g.field = x.field AND g.export_id NOT IN (SELECT k FROM _dx))]];
 
 CREATE OR REPLACE TEMP TABLE _da AS
