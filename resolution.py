@@ -34,8 +34,7 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
     from pipelines.normalize.address import forget_remembered_keys
     from warehouse import linkage_index as index
 
-    changes = index.changes(con)
-    targets = index.stale_targets(con, everything=everything)
+    changes, targets = index.changes(con, everything=everything)
     if not targets:
         index.write_features(con, None, None)
     for start in range(0, len(targets), part):

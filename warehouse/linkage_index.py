@@ -3,13 +3,12 @@
 `stg.linkage_feature` holds, per mention, the columns the matching rules read
 (`pipelines.linkage.features.linkage_frame`). A sync asks this module:
 
-* `stale_targets`: which mentions need their features (re)computed — those staged since
-  their features were computed (new, or replaced by a newer version of their record)
-  and the mentions related to them (a relationship puts the other person's keys in
-  `ctx`) — and `inputs_of` a part of them: exactly the mention rows and relationships
-  the computation needs;
 * `changes`: which mentions are new, which changed, which were removed (their export
-  was superseded, reloaded or retracted by key);
+  was superseded, reloaded or retracted by key), and which need their features
+  (re)computed — those staged since their features were computed (new, or replaced by a
+  newer version of their record) and the mentions related to them (a relationship puts
+  the other person's keys in `ctx`); `inputs_of` a part of them: exactly the mention
+  rows and relationships the computation needs;
 * `blocked_with`: which existing mentions share a blocking key with a set of mentions
   (the blocking rules, given as SQL over ``l.``/``r.`` columns, run as DuckDB joins
   against the whole index: no pandas frame of the population);
@@ -100,40 +99,43 @@ def citizen_id_count(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(f"SELECT count(DISTINCT cid) FROM {STG_LINKAGE_FEATURE.qualified}").fetchall()[0][0]
 
 
-def changes(con: duckdb.DuckDBPyConnection) -> IndexChanges:
-    """New, changed and removed mentions since the index was last written (call before
-    `write_features`). A mention resolved before but without features (a warehouse
-    from before the index existed) is neither: its features are filled in as they are."""
+def changes(con: duckdb.DuckDBPyConnection, *, everything: bool = False) -> tuple[IndexChanges, list[str]]:
+    """What changed since the last resolution, and the mentions whose features are to be
+    computed again (call before `write_features`), from one pass over the staged mentions.
+
+    Changes: new mentions (never resolved), changed ones (resolved, staged again with
+    other content since the index was written) and removed ones (resolved, no longer
+    staged). A mention resolved before but without features (a warehouse from before
+    the index existed) is neither: its features are filled in as they are.
+    Targets, ordered: the mentions without features or staged again since (`everything`:
+    all mentions), and the mentions related to them."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _survey AS
+        SELECT m.mention_id, x.mention_id IS NOT NULL AS resolved, f.unique_id IS NOT NULL AS indexed,
+               coalesce(f.export_id <> m.export_id, FALSE) AS restaged
+        FROM stg.mention m
+        LEFT JOIN (SELECT mention_id FROM core.person_xref) x USING (mention_id)
+        LEFT JOIN (SELECT unique_id, export_id FROM {STG_LINKAGE_FEATURE.qualified}) f ON f.unique_id = m.mention_id
+        WHERE x.mention_id IS NULL OR f.unique_id IS NULL OR f.export_id <> m.export_id""")
     new = [r[0] for r in con.execute(
-        "SELECT m.mention_id FROM stg.mention m ANTI JOIN core.person_xref x USING (mention_id) "
-        "ORDER BY m.mention_id").fetchall()]
+        "SELECT mention_id FROM _survey WHERE NOT resolved ORDER BY mention_id").fetchall()]
     changed = [r[0] for r in con.execute(
-        "SELECT m.mention_id FROM stg.mention m JOIN stg.linkage_feature f ON f.unique_id = m.mention_id "
-        "SEMI JOIN core.person_xref x USING (mention_id) WHERE f.export_id <> m.export_id "
-        "ORDER BY m.mention_id").fetchall()]
+        "SELECT mention_id FROM _survey WHERE resolved AND restaged ORDER BY mention_id").fetchall()]
     removed = con.execute(
         "SELECT x.mention_id, x.person_id FROM core.person_xref x ANTI JOIN stg.mention m USING (mention_id) "
         "ORDER BY x.mention_id").df()
-    return IndexChanges(new, changed, removed)
-
-
-def stale_targets(con: duckdb.DuckDBPyConnection, *, everything: bool = False) -> list[str]:
-    """Mentions whose features are to be computed again, ordered: those without features
-    or staged again since (`everything`: all mentions), and the mentions related to them."""
     if everything:
         con.execute("CREATE OR REPLACE TEMP TABLE _target AS SELECT mention_id AS id FROM stg.mention")
     else:
         con.execute("""
-            CREATE OR REPLACE TEMP TABLE _stale AS
-            SELECT m.mention_id AS id FROM stg.mention m
-            LEFT JOIN stg.linkage_feature f ON f.unique_id = m.mention_id
-            WHERE f.unique_id IS NULL OR f.export_id <> m.export_id""")
-        con.execute("""
             CREATE OR REPLACE TEMP TABLE _target AS
-            SELECT id FROM _stale
-            UNION SELECT r.to_mention_id FROM stg.relationship r JOIN _stale s ON s.id = r.from_mention_id
-            UNION SELECT r.from_mention_id FROM stg.relationship r JOIN _stale s ON s.id = r.to_mention_id""")
-    return [r[0] for r in con.execute("SELECT id FROM _target ORDER BY id").fetchall()]
+            WITH stale AS (SELECT mention_id AS id FROM _survey WHERE NOT indexed OR restaged)
+            SELECT id FROM stale
+            UNION SELECT r.to_mention_id FROM stg.relationship r JOIN stale s ON s.id = r.from_mention_id
+            UNION SELECT r.from_mention_id FROM stg.relationship r JOIN stale s ON s.id = r.to_mention_id""")
+    targets = [r[0] for r in con.execute("SELECT id FROM _target ORDER BY id").fetchall()]
+    con.execute("DROP TABLE IF EXISTS temp._survey")
+    return IndexChanges(new, changed, removed), targets
 
 
 def inputs_of(con: duckdb.DuckDBPyConnection, targets: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
