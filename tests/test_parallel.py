@@ -57,9 +57,10 @@ def test_release_waits_for_deferred_work_and_its_results_stay(monkeypatch):
     monkeypatch.setenv("RESIDENTS_WORKERS", "2")
     pending = [parallel.Deferred(_slow_pid_square, i) for i in range(4)]
     assert all(d._future is not None for d in pending)
-    processes = list(parallel._pool._processes.values())
+    # Deferred work runs on its own spawned worker (`_deferred_pool`), not the forked pool
+    processes = list(parallel._deferred_pool._processes.values())
     parallel.release()
-    assert parallel._pool is None
+    assert parallel._pool is None and parallel._deferred_pool is None
     assert not any(p.is_alive() for p in processes)
     results = [d.result() for d in pending]
     assert [r[1] for r in results] == [0, 1, 4, 9]
