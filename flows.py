@@ -409,10 +409,17 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             _record_inbox_problems(con, load, run_id, discovery.problems, mappings)
             ts = time.perf_counter()
             until = dt.datetime.combine(selection.until, dt.time.max) if selection.until else None
+
+            def is_new(ef: Any) -> bool:
+                return selection.force or (load.find_loaded(con, m := _meta_for_file(ef)) is None
+                                           and load.find_failed(con, m) is None)
+
+            if any(map(is_new, files)):
+                from pipelines.expectations import prepare_checks
+
+                prepare_checks()  # Great Expectations imported on the checks' core meanwhile
             district, raw_cache = district_stage.establish_district(
-                con, settings, summary, files, sql_maps, mappings,
-                is_new=lambda ef: selection.force or (load.find_loaded(con, m := _meta_for_file(ef)) is None
-                                                      and load.find_failed(con, m) is None),
+                con, settings, summary, files, sql_maps, mappings, is_new=is_new,
                 read_file=lambda ef: _call(read_export_task, use_tasks, ef, mappings[ef.mapping]),
                 read_sql=lambda m: _read_sql(settings, m, _sql_since(con, load, m, selection), until, use_tasks))
             summary.stage_seconds["district"] = time.perf_counter() - ts

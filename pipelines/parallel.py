@@ -18,6 +18,7 @@ caps the number of workers (`1` turns the pool off).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
@@ -144,6 +145,15 @@ def map_items(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], *,
     for part in _executor(n_workers).map(fn, chunks):
         out.extend(part)
     return out
+
+
+def prepare_deferred(fn: Callable[[], Any]) -> None:
+    """Start the `Deferred` worker now and have it run `fn` first (import what its work
+    will need) while the caller goes on: nothing to collect. Without a second worker,
+    nothing happens."""
+    if worker_count() > 1:
+        with contextlib.suppress(RuntimeError):  # pool shut down / broken: the work runs here later
+            _deferred_executor().submit(fn)
 
 
 class Deferred:
