@@ -460,13 +460,18 @@ def _birth_gender_headers() -> pd.DataFrame:
     return pd.DataFrame(rows).drop_duplicates(["mapping", "role"])
 
 
+#: the mention columns the findings below read (not `m.*`: the delta's 112 000 mentions of
+#: the IDs in scope carried ~35 columns, 0.45 -> 0.18 s)
+_QM_COLUMNS = ("mention_id, export_id, source_system, source_object, source_locator, role, citizen_id, name, "
+               "name_simplified, birth_date, id_birth_date, gender, id_gender")
+
 _MENTIONS = """
 CREATE OR REPLACE TEMP TABLE qm AS
 SELECT m.*, l.mapping, x.person_id, h.birth_header, h.gender_header,
        CASE m.gender WHEN '1' THEN '男' WHEN '2' THEN '女' ELSE m.gender END AS gender_zh,
        CASE m.id_gender WHEN '1' THEN '男' WHEN '2' THEN '女' ELSE m.id_gender END AS id_gender_zh,
        m.source_object || '!' || m.source_locator AS rec
-FROM (SELECT * FROM stg.mention m  -- filtered before the joins: DuckDB would join every mention first
+FROM (SELECT """ + _QM_COLUMNS + """ FROM stg.mention m  -- filtered before the joins: DuckDB would join every mention first
       WHERE m.citizen_id IS NOT NULL AND m.id_status IN ('valid', 'upgraded_15') AND {scope}) m
 LEFT JOIN quality.load_ledger l USING (export_id)
 LEFT JOIN core.person_xref x USING (mention_id)
