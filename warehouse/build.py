@@ -168,7 +168,10 @@ WHERE [[dr:r]] OR [[dp:x.person_id]]
 _LOW_INCOME_LINES = """
 INSERT INTO core.low_income_roster_line
 WITH rows AS (
-  SELECT r.*, x.person_id, x.role,
+  -- the roster columns the lines keep (the CTE is read twice: DuckDB materialises all it selects)
+  SELECT r.period, r.household_seq, r.street, r.community, r.relationship, r.category, r.amount_yuan,
+         r.covered_persons, r.approval_date, r.address, r.source_system, r.source_object, r.source_locator,
+         x.person_id, x.role,
          r.source_object || '#' || split_part(r.source_locator, '!', 1) || '#' || CAST(r.household_seq AS VARCHAR) AS hh
   FROM stg.low_income_roster r
   JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
