@@ -83,16 +83,23 @@ def test_tables_whose_dead_rows_reached_half_their_live_ones_are_rewritten(tmp_p
         con.close()
 
 
-def test_a_table_the_run_created_anew_is_not_rewritten_again(tmp_path, monkeypatch):
+@pytest.fixture
+def bloated(tmp_path, monkeypatch):
+    """A warehouse whose core.person and core.relationship carry dead rows over the threshold."""
     monkeypatch.setattr(compaction, "COMPACT_MIN_DEAD", 1_000)
-    from warehouse.ddl import PERSON
-    from warehouse.migrations import empty_table
-
     path = tmp_path / "w.duckdb"
     _fill(path)
     _night(path, 2, compact=False)
-    _night(path, 3, compact=False)
-    assert _storage(path)["core.person"].bloated
+    _night(path, 3, compact=False)   # 1/2 + 1/3 of the rows dead
+    assert _storage(path)["core.person"].bloated and _storage(path)["core.relationship"].bloated
+    return path
+
+
+def test_a_table_the_run_created_anew_is_not_rewritten_again(bloated):
+    from warehouse.ddl import PERSON
+    from warehouse.migrations import empty_table
+
+    path = bloated
     with store.transaction(path) as con:   # a full build empties the table by recreating it
         con.execute("CREATE TEMP TABLE _p AS SELECT * FROM core.person")
         empty_table(con, PERSON)
@@ -101,14 +108,9 @@ def test_a_table_the_run_created_anew_is_not_rewritten_again(tmp_path, monkeypat
     assert _storage(path)["core.person"].dead == 0
 
 
-def test_a_failed_run_rolls_the_rewrite_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(compaction, "COMPACT_MIN_DEAD", 1_000)
-    path = tmp_path / "w.duckdb"
-    _fill(path)
-    _night(path, 2, compact=False)
-    _night(path, 3, compact=False)
+def test_a_failed_run_rolls_the_rewrite_back(bloated):
+    path = bloated
     before = _storage(path)
-    assert before["core.person"].bloated
     with pytest.raises(RuntimeError):
         with store.transaction(path, fail_before_publish=True) as con:
             assert "core.person" in compaction.compact(con)
