@@ -125,8 +125,12 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         removed = changes.removed
         if hard_ids or len(removed):
             lf = index.features(con, hard_ids)
-            model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
-            model.name_frequencies = NameFrequencies(*index.name_frequencies(con, hard_ids))
+            # the index has not changed since the frequencies above were counted: for
+            # mentions among those they were counted for, they hold every value needed
+            # (they are looked up by value), so they serve again
+            if not set(hard_ids) <= {*core_ids, *candidates}:
+                model.tf_tables = index.term_frequencies(con, tf_cols, hard_ids)
+                model.name_frequencies = NameFrequencies(*index.name_frequencies(con, hard_ids))
             prev_xref = index.person_of(con, [*hard_ids, *removed["mention_id"]])
             prev_persons = index.persons(con, set(prev_xref["person_id"]))
             comp = resolve_component(lf, index.mention_facts(con, hard_ids), all_decisions, prev_xref, prev_persons,
