@@ -413,7 +413,7 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
         n = con.execute("SELECT count(*) FROM _analyst_dp").fetchall()[0][0]
         report = BuildReport("incremental", None, n)
         _write_info(con, secret, generation, report, grid_households)
-        # no vacuum of the deleted rows at this commit (0.4 s of the 1M delta's publish):
+        # no vacuum of the deleted rows at this commit (0.1-0.4 s of the 1M delta's publish):
         # the file is built anew every month (`why_full`), without them
         con.execute("SET max_vacuum_tasks = 0")
         try:
