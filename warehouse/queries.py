@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: the stages a run records in quality.run (summary.stage_seconds), in pipeline order
-STAGES = {"discover": "发现", "open": "打开（复制仓库）", "read": "读取", "standardize": "标准化", "expectations": "校验", "stage": "暂存",
-          "resolve": "人员解析", "build": "构建", "quality": "质量检查", "total": "合计"}
+STAGES = {"discover": "发现", "open": "打开（复制仓库）", "district": "辖区", "read": "读取", "standardize": "标准化",
+          "expectations": "校验", "stage": "暂存", "resolve": "人员解析", "build": "构建", "quality": "质量检查",
+          "compact": "整理表", "total": "合计"}
 
 
 def run_read_only(path: str | os.PathLike[str], sql: str, *, with_pending_runs: bool = False
