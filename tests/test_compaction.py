@@ -48,17 +48,42 @@ def _night(path, deleted_every: int, *, compact: bool = True) -> list[str]:
         return compaction.compact(con) if compact else []
 
 
-def test_a_commit_keeps_deleted_rows_and_restores_the_vacuum_setting(tmp_path):
+def _three_row_groups_of_relationships(con: duckdb.DuckDBPyConnection) -> None:
+    """300 000 rows of an unkeyed table: with 60 % of them deleted, DuckDB's vacuum would
+    merge their row groups at the next checkpoint."""
+    con.execute("INSERT INTO core.relationship (kind, person_id_from, person_id_to, source_system) "
+                "SELECT 'spouse', 'P' || i, 'Q' || i, 'civil_affairs' FROM range(300000) r(i)")
+
+
+def test_a_sync_commits_without_vacuuming_its_deleted_rows(tmp_path):
     path = tmp_path / "w.duckdb"
-    _fill(path)
-    assert _night(path, 5, compact=False) == []
-    after = _storage(path)
-    # neither the keyed core.person nor core.relationship (DuckDB would vacuum it) lost them
-    for table in ("core.person", "core.relationship"):
-        assert after[table].live == PERSONS
-        assert 0.1 * PERSONS < after[table].dead < 0.3 * PERSONS, after[table]
     with store.transaction(path) as con:
-        assert con.execute("SELECT current_setting('max_vacuum_tasks')").fetchall()[0][0] > 0
+        _three_row_groups_of_relationships(con)
+    with store.transaction(path) as con:
+        con.execute("DELETE FROM core.relationship WHERE hash(person_id_from) % 10 < 6")
+    kept = _storage(path)["core.relationship"]
+    assert 0.5 * 300_000 < kept.dead < 0.7 * 300_000 and kept.stored == 300_000, kept
+
+
+def test_commit_without_vacuum_puts_the_instance_setting_back(tmp_path):
+    con = duckdb.connect(str(tmp_path / "v.duckdb"))
+    try:
+        con.execute("CREATE TABLE t (a VARCHAR)")
+        con.execute("INSERT INTO t SELECT 'P' || i FROM range(300000) r(i)")
+        con.execute("CHECKPOINT")
+        default = con.execute("SELECT current_setting('max_vacuum_tasks')").fetchall()[0][0]
+        con.execute("BEGIN")
+        con.execute("DELETE FROM t WHERE hash(a) % 10 < 6")
+        store.commit_without_vacuum(con)
+        size = "SELECT estimated_size FROM duckdb_tables() WHERE table_name = 't'"
+        assert con.execute(size).fetchall()[0][0] == 300_000          # dead rows kept
+        assert con.execute("SELECT current_setting('max_vacuum_tasks')").fetchall()[0][0] == default > 0
+        # the next ordinary commit of the instance vacuums again (here: all it can)
+        con.execute("DELETE FROM t WHERE hash(a) % 10 = 6")
+        con.execute("CHECKPOINT")
+        assert con.execute(size).fetchall()[0][0] == con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+    finally:
+        con.close()
 
 
 def test_tables_whose_dead_rows_reached_half_their_live_ones_are_rewritten(tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ from typing import Any
 import duckdb
 
 from warehouse.readahead import copy_file, prefetch
-from warehouse.store import checkpoint
+from warehouse.store import checkpoint, commit_without_vacuum
 from warehouse.views import community_summary_sql, grid_sql, households_sql
 
 #: the database name the analyst file is attached under while it is written
@@ -413,14 +413,9 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
         n = con.execute("SELECT count(*) FROM _analyst_dp").fetchall()[0][0]
         report = BuildReport("incremental", None, n)
         _write_info(con, secret, generation, report, grid_households)
-        # no vacuum of the deleted rows at this commit (0.1-0.4 s of the 1M delta's publish):
-        # the file is built anew every month (`why_full`), without them
-        con.execute("SET max_vacuum_tasks = 0")
-        try:
-            con.execute("COMMIT")
-            checkpoint(con, ALIAS)
-        finally:
-            con.execute("RESET max_vacuum_tasks")
+        # no vacuum of the deleted rows (0.1-0.4 s of the 1M delta's publish): the file is
+        # built anew every month (`why_full`), without them
+        commit_without_vacuum(con, ALIAS)
     except BaseException:
         with contextlib.suppress(Exception):
             con.execute("ROLLBACK")

@@ -10,8 +10,8 @@ so a table grows by its dead rows every night. DuckDB's own upkeep does not fit 
 * the others are vacuumed at every checkpoint, at a cost that follows the table, not the
   change: 2.3 s of the 1M nightly delta's 4.6 s commit.
 
-So the warehouse commits without DuckDB's vacuum (`max_vacuum_tasks = 0`, set by
-`store.transaction` for its commit) and keeps its tables itself: `note` records, when a
+So the warehouse commits without DuckDB's vacuum (`max_vacuum_tasks = 0` for the commit,
+`store.commit_without_vacuum`) and keeps its tables itself: `note` records, when a
 run opens the warehouse, each table's rows in the file and live rows; `compact`, at the
 end of the run and inside its transaction, rewrites every table whose dead rows reached
 `COMPACT_RATIO` of its live ones (and `COMPACT_MIN_DEAD`): its live rows are copied out,

@@ -126,6 +126,21 @@ def checkpoint(con: duckdb.DuckDBPyConnection, database: str | None = None, *,
         pause = min(pause * 2, 0.2)
 
 
+def commit_without_vacuum(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:
+    """COMMIT the transaction on `con`, then CHECKPOINT `database` (None: `con`'s own),
+    without DuckDB's vacuum of deleted rows: at the commit's checkpoint it costs what the
+    tables weigh, not what changed, and never reaches a keyed table — the warehouse
+    rewrites its tables itself (`warehouse.compaction`), the analyst file is built anew
+    every month. The setting belongs to the whole DuckDB instance: it is put back after."""
+    con.execute("SET max_vacuum_tasks = 0")
+    try:
+        con.execute("COMMIT")
+        checkpoint(con, database)
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("RESET max_vacuum_tasks")
+
+
 #: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
 LENT_FLOOR = "256MB"
 
@@ -452,12 +467,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             fold_journal(con, path)  # audit entries written since the last publish (warehouse.audit)
             yield con
             record_publish(con, run_id=run_id, flow=flow)
-            # DuckDB's vacuum at the commit's checkpoint costs what the tables weigh, not
-            # what changed, and never reaches a keyed table: `warehouse.compaction` does it
-            con.execute("SET max_vacuum_tasks = 0")
-            con.execute("COMMIT")
-            checkpoint(con)
-            con.execute("RESET max_vacuum_tasks")
+            commit_without_vacuum(con)
             if fail_before_publish:
                 raise RuntimeError("injected failure before publish (test hook)")
             publish_more = before_publish(con) if before_publish else None
