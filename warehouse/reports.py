@@ -98,8 +98,8 @@ def problem_list(con: duckdb.DuckDBPyConnection, source_system: str,
         FROM quality.rejected_record r
         LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
         LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id
-        WHERE r.source_system = ? AND {_LISTED}
-        """, [source_system, int(resolved_days)]).df()
+        WHERE r.source_system = $system AND {_LISTED}
+        """, {"system": source_system, "days": int(resolved_days)}).df()
     files = con.execute(
         """
         SELECT CASE WHEN EXISTS (SELECT 1 FROM quality.load_ledger k WHERE k.status = 'loaded'
@@ -199,10 +199,10 @@ def department_alerts(con: duckdb.DuckDBPyConnection, source_system: str) -> pd.
     }, columns=["预警类型", "人员编号", "姓名", "公民身份号码", "日期", "说明", "本部门记录（文件!工作表!行）", "处理建议"])
 
 
-#: which problems `problem_list` shows (parameter: the days resolved ones stay listed);
-#: a resolution without its correction file dates from the problem's own export
+#: which problems `problem_list` shows (`$days`: how long resolved ones stay listed); a
+#: resolution without its correction file dates from the problem's own export
 _LISTED = """(r.status = 'open' OR (r.status = 'resolved'
-     AND coalesce(c.loaded_at, l.loaded_at) >= now()::TIMESTAMP - to_days(CAST(? AS INTEGER))))"""
+     AND coalesce(c.loaded_at, l.loaded_at) >= now()::TIMESTAMP - to_days(CAST($days AS INTEGER))))"""
 
 
 def problem_counts(con: duckdb.DuckDBPyConnection, source_system: str,
@@ -215,7 +215,7 @@ def problem_counts(con: duckdb.DuckDBPyConnection, source_system: str,
         FROM quality.rejected_record r
         LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
         LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id
-        WHERE r.source_system = ?""", [int(resolved_days), source_system]).fetchall()[0]
+        WHERE r.source_system = $system""", {"system": source_system, "days": int(resolved_days)}).fetchall()[0]
     return {"resolved_earlier": int(row[0] or 0), "superseded": int(row[1] or 0)}
 
 
