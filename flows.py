@@ -224,6 +224,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
 
         if n_mentions >= RELEASE_WORKERS_AT:  # their memory goes to the resolution of everyone
             parallel.release()
+        store.commit_stage(con)  # the staged exports to the working copy's file, out of memory
         store.bound_memory(con, None)  # everyone is re-clustered and rebuilt: the warehouse's whole bound
 
         prev_xref, prev_persons, _ = build.read_previous_resolution(con)

@@ -49,6 +49,33 @@ def test_failure_before_publish_leaves_the_warehouse_exactly_as_it_was(tmp_path)
     assert not store.working_path(wh).exists()
 
 
+def test_a_stage_committed_in_the_working_copy_is_published_only_with_the_run(tmp_path):
+    """`commit_stage`: the rows reach the working copy's file, not the warehouse; a run
+    that fails after it leaves the warehouse as it was, one that succeeds publishes both
+    stages."""
+    wh = tmp_path / "w.duckdb"
+    store.initialise(wh)
+    before = digest(wh)
+    insert = "INSERT INTO quality.run (run_id, flow, started_at, status) VALUES (?, 'test', now(), 'ok')"
+    with pytest.raises(RuntimeError):
+        with store.transaction(wh) as con:
+            con.execute(insert, ["staged"])
+            store.commit_stage(con)
+            assert con.execute("SELECT count(*) FROM quality.run").fetchall()[0][0] == 1
+            assert digest(wh) == before  # committed in the working copy only
+            con.execute(insert, ["later"])
+            raise RuntimeError("boom after the stage")
+    assert digest(wh) == before
+    assert not store.working_path(wh).exists()
+    with store.transaction(wh) as con:
+        con.execute(insert, ["staged"])
+        store.commit_stage(con)
+        con.execute(insert, ["later"])
+    con = store.connect_read_only(wh)
+    assert [r[0] for r in con.execute("SELECT run_id FROM quality.run ORDER BY run_id").fetchall()] == ["later", "staged"]
+    con.close()
+
+
 def _hold_lock(path: str, ready, release) -> None:
     with store.writer_lock(Path(path)):
         ready.set()

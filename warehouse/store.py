@@ -141,6 +141,19 @@ def commit_without_vacuum(con: duckdb.DuckDBPyConnection, database: str | None =
             con.execute("RESET max_vacuum_tasks")
 
 
+def commit_stage(con: duckdb.DuckDBPyConnection) -> None:
+    """Inside `transaction`: make what the run has written so far part of the working
+    copy's file (`commit_without_vacuum`) and go on in a new transaction. Nothing is
+    published by it: the warehouse changes only when the working copy is renamed over it,
+    and a run that fails later still leaves it as it was (the working copy is deleted).
+    DuckDB holds a transaction's new rows in memory, or writes them to its spill folder,
+    until the commit; committed, they are blocks of the file that it drops from memory
+    when bounded and reads again when needed. A full sync commits its staged exports
+    before resolving everyone (`cache_lent`: the warehouse's memory goes to the resolution)."""
+    commit_without_vacuum(con)
+    con.execute("BEGIN TRANSACTION")
+
+
 #: what the warehouse connection keeps while a full resolution runs beside it (`cache_lent`)
 LENT_FLOOR = "256MB"
 
