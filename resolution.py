@@ -97,8 +97,11 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         tf_cols = model.tf_columns()
         candidates = index.blocked_with(con, core_ids, rules)
         partners = index.decision_partners(con, core_ids)
-        lf_core = index.features(con, core_ids)
-        lf_cand = index.features(con, candidates)
+        # one pass over the index for both (each fetch of rows by id scans it whole)
+        both = index.features(con, [*core_ids, *candidates])
+        in_core = both["unique_id"].isin(set(core_ids)).to_numpy()
+        lf_core, lf_cand = both[in_core].reset_index(drop=True), both[~in_core].reset_index(drop=True)
+        del both
         model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
         model.name_frequencies = NameFrequencies(*index.name_frequencies(con, [*core_ids, *candidates]))
         cand_person = pd.concat([index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"],
