@@ -256,6 +256,25 @@ def test_a_restored_model_scores_like_the_trained_one(mentions, model) -> None:
     pd.testing.assert_series_equal(fresh["match_weight"], again["match_weight"], check_exact=False, rtol=1e-9)
 
 
+@pytest.mark.parametrize("part", [7, 50, 10_000])
+def test_scoring_in_parts_gives_the_pairs_of_one_pass(mentions, model, monkeypatch, part) -> None:
+    """`PREDICT_CHUNK_MENTIONS`: the blocked pairs of the mentions in parts, each pair once,
+    scored as in one pass; with the trained model's own frame and with a restored model."""
+    import pipelines.linkage.model as m
+
+    key = ["unique_id_l", "unique_id_r"]
+    lf = linkage_frame(mentions)
+    whole = _restored(model).predict(lf, threshold=0.01).sort_values(key).reset_index(drop=True)
+    trained_whole = model.predict(threshold=0.01).sort_values(key).reset_index(drop=True)
+    monkeypatch.setattr(m, "PREDICT_CHUNK_MENTIONS", part)
+    for parts in (_restored(model).predict(lf, threshold=0.01), model.predict(threshold=0.01)):
+        assert not parts.duplicated(key).any()
+        parts = parts.sort_values(key).reset_index(drop=True)
+        assert len(parts) > 50
+        pd.testing.assert_frame_equal(parts, whole, check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(trained_whole, whole, check_exact=False, rtol=1e-9)
+
+
 def test_link_new_mentions_with_a_restored_model(mentions, model) -> None:
     new_ids = ["j3", "h3", "tB2"]
     old = mentions[~mentions["mention_id"].isin(new_ids)]

@@ -42,6 +42,13 @@ from pipelines.linkage.comparisons import BLOCKING_RULES, COMPARISONS, BlockingR
 __all__ = ["TRAINING_KEY", "LinkageModel", "register_functions"]
 
 _UID = itertools.count()
+
+#: `predict` scores the blocked pairs of at most this many mentions (the left-hand side)
+#: at a time: Splink materialises a part's pairs with both records' matching columns, so
+#: a million residents' 1.5 million pairs at once took +0.9 GB over the resolution's
+#: frames; the parts together are the same pairs (a pair is blocked from its left-hand
+#: record only)
+PREDICT_CHUNK_MENTIONS = 500_000
 #: key of the training facts in stored settings (not a Splink setting: stripped on restore)
 TRAINING_KEY = "residents_training"
 
@@ -89,7 +96,10 @@ def to_arrow(lf: pd.DataFrame) -> pa.Table:
     for f in _SCHEMA:
         s = lf[f.name]
         if pa.types.is_list(f.type):
-            arr = pa.array([v if isinstance(v, (list, tuple, np.ndarray)) else None for v in s], type=f.type)
+            if isinstance(s.dtype, pd.ArrowDtype):  # the persisted index's lists: their buffers as they are
+                arr = pa.chunked_array(pa.array(s.array)).combine_chunks().cast(f.type)
+            else:
+                arr = pa.array([v if isinstance(v, (list, tuple, np.ndarray)) else None for v in s], type=f.type)
             # a missing list is an empty one (the comparisons test len(...) = 0)
             cols[f.name] = pc.if_else(pc.is_null(arr), pa.scalar([], type=f.type), arr)
         elif pa.types.is_date32(f.type):
@@ -338,11 +348,18 @@ class LinkageModel:
         else:
             db = self._db()
             linker = self._linker_for(db.register(to_arrow(lf), table_name="__linkage_input"), lf)
+        records = len(lf) if lf is not None else len(getattr(self, "_fit_frame", ()))
+        chunks = max(1, math.ceil(records / PREDICT_CHUNK_MENTIONS))
         try:
-            out = linker.inference.predict(threshold_match_probability=threshold or None, warning_mode="never")
-            pairs = self._pairs(out)
+            # one left-hand part at a time: each part's scored pairs leave the scoring
+            # database before the next is blocked (`PREDICT_CHUNK_MENTIONS`)
+            parts = [self._pairs(linker.inference.predict_chunk(
+                left_chunk=(i, chunks), right_chunk=(1, 1), threshold_match_probability=threshold or None,
+                warning_mode="never"), ordered=False) for i in range(1, chunks + 1)]
         finally:
             _close(db)  # a scoring database of its own (a cycle, like the training one)
+        scored = [p for p in parts if len(p)] or parts[:1]  # an empty part's columns are untyped
+        pairs = self._ordered(pd.concat(scored, ignore_index=True) if len(scored) > 1 else scored[0])
         self.last_pairs = len(pairs)  # how many pairs scored at or above `threshold` (benchmarks)
         return pairs
 
@@ -373,12 +390,12 @@ class LinkageModel:
         return ["unique_id_l", "unique_id_r", "match_weight", "match_probability"] + [
             f"gamma_{c.name}" for c in self.comparisons]
 
-    def _pairs(self, sdf: Any) -> pd.DataFrame:
+    def _pairs(self, sdf: Any, *, ordered: bool = True) -> pd.DataFrame:
         keep = self._pair_columns()
         con = sdf.db_api.duckdb_con if hasattr(sdf, "db_api") else self._db_api.duckdb_con
         df = con.execute(f"SELECT {', '.join(keep)} FROM {sdf.physical_name}").df()
         sdf.drop_table_from_database_and_remove_from_cache()
-        return self._ordered(df)
+        return self._ordered(df) if ordered else df
 
     @staticmethod
     def _ordered(df: pd.DataFrame) -> pd.DataFrame:
