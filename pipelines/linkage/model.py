@@ -45,10 +45,11 @@ _UID = itertools.count()
 
 #: `predict` scores the blocked pairs of at most this many mentions (the left-hand side)
 #: at a time: Splink materialises a part's pairs with both records' matching columns, so
-#: a million residents' 1.5 million pairs at once took +0.9 GB over the resolution's
+#: a million residents' 1.5 million pairs at once took +1.0 GB over the resolution's
 #: frames; the parts together are the same pairs (a pair is blocked from its left-hand
-#: record only)
-PREDICT_CHUNK_MENTIONS = 500_000
+#: record only). Measured on the 1M district's 848 000 mentions: 1, 2, 3 parts 11.6,
+#: 12.4, 12.7 s and +1.05, +1.00, +0.62 GB; 4 to 6 parts ~20 s (+0.27 to +0.13 GB)
+PREDICT_CHUNK_MENTIONS = 300_000
 #: key of the training facts in stored settings (not a Splink setting: stripped on restore)
 TRAINING_KEY = "residents_training"
 
