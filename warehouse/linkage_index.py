@@ -191,7 +191,7 @@ def _arrow_lists(arrow_type: Any) -> pd.ArrowDtype | None:
 
 def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -> pd.DataFrame:
     """The linkage frame of `ids` (all mentions when None), ordered by mention id. The list
-    columns hold what DuckDB returns (arrays; None for a missing list, which the model
+    columns are Arrow lists (`pd.ArrowDtype`; a missing list is NULL, which the model
     reads as empty)."""
     cols = ", ".join(f'"{c}"' for c in FEATURE_COLUMNS)
     if ids is None:

@@ -50,6 +50,7 @@ _UID = itertools.count()
 #: record only). Measured on the 1M district's 848 000 mentions: 1, 2, 3 parts 11.6,
 #: 12.4, 12.7 s and +1.05, +1.00, +0.62 GB; 4 to 6 parts ~20 s (+0.27 to +0.13 GB)
 PREDICT_CHUNK_MENTIONS = 300_000
+
 #: key of the training facts in stored settings (not a Splink setting: stripped on restore)
 TRAINING_KEY = "residents_training"
 
