@@ -133,6 +133,21 @@ def test_a_table_the_run_created_anew_is_not_rewritten_again(bloated):
     assert _storage(path)["core.person"].dead == 0
 
 
+def test_a_table_created_anew_before_a_stage_commit_is_not_rewritten_again(bloated):
+    """`store.commit_stage` commits the rebuilt table: it is recognised by its new oid."""
+    from warehouse.ddl import PERSON
+    from warehouse.migrations import empty_table
+
+    path = bloated
+    with store.transaction(path) as con:
+        con.execute("CREATE TEMP TABLE _p AS SELECT * FROM core.person")
+        empty_table(con, PERSON)
+        con.execute("INSERT INTO core.person SELECT * FROM _p")
+        store.commit_stage(con)
+        assert compaction.compact(con) == ["core.relationship"]
+    assert _storage(path)["core.person"].dead == 0 and _storage(path)["core.relationship"].dead == 0
+
+
 def test_a_failed_run_rolls_the_rewrite_back(bloated):
     path = bloated
     before = _storage(path)

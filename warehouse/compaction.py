@@ -67,13 +67,23 @@ def storage(con: duckdb.DuckDBPyConnection) -> list[TableStorage]:
     return [TableStorage(name, size, live[i]) for i, (name, size) in enumerate(have)]
 
 
+def _oids(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """schema.name → DuckDB's table oid (a table dropped and created again gets a new one)."""
+    return {f"{s}.{n}": oid for s, n, oid in con.execute(
+        "SELECT schema_name, table_name, table_oid FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT temporary").fetchall()}
+
+
 def note(con: duckdb.DuckDBPyConnection) -> None:
     """Record the tables' storage as the run found it (before it changes anything: inside
-    the run's transaction DuckDB's row estimate leaves out the run's own rows)."""
+    the run's transaction DuckDB's row estimate leaves out the run's own rows), and each
+    table's oid."""
     rows = storage(con)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {NOTED} (tbl VARCHAR, stored BIGINT, live BIGINT)")
+    oids = _oids(con)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {NOTED} (tbl VARCHAR, stored BIGINT, live BIGINT, oid BIGINT)")
     if rows:
-        con.executemany(f"INSERT INTO {NOTED} VALUES (?, ?, ?)", [[r.table, r.stored, r.live] for r in rows])
+        con.executemany(f"INSERT INTO {NOTED} VALUES (?, ?, ?, ?)",
+                        [[r.table, r.stored, r.live, oids.get(r.table)] for r in rows])
 
 
 def noted(con: duckdb.DuckDBPyConnection) -> list[TableStorage]:
@@ -91,15 +101,14 @@ def compact(con: duckdb.DuckDBPyConnection) -> list[str]:
     from warehouse.migrations import empty_table
 
     declared = {t.qualified: t for t in all_tables()}
+    oids_then = dict(con.execute(f"SELECT tbl, oid FROM {NOTED}").fetchall()) if noted(con) else {}
+    oids_now = _oids(con)
     done = []
     for t in noted(con):
         if not t.bloated or t.table not in declared:
             continue
-        schema, name = t.table.split(".")
-        stored_now = con.execute("SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database() "
-                                 "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall()
-        if not stored_now or stored_now[0][0] == 0:
-            continue  # created anew in this transaction
+        if oids_now.get(t.table) != oids_then.get(t.table):
+            continue  # dropped and created anew by this run (before or after a `store.commit_stage`)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _compact AS SELECT * FROM {t.table}")
         empty_table(con, declared[t.table])
         con.execute(f"INSERT INTO {t.table} BY NAME SELECT * FROM _compact")
