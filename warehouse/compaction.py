@@ -101,10 +101,11 @@ def compact(con: duckdb.DuckDBPyConnection) -> list[str]:
     from warehouse.migrations import empty_table
 
     declared = {t.qualified: t for t in all_tables()}
-    oids_then = dict(con.execute(f"SELECT tbl, oid FROM {NOTED}").fetchall()) if noted(con) else {}
+    found = noted(con)
+    oids_then = dict(con.execute(f"SELECT tbl, oid FROM {NOTED}").fetchall()) if found else {}
     oids_now = _oids(con)
     done = []
-    for t in noted(con):
+    for t in found:
         if not t.bloated or t.table not in declared:
             continue
         if oids_now.get(t.table) != oids_then.get(t.table):

@@ -95,9 +95,7 @@ def problem_list(con: duckdb.DuckDBPyConnection, source_system: str,
         f"""
         SELECT r.status, r.source_object, r.source_locator, r.source_column, r.raw_value, r.message, r.error_code,
                r.record_key, l.export_date, r.is_row_rejected, c.source_object AS resolved_by
-        FROM quality.rejected_record r
-        LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
-        LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id
+        {_PROBLEMS}
         WHERE r.source_system = $system AND {_LISTED}
         """, {"system": source_system, "days": int(resolved_days)}).df()
     files = con.execute(
@@ -199,6 +197,12 @@ def department_alerts(con: duckdb.DuckDBPyConnection, source_system: str) -> pd.
     }, columns=["预警类型", "人员编号", "姓名", "公民身份号码", "日期", "说明", "本部门记录（文件!工作表!行）", "处理建议"])
 
 
+#: the problems with the ledger rows of their export (`l`) and of the correction file that
+#: resolved them (`c`), as `problem_list` and `problem_counts` read them (`_LISTED` uses both)
+_PROBLEMS = """FROM quality.rejected_record r
+        LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
+        LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id"""
+
 #: which problems `problem_list` shows (`$days`: how long resolved ones stay listed); a
 #: resolution without its correction file dates from the problem's own export
 _LISTED = """(r.status = 'open' OR (r.status = 'resolved'
@@ -212,9 +216,7 @@ def problem_counts(con: duckdb.DuckDBPyConnection, source_system: str,
     row = con.execute(
         f"""SELECT count(*) FILTER (WHERE r.status = 'resolved' AND NOT {_LISTED}),
                    count(*) FILTER (WHERE r.status = 'superseded')
-        FROM quality.rejected_record r
-        LEFT JOIN quality.load_ledger l ON l.export_id = r.export_id
-        LEFT JOIN quality.load_ledger c ON c.export_id = r.resolved_by_export_id
+        {_PROBLEMS}
         WHERE r.source_system = $system""", {"system": source_system, "days": int(resolved_days)}).fetchall()[0]
     return {"resolved_earlier": int(row[0] or 0), "superseded": int(row[1] or 0)}
 
