@@ -76,6 +76,57 @@ def test_a_stage_committed_in_the_working_copy_is_published_only_with_the_run(tm
     con.close()
 
 
+def _settings(con) -> tuple:
+    return con.execute("SELECT current_setting('max_vacuum_tasks'), current_setting('checkpoint_threshold')"
+                       ).fetchall()[0]
+
+
+def test_the_publish_checkpoints_beside_the_files_written_from_it(tmp_path):
+    """`committed_checkpointing_beside`: the COMMIT leaves the rows in the WAL, the
+    checkpoint empties it on another thread while the block (the analyst file, the
+    reports) reads the committed rows; the instance's settings are put back after."""
+    db = tmp_path / "c.duckdb"
+    wal = Path(str(db) + ".wal")
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("CREATE TABLE t (a VARCHAR)")
+        con.execute("CHECKPOINT")
+        before = _settings(con)
+        con.execute("BEGIN")
+        con.execute("INSERT INTO t SELECT 'P' || i FROM range(400000) r(i)")
+        with store.committed_checkpointing_beside(con):
+            assert con.cursor().execute("SELECT count(*) FROM t").fetchall()[0][0] == 400_000
+            deadline = time.monotonic() + 30
+            while wal.exists() and wal.stat().st_size > 0 and time.monotonic() < deadline:
+                time.sleep(0.01)  # the checkpoint empties the WAL while the block still runs
+            assert not wal.exists() or wal.stat().st_size == 0
+            assert _settings(con)[0] == 0  # no vacuum meanwhile (`commit_without_vacuum`)
+        assert _settings(con) == before
+    finally:
+        con.close()
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM t").fetchall()[0][0] == 400_000
+    con.close()
+
+
+def test_a_checkpoint_that_fails_beside_the_publish_work_publishes_nothing(tmp_path, monkeypatch):
+    wh = tmp_path / "w.duckdb"
+    store.initialise(wh)
+    before = digest(wh)
+    ran = []
+
+    def refuse(con, database=None, **kw):
+        raise duckdb.IOException("disk full (injected)")
+
+    monkeypatch.setattr(store, "checkpoint", refuse)
+    with pytest.raises(duckdb.IOException, match="injected"):
+        with store.transaction(wh, before_publish=lambda con: ran.append(1)) as con:
+            con.execute("INSERT INTO quality.run (run_id, flow, started_at, status) VALUES ('x', 'test', now(), 'ok')")
+    assert ran == [1]  # the block ran; the checkpoint's failure was raised after it
+    assert digest(wh) == before
+    assert not store.working_path(wh).exists()
+
+
 def _hold_lock(path: str, ready, release) -> None:
     with store.writer_lock(Path(path)):
         ready.set()
