@@ -37,7 +37,7 @@ import duckdb
 
 from warehouse.readahead import copy_file, prefetch
 from warehouse.store import checkpoint, commit_without_vacuum
-from warehouse.views import community_summary_sql, grid_sql, households_sql
+from warehouse.views import community_summary_sql, current_residents, grid_sql, households_sql
 
 #: the database name the analyst file is attached under while it is written
 ALIAS = "analyst_out"
@@ -48,6 +48,9 @@ ANALYST_FILE_MODE = 0o640
 #: that read them (`community_summary`, `grid`: the join of every current person-address
 #: link with its person and address is most of their cost)
 HOUSEHOLDS = "_analyst_households"
+#: the current residents (person, address) of the communities in scope, computed once for
+#: the households above and `community_summary`'s head count
+RESIDENTS = "_analyst_residents"
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,8 @@ TABLES: list[AnalystTable] = [
         keys={"person_key": True}, scope="person", scope_on=("a.person_id",)),
     AnalystTable(
         "community_summary", "各社区现住户数与人数：每个社区一行",
-        f"SELECT county, town, community, households, residents FROM ({community_summary_sql('{scope}', HOUSEHOLDS)})",
+        f"SELECT county, town, community, households, residents FROM "
+        f"({community_summary_sql('{scope}', HOUSEHOLDS, RESIDENTS)})",
         {"county": "县区", "town": "街道/乡镇", "community": "社区/村（为空：地址中未能确定社区的住户合计）",
          "households": "现住户数", "residents": "现住人数"}, scope="community"),
     AnalystTable(
@@ -316,6 +320,14 @@ def _write_info(con: duckdb.DuckDBPyConnection, secret: bytes, generation: str |
     _comment(con, INFO)
 
 
+def _households(con: duckdb.DuckDBPyConnection, scope: str) -> None:
+    """RESIDENTS and HOUSEHOLDS for the addresses `scope` (a condition on `address_id`)
+    holds: the aggregates by community read them (one join of the person-address links
+    with the persons for both)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {RESIDENTS} AS {current_residents(scope)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {HOUSEHOLDS} AS {households_sql(scope, RESIDENTS)}")
+
+
 def _sql(table: AnalystTable, row_filter: str, grid_households: int) -> str:
     return table.sql.replace("{scope}", row_filter).replace("{size}", f"{int(grid_households)}.0")
 
@@ -330,7 +342,7 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
     con.execute(_KEY_MAP.format(ids="SELECT person_id FROM core.person"), {"ipad": ipad, "opad": opad})
     con.execute(f"ATTACH {_q(str(out))} AS {ALIAS}")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {HOUSEHOLDS} AS {households_sql()}")
+        _households(con, "TRUE")
         for table in TABLES:
             source = "(" + _sql(table, "TRUE", grid_households) + ")"
             con.execute(f"CREATE TABLE {ALIAS}.main.{table.name} AS {_published(table, source)}")
@@ -343,7 +355,7 @@ def build(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, *, generatio
     finally:
         con.execute(f"DETACH {ALIAS}")
         con.execute("DROP TABLE IF EXISTS temp.person_key_map")
-        con.execute(f"DROP TABLE IF EXISTS temp.{HOUSEHOLDS}")
+        con.execute(f"DROP TABLE IF EXISTS temp.{HOUSEHOLDS}; DROP TABLE IF EXISTS temp.{RESIDENTS}")
     return report
 
 
@@ -386,8 +398,7 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
         con.execute("CREATE OR REPLACE TEMP TABLE _analyst_dk AS SELECT person_key AS k FROM person_key_map")
         for stmt in _TOUCHED_COMMUNITIES.format(addresses=addresses).split(";\n"):
             con.execute(stmt)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {HOUSEHOLDS} AS "
-                    + households_sql(_IN_TOUCHED_COMMUNITIES))
+        _households(con, _IN_TOUCHED_COMMUNITIES)
         for table in TABLES:
             name = f"_analyst_rows_{table.name}"
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS " + _sql(table, _row_filter(table, dirty),
@@ -423,7 +434,7 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
     finally:
         with contextlib.suppress(Exception):
             con.execute(f"DETACH {ALIAS}")
-        for name in (*staged, "_analyst_dp", "_analyst_dk", "person_key_map", HOUSEHOLDS):
+        for name in (*staged, "_analyst_dp", "_analyst_dk", "person_key_map", HOUSEHOLDS, RESIDENTS):
             con.execute(f"DROP TABLE IF EXISTS temp.{name}")
     return report
 

@@ -34,22 +34,35 @@ COMMUNITY_TOWN = """
     FROM core.address WHERE community IS NOT NULL AND town IS NOT NULL
     GROUP BY county, community HAVING count(DISTINCT town) = 1)"""
 
+
+def current_residents(scope: str = "TRUE") -> str:
+    """(person_id, address_id) once each: the current residence / household links of living
+    persons; `scope` a condition on `address_id` as in `current_households`."""
+    return f"""
+    SELECT DISTINCT pa.person_id, pa.address_id
+    FROM {_person_address(scope)} pa JOIN core.person p USING (person_id)
+    WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
+      AND NOT coalesce(p.is_deceased, FALSE)"""
+
+
 #: a household address lived in now: a current residence / household link of a living person
-def current_households(scope: str = "TRUE", materialised: str | None = None) -> str:
+def current_households(scope: str = "TRUE", materialised: str | None = None, residents: str | None = None) -> str:
     """The `households` CTE; `scope`: a condition on `address_id` (the analyst file derives
     the aggregates again only for the communities a sync touched), TRUE for all.
     `materialised`: a table holding this CTE's rows already (`households_sql`, computed once
-    for the analyst file's two tables that read them), read instead."""
+    for the analyst file's two tables that read them), read instead; `residents`: a table
+    holding `current_residents(scope)`, whose addresses are the households."""
     if materialised:
         return f"\n  households AS (SELECT * FROM {materialised})"
+    source = f"(SELECT DISTINCT address_id FROM {residents})" if residents else \
+        f"(SELECT address_id FROM ({current_residents(scope)}))"
     return f"""
   households AS (
-    SELECT DISTINCT a.address_id, a.county, coalesce(a.town, ct.town) AS town, a.community, a.road,
+    SELECT a.address_id, a.county, coalesce(a.town, ct.town) AS town, a.community, a.road,
            a.house_number, a.estate, a.building, a.unit, a.room, a.rural_group, a.standard_text
-    FROM {_person_address(scope)} pa JOIN core.address a USING (address_id) JOIN core.person p USING (person_id)
+    FROM core.address a
     LEFT JOIN community_town ct ON ct.county IS NOT DISTINCT FROM a.county AND ct.community = a.community
-    WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-      AND NOT coalesce(p.is_deceased, FALSE))"""
+    WHERE a.address_id IN {source})"""
 
 
 def _person_address(scope: str) -> str:
@@ -57,21 +70,19 @@ def _person_address(scope: str) -> str:
     return "core.person_address" if scope == "TRUE" else f"(SELECT * FROM core.person_address WHERE {scope})"
 
 
-def households_sql(scope: str = "TRUE") -> str:
-    """The rows of the `households` CTE, for `current_households(materialised=...)`."""
-    return f"WITH {COMMUNITY_TOWN}, {current_households(scope)} SELECT * FROM households"
+def households_sql(scope: str = "TRUE", residents: str | None = None) -> str:
+    """The rows of the `households` CTE, for `current_households(materialised=...)`;
+    `residents` as there."""
+    return f"WITH {COMMUNITY_TOWN}, {current_households(scope, residents=residents)} SELECT * FROM households"
 
 
-def community_summary_sql(scope: str = "TRUE", households: str | None = None) -> str:
+def community_summary_sql(scope: str = "TRUE", households: str | None = None, residents: str | None = None) -> str:
     """mart.community_summary; `scope` as in `current_households` (a community's row needs
-    every address of that community in scope), `households` its `materialised`."""
+    every address of that community in scope), `households` its `materialised`, `residents`
+    a table holding `current_residents(scope)` (the analyst file computes both once)."""
     return f"""WITH {COMMUNITY_TOWN},
-            {current_households(scope, households)},
-              residents AS (
-                SELECT DISTINCT pa.person_id, pa.address_id
-                FROM {_person_address(scope)} pa JOIN core.person p USING (person_id)
-                WHERE pa.kind IN ('residence', 'household') AND (pa.valid_to IS NULL OR pa.valid_to > current_date)
-                  AND NOT coalesce(p.is_deceased, FALSE))
+            {current_households(scope, households, residents)},
+              residents AS ({f"SELECT * FROM {residents}" if residents else current_residents(scope)})
             SELECT h.county, CASE WHEN h.community IS NOT NULL THEN h.town END AS town, h.community,
                    count(DISTINCT h.address_id) AS households, count(DISTINCT r.person_id) AS residents
             FROM households h JOIN residents r USING (address_id)
