@@ -24,8 +24,8 @@ import pandas as pd
 
 import district_stage
 from settings import Settings, load_settings
-from warehouse.runs import (ExportReport, Selection, SyncSummary, record_failed_summary,  # noqa: F401 - re-exported
-                            record_summary, summary_row)
+from warehouse.runs import (ExportReport, PublishTimer, Selection, SyncSummary,  # noqa: F401 - re-exported
+                            record_failed_summary, record_summary, summary_row)
 
 IO_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
 
@@ -397,13 +397,15 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from pipelines.normalize.address import remembered_keys
 
     existed = Path(settings.warehouse).exists()
+    published = PublishTimer(settings.warehouse, summary, selection)
     try:
         ts = time.perf_counter()
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
                                history_days=settings.history_days,
                                before_publish=alongside(analyst_publisher(settings), reports),
-                               lake=_lake_target(settings), on_lake=_lake_recorder(summary)) as con, \
+                               lake=_lake_target(settings), on_lake=_lake_recorder(summary),
+                               after_publish=published) as con, \
                 remembered_keys():  # the linkage features key the addresses the standardisation parsed
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
@@ -512,6 +514,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
             summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
             summary.stage_seconds["total"] = time.perf_counter() - t0
             record_summary(con, summary, selection)
+            published.start()
     except Exception as exc:
         summary.status = "failed"
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
@@ -899,10 +902,11 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
+    published = PublishTimer(settings.warehouse, summary, Selection())
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
                            flow=flow_name, history_days=settings.history_days,
                            before_publish=analyst_publisher(settings), lake=_lake_target(settings),
-                           on_lake=_lake_recorder(summary)) as con:
+                           on_lake=_lake_recorder(summary), after_publish=published) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions
@@ -920,4 +924,5 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
         summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
         summary.stage_seconds["total"] = time.perf_counter() - t0
         record_summary(con, summary, Selection())
+        published.start()
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import synth
 from cli import app
 from settings import ConfigError, load_settings
 from tests.e2e_helpers import sync
+from warehouse.runs import Selection
 
 runner = CliRunner()
 
@@ -57,6 +59,38 @@ def test_status_shows_runs_and_ledger(warehouse, monkeypatch):
     r = runner.invoke(app, ["status", "-w", str(warehouse)])
     assert r.exit_code == 0, r.output
     assert "最近的运行" in r.output and "装载台账" in r.output and "low_income" in r.output
+
+
+def test_a_runs_publish_is_timed_and_folded_into_its_row_by_the_next_run(tmp_path, monkeypatch):
+    """The publish (commit, analyst file, reports, rename) comes after the run wrote its
+    row: its seconds reach `status` at once (the side file) and quality.run with the
+    next run that publishes."""
+    import json
+
+    import cli
+    import duckdb
+    from warehouse.queries import recent_stage_times
+    from warehouse.runs import pending_runs
+
+    synth.generate(tmp_path / "inbox", households=12, seed=5, noise="clean", days=2)
+    wh = tmp_path / "w.duckdb"
+    first = sync(tmp_path / "inbox", wh, Selection(until=date(2026, 7, 1)))
+    pending = pending_runs(wh)
+    assert [(r["run_id"], r.get("amends")) for r in pending] == [(first.run_id, True)]
+    stages = json.loads(pending[0]["summary"])["stage_seconds"]
+    assert 0 < stages["publish"] < stages["total"]
+    names, rows = recent_stage_times(wh)
+    assert rows[0][0] == first.run_id and rows[0][names.index("发布（提交、分析库、报告）")] is not None
+    monkeypatch.setattr(cli.console, "width", 250)
+    assert "发布" in runner.invoke(app, ["status", "-w", str(wh)]).output
+
+    second = sync(tmp_path / "inbox", wh)  # the next day's exports: published
+    assert second.status == "succeeded" and second.run_id != first.run_id
+    con = duckdb.connect(str(wh), read_only=True)
+    row = con.execute("SELECT summary FROM quality.run WHERE run_id = ?", [first.run_id]).fetchall()
+    con.close()
+    assert len(row) == 1 and json.loads(row[0][0])["stage_seconds"]["publish"] == stages["publish"]
+    assert [r["run_id"] for r in pending_runs(wh)] == [second.run_id]
 
 
 def test_settings_layering(tmp_path):

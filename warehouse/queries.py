@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 #: the stages a run records in quality.run (summary.stage_seconds), in pipeline order
 STAGES = {"discover": "发现", "open": "打开（复制仓库）", "district": "辖区", "read": "读取", "standardize": "标准化",
           "expectations": "校验", "stage": "暂存", "resolve": "人员解析", "build": "构建", "quality": "质量检查",
-          "compact": "整理表", "total": "合计"}
+          "compact": "整理表", "publish": "发布（提交、分析库、报告）", "total": "合计"}
+#: quality.run with the runs of the side file (`warehouse.runs`): a side-file row of a run
+#: already in quality.run (its publish timed, `runs.PublishTimer`) is shown instead
+_RUNS = """(SELECT * FROM pending_run
+          UNION ALL SELECT * FROM quality.run WHERE run_id NOT IN (SELECT run_id FROM pending_run))"""
 
 
 def run_read_only(path: str | os.PathLike[str], sql: str, *, with_pending_runs: bool = False
@@ -137,7 +141,7 @@ def recent_runs(path: str | os.PathLike[str], limit: int = 10) -> tuple[list[str
                   (SELECT unnest(CAST(json_extract(summary, '$.exports') AS JSON[])) AS e)) AS 读取行,
                json_extract_string(summary, '$.persons_after') AS 人员数,
                json_extract_string(summary, '$.persons_created') AS 新建人员
-        FROM (SELECT * FROM quality.run UNION ALL SELECT * FROM pending_run)
+        FROM {_RUNS}
         ORDER BY started_at DESC LIMIT {int(limit)}""", with_pending_runs=True)
 
 
@@ -148,7 +152,7 @@ def recent_stage_times(path: str | os.PathLike[str], limit: int = 10) -> tuple[l
         for s, zh in STAGES.items())
     return run_read_only(path, f"""
         SELECT run_id AS 运行编号, {stages}
-        FROM (SELECT * FROM quality.run UNION ALL SELECT * FROM pending_run)
+        FROM {_RUNS}
         ORDER BY started_at DESC LIMIT {int(limit)}""", with_pending_runs=True)
 
 

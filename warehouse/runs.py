@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,41 @@ def record_unchanged_run(warehouse: str | os.PathLike[str], row: dict[str, Any],
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+class PublishTimer:
+    """How long a run's publish took — the commit of the working copy, the analyst file,
+    the officers' reports, the rename (`store.transaction`) — which comes after the run
+    wrote its row: `start()` when the row is written, then, passed as the transaction's
+    `after_publish`, the run's row again with `stage_seconds["publish"]` (and the total
+    with it) goes to the side file, under the writer lock, marked as amending the row
+    published; the next transaction replaces that row with it (`fold_pending_runs`),
+    and readers prefer it meanwhile (`warehouse.queries`)."""
+
+    def __init__(self, warehouse: str | os.PathLike[str], summary: SyncSummary, selection: Selection) -> None:
+        self.warehouse, self.summary, self.selection = warehouse, summary, selection
+        self._started: float | None = None
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def __call__(self) -> None:
+        if self._started is None:
+            return
+        seconds = time.perf_counter() - self._started
+        stages = self.summary.stage_seconds
+        stages["publish"] = seconds
+        stages["total"] = stages.get("total", 0.0) + seconds
+        self.summary.finished_at = dt.datetime.now().isoformat(timespec="seconds")
+        from warehouse.store import private_umask
+
+        row = summary_row(self.summary, self.selection) | {AMENDS: True}
+        with private_umask(), open(pending_path(self.warehouse), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+#: the side-file key of a row that replaces the published row of its run (`PublishTimer`)
+AMENDS = "amends"
+
+
 def pending_runs(warehouse: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of the side file (a torn last line, from a crash mid-append, is skipped)."""
     path = pending_path(warehouse)
@@ -240,6 +276,8 @@ def fold_pending_runs(con: duckdb.DuckDBPyConnection, warehouse: str | os.PathLi
     removes the file after publishing: `discard_pending_runs`)."""
     rows = pending_runs(warehouse)
     for row in rows:
+        if row.get(AMENDS):  # the same run, with its publish timed: replaces its row
+            con.execute("DELETE FROM quality.run WHERE run_id = ?", [row["run_id"]])
         record_run(con, row)
     return len(rows)
 

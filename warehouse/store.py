@@ -481,7 +481,8 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
                 fail_before_publish: bool = False, run_id: str | None = None,
                 flow: str | None = None, history_days: int = 0,
                 before_publish: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None = None,
-                lake: Any = None, on_lake: Callable[[Any], None] | None = None
+                lake: Any = None, on_lake: Callable[[Any], None] | None = None,
+                after_publish: Callable[[], None] | None = None
                 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A writable connection to a working copy, published atomically on success.
 
@@ -496,7 +497,9 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
 
     `lake` (a `warehouse.lake.LakeTarget`): after the publish, still under the lock, the
     published file is written into the shared DuckLake; `on_lake` receives the
-    `LakeOutcome`. A lake failure is reported there, never raised: the publish stands."""
+    `LakeOutcome`. A lake failure is reported there, never raised: the publish stands.
+    `after_publish()` runs last, still under the lock (it records how long the publish
+    took: `warehouse.runs.PublishTimer`); its failure is not raised either."""
     path = Path(path)
     key = key_for(path)
     with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow), private_umask():
@@ -545,6 +548,9 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         history.record(path, history_days)
         if lake is not None:
             _publish_lake(path, lake, run_id, on_lake)
+        if after_publish is not None:
+            with contextlib.suppress(Exception):  # the warehouse is published: that stands
+                after_publish()
 
 
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
