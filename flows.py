@@ -348,6 +348,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import compaction, load, store
+    from warehouse.build import scoped_build
     from warehouse.reports import alongside
 
     configure_warehouse(settings)
@@ -405,7 +406,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                history_days=settings.history_days,
                                before_publish=alongside(analyst_publisher(settings), reports),
                                lake=_lake_target(settings), on_lake=_lake_recorder(summary),
-                               after_publish=published) as con, \
+                               after_publish=published, checkpoint_beside=scoped_build) as con, \
                 remembered_keys():  # the linkage features key the addresses the standardisation parsed
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
@@ -896,6 +897,7 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     """Run `record(con)` (which stores link decisions), re-cluster the persons the new
     decisions name (and those blocked with them), rebuild and publish."""
     from warehouse import store
+    from warehouse.build import scoped_build
 
     configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -906,7 +908,8 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
                            flow=flow_name, history_days=settings.history_days,
                            before_publish=analyst_publisher(settings), lake=_lake_target(settings),
-                           on_lake=_lake_recorder(summary), after_publish=published) as con:
+                           on_lake=_lake_recorder(summary), after_publish=published,
+                           checkpoint_beside=scoped_build) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

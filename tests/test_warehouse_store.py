@@ -119,12 +119,16 @@ def test_a_checkpoint_that_fails_beside_the_publish_work_publishes_nothing(tmp_p
         raise duckdb.IOException("disk full (injected)")
 
     monkeypatch.setattr(store, "checkpoint", refuse)
-    with pytest.raises(duckdb.IOException, match="injected"):
-        with store.transaction(wh, before_publish=lambda con: ran.append(1)) as con:
-            con.execute("INSERT INTO quality.run (run_id, flow, started_at, status) VALUES ('x', 'test', now(), 'ok')")
-    assert ran == [1]  # the block ran; the checkpoint's failure was raised after it
-    assert digest(wh) == before
-    assert not store.working_path(wh).exists()
+    for beside, hook_ran in ((True, [1]), (False, [])):  # a full rebuild checkpoints in the COMMIT
+        ran.clear()
+        with pytest.raises(duckdb.IOException, match="injected"):
+            with store.transaction(wh, before_publish=lambda con: ran.append(1),
+                                   checkpoint_beside=lambda con: beside) as con:
+                con.execute("INSERT INTO quality.run (run_id, flow, started_at, status) "
+                            "VALUES ('x', 'test', now(), 'ok')")
+        assert ran == hook_ran  # beside: the block ran, the checkpoint's failure was raised after it
+        assert digest(wh) == before
+        assert not store.working_path(wh).exists()
 
 
 def _hold_lock(path: str, ready, release) -> None:

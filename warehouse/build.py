@@ -670,6 +670,11 @@ def _record_scope(con: duckdb.DuckDBPyConnection, scope: BuildScope | None) -> N
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SCOPE_ADDRESSES} AS SELECT DISTINCT k FROM _da WHERE k IS NOT NULL")
 
 
+def scoped_build(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the build run on `con` was scoped (it changed a part of the warehouse)."""
+    return build_scope(con) is not None
+
+
 def build_scope(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
     """The temp tables (persons, addresses) of the scoped build run on `con`, or None when
     no build ran on it or the build was full."""
