@@ -131,6 +131,26 @@ def test_a_checkpoint_that_fails_beside_the_publish_work_publishes_nothing(tmp_p
         assert not store.working_path(wh).exists()
 
 
+def test_a_transaction_that_builds_nothing_keeps_the_configured_grid_size(tmp_path):
+    """Every transaction migrates (and declares the mart views again); mart.grid keeps the
+    size the last build gave it (`grid_households`), e.g. after a failed run's record."""
+    from warehouse.views import create_grid_view
+
+    wh = tmp_path / "w.duckdb"
+    store.initialise(wh)
+    with store.transaction(wh) as con:
+        create_grid_view(con, 7)  # what build_core does with grid_households = 7
+    for _ in range(2):
+        with store.transaction(wh) as con:
+            con.execute("INSERT INTO quality.run (run_id, flow, started_at, status) "
+                        "VALUES (uuid()::VARCHAR, 'test', now(), 'failed')")
+    con = store.connect_read_only(wh)
+    sql, comment = con.execute("SELECT sql, comment FROM duckdb_views() WHERE schema_name = 'mart' "
+                               "AND view_name = 'grid'").fetchall()[0]
+    con.close()
+    assert "/ 7.0" in sql and "每 7 户" in comment, (sql[-200:], comment)
+
+
 def _hold_lock(path: str, ready, release) -> None:
     with store.writer_lock(Path(path)):
         ready.set()

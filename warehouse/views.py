@@ -280,12 +280,21 @@ def declared_fact_views() -> list[View]:
     return views
 
 
-def create_views(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300) -> None:
+def create_views(con: duckdb.DuckDBPyConnection, *, grid_households: int | None = 300) -> None:
+    """Every `mart` view. `grid_households` None: `mart.grid` is left as it is (it was
+    created with the district's configured size by the last build, `build_core`), or
+    created with the default size where there is none yet."""
     con.execute("CREATE SCHEMA IF NOT EXISTS mart")
     for stmt in MACROS:
         con.execute(stmt)
     for view in [*VIEW_LIST, *declared_fact_views()]:
         _create(con, view, view.sql, view.comment)
+    if grid_households is None:
+        schema, name = GRID_VIEW.name.split(".")
+        if con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?",
+                       [schema, name]).fetchall()[0][0]:
+            return
+        grid_households = 300
     create_grid_view(con, grid_households)
 
 
