@@ -224,7 +224,8 @@ def record_unchanged_run(warehouse: str | os.PathLike[str], row: dict[str, Any],
 
 class PublishTimer:
     """How long a run's publish took — the commit of the working copy, the analyst file,
-    the officers' reports, the rename (`store.transaction`) — which comes after the run
+    the officers' reports, the rename, the shared lake's copy where there is one
+    (`store.transaction`) — which comes after the run
     wrote its row: `start()` when the row is written, then, passed as the transaction's
     `after_publish`, the run's row again with `stage_seconds["publish"]` (and the total
     with it) goes to the side file, under the writer lock, marked as amending the row

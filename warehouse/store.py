@@ -171,8 +171,11 @@ def committed_checkpointing_beside(con: duckdb.DuckDBPyConnection) -> Iterator[N
                 done = pool.submit(checkpoint, cursor)
                 try:
                     yield
-                finally:
-                    done.result()
+                except BaseException:  # the block's failure is the one raised, once the checkpoint ended
+                    with contextlib.suppress(Exception):
+                        done.result()
+                    raise
+                done.result()
         finally:
             cursor.close()
 
