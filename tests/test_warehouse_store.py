@@ -131,6 +131,23 @@ def test_a_checkpoint_that_fails_beside_the_publish_work_publishes_nothing(tmp_p
         assert not store.working_path(wh).exists()
 
 
+def test_a_discarded_working_copy_is_closed_without_a_checkpoint(tmp_path):
+    """A failed run deletes its working copy: closing it must not first write back (and
+    vacuum) what is in its WAL — seconds at 1M residents for an officer's refused link."""
+    db = tmp_path / "c.duckdb"
+    wal = Path(str(db) + ".wal")
+    con = duckdb.connect(str(db))
+    con.execute("SET checkpoint_threshold = '1TB'")
+    con.execute("CREATE TABLE t AS SELECT range AS a FROM range(1000)")
+    con.execute("DELETE FROM t WHERE a % 2 = 0")
+    assert wal.exists() and wal.stat().st_size > 0
+    store._discard(con)
+    assert wal.exists() and wal.stat().st_size > 0  # a plain close() checkpoints it into the file
+    con = duckdb.connect(str(db))
+    con.close()
+    assert not wal.exists() or wal.stat().st_size == 0  # (what a plain close does)
+
+
 def test_a_transaction_that_builds_nothing_keeps_the_configured_grid_size(tmp_path):
     """Every transaction migrates (and declares the mart views again); mart.grid keeps the
     size the last build gave it (`grid_households`), e.g. after a failed run's record."""

@@ -539,8 +539,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
                     raise RuntimeError("injected failure before publish (test hook)")
                 publish_more = before_publish(con) if before_publish else None
         except BaseException:
-            with contextlib.suppress(Exception):
-                con.close()
+            _discard(con)
             work.unlink(missing_ok=True)
             work.with_name(work.name + ".wal").unlink(missing_ok=True)
             raise
@@ -559,6 +558,17 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         if after_publish is not None:
             with contextlib.suppress(Exception):  # the warehouse is published: that stands
                 after_publish()
+
+
+def _discard(con: duckdb.DuckDBPyConnection) -> None:
+    """Close the connection to a working copy that is about to be deleted, without the
+    checkpoint DuckDB makes when the last connection to a file closes: it writes back what
+    the run's migration committed and vacuums every table with deleted rows (3.5 s of an
+    officer's refused link at 1M residents, for a file deleted right after)."""
+    with contextlib.suppress(Exception):
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    with contextlib.suppress(Exception):
+        con.close()
 
 
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
@@ -632,7 +642,7 @@ def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: 
             con.execute("DETACH plain_source")
             con.execute("CHECKPOINT")
         except BaseException:
-            con.close()
+            _discard(con)
             work.unlink(missing_ok=True)
             raise
         con.close()
