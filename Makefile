@@ -19,7 +19,7 @@ $(UV):
 # recompile pandas, duckdb and prefect: seconds of start-up per command).
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock Makefile
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
-	$(VENV)/bin/python -m compileall -q schemas connectors pipelines warehouse synth webapp flows.py cli.py settings.py serving.py
+	$(VENV)/bin/python -m compileall -q schemas connectors pipelines warehouse synth webapp *.py
 	touch $@
 
 install: $(VENV)/.installed

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 import district_stage
+from runtime import tune_gc_for_batch
 from settings import Settings, load_settings
 from warehouse.runs import (ExportReport, PublishTimer, Selection, SyncSummary,  # noqa: F401 - re-exported
                             record_failed_summary, record_summary, summary_row)
@@ -351,6 +352,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from warehouse.build import scoped_build
     from warehouse.reports import alongside
 
+    tune_gc_for_batch()
     configure_warehouse(settings)
     if settings.engine == "spark":
         from engines import require_spark
@@ -899,6 +901,7 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     from warehouse import store
     from warehouse.build import scoped_build
 
+    tune_gc_for_batch()
     configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),

@@ -65,16 +65,24 @@ def test_a_runs_publish_is_timed_and_folded_into_its_row_by_the_next_run(tmp_pat
     """The publish (commit, analyst file, reports, rename) comes after the run wrote its
     row: its seconds reach `status` at once (the side file) and quality.run with the
     next run that publishes."""
+    import gc
     import json
 
     import cli
     import duckdb
+    from runtime import BATCH_GC_THRESHOLD
     from warehouse.queries import recent_stage_times
     from warehouse.runs import pending_runs
 
     synth.generate(tmp_path / "inbox", households=12, seed=5, noise="clean", days=2)
     wh = tmp_path / "w.duckdb"
-    first = sync(tmp_path / "inbox", wh, Selection(until=date(2026, 7, 1)))
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's default
+    try:
+        first = sync(tmp_path / "inbox", wh, Selection(until=date(2026, 7, 1)))
+        assert gc.get_threshold() == BATCH_GC_THRESHOLD  # a run tunes the collector for a batch (runtime.py)
+    finally:
+        gc.set_threshold(*before)
     pending = pending_runs(wh)
     assert [(r["run_id"], r.get("amends")) for r in pending] == [(first.run_id, True)]
     stages = json.loads(pending[0]["summary"])["stage_seconds"]
