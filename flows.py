@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 import district_stage
-from runtime import tune_gc_for_batch
+from runtime import batch_gc
 from settings import Settings, load_settings
 from warehouse.runs import (ExportReport, PublishTimer, Selection, SyncSummary,  # noqa: F401 - re-exported
                             record_failed_summary, record_summary, summary_row)
@@ -340,6 +340,7 @@ def analyst_publisher(settings: Settings) -> Any:
                      grid_households=settings.grid_households)
 
 
+@batch_gc
 def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: Selection = Selection(),
              use_tasks: bool = False, progress: Callable[[str, int, int], None] | None = None,
              fail_before_publish: bool = False, reports: Any = None) -> SyncSummary:
@@ -352,7 +353,6 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from warehouse.build import scoped_build
     from warehouse.reports import alongside
 
-    tune_gc_for_batch()
     configure_warehouse(settings)
     if settings.engine == "spark":
         from engines import require_spark
@@ -895,13 +895,13 @@ def serve_nightly(settings: Settings, *, config_file: str | None = None, start_s
 # --------------------------------------------------------------------------------------
 # officers' decisions: stored, then applied to the persons they name in the same transaction
 # --------------------------------------------------------------------------------------
+@batch_gc
 def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_name: str = "decision") -> SyncSummary:
     """Run `record(con)` (which stores link decisions), re-cluster the persons the new
     decisions name (and those blocked with them), rebuild and publish."""
     from warehouse import store
     from warehouse.build import scoped_build
 
-    tune_gc_for_batch()
     configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),

@@ -76,13 +76,14 @@ def test_a_runs_publish_is_timed_and_folded_into_its_row_by_the_next_run(tmp_pat
 
     synth.generate(tmp_path / "inbox", households=12, seed=5, noise="clean", days=2)
     wh = tmp_path / "w.duckdb"
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)  # CPython's default
-    try:
-        first = sync(tmp_path / "inbox", wh, Selection(until=date(2026, 7, 1)))
-        assert gc.get_threshold() == BATCH_GC_THRESHOLD  # a run tunes the collector for a batch (runtime.py)
-    finally:
-        gc.set_threshold(*before)
+    import flows
+
+    seen = []
+    configure = flows.configure_warehouse
+    monkeypatch.setattr(flows, "configure_warehouse", lambda s: (seen.append(gc.get_threshold()), configure(s)))
+    first = sync(tmp_path / "inbox", wh, Selection(until=date(2026, 7, 1)))
+    # the run tunes the collector for a batch job (runtime.py), then puts the process's back
+    assert seen == [BATCH_GC_THRESHOLD] and gc.get_threshold() != BATCH_GC_THRESHOLD
     pending = pending_runs(wh)
     assert [(r["run_id"], r.get("amends")) for r in pending] == [(first.run_id, True)]
     stages = json.loads(pending[0]["summary"])["stage_seconds"]
