@@ -332,6 +332,19 @@ def configure_warehouse(settings: Settings) -> None:
                        temp_directory=str(settings.resolved_spill_dir()) if model_limit else None)
 
 
+def _publishing(settings: Settings, summary: SyncSummary, selection: Selection,
+                before_publish: Any) -> tuple[PublishTimer, dict[str, Any]]:
+    """How a run publishes (`store.transaction`'s keywords): `before_publish` (the analyst
+    file, and a sync's reports), the shared lake, the working copy checkpointed beside
+    them after a scoped build, and the publish timed into the run's row (start the timer
+    once the row is written)."""
+    from warehouse.build import scoped_build
+
+    timer = PublishTimer(settings.warehouse, summary, selection)
+    return timer, dict(before_publish=before_publish, lake=_lake_target(settings), on_lake=_lake_recorder(summary),
+                       after_publish=timer, checkpoint_beside=scoped_build)
+
+
 def analyst_publisher(settings: Settings) -> Any:
     """The hook that writes the analysts' de-identified file with every publish."""
     from warehouse.analyst import publisher
@@ -350,7 +363,6 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from connectors.exceptions import ConnectorError, SourceUnavailableError
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import compaction, load, store
-    from warehouse.build import scoped_build
     from warehouse.reports import alongside
 
     configure_warehouse(settings)
@@ -400,15 +412,13 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     from pipelines.normalize.address import remembered_keys
 
     existed = Path(settings.warehouse).exists()
-    published = PublishTimer(settings.warehouse, summary, selection)
     try:
         ts = time.perf_counter()
+        published, publishing = _publishing(settings, summary, selection,
+                                            alongside(analyst_publisher(settings), reports))
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
-                               history_days=settings.history_days,
-                               before_publish=alongside(analyst_publisher(settings), reports),
-                               lake=_lake_target(settings), on_lake=_lake_recorder(summary),
-                               after_publish=published, checkpoint_beside=scoped_build) as con, \
+                               history_days=settings.history_days, **publishing) as con, \
                 remembered_keys():  # the linkage features key the addresses the standardisation parsed
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
@@ -900,19 +910,15 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     """Run `record(con)` (which stores link decisions), re-cluster the persons the new
     decisions name (and those blocked with them), rebuild and publish."""
     from warehouse import store
-    from warehouse.build import scoped_build
 
     configure_warehouse(settings)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SyncSummary(run_id=run_id, flow=flow_name, warehouse=str(settings.warehouse),
                           started_at=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
-    published = PublishTimer(settings.warehouse, summary, Selection())
+    published, publishing = _publishing(settings, summary, Selection(), analyst_publisher(settings))
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
-                           flow=flow_name, history_days=settings.history_days,
-                           before_publish=analyst_publisher(settings), lake=_lake_target(settings),
-                           on_lake=_lake_recorder(summary), after_publish=published,
-                           checkpoint_beside=scoped_build) as con:
+                           flow=flow_name, history_days=settings.history_days, **publishing) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

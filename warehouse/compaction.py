@@ -40,6 +40,7 @@ class TableStorage:
     table: str        # schema.name
     stored: int       # rows in the file, deleted ones included
     live: int
+    oid: int | None = None  # DuckDB's table oid: a table dropped and created again gets a new one
 
     @property
     def dead(self) -> int:
@@ -56,19 +57,19 @@ def storage(con: duckdb.DuckDBPyConnection) -> list[TableStorage]:
     from warehouse.ddl import all_tables
 
     declared = {t.qualified for t in all_tables()}
-    have = [(f"{s}.{n}", size) for s, n, size in con.execute(
-        "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
+    have = [(f"{s}.{n}", size, oid) for s, n, size, oid in con.execute(
+        "SELECT schema_name, table_name, estimated_size, table_oid FROM duckdb_tables() "
         "WHERE database_name = current_database() AND NOT temporary").fetchall() if f"{s}.{n}" in declared]
     if not have:
         return []
     counts = con.execute(" UNION ALL ".join(f"SELECT {i}, count(*) FROM {name}"
-                                            for i, (name, _) in enumerate(have))).fetchall()
+                                            for i, (name, _, _) in enumerate(have))).fetchall()
     live = dict(counts)
-    return [TableStorage(name, size, live[i]) for i, (name, size) in enumerate(have)]
+    return [TableStorage(name, size, live[i], oid) for i, (name, size, oid) in enumerate(have)]
 
 
 def _oids(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """schema.name → DuckDB's table oid (a table dropped and created again gets a new one)."""
+    """schema.name → DuckDB's table oid, now."""
     return {f"{s}.{n}": oid for s, n, oid in con.execute(
         "SELECT schema_name, table_name, table_oid FROM duckdb_tables() "
         "WHERE database_name = current_database() AND NOT temporary").fetchall()}
@@ -79,16 +80,15 @@ def note(con: duckdb.DuckDBPyConnection) -> None:
     the run's transaction DuckDB's row estimate leaves out the run's own rows), and each
     table's oid."""
     rows = storage(con)
-    oids = _oids(con)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {NOTED} (tbl VARCHAR, stored BIGINT, live BIGINT, oid BIGINT)")
     if rows:
-        con.executemany(f"INSERT INTO {NOTED} VALUES (?, ?, ?, ?)",
-                        [[r.table, r.stored, r.live, oids.get(r.table)] for r in rows])
+        con.executemany(f"INSERT INTO {NOTED} VALUES (?, ?, ?, ?)", [[r.table, r.stored, r.live, r.oid] for r in rows])
 
 
 def noted(con: duckdb.DuckDBPyConnection) -> list[TableStorage]:
     try:
-        return [TableStorage(*r) for r in con.execute(f"SELECT tbl, stored, live FROM {NOTED} ORDER BY tbl").fetchall()]
+        return [TableStorage(*r) for r in con.execute(f"SELECT tbl, stored, live, oid FROM {NOTED} ORDER BY tbl"
+                                                      ).fetchall()]
     except duckdb.CatalogException:
         return []
 
@@ -101,14 +101,12 @@ def compact(con: duckdb.DuckDBPyConnection) -> list[str]:
     from warehouse.migrations import empty_table
 
     declared = {t.qualified: t for t in all_tables()}
-    found = noted(con)
-    oids_then = dict(con.execute(f"SELECT tbl, oid FROM {NOTED}").fetchall()) if found else {}
     oids_now = _oids(con)
     done = []
-    for t in found:
+    for t in noted(con):
         if not t.bloated or t.table not in declared:
             continue
-        if oids_now.get(t.table) != oids_then.get(t.table):
+        if oids_now.get(t.table) != t.oid:
             continue  # dropped and created anew by this run (before or after a `store.commit_stage`)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _compact AS SELECT * FROM {t.table}")
         empty_table(con, declared[t.table])
