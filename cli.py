@@ -914,8 +914,11 @@ for _group in (app, review_app, web_user_app):
         _cmd.callback = _guarded(_cmd.callback)
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:  # pragma: no cover - run as a process by the end-to-end tests
+    """The `residents` command (pyproject's script entry point)."""
+    from runtime import run_command
+
+    run_command(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,3 +40,55 @@ def batch_gc(fn: F) -> F:
             gc.set_threshold(*before)
 
     return run  # type: ignore[return-value]
+
+
+
+#: the exit status of the command `run_command` ran; None: it ended otherwise (an uncaught
+#: exception, an interrupt) and the interpreter ends the process as usual
+_status: int | None = None
+
+
+def run_command(main: Callable[[], Any]) -> None:
+    """Run a command line's `main` and end the process, when it ends, without the
+    interpreter's teardown.
+
+    A command ends by freeing, one object at a time, everything its run imported or built
+    (pandas, Splink and sqlglot, the division gazetteer's 84 000 entries, the name tables):
+    0.4 s after a nightly delta at 1M residents, 0.15 s after an officer's link — time the
+    officer waits for that changes nothing on disk. The exit handler registered here,
+    before anything else registers one, runs last (handlers run last-registered first):
+    the process still ends as Python ends it — non-daemon threads joined, worker pools
+    stopped, every other exit handler run, the exit status the one `main` exited with —
+    and then, with logging and the standard streams flushed, `os._exit` skips the
+    teardown. The warehouse is never left to a destructor: every connection is closed
+    (and checkpointed) by the code that opened it. A command that ends with an uncaught
+    exception or an interrupt ends as usual."""
+    import atexit
+
+    global _status
+    atexit.register(_exit_now)
+    try:
+        main()
+    except SystemExit as exc:
+        # as Python exits: None is success, an integer is the status, anything else is
+        # printed and the status is 1
+        code = exc.code
+        _status = 0 if code is None else code if isinstance(code, int) else 1
+        raise
+    _status = 0
+
+
+def _exit_now() -> None:
+    import logging
+    import os
+    import sys
+
+    if _status is None:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream: nothing more to write
+            pass
+    os._exit(_status)

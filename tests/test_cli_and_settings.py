@@ -269,3 +269,57 @@ def test_a_local_run_bounds_the_warehouse_cache_and_a_full_one_does_not(tmp_path
         store.set_memory_limit(None)
     assert local.resolution_mode == "incremental" and again_full.resolution_mode == "full"
     assert seen == [duckdb_size("900MB"), duckdb_size("400MB"), duckdb_size("900MB")]
+
+
+_COMMAND = """
+import atexit, sys
+sys.path.insert(0, {root!r})
+from runtime import run_command
+
+class Torn:
+    def __del__(self):
+        print("torn down", flush=True)
+
+kept = Torn()  # a module global: freed only by the interpreter's teardown
+
+def main():
+    atexit.register(lambda: print("later handler ran"))
+    sys.stdout.write("output left in the buffer")
+    {end}
+
+run_command(main)
+"""
+
+
+@pytest.mark.parametrize("end, status, stderr", [
+    ("pass", 0, ""),
+    ("raise SystemExit(3)", 3, ""),
+    ("raise SystemExit('配置错误')", 1, "配置错误"),
+    ("raise SystemExit(None)", 0, ""),
+])
+def test_a_command_ends_without_the_teardown_and_keeps_its_status(end, status, stderr):
+    """`runtime.run_command` (the `residents` entry point): the exit status is the one the
+    command exited with, buffered output and later exit handlers are not lost, and the
+    interpreter's teardown (0.4 s after a 1M delta) is skipped — an object freed only
+    there is never finalised."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", _COMMAND.format(root=root, end=end)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == status
+    assert proc.stdout.startswith("output left in the buffer") and "later handler ran" in proc.stdout
+    assert "torn down" not in proc.stdout
+    assert stderr in proc.stderr
+
+
+def test_a_command_that_fails_with_an_exception_ends_as_python_ends_it():
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", _COMMAND.format(root=root, end="raise ValueError('坏')")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "ValueError: 坏" in proc.stderr
+    assert "later handler ran" in proc.stdout and "torn down" in proc.stdout
