@@ -460,15 +460,12 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
         pairs = pd.concat([pairs, pair_levels(pairs)], axis=1)
         pairs = _with_plain_evidence(pairs, pd.concat([lf_core, lf_candidates], ignore_index=True),
                                      min(REVIEW_BAND[0], threshold), threshold, model.name_frequencies)
-        links += list(zip(nodes_of(pairs["unique_id_l"]), nodes_of(pairs["unique_id_r"])))
+        # each side's node once, for the groups here and the clusterer's edges below
+        pairs["node_l"] = nodes_of(pairs["unique_id_l"]).to_numpy()
+        pairs["node_r"] = nodes_of(pairs["unique_id_r"]).to_numpy()
+        links += list(zip(pairs["node_l"], pairs["node_r"]))
     keys = anchor_keys.assign(node="P:" + anchor_keys["person_id"].astype(str))
-    by_cid = dict(zip(keys["citizen_id"].dropna(), keys.loc[keys["citizen_id"].notna(), "node"]))
-    by_doc = dict(zip(keys["document_number"].dropna(), keys.loc[keys["document_number"].notna(), "node"]))
-    for m, cid, doc in zip(core_ids, lf_core["cid"], lf_core["doc_no"]):
-        if isinstance(cid, str) and cid in by_cid:
-            links.append((m, by_cid[cid]))
-        elif isinstance(doc, str) and doc in by_doc:
-            links.append((m, by_doc[doc]))
+    links += _key_links(core_ids, lf_core, keys)
     for a, b in links:
         for n in (a, b):
             nodes.setdefault(n, len(nodes))
@@ -490,9 +487,8 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     akeys = keys.set_index("node").reindex(anchors)
     edges = None
     if len(pairs):
-        e = pairs[pairs["eligible"]][["unique_id_l", "unique_id_r", "match_probability"]]
-        edges = pd.DataFrame({"mention_id_a": nodes_of(e["unique_id_l"]).to_numpy(),
-                              "mention_id_b": nodes_of(e["unique_id_r"]).to_numpy(),
+        e = pairs[pairs["eligible"]]
+        edges = pd.DataFrame({"mention_id_a": e["node_l"].to_numpy(), "mention_id_b": e["node_r"].to_numpy(),
                               "match_probability": e["match_probability"].to_numpy()})
         edges = edges[edges["mention_id_a"] != edges["mention_id_b"]]
     result = constrained_clusters(
@@ -529,3 +525,19 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
                         & ~nodes_of(review["mention_id_b"]).isin(hard_nodes).to_numpy()]
     return Attachment(attached[out_cols].reset_index(drop=True), joined, review.reset_index(drop=True),
                       hard_persons, hard_mentions)
+
+
+def _key_links(core_ids: list[str], lf_core: pd.DataFrame, keys: pd.DataFrame) -> list[tuple[str, str]]:
+    """(mention, anchor) for each core mention whose valid ID — else document number — is
+    an anchor's (`keys`: citizen_id, document_number, node; of two anchors with one key
+    the last), vectorised: a roster month asks this of ~70 000 anchors."""
+    def lookup(values: pd.Series, key: str) -> np.ndarray:
+        known = keys[keys[key].notna()].drop_duplicates(key, keep="last")
+        node = pd.Series(known["node"].to_numpy(dtype=object), index=known[key].astype(str).to_numpy(dtype=object))
+        text = values.astype(object).where(values.map(lambda v: isinstance(v, str)), None)
+        return text.map(node).to_numpy(dtype=object)
+
+    by_cid, by_doc = lookup(lf_core["cid"], "citizen_id"), lookup(lf_core["doc_no"], "document_number")
+    anchor = np.where(pd.notna(by_cid), by_cid, by_doc)
+    hit = pd.notna(anchor)
+    return list(zip(np.asarray(core_ids, dtype=object)[hit], anchor[hit]))
