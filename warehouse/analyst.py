@@ -217,13 +217,16 @@ def _hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
 
 #: HMAC-SHA256(secret, person_id) in DuckDB: H(opad || H(ipad || m)), vectorised
 #: (a million keys in SQL instead of a million Python calls), for the ids in `{ids}`;
-#: `live`: the person is in core.person (only live persons get a key in the file)
-_KEY_MAP = """
-CREATE OR REPLACE TEMP TABLE person_key_map AS
+#: `live`: the person is in core.person (only live persons get a key in the file).
+#: `{keyed}`: ids already in the map, not hashed again (`_MORE_KEYS`)
+_KEY_ROWS = """
 SELECT i.person_id, 'K' || left(sha256($opad || unhex(sha256($ipad || encode(i.person_id)))), 20) AS person_key,
        p.person_id IS NOT NULL AS live
-FROM (SELECT DISTINCT person_id FROM ({ids}) WHERE person_id IS NOT NULL) i
+FROM (SELECT DISTINCT person_id FROM ({ids}) WHERE person_id IS NOT NULL{keyed}) i
 LEFT JOIN core.person p USING (person_id)"""
+_KEY_MAP = "CREATE OR REPLACE TEMP TABLE person_key_map AS" + _KEY_ROWS.replace("{keyed}", "")
+_MORE_KEYS = "INSERT INTO person_key_map" + _KEY_ROWS.replace(
+    "{keyed}", " AND person_id NOT IN (SELECT person_id FROM person_key_map)")
 
 #: how the file was built, for the next publish to decide whether it can update it
 INFO = AnalystTable(
@@ -404,9 +407,9 @@ def _update(con: duckdb.DuckDBPyConnection, out: Path, secret: bytes, scope: tup
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS " + _sql(table, _row_filter(table, dirty),
                                                                           grid_households))
             staged.append(name)
-        ids = " UNION ALL ".join(["SELECT k AS person_id FROM _analyst_dp"]
-                                 + [f'SELECT "{c}" FROM _analyst_rows_{t.name}' for t in TABLES for c in t.keys])
-        con.execute(_KEY_MAP.format(ids=ids), {"ipad": ipad, "opad": opad})
+        ids = " UNION ALL ".join(f'SELECT "{c}" AS person_id FROM _analyst_rows_{t.name}'
+                                 for t in TABLES for c in t.keys)
+        con.execute(_MORE_KEYS.format(ids=ids), {"ipad": ipad, "opad": opad})
         con.execute("BEGIN TRANSACTION")
         for table in TABLES:
             target = f"{ALIAS}.main.{table.name}"
