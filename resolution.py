@@ -11,6 +11,9 @@ package does) or knows Prefect.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -64,7 +67,7 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
     from pipelines.linkage import LinkageModel, NameFrequencies
     from pipelines.linkage.comparisons import BLOCKING_RULES
     from pipelines.resolve import (MERGE_LOG_COLUMNS, XREF_COLUMNS, LinkedResolution, Resolution,
-                                   attach_new_mentions, incremental_obstacle, resolve_component)
+                                   attach_new_mentions, incremental_obstacle, resolve_component, score_new)
     from warehouse import decisions, linkage_index as index
 
     model = LinkageModel.from_settings(decisions.latest_model_settings(con))
@@ -103,14 +106,19 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         lf_core, lf_cand = both[in_core].reset_index(drop=True), both[~in_core].reset_index(drop=True)
         del both
         model.tf_tables = index.term_frequencies(con, tf_cols, [*core_ids, *candidates])
-        model.name_frequencies = NameFrequencies(*index.name_frequencies(con, [*core_ids, *candidates]))
-        cand_person = pd.concat([index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"],
-                                 restated.set_index("mention_id")["person_id"]])
-        all_decisions = decisions.active_decisions(con)
+        with _beside(scorer is None) as run_beside:
+            # the new mentions are scored (the model's own DuckDB, mostly outside the GIL)
+            # while the warehouse answers the lookups below
+            scored = run_beside(score_new, model, lf_core, lf_cand)
+            model.name_frequencies = NameFrequencies(*index.name_frequencies(con, [*core_ids, *candidates]))
+            cand_person = pd.concat([index.person_of(con, [*candidates, *partners]).set_index("mention_id")["person_id"],
+                                     restated.set_index("mention_id")["person_id"]])
+            all_decisions = decisions.active_decisions(con)
+            anchors = index.persons(con, set(cand_person.reindex(candidates).dropna()))
+            pairs = scored.result()
         # fast path: persons that only gain mentions are anchors; the rest is re-clustered whole
         hard = set(core_ids) - (set(changes.new) - set(decided))
-        att = attach_new_mentions(model, lf_core, lf_cand, cand_person,
-                                  index.persons(con, set(cand_person.reindex(candidates).dropna())), hard, all_decisions)
+        att = attach_new_mentions(model, lf_core, lf_cand, cand_person, anchors, hard, all_decisions, pairs=pairs)
         hard_persons = att.hard_persons | set(cand_person.reindex(partners).dropna())
         # a restatement of a person re-clustered in whole is re-clustered with it
         restated_hard = restated["person_id"].isin(hard_persons).to_numpy()
@@ -147,6 +155,22 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
         return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
                                 touched_persons=frozenset(touched))
+
+
+@contextmanager
+def _beside(threaded: bool) -> Iterator[Callable[..., Any]]:
+    """`run(fn, *args)` → a future of `fn(*args)`: on a thread of its own when `threaded`,
+    else computed right there (a Spark scorer is driven from the calling thread). Leaving
+    the block waits for the thread; its error is raised by `result()`."""
+    if not threaded:
+        def now(fn: Callable[..., Any], *args: Any) -> Future:
+            done: Future = Future()
+            done.set_result(fn(*args))
+            return done
+        yield now
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as pool:
+        yield pool.submit
 
 
 def _number_new_persons(links: pd.DataFrame, facts: pd.DataFrame, next_seq: int) -> tuple[pd.DataFrame, int]:

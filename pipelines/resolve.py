@@ -420,9 +420,21 @@ class Attachment:
     hard_mentions: set[str]        # core mentions to re-cluster with them
 
 
+def score_new(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFrame) -> pd.DataFrame:
+    """The scored pairs `attach_new_mentions` works from: new × existing and new × new,
+    down to the plain-evidence floor (the review band's floor and the plain-evidence
+    pairs are kept from them, as a full run keeps them in `resolve_frame`). Needs the
+    model's term frequencies, not its name frequencies: the caller may score while it
+    counts those."""
+    from pipelines.linkage import PLAIN_SCORE_FLOOR
+
+    return (model.predict_new(lf_core, lf_candidates, threshold=PLAIN_SCORE_FLOOR)
+            if len(lf_core) else pd.DataFrame())
+
+
 def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFrame, candidate_person: pd.Series,
                         anchor_keys: pd.DataFrame, hard: set[str], decisions: pd.DataFrame | None, *,
-                        threshold: float | None = None) -> Attachment:
+                        threshold: float | None = None, pairs: pd.DataFrame | None = None) -> Attachment:
     """The fast path of a local resolution: a published person that only *gains* mentions
     (most of a monthly roster mentions people already known) is one node (an anchor,
     ``P:<person_id>``, carrying its valid ID or document from `anchor_keys`: person_id,
@@ -434,18 +446,17 @@ def attach_new_mentions(model, lf_core: pd.DataFrame, lf_candidates: pd.DataFram
     ID or document) is attached here only when it holds no hard mention, at most one
     anchor and no link a constraint refused; then the result is the one a full run gives
     (nothing in it can refuse a link inside the anchor's person). Every other group is
-    returned in `hard_persons` / `hard_mentions`, for `resolve_component`."""
-    from pipelines.linkage import (DEFAULT_THRESHOLD, PLAIN_SCORE_FLOOR, REVIEW_BAND, _with_plain_evidence,
-                                   constrained_clusters, map_nodes, pair_levels, review_from)
+    returned in `hard_persons` / `hard_mentions`, for `resolve_component`. `pairs`: what
+    `score_new` gave for these frames, when the caller scored them already."""
+    from pipelines.linkage import (DEFAULT_THRESHOLD, REVIEW_BAND, _with_plain_evidence, constrained_clusters,
+                                   map_nodes, pair_levels, review_from)
     from pipelines.linkage.cluster import UnionFind
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     out_cols = ["mention_id", "person_id", "cluster_label", "match_method", "match_probability"]
     core_ids = [str(u) for u in lf_core["unique_id"]]
-    # scored down to the plain-evidence floor, then kept from the review band's floor
-    # plus the plain-evidence pairs, as a full run keeps them (`resolve_frame`)
-    pairs = (model.predict_new(lf_core, lf_candidates, threshold=PLAIN_SCORE_FLOOR)
-             if len(lf_core) else pd.DataFrame())
+    if pairs is None:
+        pairs = score_new(model, lf_core, lf_candidates)
     known = candidate_person.dropna()
     anchor_of = pd.Series(("P:" + known.astype(str)).to_numpy(dtype=object),
                           index=known.index.astype(str).to_numpy(dtype=object))
