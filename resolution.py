@@ -161,11 +161,14 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
 def _beside(threaded: bool) -> Iterator[Callable[..., Any]]:
     """`run(fn, *args)` → a future of `fn(*args)`: on a thread of its own when `threaded`,
     else computed right there (a Spark scorer is driven from the calling thread). Leaving
-    the block waits for the thread; its error is raised by `result()`."""
+    the block waits for the thread; an error of `fn` is raised by `result()` either way."""
     if not threaded:
         def now(fn: Callable[..., Any], *args: Any) -> Future:
             done: Future = Future()
-            done.set_result(fn(*args))
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001 - raised by result(), as from the thread
+                done.set_exception(exc)
             return done
         yield now
         return

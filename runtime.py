@@ -42,9 +42,8 @@ def batch_gc(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
-
 #: the exit status of the command `run_command` ran; None: it ended otherwise (an uncaught
-#: exception, an interrupt) and the interpreter ends the process as usual
+#: exception) and the interpreter ends the process as usual
 _status: int | None = None
 
 
@@ -62,7 +61,8 @@ def run_command(main: Callable[[], Any]) -> None:
     and then, with logging and the standard streams flushed, `os._exit` skips the
     teardown. The warehouse is never left to a destructor: every connection is closed
     (and checkpointed) by the code that opened it. A command that ends with an uncaught
-    exception or an interrupt ends as usual."""
+    exception (a KeyboardInterrupt the command line did not turn into its exit) ends as
+    usual."""
     import atexit
 
     global _status

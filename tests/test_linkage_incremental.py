@@ -226,3 +226,19 @@ def test_name_frequencies_of_the_index_are_those_of_the_whole_frame(tmp_path):
     pd.testing.assert_series_equal(full.sort_index(), whole.full[sorted(names)].sort_index(), check_names=False,
                                    check_dtype=False, check_index_type=False)
     assert len(given) > 0 and all(whole.given[g] == k for g, k in given.items())
+
+
+def test_scoring_beside_the_lookups_runs_on_a_thread_or_in_place_and_raises_at_result():
+    """`resolution._beside`: the local resolution's scoring runs on a thread of its own
+    (in place on the Spark engine); either way its error surfaces at `result()`."""
+    import threading
+
+    from resolution import _beside
+
+    for threaded in (True, False):
+        with _beside(threaded) as run:
+            where = run(lambda: threading.current_thread().name)
+            failed = run(lambda: 1 / 0)
+        assert where.result().startswith("score") is threaded
+        with pytest.raises(ZeroDivisionError):
+            failed.result()
