@@ -220,3 +220,18 @@ def explain_inputs(path: str | os.PathLike[str], ref_a: str, ref_b: str | None =
     finally:
         con.close()
     return ExplainInputs(features, tf, settings, pairs, records)
+
+
+def alert_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """core.alert's rows per kind (a run's summary)."""
+    return dict(con.execute("SELECT alert_kind, count(*) FROM core.alert GROUP BY 1 ORDER BY 1").fetchall())
+
+
+def person_and_alert_counts(path: str | os.PathLike[str]) -> tuple[int, dict[str, int]]:
+    """Persons and alerts per kind of the published warehouse at `path` (a run that
+    changed nothing reports them without opening a working copy)."""
+    con = connect_read_only(path)
+    try:
+        return con.execute("SELECT count(*) FROM core.person").fetchall()[0][0], alert_counts(con)
+    finally:
+        con.close()
