@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from settings import Settings
+from warehouse import load
 from warehouse.runs import ExportReport, Selection, SyncSummary
 
 STILL_FAILED = "该文件（相同路径和内容）此前装载失败，仍未更正"
@@ -43,7 +44,6 @@ def stage_exports(con: Any, settings: Settings, summary: SyncSummary, run_id: st
     already; `read_sql(mapping, since)`: the rows changed since the source's watermark.
     Stage times go into `summary.stage_seconds` (read, standardize, stage)."""
     from connectors.exceptions import ConnectorError, SourceUnavailableError
-    from warehouse import load
 
     staged = 0
     pending_checks: list[Any] = []  # (Deferred expectation results, export id)
@@ -68,10 +68,10 @@ def stage_exports(con: Any, settings: Settings, summary: SyncSummary, run_id: st
         try:
             raw = raw_cache.pop(str(ef.path), None) or read_file(ef)
         except ConnectorError as exc:  # a bad or unreadable file fails alone, reported
-            _record_failed(con, load, summary, run_id, meta, exc)
+            _record_failed(con, summary, run_id, meta, exc)
             continue
         t_read += time.perf_counter() - ts
-        staged += _stage(con, load, summary, run_id, meta, mapping, raw, standardize, district, timers := {},
+        staged += _stage(con, summary, run_id, meta, mapping, raw, standardize, district, timers := {},
                          pending_checks)
         t_std += timers.get("standardize", 0.0)
         t_stage += timers.get("stage", 0.0)
@@ -81,7 +81,7 @@ def stage_exports(con: Any, settings: Settings, summary: SyncSummary, run_id: st
             if progress:
                 progress(mapping.table or mapping.source_object, j, total)
             ts = time.perf_counter()
-            since = sql_since(con, load, mapping, selection)
+            since = sql_since(con, mapping, selection)
             try:
                 down = sql_down.get(mapping.source_system)
                 if down:  # the database is down: its other tables fail without new retries
@@ -90,7 +90,7 @@ def stage_exports(con: Any, settings: Settings, summary: SyncSummary, run_id: st
             except ConnectorError as exc:  # locked / unreachable after retries: this source fails alone
                 if isinstance(exc, SourceUnavailableError):
                     sql_down.setdefault(mapping.source_system, exc)
-                _record_failed(con, load, summary, run_id,
+                _record_failed(con, summary, run_id,
                                _sql_meta(mapping, sql_where(settings, mapping.source_system), since), exc)
                 continue
             t_read += time.perf_counter() - ts
@@ -104,7 +104,7 @@ def stage_exports(con: Any, settings: Settings, summary: SyncSummary, run_id: st
                 content_sha256=_frame_hash(raw.frame), size_bytes=None,
                 export_date=_as_date(raw.metadata.get("max_watermark")), period=None,
                 watermark_from=since, watermark_to=_as_datetime(raw.metadata.get("max_watermark")))
-            staged += _stage(con, load, summary, run_id, meta, mapping, raw, standardize, district,
+            staged += _stage(con, summary, run_id, meta, mapping, raw, standardize, district,
                              timers := {}, pending_checks)
             t_std += timers.get("standardize", 0.0)
             t_stage += timers.get("stage", 0.0)
@@ -112,10 +112,15 @@ def stage_exports(con: Any, settings: Settings, summary: SyncSummary, run_id: st
     return StagedExports(staged, pending_checks)
 
 
-def meta_for_file(ef: Any) -> Any:
-    from warehouse.load import ExportMeta
+def is_new(con: Any, ef: Any, selection: Selection) -> bool:
+    """Whether the export file `ef` is to be loaded: `--force`, or the warehouse has neither
+    loaded nor refused this content under this name."""
+    m = meta_for_file(ef)
+    return selection.force or (load.find_loaded(con, m) is None and load.find_failed(con, m) is None)
 
-    return ExportMeta(
+
+def meta_for_file(ef: Any) -> Any:
+    return load.ExportMeta(
         source_system=ef.source_system, mapping=ef.mapping, source_object=ef.source_object,
         path=str(ef.path), content_sha256=ef.content_sha256, size_bytes=ef.size_bytes,
         export_date=ef.export_date, period=ef.period, is_correction=ef.is_correction)
@@ -130,7 +135,7 @@ def redact_url(url: str) -> str:
         return url
 
 
-def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any, raw: Any,
+def _stage(con: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any, raw: Any,
            standardize: Callable[..., Any], district: Any, timers: dict[str, float], pending_checks: list[Any]) -> int:
     ts = time.perf_counter()
     from pipelines.expectations import validate_export
@@ -143,7 +148,7 @@ def _stage(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, ma
     except Exception as exc:  # noqa: BLE001 - reported with its type, nothing staged
         from pipelines.exceptions import ExportProcessingError
 
-        _record_failed(con, load, summary, run_id, meta, ExportProcessingError(meta.source_object, exc))
+        _record_failed(con, summary, run_id, meta, ExportProcessingError(meta.source_object, exc))
         return 0
     # the export's suite runs on another core while the run goes on; collected at the end
     checks = Deferred(validate_export, std.records, mapping)
@@ -185,7 +190,7 @@ def write_expectations(con: Any, run_id: str, summary: SyncSummary, pending: lis
         summary.stage_seconds["expectations"] = time.perf_counter() - ts
 
 
-def _record_failed(con: Any, load: Any, summary: SyncSummary, run_id: str, meta: Any, exc: BaseException) -> None:
+def _record_failed(con: Any, summary: SyncSummary, run_id: str, meta: Any, exc: BaseException) -> None:
     """One export or source that failed alone: a failed ledger row and the run's report.
     A transient fault (unavailable, program error) is tried again by the next run."""
     load.record_failed_export(con, export_id=load.next_export_id(con), run_id=run_id, meta=meta, message=str(exc),
@@ -201,9 +206,7 @@ def sql_where(settings: Settings, system: str) -> str:
 
 
 def _sql_meta(mapping: Any, url: str, since: Any) -> Any:
-    from warehouse.load import ExportMeta
-
-    return ExportMeta(source_system=mapping.source_system, mapping=mapping.source_object,
+    return load.ExportMeta(source_system=mapping.source_system, mapping=mapping.source_object,
                       source_object=mapping.table or mapping.source_object, path=redact_url(url),
                       content_sha256="", size_bytes=None, export_date=None, period=None,
                       watermark_from=since)
@@ -216,7 +219,7 @@ def has_work(settings: Settings, files: list[Any], sql_maps: list[Any], problems
     Asked on a read-only connection, so a sync with nothing to do costs only discovery
     (hashing the inbox) and never copies the warehouse. Files that failed before and
     are still uncorrected are reported in `summary` (as a sync that runs reports them)."""
-    from warehouse import load, store
+    from warehouse import store
     from warehouse.decisions import decisions_changed_since_last_run
 
     if not settings.warehouse.exists():
@@ -285,7 +288,7 @@ def _problem_key(problem: Any, path: Path) -> tuple[str, int | None]:
     return content_key(path)
 
 
-def record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
+def record_inbox_problems(con: Any, run_id: str, problems: list[Any], mappings: dict[str, Any]) -> None:
     """Files discovery could not place (wrong folder, unrecognised name, bad date) get a
     failed ledger row naming the problem, once per content."""
 
@@ -304,7 +307,7 @@ def record_inbox_problems(con: Any, load: Any, run_id: str, problems: list[Any],
                                       message=str(problem))
 
 
-def sql_since(con: Any, load: Any, mapping: Any, selection: Selection) -> dt.datetime | None:
+def sql_since(con: Any, mapping: Any, selection: Selection) -> dt.datetime | None:
     if selection.force:
         return dt.datetime.combine(selection.since, dt.time.min) - dt.timedelta(microseconds=1) \
             if selection.since else None

@@ -331,7 +331,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     `reports` (a `warehouse.reports.ReportJob`): stage the officers' reports with the publish."""
     from connectors import discover_exports
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
-    from warehouse import compaction, load, store
+    from warehouse import compaction, store
     from warehouse.queries import alert_counts, person_and_alert_counts
     from warehouse.reports import alongside
 
@@ -392,13 +392,12 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                 remembered_keys():  # the linkage features key the addresses the standardisation parsed
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
-            export_stage.record_inbox_problems(con, load, run_id, discovery.problems, mappings)
+            export_stage.record_inbox_problems(con, run_id, discovery.problems, mappings)
             ts = time.perf_counter()
             until = dt.datetime.combine(selection.until, dt.time.max) if selection.until else None
 
             def is_new(ef: Any) -> bool:
-                return selection.force or (load.find_loaded(con, m := export_stage.meta_for_file(ef)) is None
-                                           and load.find_failed(con, m) is None)
+                return export_stage.is_new(con, ef, selection)
 
             if any(map(is_new, files)):
                 from pipelines.expectations import prepare_checks
@@ -413,7 +412,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
 
             district, raw_cache = district_stage.establish_district(
                 con, settings, summary, files, sql_maps, mappings, is_new=is_new, read_file=read_file,
-                read_sql=lambda m: read_sql(m, export_stage.sql_since(con, load, m, selection)))
+                read_sql=lambda m: read_sql(m, export_stage.sql_since(con, m, selection)))
             summary.stage_seconds["district"] = time.perf_counter() - ts
             exports = export_stage.stage_exports(
                 con, settings, summary, run_id, files, sql_maps, mappings, selection, district, raw_cache,

@@ -545,8 +545,7 @@ def _key_links(core_ids: list[str], lf_core: pd.DataFrame, keys: pd.DataFrame) -
     def lookup(values: pd.Series, key: str) -> np.ndarray:
         known = keys[keys[key].notna()].drop_duplicates(key, keep="last")
         node = pd.Series(known["node"].to_numpy(dtype=object), index=known[key].astype(str).to_numpy(dtype=object))
-        text = values.astype(object).where(values.map(lambda v: isinstance(v, str)), None)
-        return text.map(node).to_numpy(dtype=object)
+        return values.astype(object).where(values.notna().to_numpy(), None).map(node).to_numpy(dtype=object)
 
     by_cid, by_doc = lookup(lf_core["cid"], "citizen_id"), lookup(lf_core["doc_no"], "document_number")
     anchor = np.where(pd.notna(by_cid), by_cid, by_doc)
