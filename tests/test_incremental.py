@@ -286,6 +286,62 @@ def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_communi
     assert households(old_community) == before - 1
 
 
+def test_the_analyst_aggregates_follow_an_address_whose_community_changed_under_the_same_residents(inbox,
+                                                                                                 tmp_path):
+    """A flat known from one family-planning record only: its woman's record is written
+    again naming another community of the same street. The flat keeps its id (社区 never
+    enters the address key) and its resident, so no current residence changed; the
+    address row did (community), and the households of both communities must follow."""
+    work, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
+    shutil.copytree(inbox, work)
+    run_sync(_settings(work, wh))
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        ylfn_id, address_id, old_community, new_community = con.execute("""
+            WITH only_one AS (SELECT address_id FROM core.address_xref GROUP BY address_id
+                              HAVING count(DISTINCT (source_object, source_locator)) = 1)
+            SELECT w.ylfn_id, a.address_id, a.community, o.community
+            FROM core.fp_woman w
+            JOIN core.person_address pa ON pa.person_id = w.person_id AND pa.kind = 'residence'
+                 AND pa.valid_to IS NULL AND pa.source_system = 'family_planning'
+            JOIN only_one USING (address_id) JOIN core.address a USING (address_id)
+            JOIN core.person p ON p.person_id = w.person_id AND NOT coalesce(p.is_deceased, FALSE)
+            JOIN (SELECT DISTINCT county, town, community FROM core.address WHERE community IS NOT NULL) o
+                 ON o.county = a.county AND o.town = a.town AND o.community <> a.community
+            WHERE a.status = 'parsed' AND a.community IS NOT NULL
+            ORDER BY w.ylfn_id, o.community LIMIT 1""").fetchall()[0]
+    finally:
+        con.close()
+
+    def households(of: str) -> int:
+        c = duckdb.connect(str(wh.with_name("w.analyst.duckdb")), read_only=True)
+        try:
+            return c.execute("SELECT coalesce(sum(households), 0) FROM community_summary WHERE community = ?",
+                             [of]).fetchall()[0][0]
+        finally:
+            c.close()
+
+    before_old, before_new = households(old_community), households(new_community)
+    db = next((work / "family_planning").glob("*.sqlite"))
+    lite = sqlite3.connect(db)
+    try:
+        # every address of her record naming the flat (her 户籍 may be the same flat)
+        lite.execute("UPDATE T_YLFN SET XJZDZ = replace(XJZDZ, ?1, ?2), HJDZ = replace(HJDZ, ?1, ?2), "
+                     "GXSJ = '2099-01-01 08:00:00' WHERE YLFN_ID = ?3", [old_community, new_community, int(ylfn_id)])
+        lite.commit()
+    finally:
+        lite.close()
+    assert run_sync(_settings(work, wh)).resolution_mode == "incremental"
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert con.execute("SELECT community FROM core.address WHERE address_id = ?",
+                           [address_id]).fetchall() == [(new_community,)]
+    finally:
+        con.close()
+    assert assert_analyst_file_is_a_fresh_build(_settings(work, wh), tmp_path / "analyst") == "incremental"
+    assert (households(old_community), households(new_community)) == (before_old - 1, before_new + 1)
+
+
 def test_a_roster_month_restating_the_last_one_joins_its_persons_unscored_and_equals_a_rebuild(inbox, tmp_path,
                                                                                                 monkeypatch):
     """A 低保 month that repeats the last one word for word (the same rows, a new file):
