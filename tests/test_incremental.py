@@ -237,6 +237,47 @@ def test_decisions_applied_to_the_persons_they_name_equal_a_rebuild(inbox, full,
     _assert_a_rebuild_gives_the_same(inbox, wh, rebuilt)
 
 
+def test_an_unlink_moves_the_roster_lines_of_earlier_months_to_the_split_off_person(inbox, full, tmp_path):
+    """Roster lines are derived from staged rows and the persons their mentions belong to.
+    An officer's unlink splits a roster head listed in several months: nothing is staged,
+    yet the lines of the months that go to the new person (and the households they head)
+    must name it — the scoped build re-derives the households of the records whose xref
+    the resolution rewrote, not only of the records staged this run."""
+    from warehouse.decisions import unlink
+
+    wh, rebuilt = tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
+    shutil.copy2(full, wh)
+    shutil.copy2(full.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
+    settings = _settings(inbox, wh)
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        head, first, last = con.execute("""
+            SELECT x.person_id, min(x.mention_id ORDER BY l.month_start), max(x.mention_id ORDER BY l.month_start)
+            FROM core.low_income_roster_line l
+            JOIN core.person_xref x ON x.source_object = l.source_object AND x.source_locator = l.source_locator
+                 AND x.role = l.role AND x.person_id = l.person_id
+            WHERE l.role = 'head' GROUP BY x.person_id HAVING count(DISTINCT l.month_start) >= 2
+            ORDER BY x.person_id LIMIT 1""").fetchall()[0]
+    finally:
+        con.close()
+    summary = apply_decisions(settings, lambda c: unlink(c, first, last, decided_by="测试员", reason="不同人"))
+    assert summary.resolution_mode == "incremental" and summary.persons_after > summary.persons_before
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        # every line names the person its mention is in now, and its household's head
+        stale = con.execute("""
+            SELECT count(*) FROM core.low_income_roster_line l
+            JOIN core.person_xref x ON x.source_object = l.source_object AND x.source_locator = l.source_locator
+                 AND x.role = l.role
+            WHERE x.person_id IS DISTINCT FROM l.person_id""").fetchall()[0][0]
+        split = con.execute("SELECT count(DISTINCT person_id) FROM core.person_xref WHERE mention_id IN (?, ?)",
+                            [first, last]).fetchall()[0][0]
+    finally:
+        con.close()
+    assert split == 2 and stale == 0
+    _assert_a_rebuild_gives_the_same(inbox, wh, rebuilt)
+
+
 def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_community(inbox, tmp_path):
     """A family-planning woman who was the only resident of her flat moves to another
     community: her old community loses a household. Nothing in the warehouse after the sync

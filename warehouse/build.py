@@ -495,15 +495,19 @@ CREATE OR REPLACE TEMP TABLE _dp AS
 SELECT k FROM _dp0
 UNION SELECT x.person_id FROM core.person_xref x JOIN _dr d USING (source_object, source_locator);
 
--- households whose lines change: a line of them staged, or one of their persons dirty
+-- households whose lines change. A household's lines follow from its staged rows and the
+-- persons their mentions belong to: a row of it staged this run (or gone, see the scoped
+-- delete), or a row whose mentions the resolution put in another person or dropped
+-- (_rw: the records of the xref rows it rewrote). A person who merely gained a mention
+-- keeps the lines of the months before (a roster month: ~35 000 lines, not the ~130 000
+-- of every month its persons were listed in)
 CREATE OR REPLACE TEMP TABLE _dhh AS
 SELECT DISTINCT {_HH_R} AS k
 FROM stg.low_income_roster r
-LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
 WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
-   OR x.person_id IN (SELECT k FROM _dp)
-UNION SELECT {_HH} FROM core.low_income_roster_line
-WHERE person_id IN (SELECT k FROM _dp) OR head_person_id IN (SELECT k FROM _dp);
+   OR EXISTS (SELECT 1 FROM _rw w WHERE w.source_object = r.source_object AND w.source_locator = r.source_locator)
+UNION SELECT {_HH} FROM core.low_income_roster_line t
+WHERE EXISTS (SELECT 1 FROM _rw w WHERE w.source_object = t.source_object AND w.source_locator = t.source_locator);
 
 -- roster months that appeared or disappeared, and their neighbours: the enrolment
 -- periods of everyone on those months may end or continue differently
@@ -661,6 +665,25 @@ def _touched_by_deletes(con: duckdb.DuckDBPyConnection, scope: BuildScope) -> No
             con.execute(f"INSERT INTO _touched SELECT unnest([{', '.join(cols)}]) FROM {table} {alias} WHERE {cond}")
 
 
+def _rewritten_records(con: duckdb.DuckDBPyConnection) -> None:
+    """`_rw`: the records whose xref rows the run's local resolutions rewrote
+    (`linkage_index.REWRITTEN`, consumed here). Without it (a build scoped by hand, no
+    resolution recorded what it rewrote) every record of a re-clustered person counts."""
+    from warehouse.linkage_index import REWRITTEN
+
+    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                       [REWRITTEN]).fetchall()[0][0]
+    if have:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rw AS SELECT DISTINCT source_object, source_locator "
+                    f"FROM {REWRITTEN}")
+        con.execute(f"DROP TABLE temp.{REWRITTEN}")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE _rw AS "
+                    "SELECT source_object, source_locator FROM core.person_xref WHERE person_id IN (SELECT k FROM _dp0) "
+                    "UNION SELECT source_object, source_locator FROM core.low_income_roster_line "
+                    "WHERE person_id IN (SELECT k FROM _dp0) OR head_person_id IN (SELECT k FROM _dp0)")
+
+
 def _record_scope(con: duckdb.DuckDBPyConnection, scope: BuildScope | None) -> None:
     if scope is None:
         con.execute(f"DROP TABLE IF EXISTS temp.{SCOPE_PERSONS}; DROP TABLE IF EXISTS temp.{SCOPE_ADDRESSES}")
@@ -706,6 +729,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
     else:
         _key_table(con, "_dp0", scope.persons, "VARCHAR")
         _key_table(con, "_dx", scope.exports, "BIGINT")
+        _rewritten_records(con)
         _run(con, _SCOPE_SETS, scope)
         _touched_by_deletes(con, scope)
         _run(con, _SCOPED_DELETES, scope)

@@ -410,16 +410,29 @@ def decision_partners(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str]
         """).fetchall()]
 
 
+#: temp table the local resolutions of a transaction leave on its connection: the records
+#: (source_object, source_locator) whose xref rows they replaced or dropped, before and
+#: after. What a scoped build derives from records and the persons their mentions belong
+#: to (the low-income roster lines) changes only for these and the records staged by the
+#: run; the build reads it and drops it (`warehouse.build`).
+REWRITTEN = "resolution_rewritten_records"
+
+
 def write_local_resolution(con: duckdb.DuckDBPyConnection, xref: pd.DataFrame, removed: Iterable[str],
                            merge_log: pd.DataFrame, run_id: str) -> None:
     """Replace the xref rows of the re-clustered mentions (`xref`: mention_id,
     person_id, match_method, match_probability) and drop those of removed mentions;
-    append the merge log."""
+    append the merge log. Their records are added to `REWRITTEN`."""
     from warehouse.build import append_merge_log, insert_xref
 
     _ids(con, "_local_ids", [*xref["mention_id"], *removed])
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {REWRITTEN} (source_object VARCHAR, source_locator VARCHAR)")
+    rewritten = (f"INSERT INTO {REWRITTEN} SELECT DISTINCT source_object, source_locator FROM core.person_xref "
+                 "WHERE mention_id IN (SELECT id FROM _local_ids)")
+    con.execute(rewritten)
     con.execute("DELETE FROM core.person_xref WHERE mention_id IN (SELECT id FROM _local_ids)")
     insert_xref(con, xref)
+    con.execute(rewritten)
     append_merge_log(con, merge_log, run_id)
 
 
