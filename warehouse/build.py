@@ -257,7 +257,7 @@ SELECT r.zn_id, r.ylfn_id, xc.person_id, w.person_id, r.birth_order, r.updated_a
 FROM stg.fp_child r
 JOIN core.person_xref xc ON xc.source_object = r.source_object AND xc.source_locator = r.source_locator AND xc.role = 'child'
 LEFT JOIN core.fp_woman w ON w.ylfn_id = r.ylfn_id
-WHERE NOT coalesce(r.deleted, FALSE) AND ([[dr:r]] OR [[dp:xc.person_id]] OR [[in:_dylfn:r.ylfn_id]])
+WHERE NOT coalesce(r.deleted, FALSE) AND ([[dr:r]] OR [[rw:r]] OR [[in:_dylfn:r.ylfn_id]])
 """
 
 _RELATIONSHIP = """
@@ -452,7 +452,8 @@ _MARKER = re.compile(r"\[\[(\w+):([^\]]*)\]\]")
 
 def _scoped(sql: str, scope: BuildScope | None) -> str:
     """Expand the scope markers of the build SQL: ``[[dp:EXPR]]`` EXPR is a dirty person,
-    ``[[dr:ALIAS]]`` ALIAS's record was staged this run, ``[[in:TABLE:EXPR]]`` EXPR is in
+    ``[[dr:ALIAS]]`` ALIAS's record was staged this run, ``[[rw:ALIAS]]`` the resolution
+    rewrote the xref of ALIAS's record (`_rewritten_records`), ``[[in:TABLE:EXPR]]`` EXPR is in
     the temp key table TABLE, ``[[gone:STG:ALIAS]]`` ALIAS's record is no longer staged,
     ``[[staged:EXPR]]`` EXPR, when the run changed staging at all (else FALSE).
     Without a scope (a full build) every marker is TRUE."""
@@ -462,8 +463,8 @@ def _scoped(sql: str, scope: BuildScope | None) -> str:
         kind, arg = m.group(1), m.group(2)
         if kind == "dp":
             return f"({arg} IN (SELECT k FROM _dp))"
-        if kind == "dr":
-            return (f"EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = {arg}.source_object "
+        if kind in ("dr", "rw"):
+            return (f"EXISTS (SELECT 1 FROM _{kind} d WHERE d.source_object = {arg}.source_object "
                     f"AND d.source_locator = {arg}.source_locator)")
         if kind == "in":
             table, expr = arg.split(":", 1)
@@ -530,22 +531,24 @@ WHERE CAST(substr(r.period, 1, 7) || '-01' AS DATE) IN (SELECT m FROM _months_to
    OR {_HH_R} IN (SELECT k FROM _dhh)
 EXCEPT SELECT k FROM _dp;
 
+-- registrations and family-planning women (with their children) follow, like the roster
+-- lines, from their staged rows and the persons their mentions are in: derived again when
+-- a row was staged, is gone, or had its xref rewritten (_rw), not because a person named
+-- gained a mention elsewhere
 CREATE OR REPLACE TEMP TABLE _dreg AS
 SELECT DISTINCT r.registration_no AS k FROM stg.floating_registration r
-LEFT JOIN core.person_xref x ON x.source_object = r.source_object AND x.source_locator = r.source_locator
 WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
-   OR x.person_id IN (SELECT k FROM _dp)
+   OR EXISTS (SELECT 1 FROM _rw w WHERE w.source_object = r.source_object AND w.source_locator = r.source_locator)
 UNION SELECT registration_no FROM core.floating_registration_history h
-WHERE h.person_id IN (SELECT k FROM _dp)
+WHERE EXISTS (SELECT 1 FROM _rw w WHERE w.source_object = h.source_object AND w.source_locator = h.source_locator)
    OR [[gone:stg.floating_registration:h]];
 
 CREATE OR REPLACE TEMP TABLE _dylfn AS
 SELECT DISTINCT r.ylfn_id AS k FROM stg.fp_woman r
 WHERE EXISTS (SELECT 1 FROM _dr d WHERE d.source_object = r.source_object AND d.source_locator = r.source_locator)
-   OR r.source_locator IN (SELECT x.source_locator FROM core.person_xref x
-                           WHERE x.person_id IN (SELECT k FROM _dp) AND x.source_object = r.source_object)
+   OR EXISTS (SELECT 1 FROM _rw w WHERE w.source_object = r.source_object AND w.source_locator = r.source_locator)
 UNION SELECT ylfn_id FROM core.fp_woman w
-WHERE w.person_id IN (SELECT k FROM _dp) OR w.spouse_person_id IN (SELECT k FROM _dp)
+WHERE EXISTS (SELECT 1 FROM _rw x WHERE x.source_object = w.source_object AND x.source_locator = w.source_locator)
    OR [[gone:stg.fp_woman:w]];
 
 -- the locators of the dirty persons' records and of the family-planning records in
@@ -589,7 +592,7 @@ DELETE FROM core.low_income_roster_line t WHERE [[in:_dhh:{_HH}]] OR [[gone:stg.
 DELETE FROM core.low_income_enrolment WHERE [[dp:person_id]];
 DELETE FROM core.floating_registration_history WHERE [[in:_dreg:registration_no]];
 DELETE FROM core.floating_registration WHERE [[in:_dreg:registration_no]];
-DELETE FROM core.fp_child t WHERE [[dr:t]] OR [[dp:person_id]] OR [[dp:mother_person_id]] OR [[in:_dylfn:ylfn_id]]
+DELETE FROM core.fp_child t WHERE [[dr:t]] OR [[rw:t]] OR [[in:_dylfn:ylfn_id]]
   OR [[gone:stg.fp_child:t]];
 DELETE FROM core.fp_woman WHERE [[in:_dylfn:ylfn_id]];
 DELETE FROM core.relationship WHERE [[dp:person_id_from]] OR [[dp:person_id_to]];
