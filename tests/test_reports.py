@@ -252,6 +252,10 @@ def test_each_departments_list_carries_the_alerts_on_its_records(reported):
         cited = row["本部门记录（文件!工作表!行）"].split("；")
         assert cited and all(rec in evidence and rec.startswith("低保花名册") for rec in cited)
         assert "停发" in row["处理建议"]
+    # the alert's date is a date cell, shown as one (it was a bare day number once)
+    ws = openpyxl.load_workbook(out / "问题清单_低保.xlsx")["跨部门预警"]
+    dates = [ws.cell(r, [c.value for c in ws[1]].index("日期") + 1) for r in range(2, ws.max_row + 1)]
+    assert dates and all(c.is_date and "yy" in c.number_format for c in dates if c.value is not None)
     # the family-planning list has no 低保 alert of its own
     fp = pd.read_excel(out / "问题清单_计生.xlsx", sheet_name="跨部门预警", dtype=str, engine="openpyxl")
     assert "死亡后仍在低保花名册" not in set(fp["预警类型"])

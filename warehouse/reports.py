@@ -32,6 +32,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from warehouse.workbook import Sheet, write_workbook
+
 __all__ = ["SYSTEM_ZH", "problem_list", "department_findings", "write_problem_lists", "write_html_summary",
            "write_reports", "PROBLEM_COLUMNS"]
 
@@ -221,23 +223,6 @@ def problem_counts(con: duckdb.DuckDBPyConnection, source_system: str,
     return {"resolved_earlier": int(row[0] or 0), "superseded": int(row[1] or 0)}
 
 
-def _write_sheet(writer: pd.ExcelWriter, df: pd.DataFrame, name: str, widths: dict[str, int]) -> None:
-    """One sheet, written row by row with xlsxwriter (pandas' `to_excel` formats every
-    cell through its own layer: five times slower on a district's problem list). Text
-    stays text (the workbook is opened with strings_to_formulas/numbers off)."""
-    ws = writer.book.add_worksheet(name)
-    head = writer.book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
-    for j, col in enumerate(df.columns):
-        ws.write(0, j, col, head)
-        ws.set_column(j, j, widths.get(col, 14))
-    values = df.astype(object).where(df.notna(), None).to_numpy().tolist()
-    for i, row in enumerate(values, 1):
-        ws.write_row(i, 0, row)
-    ws.freeze_panes(1, 0)
-    if len(df.columns):
-        ws.autofilter(0, 0, max(len(df), 1), len(df.columns) - 1)
-
-
 def write_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path,
                         advice: Callable[[str], str] | None = None) -> list[Path]:
     """One xlsx per department that has exports in the ledger.
@@ -293,16 +278,14 @@ def _stage_problem_lists(con: duckdb.DuckDBPyConnection, out_dir: Path, advice: 
                    len(findings), len(alerts)],
         })
         tmp = path.with_name(path.name + ".tmp.xlsx")
-        with pd.ExcelWriter(tmp, engine="xlsxwriter",
-                            engine_kwargs={"options": {"strings_to_formulas": False, "strings_to_urls": False,
-                                                       "strings_to_numbers": False}}) as writer:
-            _write_sheet(writer, problems, "问题清单", {"文件": 30, "工作表": 12, "行号/主键": 10, "列": 16,
-                                                    "原始值": 24, "问题说明": 60, "处理建议": 40, "问题类型": 20,
-                                                    "更正文件": 30})
-            _write_sheet(writer, alerts, "跨部门预警", {"预警类型": 22, "公民身份号码": 20, "说明": 60,
-                                                      "本部门记录（文件!工作表!行）": 60, "处理建议": 50})
-            _write_sheet(writer, findings, "核查提示", {"类型": 30, "文件": 30, "说明": 80, "相关值": 24})
-            _write_sheet(writer, counts, "说明", {"项目": 24, "数值": 30})
+        write_workbook(tmp, [
+            Sheet("问题清单", problems, {"文件": 30, "工作表": 12, "行号/主键": 10, "列": 16, "原始值": 24, "问题说明": 60,
+                                     "处理建议": 40, "问题类型": 20, "更正文件": 30}),
+            Sheet("跨部门预警", alerts, {"预警类型": 22, "公民身份号码": 20, "说明": 60, "本部门记录（文件!工作表!行）": 60,
+                                       "处理建议": 50}),
+            Sheet("核查提示", findings, {"类型": 30, "文件": 30, "说明": 80, "相关值": 24}),
+            Sheet("说明", counts, {"项目": 24, "数值": 30}),
+        ])
         staged.add(tmp, path)
         prints[system] = fingerprint
         paths.append(path)
@@ -696,7 +679,7 @@ def alongside(hook: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | N
               job: ReportJob | None) -> Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None:
     """A `store.transaction(before_publish=...)` hook that stages `job`'s reports on a
     second thread, from the committed working copy (a cursor of its connection), while
-    `hook` (the analyst file) runs: the problem lists are Python (xlsxwriter), the
+    `hook` (the analyst file) runs: the problem lists are Python (`warehouse.workbook`), the
     analyst file mostly DuckDB, so the two share the machine's cores instead of taking
     turns. The staged files are renamed into place by `job.publish()` once the
     warehouse is published."""
