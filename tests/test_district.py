@@ -92,6 +92,26 @@ def test_a_configured_district_that_the_data_contradicts_is_a_warning():
     assert check_configured(DistrictContext.from_code("220402"), district_evidence(pd.Series(["林荫路269号"]))) is None
 
 
+@pytest.mark.parametrize("own_share, warned", [(0.1, True), (0.7, False)])
+def test_the_check_of_a_district_in_force_decides_on_its_smaller_sample_as_on_the_whole(own_share, warned):
+    """A sync checks the district in force against a smaller sample of its new exports
+    (`CHECK_ADDRESS_VALUES`, `CHECK_ID_VALUES`) than inference reads: a large export
+    decides the same way on either."""
+    from pipelines.district import CHECK_ADDRESS_VALUES, CHECK_ID_VALUES
+
+    n = 25_000
+    own = int(n * own_share)
+    addresses = pd.Series([f"吉林省辽源市龙山区人民大街{i % 900}号" for i in range(own)]
+                          + [f"内蒙古自治区包头市昆都仑区林荫路{i % 900}号" for i in range(n - own)], dtype=object)
+    ids = pd.Series([_cid("220402", "19800101", i % 1000) for i in range(own)]
+                    + [_cid("150203", "19800101", i % 1000) for i in range(n - own)], dtype=object)
+    configured = DistrictContext.from_code("220402")
+    whole = check_configured(configured, district_evidence(addresses, None, ids, max_addresses=n, max_ids=n))
+    sampled = check_configured(configured, district_evidence(addresses, None, ids, max_addresses=CHECK_ADDRESS_VALUES,
+                                                             max_ids=CHECK_ID_VALUES))
+    assert (whole is not None) == (sampled is not None) == warned
+
+
 # ------------------------------------------------------------------- no demo default left
 def test_no_district_is_assumed_by_default():
     assert not Settings().district.is_configured
