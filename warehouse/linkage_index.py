@@ -326,17 +326,17 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
     `pipelines.linkage.name_frequencies` over the whole index, in the order of
     `pipelines.linkage.NameFrequencies`' fields.
 
-    The index is scanned once for the rows that share a name, given name or sound with
-    the mentions asked about (`_nf_rows`); every count is taken from those."""
+    Each count reads the index through its own one-column semi-join (`_nf_rows` is a
+    view): the rows sharing a name, given name or sound with the asked mentions are
+    nearly the whole index at a roster month, and copying them out first cost more than
+    the five scans (1M delta 1.7 → 1.2 s; a day file 0.73 → 0.61 s)."""
     lf = STG_LINKAGE_FEATURE.qualified
     _ids(con, "_nf_ids", ids)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _nf_wanted AS SELECT DISTINCT name_s, {_GIVEN} AS given, name_py "
                 f"FROM {lf} WHERE unique_id IN (SELECT id FROM _nf_ids)")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _nf_rows AS
-        SELECT name_s, {_GIVEN} AS given, name_py, birth, sex, cid, source_object FROM {lf}
-        WHERE name_s IN (SELECT name_s FROM _nf_wanted) OR {_GIVEN} IN (SELECT given FROM _nf_wanted)
-           OR name_py IN (SELECT name_py FROM _nf_wanted)""")
+        CREATE OR REPLACE TEMP VIEW _nf_rows AS
+        SELECT name_s, {_GIVEN} AS given, name_py, birth, sex, cid, source_object FROM {lf}""")
     out = []
     for col in ("name_s", "given", "name_py"):
         df = con.execute(f"""
@@ -356,7 +356,7 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
                 SELECT v, birth, sex FROM keyed GROUP BY v, birth, sex HAVING count(DISTINCT cid) > 1
                 UNION SELECT v, birth, sex FROM keyed GROUP BY v, birth, sex, source_object HAVING count(*) > 1)
             SELECT v || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM twice""").fetchall()))
-    con.execute("DROP TABLE IF EXISTS temp._nf_rows")
+    con.execute("DROP VIEW IF EXISTS temp._nf_rows")
     con.execute("DROP TABLE IF EXISTS temp._nf_wanted")
     return out[0], out[1], max(int(span or 0), 365), seen[0], out[2], seen[1]
 
