@@ -193,12 +193,17 @@ def test_the_linkage_index_computed_in_parts_equals_it_computed_whole(tmp_path) 
         con.close()
 
 
-def test_name_frequencies_of_the_index_are_those_of_the_whole_frame(tmp_path):
+@pytest.mark.parametrize("copy_share", [0.0, 1.0], ids=["through-the-index", "rows-copied-out"])
+def test_name_frequencies_of_the_index_are_those_of_the_whole_frame(tmp_path, monkeypatch, copy_share):
     """A local resolution judges a name rare or common (`plain_evidence`) by its
     frequency among all current mentions, read from the index in SQL: the same numbers
-    `pipelines.linkage.name_frequencies` gives on the whole linkage frame."""
+    `pipelines.linkage.name_frequencies` gives on the whole linkage frame — counted
+    through the whole index (many mentions asked) or from the rows sharing their names
+    copied out first (a few)."""
     from pipelines.linkage import name_frequencies
     from warehouse import linkage_index as index
+
+    monkeypatch.setattr(index, "_NF_COPY_SHARE", copy_share)
 
     inbox, wh = tmp_path / "inbox", tmp_path / "w.duckdb"
     synth.generate(inbox, households=60, seed=9, noise="hard", days=2)
