@@ -278,6 +278,16 @@ def test_an_unlink_moves_the_roster_lines_of_earlier_months_to_the_split_off_per
     _assert_a_rebuild_gives_the_same(inbox, wh, rebuilt)
 
 
+def _households(wh: Path, community: str) -> int:
+    """The current households of `community` in the analyst file published beside `wh`."""
+    c = duckdb.connect(str(wh.with_name("w.analyst.duckdb")), read_only=True)
+    try:
+        return c.execute("SELECT coalesce(sum(households), 0) FROM community_summary WHERE community = ?",
+                         [community]).fetchall()[0][0]
+    finally:
+        c.close()
+
+
 def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_community(inbox, tmp_path):
     """A family-planning woman who was the only resident of her flat moves to another
     community: her old community loses a household. Nothing in the warehouse after the sync
@@ -305,15 +315,7 @@ def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_communi
     finally:
         con.close()
 
-    def households(of: str) -> int:
-        c = duckdb.connect(str(wh.with_name("w.analyst.duckdb")), read_only=True)
-        try:
-            return c.execute("SELECT coalesce(sum(households), 0) FROM community_summary WHERE community = ?",
-                             [of]).fetchall()[0][0]
-        finally:
-            c.close()
-
-    before = households(old_community)
+    before = _households(wh, old_community)
     db = next((work / "family_planning").glob("*.sqlite"))
     lite = sqlite3.connect(db)
     try:
@@ -324,7 +326,7 @@ def test_the_analyst_aggregates_follow_a_household_that_moved_to_another_communi
         lite.close()
     assert run_sync(_settings(work, wh)).resolution_mode == "incremental"
     assert assert_analyst_file_is_a_fresh_build(_settings(work, wh), tmp_path / "analyst") == "incremental"
-    assert households(old_community) == before - 1
+    assert _households(wh, old_community) == before - 1
 
 
 def test_the_analyst_aggregates_follow_an_address_whose_community_changed_under_the_same_residents(inbox,
@@ -354,15 +356,7 @@ def test_the_analyst_aggregates_follow_an_address_whose_community_changed_under_
     finally:
         con.close()
 
-    def households(of: str) -> int:
-        c = duckdb.connect(str(wh.with_name("w.analyst.duckdb")), read_only=True)
-        try:
-            return c.execute("SELECT coalesce(sum(households), 0) FROM community_summary WHERE community = ?",
-                             [of]).fetchall()[0][0]
-        finally:
-            c.close()
-
-    before_old, before_new = households(old_community), households(new_community)
+    before_old, before_new = _households(wh, old_community), _households(wh, new_community)
     db = next((work / "family_planning").glob("*.sqlite"))
     lite = sqlite3.connect(db)
     try:
@@ -380,7 +374,7 @@ def test_the_analyst_aggregates_follow_an_address_whose_community_changed_under_
     finally:
         con.close()
     assert assert_analyst_file_is_a_fresh_build(_settings(work, wh), tmp_path / "analyst") == "incremental"
-    assert (households(old_community), households(new_community)) == (before_old - 1, before_new + 1)
+    assert (_households(wh, old_community), _households(wh, new_community)) == (before_old - 1, before_new + 1)
 
 
 def test_a_roster_month_restating_the_last_one_joins_its_persons_unscored_and_equals_a_rebuild(inbox, tmp_path,
