@@ -63,6 +63,12 @@ def test_several_sheets_an_empty_one_and_their_order(tmp_path):
     assert [c.value for c in wb["跨部门预警"][1]] == ["预警类型", "说明"] and wb["跨部门预警"].max_row == 1
     frames = pd.read_excel(path, sheet_name=None, engine="openpyxl")
     assert frames["说明"].to_dict("list") == {"项目": ["部门", "待处理问题"], "数值": ["低保", 5]}
+    # a second, independent reader (calamine, Rust: what the connectors read exports with)
+    from python_calamine import CalamineWorkbook
+
+    book = CalamineWorkbook.from_path(str(path))
+    assert book.sheet_names == ["问题清单", "跨部门预警", "说明"]
+    assert book.get_sheet_by_name("说明").to_python() == [["项目", "数值"], ["部门", "低保"], ["待处理问题", 5]]
     with zipfile.ZipFile(path) as z:
         assert z.testzip() is None
 
