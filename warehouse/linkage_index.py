@@ -427,8 +427,9 @@ def decision_partners(con: duckdb.DuckDBPyConnection, mention_ids: Iterable[str]
 #: temp table the local resolutions of a transaction leave on its connection: the records
 #: (source_object, source_locator) whose xref rows they replaced or dropped, before and
 #: after. What a scoped build derives from records and the persons their mentions belong
-#: to (the low-income roster lines) changes only for these and the records staged by the
-#: run; the build reads it and drops it (`warehouse.build`).
+#: to (roster lines, floating registrations, family-planning women and children) changes
+#: only for these and the records staged by the run; the build reads it and drops it
+#: (`warehouse.build._rewritten_records`).
 REWRITTEN = "resolution_rewritten_records"
 
 
