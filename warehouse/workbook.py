@@ -6,7 +6,7 @@ every night a department's problems change. xlsxwriter, which wrote them before,
 of the nightly delta, on the two cores the publish shares with the warehouse checkpoint
 and the analyst file. Here each column becomes its cells' XML with vectorised pandas
 string operations and the strings go to one shared-strings table (`pd.factorize` over
-the workbook's text): ~10× less.
+the workbook's text): the same four workbooks in 0.5 CPU-seconds.
 
 What a sheet gets: a bold, shaded, bordered, wrapped header row; column widths; the
 header frozen; an autofilter over the data. Values: text as text (never a formula, a
