@@ -185,16 +185,22 @@ def test_a_warehouse_from_before_sole_in_household_gets_its_index_refilled(inbox
         assert con.execute(query).fetchall() == expected
 
 
+def _copy_of_full(inbox: Path, full: Path, tmp_path: Path):
+    """A copy of the full load (warehouse and analyst file) to apply decisions to, the path
+    its rebuild goes to, and its settings."""
+    wh, rebuilt = tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
+    shutil.copy2(full, wh)
+    shutil.copy2(full.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
+    return wh, rebuilt, _settings(inbox, wh)
+
+
 def test_decisions_applied_to_the_persons_they_name_equal_a_rebuild(inbox, full, tmp_path):
     """An officer's link and unlink stage nothing: the scoped build skips the searches for
     records gone from staging and derives again only the persons named (and what follows
     from them); `sync --full` with the same decisions gives the same warehouse."""
     from warehouse.decisions import link_persons, unlink
 
-    wh, rebuilt = tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
-    shutil.copy2(full, wh)
-    shutil.copy2(full.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
-    settings = _settings(inbox, wh)
+    wh, rebuilt, settings = _copy_of_full(inbox, full, tmp_path)
     con = duckdb.connect(str(wh), read_only=True)
     try:
         # two persons with family-planning, roster or floating records and addresses, and
@@ -245,14 +251,11 @@ def test_an_unlink_moves_the_roster_lines_of_earlier_months_to_the_split_off_per
     the resolution rewrote, not only of the records staged this run."""
     from warehouse.decisions import unlink
 
-    wh, rebuilt = tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
-    shutil.copy2(full, wh)
-    shutil.copy2(full.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
-    settings = _settings(inbox, wh)
+    wh, rebuilt, settings = _copy_of_full(inbox, full, tmp_path)
     con = duckdb.connect(str(wh), read_only=True)
     try:
         head, first, last = con.execute("""
-            SELECT x.person_id, min(x.mention_id ORDER BY l.month_start), max(x.mention_id ORDER BY l.month_start)
+            SELECT x.person_id, arg_min(x.mention_id, l.month_start), arg_max(x.mention_id, l.month_start)
             FROM core.low_income_roster_line l
             JOIN core.person_xref x ON x.source_object = l.source_object AND x.source_locator = l.source_locator
                  AND x.role = l.role AND x.person_id = l.person_id
