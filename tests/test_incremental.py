@@ -380,43 +380,97 @@ def test_the_analyst_aggregates_follow_an_address_whose_community_changed_under_
     assert (_households(wh, old_community), _households(wh, new_community)) == (before_old - 1, before_new + 1)
 
 
+def _next_roster_month(work: Path, edit=None) -> str:
+    """The last 低保 month saved again as the next month (other bytes, the same rows),
+    `edit(sheet, header)` applied to each of its sheets first (`header`: column name →
+    1-based column); returns the new file's name."""
+    import openpyxl
+
+    last = sorted((work / "low_income").glob("*.xlsx"))[-1]
+    month = int(last.stem[-6:])
+    name = f"{last.stem[:-6]}{month + 1 if month % 100 < 12 else month + 89}.xlsx"
+    wb = openpyxl.load_workbook(last)
+    for sheet in wb.worksheets if edit else []:
+        header_row = next(r for r in sheet.iter_rows(min_row=1, max_row=6) if any(c.value == "成员姓名" for c in r))
+        edit(sheet, {c.value: c.column for c in header_row if c.value}, header_row[0].row)
+    wb.save(last.with_name(name))
+    return name
+
+
+def _sync_recording_scored(work: Path, wh: Path, monkeypatch, source_object: str) -> tuple[dict[str, str], set[str]]:
+    """Sync; the new mentions of `source_object` with their match methods, and the
+    mentions the model scored as new ones."""
+    from pipelines.linkage.model import LinkageModel
+
+    scored: set[str] = set()
+    original = LinkageModel.predict_new
+
+    def recording(self, new_lf, existing_lf, **kw):
+        scored.update(new_lf["unique_id"].astype(str))
+        return original(self, new_lf, existing_lf, **kw)
+
+    monkeypatch.setattr(LinkageModel, "predict_new", recording)
+    assert run_sync(_settings(work, wh)).resolution_mode == "incremental"
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        new = dict(con.execute("""
+            SELECT x.mention_id, x.match_method FROM core.person_xref x JOIN stg.mention m USING (mention_id)
+            WHERE m.source_object = ?""", [source_object]).fetchall())
+    finally:
+        con.close()
+    return new, scored
+
+
 def test_a_roster_month_restating_the_last_one_joins_its_persons_unscored_and_equals_a_rebuild(inbox, tmp_path,
                                                                                                 monkeypatch):
     """A 低保 month that repeats the last one word for word (the same rows, a new file):
     its mentions with a valid ID are restatements — they join their persons by that ID
     without being blocked or scored (`linkage_index.restatements`) — and the warehouse
     equals `sync --full` of the same exports."""
-    import openpyxl
-
-    from pipelines.linkage.model import LinkageModel
-
     work, wh, rebuilt = tmp_path / "inbox", tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
     shutil.copytree(inbox, work)
     run_sync(_settings(work, wh))
-    last = sorted((work / "low_income").glob("*.xlsx"))[-1]
-    month = int(last.stem[-6:])
-    nxt = month + 1 if month % 100 < 12 else month + 89
-    wb = openpyxl.load_workbook(last)   # saved again: other bytes, the same rows
-    wb.save(last.with_name(f"{last.stem[:-6]}{nxt}.xlsx"))
-    scored: list[str] = []
-    original = LinkageModel.predict_new
-
-    def recording(self, new_lf, existing_lf, **kw):
-        scored.extend(new_lf["unique_id"].astype(str))
-        return original(self, new_lf, existing_lf, **kw)
-
-    monkeypatch.setattr(LinkageModel, "predict_new", recording)
-    summary = run_sync(_settings(work, wh))
-    assert summary.resolution_mode == "incremental"
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        new = dict(con.execute("""
-            SELECT x.mention_id, x.match_method FROM core.person_xref x JOIN stg.mention m USING (mention_id)
-            WHERE m.source_object = ?""", [f"{last.stem[:-6]}{nxt}.xlsx"]).fetchall())
-    finally:
-        con.close()
-    unscored = set(new) - set(scored)
+    new, scored = _sync_recording_scored(work, wh, monkeypatch, _next_roster_month(work))
+    unscored = set(new) - scored
     # most of the month restates the last one (a row whose household changed does not)
     assert len(unscored) > len(new) / 2, (len(unscored), len(new))
     assert {new[m] for m in unscored} == {"citizen_id"}
+    _assert_a_rebuild_gives_the_same(work, wh, rebuilt)
+
+
+def test_a_roster_month_missing_a_relatives_id_still_restates_the_last_one_and_equals_a_rebuild(inbox, tmp_path,
+                                                                                                 monkeypatch):
+    """The next 低保 month with the household head's own ID left out of its member row
+    (the way months of a roster most often differ): the other members now relate to
+    the head by name and birth date only — their relatives' keys (``ctx``) a part of
+    last month's — and they still restate last month's mentions unscored (scored, they
+    could only weigh less than their twins did); the head, without an ID, is scored.
+    The warehouse equals `sync --full` of the same exports."""
+    work, wh, rebuilt = tmp_path / "inbox", tmp_path / "w.duckdb", tmp_path / "rebuilt.duckdb"
+    shutil.copytree(inbox, work)
+    run_sync(_settings(work, wh))
+
+    def drop_head_ids(sheet, col, header_row):
+        for row in range(header_row + 1, sheet.max_row + 1):
+            if sheet.cell(row, col["与户主关系"]).value in ("户主", "本人"):
+                sheet.cell(row, col["成员身份证号"]).value = None
+
+    name = _next_roster_month(work, drop_head_ids)
+    new, scored = _sync_recording_scored(work, wh, monkeypatch, name)
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        # members whose relatives' keys are a strict part of their twin's: restated, unscored
+        partial = {r[0] for r in con.execute("""
+            SELECT n.unique_id FROM stg.linkage_feature n JOIN stg.linkage_feature o
+              ON o.cid = n.cid AND o.source_object <> n.source_object
+            WHERE n.source_object = ? AND len(n.ctx) > 0 AND list_has_all(o.ctx, n.ctx)
+              AND len(o.ctx) > len(n.ctx)""", [name]).fetchall()}
+        heads = {r[0] for r in con.execute("SELECT unique_id FROM stg.linkage_feature WHERE source_object = ? "
+                                           "AND cid IS NULL", [name]).fetchall()}
+    finally:
+        con.close()
+    assert len(partial) > 10, len(partial)
+    assert partial <= set(new) and not (partial & scored), sorted(partial & scored)[:5]
+    assert {new[m] for m in partial} == {"citizen_id"}
+    assert heads and heads <= scored
     _assert_a_rebuild_gives_the_same(work, wh, rebuilt)
