@@ -138,7 +138,7 @@ def redact_url(url: str) -> str:
 def _stage(con: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any, raw: Any,
            standardize: Callable[..., Any], district: Any, timers: dict[str, float], pending_checks: list[Any]) -> int:
     ts = time.perf_counter()
-    from pipelines.expectations import validate_export
+    from pipelines.expectations import checked_records, validate_export
     from pipelines.parallel import Deferred
     from warehouse import quality
 
@@ -151,7 +151,7 @@ def _stage(con: Any, summary: SyncSummary, run_id: str, meta: Any, mapping: Any,
         _record_failed(con, summary, run_id, meta, ExportProcessingError(meta.source_object, exc))
         return 0
     # the export's suite runs on another core while the run goes on; collected at the end
-    checks = Deferred(validate_export, std.records, mapping)
+    checks = Deferred(validate_export, checked_records(std.records, mapping), mapping)
     ts = time.perf_counter()
     export_id = load.next_export_id(con)
     old_ids = load.superseded_exports(con, meta, mapping)

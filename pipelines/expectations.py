@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,24 @@ def validate_export(records: pd.DataFrame, mapping: SourceMapping, *, today: dt.
     return run_suite({"records": records}, export_suite(mapping, today=today))
 
 
+def checked_records(records: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
+    """The columns of `records` the source object's suite reads (`_prepare` keeps no
+    others), every row: what `validate_export` is sent to its worker process with. The
+    normalised records carry each field's raw value and extras besides (a roster month:
+    ~3× the columns), which were pickled across for nothing."""
+    return records[_checked_columns(export_suite(mapping).checks, records)]
+
+
+def _checked_columns(checks: Iterable[Check], frame: pd.DataFrame) -> list[str]:
+    """The columns of `frame` that `checks` name, in order, once each."""
+    cols: list[str] = []
+    for ch in checks:
+        for c in ch.kwargs.get("column_list", []) + ([ch.kwargs["column"]] if "column" in ch.kwargs else []):
+            if c in frame.columns and c not in cols:
+                cols.append(c)
+    return cols
+
+
 # --------------------------------------------------------------------------------------
 # running a suite
 # --------------------------------------------------------------------------------------
@@ -202,11 +220,7 @@ def _class_name(expectation: str) -> str:
 
 def _prepare(frame: pd.DataFrame, checks: list[Check]) -> pd.DataFrame:
     """Only the checked columns; dates as datetime64 (GE compares them with ISO bounds)."""
-    cols: list[str] = []
-    for ch in checks:
-        for c in ch.kwargs.get("column_list", []) + ([ch.kwargs["column"]] if "column" in ch.kwargs else []):
-            if c in frame.columns and c not in cols:
-                cols.append(c)
+    cols = _checked_columns(checks, frame)
     out = frame[cols].copy() if cols else pd.DataFrame(index=frame.index)
     bounded = {ch.kwargs["column"] for ch in checks
                if ch.expectation == "expect_column_values_to_be_between" and ch.kwargs.get("column") in out}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import synth
-from pipelines.expectations import Check, Suite, export_suite, run_suite, validate_export
+from pipelines.expectations import Check, Suite, checked_records, export_suite, run_suite, validate_export
 from schemas.mapping import mapping_for
 from tests.bad_inputs_helpers import (
     assert_counts_add_up, citizen_id, cremation_row, findings, float_row, ledger, q, rejected, roster_member, run,
@@ -66,6 +66,11 @@ def test_export_suite_runs_on_normalised_records_of_a_real_mapping():
     failed = res[~res["success"]]
     assert failed[failed["severity"] == "error"]["column_name"].tolist() == ["cremation_no"]  # HH202600002 twice
     assert failed[failed["severity"] == "warning"]["column_name"].tolist() == ["citizen_id__status"]  # 1 of 3 bad
+    # what a sync sends to the checks' worker: only the columns the suite reads, every row,
+    # and the same results as the whole records
+    sent = checked_records(std.records, mapping)
+    assert len(sent) == len(std.records) and len(sent.columns) < len(std.records.columns) / 2
+    pd.testing.assert_frame_equal(validate_export(sent, mapping), res)
 
 
 # ------------------------------------------------------------------------ on a sync
