@@ -226,14 +226,20 @@ def _listed(candidates: pd.DataFrame, mentions: pd.DataFrame, role: str) -> np.n
     def name(m: pd.DataFrame) -> pd.Series:
         return m["name_simplified"].astype(object).where(m["name_simplified"].notna(), m["name"].astype(object))
 
-    def pairs(m: pd.DataFrame, value: pd.Series) -> pd.MultiIndex:
-        return pd.MultiIndex.from_arrays([m["household_key"].astype(object).to_numpy(), value.astype(object).to_numpy()])
+    def pairs(m: pd.DataFrame, value: pd.Series) -> tuple[np.ndarray, zip]:
+        """Which rows have a value, and their (household, value) as Python tuples: a set
+        of them is a hashed lookup (a MultiIndex `isin` took 0.2 s of a 1M district's
+        roster month, pandas' `isin` of its strings 0.05 s)."""
+        known = value.notna().to_numpy()
+        return known, zip(m["household_key"].to_numpy(dtype=object)[known], value.to_numpy(dtype=object)[known])
 
-    listed = np.array(candidates["household_key"].isin(set(mentions.loc[mentions["role"] == role, "household_key"])), dtype=bool)
+    heads = set(mentions.loc[mentions["role"] == role, "household_key"].to_numpy(dtype=object))
+    households = candidates["household_key"].to_numpy(dtype=object)
+    listed = np.fromiter((h in heads for h in households), dtype=bool, count=len(households))
     for value in (lambda m: m["citizen_id"], name):
-        have = value(mentions).notna().to_numpy()
-        mine = value(candidates)
-        listed |= mine.notna().to_numpy() & pairs(candidates, mine).isin(pairs(mentions[have], value(mentions)[have]))
+        seen = set(pairs(mentions, value(mentions))[1])
+        known, mine = pairs(candidates, value(candidates))
+        listed[known] |= np.fromiter((p in seen for p in mine), dtype=bool, count=int(known.sum()))
     return listed
 
 

@@ -60,3 +60,19 @@ def test_no_head_mention_when_the_household_columns_are_empty():
     raw.loc[raw["序号"] == "2", ["户主姓名", "户主身份证号"]] = None
     std = standardize(raw, mapping_for("低保花名册"))
     assert sorted(std.mentions.loc[std.mentions["role"] == "head", "name"]) == ["赵国庆"]
+
+
+def test_a_head_listed_by_name_alone_gets_no_second_mention():
+    """The head's own row without an ID or a relationship text is still the head by name
+    (Simplified: 吳靜 is 吴静); a household whose rows name someone else gets its head."""
+    rows = [
+        _row("4", "吴静", "220402197007070027", "吳靜", None, None, "女", "1970-07-07"),
+        _row("4", "吴静", "220402197007070027", "郑好", "子", "220402199508080011", "男", "1995-08-08"),
+        _row("5", "王建国", "220402196809090031", "王芳", None, None, "女", "1969-10-10"),
+    ]
+    raw = pd.DataFrame(rows)
+    raw["source_system"], raw["source_object"] = "low_income", "低保花名册_202611.xlsx"
+    raw["source_locator"] = [f"花名册!{r}" for r in range(4, 4 + len(rows))]
+    m = standardize(raw.astype(object), mapping_for("低保花名册")).mentions
+    assert sorted(m.loc[m["role"] == "head", "name"]) == ["王建国"]
+    assert len(m) == 3 + 1
