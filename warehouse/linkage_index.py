@@ -222,11 +222,23 @@ def blocked_with(con: duckdb.DuckDBPyConnection, ids: Iterable[str], rules: Sequ
     used = sorted({c for rule in rules for c in re.findall(r"\b[lr]\.(\w+)", rule)} | {"unique_id"})
     con.execute(f"CREATE OR REPLACE TEMP TABLE _block_src AS SELECT {', '.join(used)} "
                 f"FROM {STG_LINKAGE_FEATURE.qualified} WHERE unique_id IN (SELECT id FROM _block_ids)")
+    lf = STG_LINKAGE_FEATURE.qualified
     parts = []
+    # rules that start with the same column's equality share one join on it (the rest of
+    # each rule ORed after it): each join scans the whole index (1M delta: 12 joins 0.55 s,
+    # 9 joins 0.43 s, the same mentions)
+    by_key: dict[str, list[str]] = {}
     for rule in rules:
-        parts.append(f"SELECT r.unique_id AS id FROM _block_src l JOIN {STG_LINKAGE_FEATURE.qualified} r ON {rule}")
+        key, rest = _leading_equality(rule)
+        if key is not None:
+            by_key.setdefault(key, []).append(rest or "TRUE")
+        else:
+            parts.append(f"SELECT r.unique_id AS id FROM _block_src l JOIN {lf} r ON {rule}")
         if not _symmetric(rule):  # e.g. `l.id_kind = 'partial'`: the other way round too
-            parts.append(f"SELECT l.unique_id FROM {STG_LINKAGE_FEATURE.qualified} l JOIN _block_src r ON {rule}")
+            parts.append(f"SELECT l.unique_id AS id FROM {lf} l JOIN _block_src r ON {rule}")
+    for key, rests in by_key.items():
+        parts.append(f"SELECT r.unique_id AS id FROM _block_src l JOIN {lf} r ON l.{key} = r.{key} "
+                     f"AND ({' OR '.join(f'({rest})' for rest in rests)})")
     return [r[0] for r in con.execute(
         f"SELECT DISTINCT id FROM ({' UNION ALL '.join(parts)}) WHERE id NOT IN (SELECT id FROM _block_ids) "
         "ORDER BY id").fetchall()]
@@ -277,6 +289,17 @@ def restatements(con: duckdb.DuckDBPyConnection, ids: Iterable[str], exclude_per
         WHERE h.persons = 1 AND t.person_id NOT IN (SELECT person_id FROM decided)
           AND t.person_id NOT IN (SELECT id FROM _rs_excluded)
         GROUP BY t.mention_id ORDER BY t.mention_id""").df()
+
+
+def _leading_equality(rule: str) -> tuple[str | None, str]:
+    """(X, its other conjuncts joined again, '' when none) of a rule that starts with
+    ``l.X = r.X``; (None, the rule) otherwise, and for any rule with an OR (the rules
+    are conjunctions; one that is not is left whole)."""
+    first, *rest = re.split(r"\s+AND\s+", rule.strip(), flags=re.IGNORECASE)
+    m = re.fullmatch(r"l\.(\w+)\s*=\s*r\.(\w+)", first.strip())
+    if m is None or m.group(1) != m.group(2) or re.search(r"\bOR\b", rule, flags=re.IGNORECASE):
+        return None, rule
+    return m.group(1), " AND ".join(rest)
 
 
 def _symmetric(rule: str) -> bool:
