@@ -81,8 +81,9 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
             return None
     changed_persons = set(index.person_of(con, changes.changed + decided)["person_id"]) | set(
         changes.removed["person_id"])
-    # word-for-word restatements of a resolved mention (most of a monthly roster) join
-    # its person by their ID without being scored (`linkage_index.restatements`)
+    # restatements of a resolved mention (most of a monthly roster: the same columns, the
+    # relatives' keys the same or a part of them) join its person by their ID without
+    # being scored (`linkage_index.restatements`)
     restated = index.restatements(con, sorted(set(changes.new) - set(decided)), changed_persons)
     core_ids = sorted((set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
                       - set(restated["mention_id"]))
