@@ -84,7 +84,8 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
     # restatements of a resolved mention (most of a monthly roster: the same columns, the
     # relatives' keys the same or a part of them) join its person by their ID without
     # being scored (`linkage_index.restatements`)
-    restated = index.restatements(con, sorted(set(changes.new) - set(decided)), changed_persons)
+    restated = index.restatements(con, sorted(set(changes.new) - set(decided)), changed_persons,
+                                  partial_context=_partial_context_restates(model))
     core_ids = sorted((set(changes.dirty) | set(decided) | set(index.mentions_of_persons(con, changed_persons)))
                       - set(restated["mention_id"]))
     if not core_ids and restated.empty:
@@ -156,6 +157,17 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
         index.write_local_resolution(con, xref, removed["mention_id"], log, run_id)
         return LinkedResolution(Resolution(xref, log, next_seq), review, model.stored_settings(), "incremental",
                                 touched_persons=frozenset(touched))
+
+
+def _partial_context_restates(model: Any) -> bool:
+    """Whether a mention whose relatives' keys are a part of its twin's restates it
+    (`linkage_index.restatements`): when the trained model weighs relatives shared at
+    least as much as relatives different (fewer keys can then only weigh less), as every
+    model trained on real rosters does (shared is rare between strangers)."""
+    from pipelines.linkage.comparisons import CONTEXT
+
+    return model.settings is not None and (
+        model.level_weight(CONTEXT.name, "shared") >= model.level_weight(CONTEXT.name, "different"))
 
 
 @contextmanager

@@ -248,6 +248,18 @@ def test_the_exact_name_level_weighs_by_name_frequency_in_a_restored_model(menti
     assert m > u and ex.loc["name", "bayes_factor"] > 1 and ex.loc["name", "match_weight"] > 0
 
 
+def test_level_weights_are_the_trained_parameters(model) -> None:
+    """`level_weight`: what `parameters()` lists for a level, 0 for a null level, and a
+    clear error for a level the model does not have (a restatement reads the relatives'
+    levels by name, `resolution._partial_context_restates`)."""
+    params = model.parameters().set_index(["comparison", "level"])
+    assert model.level_weight("context", "shared") == pytest.approx(params.loc[("context", "shared"), "match_weight"])
+    assert model.level_weight("context", "shared") > model.level_weight("context", "different")
+    assert model.level_weight("context", "null") == 0.0
+    with pytest.raises(KeyError, match="no level 'partly'"):
+        model.level_weight("context", "partly")
+
+
 def test_a_restored_model_scores_like_the_trained_one(mentions, model) -> None:
     lf = linkage_frame(mentions)
     fresh = model.predict(threshold=0.01).set_index(["unique_id_l", "unique_id_r"]).sort_index()

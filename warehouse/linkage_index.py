@@ -244,23 +244,26 @@ def blocked_with(con: duckdb.DuckDBPyConnection, ids: Iterable[str], rules: Sequ
         "ORDER BY id").fetchall()]
 
 
-def restatements(con: duckdb.DuckDBPyConnection, ids: Iterable[str], exclude_persons: Iterable[str] = ()
-                 ) -> pd.DataFrame:
+def restatements(con: duckdb.DuckDBPyConnection, ids: Iterable[str], exclude_persons: Iterable[str] = (), *,
+                 partial_context: bool = False) -> pd.DataFrame:
     """mention_id, person_id: the mentions among `ids` (new ones) that restate a resolved
     mention, and the one person they therefore belong to. A restatement (most rows of a
     monthly roster) carries a valid citizen ID and has every linkage column but its
     source equal to a mention (its twin) of another export already in person P, matched
     there by that ID (``match_method = 'citizen_id'``: P holds two or more mentions with
-    it) — its relatives' keys (``ctx``) equal too, or a non-empty part of the twin's;
-    no other person holds a mention with that ID; and no active officer decision names a
-    mention of P; P not in `exclude_persons` (persons re-clustered anyway).
+    it) — its relatives' keys (``ctx``) equal too, or, with `partial_context`, a non-empty
+    part of the twin's; no other person holds a mention with that ID; and no active
+    officer decision names a mention of P; P not in `exclude_persons` (persons re-clustered
+    anyway).
 
     A full run puts such a mention into P by its ID, matched 'citizen_id' with
     probability 1, and changes nothing else: its pairs score at most what its twin's
     did with the same mention (the same blocking keys, the same levels but the
     relatives', and a part of the twin's relatives shares with fewer mentions, never
-    with more; empty, it would not count as different where the twin's did, so it must
-    not be), and those were weighed already: it brings no evidence joining P to anyone.
+    with more — so `partial_context` only where the model weighs relatives shared at
+    least as much as relatives different; empty, it would not count as different where
+    the twin's did, so it must not be), and those were weighed already: it brings no
+    evidence joining P to anyone.
     The review pairs it would add join persons its twin's join already. The months of
     a roster differ most often there: a relative's ID missing one month (a 1M district's
     roster month: 3 000 of its 16 000 mentions to score)."""
@@ -268,7 +271,7 @@ def restatements(con: duckdb.DuckDBPyConnection, ids: Iterable[str], exclude_per
     same = " AND ".join(f'o."{c}" IS NOT DISTINCT FROM n."{c}"' for c in FEATURE_COLUMNS
                         if c not in ("unique_id", "source_object", "cid", "ctx"))
     same += (" AND (o.ctx IS NOT DISTINCT FROM n.ctx"
-             " OR (len(n.ctx) > 0 AND list_has_all(o.ctx, n.ctx)))")
+             + (" OR (len(n.ctx) > 0 AND list_has_all(o.ctx, n.ctx)))" if partial_context else ")"))
     _ids(con, "_rs_ids", ids)
     _ids(con, "_rs_excluded", exclude_persons)
     return con.execute(f"""

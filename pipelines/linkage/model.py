@@ -464,6 +464,16 @@ class LinkageModel:
                              "match_weight": math.log2(m / u)})
         return pd.DataFrame(rows)
 
+    def level_weight(self, comparison: str, level: str) -> float:
+        """The trained match weight (log2 of m / u) of `level` of `comparison`; 0 for its
+        null level (no evidence)."""
+        self._require_trained()
+        cc = next((c for c in self.settings["comparisons"] if c["output_column_name"] == comparison), None)
+        lv = next((x for x in cc["comparison_levels"] if x.get("label_for_charts") == level), None) if cc else None
+        if lv is None:
+            raise KeyError(f"the linkage model has no level {level!r} of comparison {comparison!r}")
+        return 0.0 if lv.get("is_null_level") else math.log2(lv["m_probability"] / lv["u_probability"])
+
     def _require_trained(self) -> None:
         if self.settings is None:
             raise RuntimeError("the linkage model is not trained: call fit() first")
