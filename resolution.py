@@ -162,8 +162,9 @@ def resolve_locally(con: Any, settings: Settings, run_id: str, changes: Any, dec
 def _partial_context_restates(model: Any) -> bool:
     """Whether a mention whose relatives' keys are a part of its twin's restates it
     (`linkage_index.restatements`): when the trained model weighs relatives shared at
-    least as much as relatives different (fewer keys can then only weigh less), as every
-    model trained on real rosters does (shared is rare between strangers)."""
+    least as much as relatives different (fewer keys can then only weigh less) — as a
+    model trained on rosters does: relatives shared is rare between strangers. Checked on
+    the stored model each run, not assumed."""
     from pipelines.linkage.comparisons import CONTEXT
 
     return model.settings is not None and (
