@@ -382,8 +382,9 @@ def test_the_analyst_aggregates_follow_an_address_whose_community_changed_under_
 
 def _next_roster_month(work: Path, edit=None) -> str:
     """The last 低保 month saved again as the next month (other bytes, the same rows),
-    `edit(sheet, header)` applied to each of its sheets first (`header`: column name →
-    1-based column); returns the new file's name."""
+    `edit(sheet, columns, header_row)` applied to each of its sheets first (`columns`:
+    header → 1-based column; `header_row`: the header's row number); returns the new
+    file's name."""
     import openpyxl
 
     last = sorted((work / "low_income").glob("*.xlsx"))[-1]

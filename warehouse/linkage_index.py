@@ -215,14 +215,14 @@ def features(con: duckdb.DuckDBPyConnection, ids: Iterable[str] | None = None) -
 def blocked_with(con: duckdb.DuckDBPyConnection, ids: Iterable[str], rules: Sequence[str]) -> list[str]:
     """Mentions outside `ids` that any of `rules` (SQL over ``l.``/``r.`` linkage
     columns; applied both ways round) pairs with a mention of `ids`."""
+    lf = STG_LINKAGE_FEATURE.qualified
     _ids(con, "_block_ids", ids)
     # the columns the rules read, of the mentions asked about; every rule in one statement
     # (one distinct set, one answer: the rules' pairs overlap, ~600 000 ids for a roster
     # month's 16 000 new mentions fetched one rule at a time)
     used = sorted({c for rule in rules for c in re.findall(r"\b[lr]\.(\w+)", rule)} | {"unique_id"})
     con.execute(f"CREATE OR REPLACE TEMP TABLE _block_src AS SELECT {', '.join(used)} "
-                f"FROM {STG_LINKAGE_FEATURE.qualified} WHERE unique_id IN (SELECT id FROM _block_ids)")
-    lf = STG_LINKAGE_FEATURE.qualified
+                f"FROM {lf} WHERE unique_id IN (SELECT id FROM _block_ids)")
     parts = []
     # rules that start with the same column's equality share one join on it (the rest of
     # each rule ORed after it): each join scans the whole index (1M delta: 12 joins 0.55 s,
@@ -270,8 +270,10 @@ def restatements(con: duckdb.DuckDBPyConnection, ids: Iterable[str], exclude_per
     lf = STG_LINKAGE_FEATURE.qualified
     same = " AND ".join(f'o."{c}" IS NOT DISTINCT FROM n."{c}"' for c in FEATURE_COLUMNS
                         if c not in ("unique_id", "source_object", "cid", "ctx"))
-    same += (" AND (o.ctx IS NOT DISTINCT FROM n.ctx"
-             + (" OR (len(n.ctx) > 0 AND list_has_all(o.ctx, n.ctx)))" if partial_context else ")"))
+    relatives = "o.ctx IS NOT DISTINCT FROM n.ctx"
+    if partial_context:
+        relatives += " OR (len(n.ctx) > 0 AND list_has_all(o.ctx, n.ctx))"
+    same += f" AND ({relatives})"
     _ids(con, "_rs_ids", ids)
     _ids(con, "_rs_excluded", exclude_persons)
     return con.execute(f"""
@@ -298,11 +300,16 @@ def _leading_equality(rule: str) -> tuple[str | None, str]:
     """(X, its other conjuncts joined again, '' when none) of a rule that starts with
     ``l.X = r.X``; (None, the rule) otherwise, and for any rule with an OR (the rules
     are conjunctions; one that is not is left whole)."""
-    first, *rest = re.split(r"\s+AND\s+", rule.strip(), flags=re.IGNORECASE)
+    first, *rest = _conjuncts(rule)
     m = re.fullmatch(r"l\.(\w+)\s*=\s*r\.(\w+)", first.strip())
     if m is None or m.group(1) != m.group(2) or re.search(r"\bOR\b", rule, flags=re.IGNORECASE):
         return None, rule
     return m.group(1), " AND ".join(rest)
+
+
+def _conjuncts(rule: str) -> list[str]:
+    """The conjuncts of a blocking rule, in order (split at its ANDs)."""
+    return re.split(r"\s+AND\s+", rule.strip(), flags=re.IGNORECASE)
 
 
 def _symmetric(rule: str) -> bool:
@@ -311,7 +318,7 @@ def _symmetric(rule: str) -> bool:
     read both ways, are the same set."""
     def conjuncts(sql: str) -> set[frozenset[str] | str]:
         out: set[frozenset[str] | str] = set()
-        for c in re.split(r"\s+AND\s+", sql.strip(), flags=re.IGNORECASE):
+        for c in _conjuncts(sql):
             sides = [x.strip() for x in c.split("=")]
             out.add(frozenset(sides) if len(sides) == 2 else " ".join(c.split()))
         return out
@@ -376,7 +383,8 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
                 f"FROM {lf} WHERE unique_id IN (SELECT id FROM _nf_ids)")
     asked, indexed = con.execute(f"SELECT (SELECT count(*) FROM _nf_ids), (SELECT count(*) FROM {lf})").fetchall()[0]
     rows = f"SELECT name_s, {_GIVEN} AS given, name_py, birth, sex, cid, source_object FROM {lf}"
-    if asked <= _NF_COPY_SHARE * indexed:
+    copied = asked <= _NF_COPY_SHARE * indexed
+    if copied:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _nf_rows AS {rows}
             WHERE name_s IN (SELECT name_s FROM _nf_wanted) OR {_GIVEN} IN (SELECT given FROM _nf_wanted)
@@ -402,8 +410,7 @@ def name_frequencies(con: duckdb.DuckDBPyConnection, ids: Iterable[str]
                 SELECT v, birth, sex FROM keyed GROUP BY v, birth, sex HAVING count(DISTINCT cid) > 1
                 UNION SELECT v, birth, sex FROM keyed GROUP BY v, birth, sex, source_object HAVING count(*) > 1)
             SELECT v || '|' || strftime(birth, '%Y-%m-%d') || '|' || sex FROM twice""").fetchall()))
-    con.execute("DROP VIEW IF EXISTS temp._nf_rows" if asked > _NF_COPY_SHARE * indexed
-                else "DROP TABLE IF EXISTS temp._nf_rows")
+    con.execute("DROP TABLE IF EXISTS temp._nf_rows" if copied else "DROP VIEW IF EXISTS temp._nf_rows")
     con.execute("DROP TABLE IF EXISTS temp._nf_wanted")
     return out[0], out[1], max(int(span or 0), 365), seen[0], out[2], seen[1]
 
