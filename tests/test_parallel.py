@@ -43,6 +43,35 @@ def test_parse_addresses_same_on_workers_as_in_process(monkeypatch):
     pd.testing.assert_frame_equal(address.parse_addresses(raw), serial)
 
 
+def test_parse_addresses_with_context_row_by_row_on_workers(monkeypatch):
+    """Each row is its text parsed and finished in its own (town, community) context,
+    whichever distinct texts and contexts the rows share and wherever they are finished;
+    the key remembered for a text is the one it parses to without a context."""
+    texts = ["人民大街125号3栋2单元501", "锦绣华庭11号楼4单元1701室", None, "林荫路269号10-2-101",
+             "金沟村3组18号", "xx", "东吉街道泰安社区人民大街125号"]
+    towns = ["东吉街道", None, "福镇街道", "", "碑院镇"]
+    communities = ["泰安社区", "民主社区", None, "金沟村"]
+    n = 91  # every text meets several contexts, not all of them
+    raw = pd.Series([texts[i % len(texts)] for i in range(n)], index=range(1000, 1000 + n))
+    context = pd.DataFrame({"街道": [towns[i % len(towns)] for i in range(n)],
+                            "社区": [communities[(i // 3) % len(communities)] for i in range(n)]}, index=raw.index)
+    rows = [address._finish(address.parse_one(t), address._ctx_value(c_t), address._ctx_value(c_c))
+            for t, c_t, c_c in zip(raw, context["街道"], context["社区"])]
+    expected = pd.DataFrame({c: pd.Series([r[c] for r in rows], index=raw.index,
+                                          dtype=float if c == "confidence" else object) for c in address.COLUMNS})
+    for on_workers in (False, True):
+        if on_workers:
+            monkeypatch.setattr(address, "map_items",
+                                lambda fn, items: parallel.map_items(fn, items, min_items=2, workers=2))
+        with address.remembered_keys():
+            got = address.parse_addresses(raw, context=context)
+            remembered = dict(address._REMEMBERED[-1][(None, None, None)])
+        pd.testing.assert_frame_equal(got, expected)
+        plain = address.parse_addresses(pd.Series([t for t in texts if t is not None]))
+        assert remembered == {t: (k if e is None else None) for t, k, e in
+                              zip([t for t in texts if t is not None], plain["address_key"], plain["error"])}
+
+
 def _slow_pid_square(x: int) -> tuple[int, int]:
     import os
     import time
