@@ -64,7 +64,10 @@ def write_workbook(path: str | Path, sheets: list[Sheet]) -> None:
         raise ValueError(f"sheet names must differ: {names}")
     strings = _SharedStrings()
     parts = [_sheet_xml(sheet, strings) for sheet in sheets]
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+    # the fastest deflate: a 1M district's four problem lists (12 MB of XML) compress in
+    # 0.05 s instead of 0.19 s (level 6), to 1.5 MB instead of 1.2 MB; they are written
+    # beside the analyst file on every publish, where the two share the cores
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         z.writestr("[Content_Types].xml", _content_types(len(sheets)))
         z.writestr("_rels/.rels", _ROOT_RELS)
         z.writestr("docProps/app.xml", _APP)
