@@ -1,10 +1,9 @@
 """Dead rows: what DuckDB keeps of deleted rows, and when a table is rewritten without them.
 
 A DuckDB DELETE only marks rows deleted; the file keeps them and every scan reads them.
-A nightly sync deletes and derives again the rows the persons it touched reach (at 1M
-residents a 低保 month: ~38,000 roster lines and enrolments; core.person's rows of those
-persons are UPDATEd in place, `build._person_in_place_sql`, and only a retired person's or
-a changed source list's row is deleted), so a table grows by its dead rows every night. DuckDB's own upkeep does not fit that:
+A nightly sync deletes and derives again the rows of the persons it touched (at 1M
+residents a 低保 month: ~38,000 of core.person's 580,000 rows, ~96,000 roster lines),
+so a table grows by its dead rows every night. DuckDB's own upkeep does not fit that:
 
 * a table with a key (PRIMARY KEY: core.person, core.address, stg.mention, …) is never
   vacuumed, so its dead rows would pile up for as long as the warehouse lives;
