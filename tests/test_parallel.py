@@ -59,6 +59,9 @@ def test_parse_addresses_with_context_row_by_row_on_workers(monkeypatch):
             for t, c_t, c_c in zip(raw, context["街道"], context["社区"])]
     expected = pd.DataFrame({c: pd.Series([r[c] for r in rows], index=raw.index,
                                           dtype=float if c == "confidence" else object) for c in address.COLUMNS})
+    known = [t for t in texts if t is not None]
+    plain = address.parse_addresses(pd.Series(known))
+    plain_keys = {t: (k if e is None else None) for t, k, e in zip(known, plain["address_key"], plain["error"])}
     for on_workers in (False, True):
         if on_workers:
             monkeypatch.setattr(address, "map_items",
@@ -67,9 +70,7 @@ def test_parse_addresses_with_context_row_by_row_on_workers(monkeypatch):
             got = address.parse_addresses(raw, context=context)
             remembered = dict(address._REMEMBERED[-1][(None, None, None)])
         pd.testing.assert_frame_equal(got, expected)
-        plain = address.parse_addresses(pd.Series([t for t in texts if t is not None]))
-        assert remembered == {t: (k if e is None else None) for t, k, e in
-                              zip([t for t in texts if t is not None], plain["address_key"], plain["error"])}
+        assert remembered == plain_keys
 
 
 def _slow_pid_square(x: int) -> tuple[int, int]:

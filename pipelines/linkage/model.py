@@ -134,6 +134,11 @@ def set_duckdb_options(*, memory_limit: str | None = None, temp_directory: str |
         _DUCKDB_OPTIONS.update(memory_limit=memory_limit, temp_directory=temp_directory.replace("'", "''"))
 
 
+def _level(comparison: dict[str, Any], label: str) -> dict[str, Any] | None:
+    """The level labelled `label` of a trained comparison (Splink settings), or None."""
+    return next((x for x in comparison["comparison_levels"] if x.get("label_for_charts") == label), None)
+
+
 class LinkageModel:
     """Settings built from the declarative comparisons; train, predict, explain."""
 
@@ -428,7 +433,7 @@ class LinkageModel:
         for spec, cc in zip(self.comparisons, self.settings["comparisons"]):
             g = int(scored[f"gamma_{spec.name}"])
             label = spec.label_of(g)
-            lv = next(x for x in cc["comparison_levels"] if x.get("label_for_charts") == label)
+            lv = _level(cc, label)
             if lv.get("is_null_level"):
                 m = u = None
                 bf = 1.0
@@ -469,7 +474,7 @@ class LinkageModel:
         null level (no evidence)."""
         self._require_trained()
         cc = next((c for c in self.settings["comparisons"] if c["output_column_name"] == comparison), None)
-        lv = next((x for x in cc["comparison_levels"] if x.get("label_for_charts") == level), None) if cc else None
+        lv = _level(cc, level) if cc else None
         if lv is None:
             raise KeyError(f"the linkage model has no level {level!r} of comparison {comparison!r}")
         return 0.0 if lv.get("is_null_level") else math.log2(lv["m_probability"] / lv["u_probability"])
