@@ -182,6 +182,33 @@ def test_the_flow_writes_the_reports_after_a_sync(tmp_path):
     assert not [p.name for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
 
 
+def test_the_flow_writes_the_reports_of_an_encrypted_warehouse(tmp_path):
+    """An encrypted warehouse is attached to an in-memory DuckDB instance: the reports
+    staged beside the analyst file read it all the same, after a first load and after a
+    scoped one (which also checkpoints beside them)."""
+    from flows import sync as flow_sync
+    from settings import load_settings
+    from warehouse import store
+
+    inbox, wh, out = tmp_path / "inbox", tmp_path / "w.duckdb", tmp_path / "out"
+    write_floating(inbox, [float_row(1), float_row(2, 出生日期="1985-02-30")])
+    settings = load_settings(inbox=inbox, warehouse=wh, reports_dir=out, lock_timeout_s=30,
+                             resolution_mode="deterministic", district={"county_code": "220402"},
+                             env={"RESIDENTS_WAREHOUSE_KEY": "k3y-For-Report-Tests"})
+    try:
+        for day, row in ((None, None), ("20261122", float_row(3, 出生日期="1990-13-01"))):
+            if day:
+                write_floating(inbox, [row], name=f"流动人口登记_{day}.csv")
+            assert flow_sync(settings).status == "succeeded"
+            assert (out / "质量报告.html").exists()
+        pl = pd.read_excel(out / "问题清单_流动人口.xlsx", sheet_name="问题清单", dtype=str, engine="openpyxl")
+        assert sorted(pl["原始值"]) == ["1985-02-30", "1990-13-01"]
+        with pytest.raises(duckdb.Error, match="encrypted"):
+            duckdb.connect(str(wh), read_only=True)
+    finally:
+        store.set_key(wh, None)
+
+
 def test_a_sync_that_fails_at_the_publish_leaves_the_reports_as_they_were(tmp_path, monkeypatch):
     """Reports staged for a publish that then fails are removed: the officers keep the
     lists of the warehouse that is still published, and no temporary file stays."""

@@ -81,13 +81,16 @@ def _settings(con) -> tuple:
                        ).fetchall()[0]
 
 
-def test_the_publish_checkpoints_beside_the_files_written_from_it(tmp_path):
+@pytest.mark.parametrize("key", [None, "k3y-checkpoint-beside"], ids=["plain", "encrypted"])
+def test_the_publish_checkpoints_beside_the_files_written_from_it(tmp_path, key):
     """`committed_checkpointing_beside`: the COMMIT leaves the rows in the WAL, the
     checkpoint empties it on another thread while the block (the analyst file, the
-    reports) reads the committed rows; the instance's settings are put back after."""
+    reports) reads the committed rows; the instance's settings are put back after. An
+    encrypted warehouse is attached to an in-memory instance: the checkpoint beside is
+    the warehouse's all the same, and a `store.cursor` reads it."""
     db = tmp_path / "c.duckdb"
     wal = Path(str(db) + ".wal")
-    con = duckdb.connect(str(db))
+    con = store.open_database(db, read_only=False, key=key)
     try:
         con.execute("CREATE TABLE t (a VARCHAR)")
         con.execute("CHECKPOINT")
@@ -95,7 +98,7 @@ def test_the_publish_checkpoints_beside_the_files_written_from_it(tmp_path):
         con.execute("BEGIN")
         con.execute("INSERT INTO t SELECT 'P' || i FROM range(400000) r(i)")
         with store.committed_checkpointing_beside(con):
-            assert con.cursor().execute("SELECT count(*) FROM t").fetchall()[0][0] == 400_000
+            assert store.cursor(con).execute("SELECT count(*) FROM t").fetchall()[0][0] == 400_000
             deadline = time.monotonic() + 30
             while wal.exists() and wal.stat().st_size > 0 and time.monotonic() < deadline:
                 time.sleep(0.01)  # the checkpoint empties the WAL while the block still runs
@@ -104,7 +107,7 @@ def test_the_publish_checkpoints_beside_the_files_written_from_it(tmp_path):
         assert _settings(con) == before
     finally:
         con.close()
-    con = duckdb.connect(str(db), read_only=True)
+    con = store.open_database(db, read_only=True, key=key)
     assert con.execute("SELECT count(*) FROM t").fetchall()[0][0] == 400_000
     con.close()
 

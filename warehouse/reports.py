@@ -689,7 +689,9 @@ def alongside(hook: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | N
     def before_publish(con: duckdb.DuckDBPyConnection) -> Callable[[], None] | None:
         from concurrent.futures import ThreadPoolExecutor
 
-        cursor = con.cursor()
+        from warehouse.store import cursor as cursor_of
+
+        cursor = cursor_of(con)  # on the warehouse, also when it is attached (encrypted)
         with ThreadPoolExecutor(1, thread_name_prefix="reports") as pool:
             future = pool.submit(stage_reports, cursor, job.out_dir, advice=job.advice)
             try:

@@ -126,6 +126,23 @@ def checkpoint(con: duckdb.DuckDBPyConnection, database: str | None = None, *,
         pause = min(pause * 2, 0.2)
 
 
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of `con` (for work handed to another thread) on `con`'s current database.
+    DuckDB starts every cursor on the instance's default database, and a warehouse
+    attached to an in-memory instance (encrypted, or opened `isolated`) is not that
+    default: on a plain `con.cursor()` the reports staged beside the analyst file found
+    none of the warehouse's tables, and the checkpoint beside it checkpointed the empty
+    in-memory database, leaving the warehouse's to `con.close()`."""
+    cur = con.cursor()
+    try:
+        database = con.execute("SELECT current_database()").fetchall()[0][0]
+        cur.execute('USE "' + database.replace('"', '""') + '"')
+    except BaseException:
+        cur.close()
+        raise
+    return cur
+
+
 @contextlib.contextmanager
 def _instance_setting(con: duckdb.DuckDBPyConnection, name: str, value: Any) -> Iterator[None]:
     """`name` set to `value` for the whole DuckDB instance while the block runs, then put
@@ -165,10 +182,10 @@ def committed_checkpointing_beside(con: duckdb.DuckDBPyConnection) -> Iterator[N
     with _instance_setting(con, "max_vacuum_tasks", 0):
         with _instance_setting(con, "checkpoint_threshold", "1TB"):  # the WAL only: no checkpoint in the COMMIT
             con.execute("COMMIT")
-        cursor = con.cursor()
+        beside = cursor(con)
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="checkpoint") as pool:
-                done = pool.submit(checkpoint, cursor)
+                done = pool.submit(checkpoint, beside)
                 try:
                     yield
                 except BaseException:  # the block's failure is the one raised, once the checkpoint ended
@@ -177,7 +194,7 @@ def committed_checkpointing_beside(con: duckdb.DuckDBPyConnection) -> Iterator[N
                     raise
                 done.result()
         finally:
-            cursor.close()
+            beside.close()
 
 
 @contextlib.contextmanager
