@@ -23,6 +23,12 @@ kilobytes) are its own:
   link / unlink   `residents link P_A P_B`, then `residents unlink` of the two records the
                   link joined (after the link the two person ids are one person, so the
                   officer's undo names the records: mention ids)
+  encrypt         `residents encrypt` of a copy of the warehouse as the full sync left it
+                  (the configuration production is told to run: a warehouse key set)
+  nightly delta, encrypted
+                  the same nightly delta again, on that encrypted copy, with its key
+                  (DuckDB writes encrypted files in its 1.4 storage format, whose
+                  PRIMARY KEY deletes cost ~4× those of the plain file's format)
   full sync, 3×   with --also-3m: a fresh district of 3 × --households (1,116,000 households
                   ≈ 3M residents by default), full sync only
 
@@ -32,7 +38,8 @@ newest 低保花名册 month file (moved to WORKDIR/held_out/), and the family-p
 generated database is kept in WORKDIR/pristine/ so --skip-generate starts from it again).
 
 Work directory layout: inbox/ (generated), held_out/, pristine/, warehouse/ (recreated for
-every run), logs/ (each step's stdout and stderr), 3x/ (--also-3m).
+every run), encrypted/ (the encrypted copy, recreated for every run), logs/ (each step's
+stdout and stderr), 3x/ (--also-3m).
 """
 
 from __future__ import annotations
@@ -80,6 +87,7 @@ class Target:
 TARGETS = {
     "full sync": Target(180, 4096),
     "nightly delta": Target(15, 2048),
+    "nightly delta, encrypted": Target(15, 2048),
     "no-op sync": Target(3),
     "query": Target(1),
     "link": Target(5),
@@ -114,20 +122,26 @@ class Step:
 
 
 # -- running and measuring child processes ----------------------------------------
-def child_env() -> dict[str, str]:
-    """This environment without RESIDENTS_* settings, so every step sees only its options."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("RESIDENTS_")}
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without RESIDENTS_* settings, so every step sees only its options
+    (and `extra`)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("RESIDENTS_")}, **(extra or {})}
 
 
-def measure(name: str, argv: list[str], logs: Path, cwd: Path) -> Step:
-    """Run `argv` as one child; its wall time and peak RSS (wait4 on that child alone)."""
+#: the warehouse key of the encrypted steps (a benchmark's own, not a secret)
+BENCH_KEY = "bench-scale-warehouse-key"
+
+
+def measure(name: str, argv: list[str], logs: Path, cwd: Path, env: dict[str, str] | None = None) -> Step:
+    """Run `argv` as one child (with `env` added to its environment); its wall time and
+    peak RSS (wait4 on that child alone)."""
     logs.mkdir(parents=True, exist_ok=True)
     slug = name.replace(" ", "_").replace(",", "")
     out_path, err_path = logs / f"{slug}.out", logs / f"{slug}.err"
     print(f"→ {name}: {shlex.join(argv)}", flush=True)
     with out_path.open("wb") as out, err_path.open("wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, env=child_env())
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, env=child_env(env))
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
@@ -298,15 +312,18 @@ def read_only_baseline(inbox: Path) -> dict[str, int]:
 
 # -- the benchmark ----------------------------------------------------------------
 def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bool = False,
-              from_full: bool = False) -> tuple[list[Step], list[str]]:
-    """Baseline, full sync, nightly delta, no-op, query, link, unlink on WORK/inbox; the
-    steps and notes (counts, what the delta held). `save_full`: keep a copy of the
-    warehouse folder after the full sync in WORK/after_full; `from_full`: start from that
-    copy instead of running the baseline and the full sync (to measure the later steps
-    again after a change that does not touch the full sync)."""
+              from_full: bool = False, encrypted: bool = True) -> tuple[list[Step], list[str]]:
+    """Baseline, full sync, nightly delta, no-op, query, link, unlink on WORK/inbox, then
+    (`encrypted`) the encryption of a copy of the warehouse as the full sync left it and
+    the same nightly delta on it; the steps and notes (counts, what the delta held).
+    `save_full`: keep a copy of the warehouse folder after the full sync in
+    WORK/after_full; `from_full`: start from that copy instead of running the baseline
+    and the full sync (to measure the later steps again after a change that does not
+    touch the full sync)."""
     inbox, held_out, logs = work / "inbox", work / "held_out", work / "logs"
-    warehouse_dir, saved = work / "warehouse", work / "after_full"
+    warehouse_dir, saved, encrypted_dir = work / "warehouse", work / "after_full", work / "encrypted"
     shutil.rmtree(warehouse_dir, ignore_errors=True)
+    shutil.rmtree(encrypted_dir, ignore_errors=True)
     wh = warehouse_dir / "warehouse.duckdb"
     sync = [cli, "sync", "--inbox", str(inbox), "--warehouse", str(wh)]
     notes: list[str] = []
@@ -329,6 +346,8 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
             shutil.copytree(warehouse_dir, saved)
     if full.ok:
         notes.append(f"after full sync: {warehouse_counts(wh)}")
+        if encrypted:  # encrypted after the plain steps; the same delta runs on it
+            shutil.copytree(warehouse_dir, encrypted_dir)
 
     put_back(inbox, held_out)
     changed = apply_fp_changes(inbox / FP_DATABASE, fp_changes, seed)
@@ -352,7 +371,19 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
     # the officer's undo contradicts the link just stored: it must be forced, with a reason
     steps.append(measure("unlink", [cli, "unlink", mention_a, mention_b, *decision, "--force"], logs, work) if link.ok
                  else Step("unlink", skipped="link failed"))
+    if encrypted:
+        steps += encrypted_delta(cli, encrypted_dir / "warehouse.duckdb", inbox, logs, work)
     return steps, notes
+
+
+def encrypted_delta(cli: str, wh: Path, inbox: Path, logs: Path, work: Path) -> list[Step]:
+    """`residents encrypt` of `wh` (the warehouse as the full sync left it), then the
+    nightly delta (the inbox as the plain delta saw it) on it, with the key."""
+    key = {"RESIDENTS_WAREHOUSE_KEY": BENCH_KEY}
+    encrypt = measure("encrypt", [cli, "encrypt", "--warehouse", str(wh)], logs, work, env=key)
+    delta = (measure("nightly delta, encrypted", [cli, "sync", "--inbox", str(inbox), "--warehouse", str(wh)],
+                     logs, work, env=key) if encrypt.ok else Step("nightly delta, encrypted", skipped="encrypt failed"))
+    return [encrypt, delta]
 
 
 def run_triple(cli: str, work: Path, households: int, seed: int, reuse: bool) -> tuple[Step, list[str]]:
@@ -396,6 +427,8 @@ def main() -> None:
     ap.add_argument("--from-full", action="store_true",
                     help="start from WORKDIR/after_full (saved by --save-full) instead of a full sync; "
                          "with --skip-generate")
+    ap.add_argument("--no-encrypted", action="store_true",
+                    help="leave out the encrypted copy's steps (encrypt, nightly delta, encrypted)")
     ap.add_argument("--also-3m", action="store_true",
                     help="also a full sync of 3 × --households (1,116,000 households ≈ 3M residents by default)")
     ap.add_argument("--read-only-baseline", type=Path, metavar="INBOX", help=argparse.SUPPRESS)  # the baseline child
@@ -424,7 +457,7 @@ def main() -> None:
         print(gen_note, flush=True)
         reset_fp_database(work / "inbox", work / "pristine")
         steps, notes = run_steps(cli, work, args.seed, args.fp_changes, save_full=args.save_full,
-                                 from_full=args.from_full)
+                                 from_full=args.from_full, encrypted=not args.no_encrypted)
         notes.insert(0, gen_note)
         if args.also_3m:
             step, more = run_triple(cli, work / "3x", 3 * args.households, args.seed, args.skip_generate)
