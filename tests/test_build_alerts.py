@@ -100,3 +100,49 @@ def test_a_full_build_empties_a_table_by_recreating_it_with_its_key_and_comments
     assert con.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'core' "
                        "AND table_name = 'person_xref'").fetchall() == [(PERSON_XREF.comment,)]
     con.close()
+
+
+def test_a_scoped_build_updates_restated_rows_in_place_and_replaces_the_others(tmp_path):
+    """`build._in_place_sql` on core.person: a person whose only changes are in its
+    `IN_PLACE` columns (seen again: counts, dates, latest address text) is UPDATEd where it
+    is (same rowid: no index delete); one whose name or source list changed is deleted
+    and inserted again; one no longer derived is deleted; a new one inserted; one out of
+    scope is left alone. The result is the derived rows, whichever way each got there."""
+    from warehouse.build import IN_PLACE, _in_place_sql
+    from warehouse.ddl import ADDRESS, PERSON
+
+    for table in (PERSON, ADDRESS):  # declared columns that exist, are no key and no LIST (slow to update)
+        types = {c.name: c.type for c in table.columns}
+        assert all(c in types and c not in table.primary_key and not types[c].endswith("[]")
+                   for c in IN_PLACE[table.qualified])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    create_declared(con)
+
+    def person(pid, name="张三", systems=("low_income",), n=1, last="2026-06-01", address="龙山路1号"):
+        return (pid, None, None, None, name, None, "1", "1980-01-01", None, None, None, None, None, address, None,
+                False, list(systems), n, "2026-01-01", last)
+
+    marks = ", ".join("?" * 20)
+    before = [person("P1"), person("P2"), person("P3"), person("P4"), person("P6")]
+    con.executemany(f"INSERT INTO core.person VALUES ({marks})", before)
+    derived = [person("P1", n=2, last="2026-07-01", address="龙山区龙山路1号"),   # seen again: in place
+               person("P2", name="张叁", n=2),                                     # name changed
+               person("P6", systems=("low_income", "floating_population")),       # source list changed
+               person("P5")]                                                       # new
+    con.execute("CREATE TEMP TABLE derived AS SELECT * FROM core.person LIMIT 0")
+    con.executemany(f"INSERT INTO derived VALUES ({marks})", derived)
+    rowid = dict(con.execute("SELECT person_id, rowid FROM core.person").fetchall())
+    sql = _in_place_sql(PERSON, "SELECT * FROM derived", "p.person_id IN ('P1', 'P2', 'P3', 'P5', 'P6')")
+    con.execute("BEGIN")
+    for stmt in sql.split(";\n"):
+        con.execute(stmt)
+    con.execute("COMMIT")
+    after = {r[0]: r for r in con.execute("SELECT * FROM core.person").fetchall()}
+    expected = {r[0]: r for r in con.execute(f"SELECT * FROM (VALUES ({marks}), ({marks}), ({marks}), ({marks}), "
+                                             f"({marks})) t", [v for r in derived + [person('P4')] for v in r]
+                                             ).fetchall()}
+    assert set(after) == {"P1", "P2", "P4", "P5", "P6"}
+    assert {k: tuple(map(str, v)) for k, v in after.items()} == {k: tuple(map(str, v)) for k, v in expected.items()}
+    new_rowid = dict(con.execute("SELECT person_id, rowid FROM core.person").fetchall())
+    assert new_rowid["P1"] == rowid["P1"] and new_rowid["P4"] == rowid["P4"]   # updated in place / untouched
+    assert new_rowid["P2"] != rowid["P2"] and new_rowid["P6"] != rowid["P6"]   # deleted and inserted again

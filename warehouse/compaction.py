@@ -1,9 +1,11 @@
 """Dead rows: what DuckDB keeps of deleted rows, and when a table is rewritten without them.
 
 A DuckDB DELETE only marks rows deleted; the file keeps them and every scan reads them.
-A nightly sync deletes and derives again the rows of the persons it touched (at 1M
-residents a 低保 month: ~38,000 of core.person's 580,000 rows, ~96,000 roster lines),
-so a table grows by its dead rows every night. DuckDB's own upkeep does not fit that:
+A nightly sync deletes and derives again the rows the persons it touched reach (at 1M
+residents a 低保 month: ~38,000 roster lines and enrolments; core.person's and
+core.address's rows are mostly UPDATEd in place, `build._in_place_sql`, and only a row
+that changed beyond its counts, dates and latest text is deleted), so a table grows by its
+dead rows every night. DuckDB's own upkeep does not fit that:
 
 * a table with a key (PRIMARY KEY: core.person, core.address, stg.mention, …) is never
   vacuumed, so its dead rows would pile up for as long as the warehouse lives;

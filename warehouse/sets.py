@@ -78,7 +78,7 @@ class Survive:
                 FROM {source} WHERE {self.expr} IS NOT NULL AND ({self.where}) GROUP BY person_id)"""
 
 
-#: the golden columns of core.person, in the order `build._PERSON` uses them
+#: the golden columns of core.person, in the order `build._PERSON_ROWS` uses them
 GOLDEN_PERSON: tuple[Survive, ...] = (
     Survive("g_citizen_id", "citizen_id", "mode", "has_valid_id"),
     Survive("g_document_type", "document_type", "mode", "citizen_id IS NULL AND document_type <> 'resident_id'"),
