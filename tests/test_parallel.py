@@ -134,6 +134,23 @@ def test_a_deferred_worker_exits_cleanly_without_the_teardown(monkeypatch, capfd
     assert "写在退出前" in out and "torn down" not in out
 
 
+def _niceness() -> int:
+    return os.nice(0)
+
+
+def test_the_deferred_worker_runs_at_a_lower_priority_than_the_run(monkeypatch):
+    """The checks collected at the end of a run (Great Expectations) yield the cores to
+    the run itself; the run's own priority is left alone."""
+    monkeypatch.setenv("RESIDENTS_WORKERS", "2")
+    parallel.shutdown()
+    ours = os.nice(0)
+    d = parallel.Deferred(_niceness)
+    assert d._future is not None  # on the worker, not here
+    assert d.result() == min(ours + parallel.DEFERRED_NICENESS, 19)
+    assert os.nice(0) == ours
+    parallel.shutdown()
+
+
 def _boom(x: int) -> int:
     raise ValueError(f"bad {x}")
 
