@@ -310,6 +310,15 @@ def read_only_baseline(inbox: Path) -> dict[str, int]:
     return counts
 
 
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a warehouse folder and write it to disk before the next step: the step timed
+    after it would otherwise also pay for the writeback of a 0.7 GB copy it did not make
+    (at 1M residents the nightly delta after `--from-full` measured 30.8–31.1 s without
+    it, 27.9 s with it — in a slightly faster hour of the VM)."""
+    shutil.copytree(src, dst)
+    os.sync()
+
+
 # -- the benchmark ----------------------------------------------------------------
 def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bool = False,
               from_full: bool = False, encrypted: bool = True) -> tuple[list[Step], list[str]]:
@@ -330,7 +339,7 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
 
     delta = hold_out_delta(inbox, held_out)
     if from_full:
-        shutil.copytree(saved, warehouse_dir)
+        copy_tree(saved, warehouse_dir)
         steps = [Step("baseline read", skipped="--from-full"),
                  Step("full sync", returncode=0, skipped=f"--from-full: the warehouse saved in {saved}")]
         full = steps[-1]
@@ -343,11 +352,11 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
         steps.append(full)
         if full.ok and save_full:
             shutil.rmtree(saved, ignore_errors=True)
-            shutil.copytree(warehouse_dir, saved)
+            copy_tree(warehouse_dir, saved)
     if full.ok:
         notes.append(f"after full sync: {warehouse_counts(wh)}")
         if encrypted:  # encrypted after the plain steps; the same delta runs on it
-            shutil.copytree(warehouse_dir, encrypted_dir)
+            copy_tree(warehouse_dir, encrypted_dir)
 
     put_back(inbox, held_out)
     changed = apply_fp_changes(inbox / FP_DATABASE, fp_changes, seed)
