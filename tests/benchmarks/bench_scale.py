@@ -29,6 +29,8 @@ kilobytes) are its own:
                   the same nightly delta again, on that encrypted copy, with its key
                   (DuckDB writes encrypted files in its 1.4 storage format, whose
                   PRIMARY KEY deletes cost ~4× those of the plain file's format)
+  link / unlink, encrypted
+                  the same link and unlink on the encrypted copy, with its key
   full sync, 3×   with --also-3m: a fresh district of 3 × --households (1,116,000 households
                   ≈ 3M residents by default), full sync only
 
@@ -92,6 +94,8 @@ TARGETS = {
     "query": Target(1),
     "link": Target(5),
     "unlink": Target(5),
+    "link, encrypted": Target(5),
+    "unlink, encrypted": Target(5),
 }
 
 
@@ -372,27 +376,44 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
         return steps + [Step(name, skipped="full sync failed") for name in ("query", "link", "unlink")], notes
 
     steps.append(measure("query", [cli, "query", "-w", str(wh), "select count(*) from core.person"], logs, work))
-    (person_a, mention_a), (person_b, mention_b) = two_persons(wh)
+    pair = two_persons(wh)
+    (person_a, mention_a), (person_b, mention_b) = pair
     notes.append(f"link {person_a} {person_b}; unlink their records {mention_a} and {mention_b}")
-    decision = ["--warehouse", str(wh), "--by", "bench", "--reason", "bench"]
-    link = measure("link", [cli, "link", person_a, person_b, *decision], logs, work)
-    steps.append(link)
-    # the officer's undo contradicts the link just stored: it must be forced, with a reason
-    steps.append(measure("unlink", [cli, "unlink", mention_a, mention_b, *decision, "--force"], logs, work) if link.ok
-                 else Step("unlink", skipped="link failed"))
+    steps += decisions(cli, wh, pair, logs, work)
     if encrypted:
-        steps += encrypted_delta(cli, encrypted_dir / "warehouse.duckdb", inbox, logs, work)
+        steps += encrypted_steps(cli, encrypted_dir / "warehouse.duckdb", inbox, pair, logs, work)
     return steps, notes
 
 
-def encrypted_delta(cli: str, wh: Path, inbox: Path, logs: Path, work: Path) -> list[Step]:
+def decisions(cli: str, wh: Path, pair: list[tuple[str, str]], logs: Path, work: Path, suffix: str = "",
+              env: dict[str, str] | None = None) -> list[Step]:
+    """`residents link` of the two persons of `pair`, then `unlink --force` of the two
+    records the link joined (the officer's undo contradicts the link just stored: it must
+    be forced, with a reason)."""
+    (person_a, mention_a), (person_b, mention_b) = pair
+    decision = ["--warehouse", str(wh), "--by", "bench", "--reason", "bench"]
+    link = measure("link" + suffix, [cli, "link", person_a, person_b, *decision], logs, work, env=env)
+    unlink = (measure("unlink" + suffix, [cli, "unlink", mention_a, mention_b, *decision, "--force"], logs, work,
+                      env=env) if link.ok else Step("unlink" + suffix, skipped="link failed"))
+    return [link, unlink]
+
+
+def encrypted_steps(cli: str, wh: Path, inbox: Path, pair: list[tuple[str, str]], logs: Path,
+                    work: Path) -> list[Step]:
     """`residents encrypt` of `wh` (the warehouse as the full sync left it), then the
-    nightly delta (the inbox as the plain delta saw it) on it, with the key."""
+    nightly delta (the inbox as the plain delta saw it) and the same decisions on it, with
+    the key."""
     key = {"RESIDENTS_WAREHOUSE_KEY": BENCH_KEY}
     encrypt = measure("encrypt", [cli, "encrypt", "--warehouse", str(wh)], logs, work, env=key)
-    delta = (measure("nightly delta, encrypted", [cli, "sync", "--inbox", str(inbox), "--warehouse", str(wh)],
-                     logs, work, env=key) if encrypt.ok else Step("nightly delta, encrypted", skipped="encrypt failed"))
-    return [encrypt, delta]
+    if not encrypt.ok:
+        return [encrypt] + [Step(name, skipped="encrypt failed")
+                            for name in ("nightly delta, encrypted", "link, encrypted", "unlink, encrypted")]
+    delta = measure("nightly delta, encrypted", [cli, "sync", "--inbox", str(inbox), "--warehouse", str(wh)],
+                    logs, work, env=key)
+    if not delta.ok:
+        return [encrypt, delta] + [Step(name, skipped="nightly delta, encrypted failed")
+                                   for name in ("link, encrypted", "unlink, encrypted")]
+    return [encrypt, delta, *decisions(cli, wh, pair, logs, work, ", encrypted", key)]
 
 
 def run_triple(cli: str, work: Path, households: int, seed: int, reuse: bool) -> tuple[Step, list[str]]:
@@ -437,7 +458,7 @@ def main() -> None:
                     help="start from WORKDIR/after_full (saved by --save-full) instead of a full sync; "
                          "with --skip-generate")
     ap.add_argument("--no-encrypted", action="store_true",
-                    help="leave out the encrypted copy's steps (encrypt, nightly delta, encrypted)")
+                    help="leave out the encrypted copy's steps (encrypt, and the delta, link and unlink on it)")
     ap.add_argument("--also-3m", action="store_true",
                     help="also a full sync of 3 × --households (1,116,000 households ≈ 3M residents by default)")
     ap.add_argument("--read-only-baseline", type=Path, metavar="INBOX", help=argparse.SUPPRESS)  # the baseline child
