@@ -134,6 +134,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 #: the warehouse key of the encrypted steps (a benchmark's own, not a secret)
 BENCH_KEY = "bench-scale-warehouse-key"
+#: the steps on the encrypted copy, in order (`encrypted_steps`)
+ENCRYPTED_STEPS = ("encrypt", "nightly delta, encrypted", "link, encrypted", "unlink, encrypted")
 
 
 def measure(name: str, argv: list[str], logs: Path, cwd: Path, env: dict[str, str] | None = None) -> Step:
@@ -328,7 +330,8 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
               from_full: bool = False, encrypted: bool = True) -> tuple[list[Step], list[str]]:
     """Baseline, full sync, nightly delta, no-op, query, link, unlink on WORK/inbox, then
     (`encrypted`) the encryption of a copy of the warehouse as the full sync left it and
-    the same nightly delta on it; the steps and notes (counts, what the delta held).
+    the same nightly delta, link and unlink on it; the steps and notes (counts, what the
+    delta held).
     `save_full`: keep a copy of the warehouse folder after the full sync in
     WORK/after_full; `from_full`: start from that copy instead of running the baseline
     and the full sync (to measure the later steps again after a change that does not
@@ -373,7 +376,8 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
     steps.append(measure("no-op sync", sync, logs, work) if nightly.ok
                  else Step("no-op sync", skipped="nightly delta did not run"))
     if not full.ok:
-        return steps + [Step(name, skipped="full sync failed") for name in ("query", "link", "unlink")], notes
+        later = ("query", "link", "unlink") + (ENCRYPTED_STEPS if encrypted else ())
+        return steps + [Step(name, skipped="full sync failed") for name in later], notes
 
     steps.append(measure("query", [cli, "query", "-w", str(wh), "select count(*) from core.person"], logs, work))
     pair = two_persons(wh)
@@ -406,13 +410,12 @@ def encrypted_steps(cli: str, wh: Path, inbox: Path, pair: list[tuple[str, str]]
     key = {"RESIDENTS_WAREHOUSE_KEY": BENCH_KEY}
     encrypt = measure("encrypt", [cli, "encrypt", "--warehouse", str(wh)], logs, work, env=key)
     if not encrypt.ok:
-        return [encrypt] + [Step(name, skipped="encrypt failed")
-                            for name in ("nightly delta, encrypted", "link, encrypted", "unlink, encrypted")]
+        return [encrypt] + [Step(name, skipped="encrypt failed") for name in ENCRYPTED_STEPS[1:]]
     delta = measure("nightly delta, encrypted", [cli, "sync", "--inbox", str(inbox), "--warehouse", str(wh)],
                     logs, work, env=key)
     if not delta.ok:
         return [encrypt, delta] + [Step(name, skipped="nightly delta, encrypted failed")
-                                   for name in ("link, encrypted", "unlink, encrypted")]
+                                   for name in ENCRYPTED_STEPS[2:]]
     return [encrypt, delta, *decisions(cli, wh, pair, logs, work, ", encrypted", key)]
 
 
