@@ -3,6 +3,8 @@ hand-made person mentions: which differences between departments are a conflict,
 that only those persons are alerted, each with what differs. And how a full build
 empties a table (`warehouse.migrations.empty_table`)."""
 
+import re
+
 import duckdb
 import pandas as pd
 import pytest
@@ -100,6 +102,60 @@ def test_a_full_build_empties_a_table_by_recreating_it_with_its_key_and_comments
     assert con.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'core' "
                        "AND table_name = 'person_xref'").fetchall() == [(PERSON_XREF.comment,)]
     con.close()
+
+
+def test_a_scoped_build_brings_a_diffed_table_to_its_derived_rows_by_difference(tmp_path):
+    """`build._apply_difference` on core.relationship: of the rows in scope (a relationship
+    of a dirty person), one derived again unchanged stays where it is (same rowid: not
+    written again), one no longer derived is deleted, a new one inserted; rows are a
+    multiset (a row held twice and derived once keeps one copy; derived twice, two); a row
+    out of scope is left alone."""
+    from warehouse.build import DIFFED, BuildScope, _apply_difference, _diffed_block, _staged_name
+    from warehouse.ddl import core_tables
+
+    relationship = {t.qualified: t for t in core_tables()}["core.relationship"]
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    create_declared(con)
+
+    def rel(a, b, kind="household_member", source="low_income", until=None):
+        return (kind, a, b, "2026-01-01", until, source, "low_income_enrolment")
+
+    before = [rel("P1", "P2", "spouse", "civil_affairs"), rel("P1", "P3"), rel("P1", "P3"),
+              rel("P4", "P1", "parent_child", "family_planning"), rel("P3", "P9"), rel("P7", "P8")]
+    con.executemany("INSERT INTO core.relationship VALUES (?, ?, ?, ?, ?, ?, ?)", before)
+    rowid = con.execute("SELECT rowid, * FROM core.relationship ORDER BY rowid").fetchall()
+    derived = [rel("P1", "P2", "spouse", "civil_affairs"),   # unchanged
+               rel("P1", "P3"),                            # held twice, derived once
+               rel("P1", "P5"), rel("P1", "P5"),           # new, twice
+               rel("P3", "P9", until="2026-07-01")]        # changed (P3 is dirty)
+    con.execute("CREATE TEMP TABLE _dp (k VARCHAR)")
+    con.executemany("INSERT INTO _dp VALUES (?)", [["P1"], ["P3"], ["P5"]])
+    staged = _staged_name("core.relationship")
+    con.execute(f"CREATE TEMP TABLE {staged} AS SELECT * FROM core.relationship LIMIT 0")
+    con.executemany(f"INSERT INTO {staged} VALUES (?, ?, ?, ?, ?, ?, ?)", derived)
+    con.execute("BEGIN")
+    _apply_difference(con, relationship, BuildScope(frozenset({"P1", "P3", "P5"}), frozenset()))
+    con.execute("COMMIT")
+    after = con.execute("SELECT rowid, * FROM core.relationship").fetchall()
+    rows = sorted(tuple(map(str, r[1:])) for r in after)
+    expected = sorted(tuple(map(str, r)) for r in con.execute(
+        "SELECT * FROM (VALUES " + ", ".join(["(?, ?, ?, CAST(? AS DATE), CAST(? AS DATE), ?, ?)"] * 6) + ")",
+        [v for r in derived + [rel("P7", "P8")] for v in r]).fetchall())
+    assert rows == expected
+    kept = {r[0] for r in after} & {r[0] for r in rowid}
+    # the spouse row, one copy of P1-P3 and P7-P8 kept their rowids; the rest is new
+    assert sorted(r[1:4] for r in rowid if r[0] in kept) == [
+        ("household_member", "P1", "P3"), ("household_member", "P7", "P8"), ("spouse", "P1", "P2")]
+    assert not con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{staged}'").fetchall()[0][0]
+
+    # the blocks that derive the diffed tables write into their temp tables, nothing else does
+    for sql, tables in ((build._ADDRESSES, ["core.person_address"]), (build._RELATIONSHIP, ["core.relationship"]),
+                        (build._LOW_INCOME_ENROLMENT, ["core.low_income_enrolment"]), (build._ALERTS, [])):
+        redirected, hit = _diffed_block(sql)
+        assert hit == tables
+        for table in DIFFED:
+            assert not re.search(rf"(INSERT INTO|UPDATE) {re.escape(table)}\b", redirected)
+    assert "INSERT INTO core.address_xref" in _diffed_block(build._ADDRESSES)[0]
 
 
 def test_a_scoped_build_updates_restated_rows_in_place_and_replaces_the_others(tmp_path):

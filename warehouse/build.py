@@ -673,6 +673,79 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, scope: BuildScope | None) -> 
         con.execute(stmt)
 
 
+#: core tables a scoped build brings to their derived rows by difference instead of
+#: deleting every row in scope and inserting them all again: most of their rows in scope
+#: come out the same (1M residents, a 低保 month: 49 000 enrolment rows and 30 600
+#: relationships of the dirty persons derived, 11 300 and 1 700 of them new). Their scoped
+#: delete (`_SCOPED_DELETES`) says which rows are in scope; their statements insert into a
+#: temp table (`_diffed_block`), and `_apply_difference` deletes the rows in scope that
+#: were not derived again and inserts the derived rows that were not there — the same
+#: rows as the delete and insert, without writing (and leaving dead) the unchanged ones.
+DIFFED = ("core.low_income_enrolment", "core.relationship", "core.person_address")
+
+
+def _diffed_delete(scope: BuildScope, table: str) -> tuple[str, str]:
+    """(alias, condition) of `table`'s scoped delete, expanded for `scope`."""
+    for stmt in [x for x in _scoped(_SCOPED_DELETES, scope).split(";\n") if x.strip()]:
+        m = _DELETE.match(stmt)
+        if m is not None and m.group(1) == table:
+            return m.group(2) or "", m.group(3)
+    raise ValueError(f"no scoped delete for the diffed table {table}")
+
+
+def _staged_name(table: str) -> str:
+    return "_derived_" + table.split(".")[1]
+
+
+def _diffed_block(sql: str) -> tuple[str, list[str]]:
+    """`sql` with its INSERTs into and UPDATEs of `DIFFED` tables redirected to their temp
+    tables, and the tables it so redirected."""
+    hit = []
+    for table in DIFFED:
+        pattern = re.compile(rf"^(\s*(?:--[^\n]*\n\s*)*)(INSERT INTO|UPDATE) {re.escape(table)}\b", re.M)
+        if pattern.search(sql):
+            sql = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)} {_staged_name(table)}", sql)
+            hit.append(table)
+    return sql, hit
+
+
+def _apply_difference(con: duckdb.DuckDBPyConnection, table: Table, scope: BuildScope) -> None:
+    """Bring the rows of `table` in scope to the derived rows in its temp table, as a
+    multiset (a row derived twice is kept twice): each copy is numbered among its equals
+    on both sides and matched with its number."""
+    alias, cond = _diffed_delete(scope, table.qualified)
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    same = " AND ".join(f'o."{c}" IS NOT DISTINCT FROM n."{c}"' for c in table.column_names) + " AND o._dup = n._dup"
+    rowid = f"{alias or table.qualified}.rowid"
+    staged = _staged_name(table.qualified)
+    for stmt in (
+        f"CREATE OR REPLACE TEMP TABLE _diff_old AS SELECT {rowid} AS _rid, {cols}, "
+        f"row_number() OVER (PARTITION BY {cols}) AS _dup FROM {table.qualified} {alias} WHERE {cond}",
+        f"CREATE OR REPLACE TEMP TABLE _diff_new AS SELECT {cols}, row_number() OVER (PARTITION BY {cols}) AS _dup "
+        f"FROM {staged}",
+        f"DELETE FROM {table.qualified} WHERE rowid IN (SELECT o._rid FROM _diff_old o ANTI JOIN _diff_new n ON {same})",
+        f"INSERT INTO {table.qualified} SELECT {', '.join(f'n.{c}' for c in cols.split(', '))} "
+        f"FROM _diff_new n ANTI JOIN _diff_old o ON {same}",
+        f"DROP TABLE _diff_old", "DROP TABLE _diff_new", f"DROP TABLE {staged}",
+    ):
+        con.execute(stmt)
+
+
+def _run_block(con: duckdb.DuckDBPyConnection, sql: str, scope: BuildScope | None) -> None:
+    """One block of the build; in a scoped build, a block that derives a `DIFFED` table
+    derives it into a temp table first and then applies the difference."""
+    if scope is None:
+        _run(con, sql, scope)
+        return
+    sql, diffed = _diffed_block(sql)
+    by_name = {t.qualified: t for t in core_tables()}
+    for table in diffed:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_staged_name(table)} AS SELECT * FROM {table} LIMIT 0")
+    _run(con, sql, scope)
+    for table in diffed:
+        _apply_difference(con, by_name[table], scope)
+
+
 def _key_table(con: duckdb.DuckDBPyConnection, name: str, keys: frozenset, sql_type: str) -> None:
     """A temp table `name(k)` of the keys, inserted as one Arrow batch (`executemany`
     is one statement per row: tens of seconds for a roster month's 35,000 persons)."""
@@ -781,7 +854,9 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         _rewritten_records(con)
         _run(con, _SCOPE_SETS, scope)
         _touched_by_deletes(con, scope)
-        _run(con, _SCOPED_DELETES, scope)
+        # the diffed tables' rows in scope are replaced by difference (`_run_block`)
+        _run(con, ";\n".join(s for s in _SCOPED_DELETES.split(";\n")
+                               if not any(f"DELETE FROM {t} " in s for t in DIFFED)), scope)
     _run(con, _PERSON_MENTIONS, scope)
     for step in _SET_STEPS:
         run_step(con, replace(step, source=_scoped(step.source, scope)), sets if scope is None else None, sets_dir)
@@ -792,7 +867,7 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         address = _in_place_sql(ADDRESS, _ADDRESS_ROWS, "[[in:_da:p.address_id]]")
     for sql in (_MARRIAGE, _CREMATION, _LOW_INCOME_LINES, _LOW_INCOME_ENROLMENT, _FLOATING, _FAMILY_PLANNING,
                 _ADDRESSES, address, _MARRIAGE_STATUS, person, _RELATIONSHIP, _ID_CONFLICTS, _ALERTS):
-        _run(con, sql, scope)
+        _run_block(con, sql, scope)
     for mapping in load_mappings():
         if mapping.facts is not None:
             _run(con, declared_facts_sql(mapping), None)
