@@ -726,7 +726,7 @@ def _apply_difference(con: duckdb.DuckDBPyConnection, table: Table, scope: Build
         f"DELETE FROM {table.qualified} WHERE rowid IN (SELECT o._rid FROM _diff_old o ANTI JOIN _diff_new n ON {same})",
         f"INSERT INTO {table.qualified} SELECT {', '.join(f'n.{c}' for c in cols.split(', '))} "
         f"FROM _diff_new n ANTI JOIN _diff_old o ON {same}",
-        f"DROP TABLE _diff_old", "DROP TABLE _diff_new", f"DROP TABLE {staged}",
+        "DROP TABLE _diff_old", "DROP TABLE _diff_new", f"DROP TABLE {staged}",
     ):
         con.execute(stmt)
 
