@@ -229,10 +229,16 @@ def threshold() -> float:
 def check_warehouse(con: Any, settings: Settings, run_id: str, summary: SyncSummary, *,
                      persons_table: str | None = None) -> None:
     """After the build, in the same transaction: the warehouse invariants as aggregate SQL
-    (quality.expectation_result) and the cross-source findings (quality.finding)."""
+    (quality.expectation_result; after a scoped build see `warehouse.quality.CheckScope`)
+    and the cross-source findings (quality.finding)."""
     from warehouse import quality
+    from warehouse.build import build_scope
 
-    results = quality.check_invariants(con, run_id, row_count_change_threshold=settings.row_count_change_threshold)
+    # a scoped build: a check that passed last time reads the rows the build wrote
+    scope = build_scope(con)
+    results = quality.check_invariants(
+        con, run_id, row_count_change_threshold=settings.row_count_change_threshold,
+        scope=quality.CheckScope(*scope, run_id=run_id) if scope is not None else None)
     quality.write_expectation_results(con, results, run_id=run_id)
     findings = quality.refresh_cross_source_findings(con, run_id, persons_table=persons_table)
     failed = results[~results["success"].astype(bool)]

@@ -244,3 +244,68 @@ def test_an_expectation_without_sql_is_refused(con):
     odd = quality.Invariant("core.person", "expect_column_mean_to_be_between", {"column": "mention_count"}, "平均")
     with pytest.raises(ValueError, match="expect_column_mean_to_be_between"):
         quality.run_invariants(con, [odd])
+
+
+# ------------------------------------------------------------------ after a scoped build
+def _scope(con: duckdb.DuckDBPyConnection, persons: list[str], addresses: list[str] = ()) -> quality.CheckScope:
+    """A scoped build's key tables, as `warehouse.build._record_scope` leaves them."""
+    for name, keys in (("scope_p", persons), ("scope_a", addresses)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (k VARCHAR)")
+        if keys:
+            con.executemany(f"INSERT INTO {name} VALUES (?)", [[k] for k in keys])
+    return quality.CheckScope("scope_p", "scope_a", run_id="r2")
+
+
+def _record(con: duckdb.DuckDBPyConnection, run_id: str, scope: quality.CheckScope | None = None) -> pd.DataFrame:
+    res = quality.check_invariants(con, run_id, scope=scope)
+    quality.write_expectation_results(con, res, run_id=run_id)
+    return res
+
+
+def test_after_a_scoped_build_a_check_that_passed_reads_the_rows_the_build_wrote(con):
+    """`CheckScope`: a check that passed last time reads only the rows that name a person
+    or an address of the build's scope (or come from this run's exports), and still
+    catches what the build broke there — a reference to a person it removed, a new row's
+    unknown code, a new value equal to one outside the scope."""
+    _record(con, RUN)                                            # a full check: everything passed
+    scope = _scope(con, [PERSONS[0], PERSONS[2]])
+    res = _record(con, "r2", scope)
+    assert res["success"].all()
+    xref = _check(res, "core.person_xref", "person_id__exists")
+    assert xref["observed_value"] == quality.SCOPED_ONLY and xref["element_count"] == 2
+    assert _check(res, "stg.mention", "mention_id__exists")["element_count"] == 10  # no person column: whole
+    assert pd.isna(_check(res, "core.person", "name")["observed_value"])            # a share (`mostly`): whole
+    # what a scoped build could break, each in its scope
+    con.execute("DELETE FROM core.person WHERE person_id = ?", [PERSONS[0]])     # removed, still referred to
+    con.execute("UPDATE core.person SET gender = '7' WHERE person_id = ?", [PERSONS[2]])  # an unknown code
+    con.execute("UPDATE core.person SET citizen_id = (SELECT citizen_id FROM core.person WHERE person_id = ?) "
+                "WHERE person_id = ?", [PERSONS[3], PERSONS[2]])                 # P4's citizen ID, P4 out of scope
+    res = _record(con, "r3", scope)
+    assert {("core.person_xref", "person_id__exists"), ("core.person_address", "person_id__exists"),
+            ("core.cremation", "person_id__exists"), ("core.person", "gender"),
+            ("core.person", "citizen_id")} <= {(t, c) for t, c, _ in _failed(res)}
+    unique = _check(res, "core.person", "citizen_id", UNIQUE)
+    assert unique["unexpected_count"] == 2 and unique["observed_value"] == quality.SCOPED_ONLY
+
+
+def test_a_check_that_failed_reads_its_whole_table_until_it_passes(con):
+    """A failure outside the scope stays reported run after run (the check that found it
+    reads its whole table while it fails), and so does a check never run or changed."""
+    con.execute("UPDATE core.person SET gender = '7' WHERE person_id = ?", [PERSONS[9]])
+    assert ("core.person", "gender", IN_SET) in _failed(_record(con, RUN))
+    scope = _scope(con, [PERSONS[0]])
+    for run in ("r2", "r3"):
+        res = _record(con, run, scope)
+        gender = _check(res, "core.person", "gender", IN_SET)
+        assert not gender["success"] and pd.isna(gender["observed_value"]) and gender["element_count"] == 10
+        assert _check(res, "core.person", "ethnicity", IN_SET)["observed_value"] == quality.SCOPED_ONLY
+    con.execute("UPDATE core.person SET gender = '1' WHERE person_id = ?", [PERSONS[9]])  # mended
+    assert _check(_record(con, "r4", scope), "core.person", "gender", IN_SET)["success"]
+    assert _check(_record(con, "r5", scope), "core.person", "gender", IN_SET)["observed_value"] == quality.SCOPED_ONLY
+    # never run before (a new database), or its arguments changed: whole
+    fresh = duckdb.connect()
+    create_declared(fresh)
+    assert (quality.check_invariants(fresh, RUN, scope=_scope(fresh, []))["observed_value"] != quality.SCOPED_ONLY).all()
+    con.execute("UPDATE quality.expectation_result SET kwargs = '{\"column\": \"gender\", \"value_set\": [\"1\"]}' "
+                "WHERE target = 'core.person' AND column_name = 'gender'")
+    assert pd.isna(_check(_record(con, "r6", scope), "core.person", "gender", IN_SET)["observed_value"])

@@ -773,9 +773,7 @@ def _touched_by_deletes(con: duckdb.DuckDBPyConnection, scope: BuildScope) -> No
     deletes are about to remove. A row can depend on a person through another row (a
     child's mother through the family-planning woman): whoever is named in a removed
     row may see their derived rows change, even when they are not re-clustered."""
-    person_columns = {t.qualified: [c.name for c in t.columns if c.name == "person_id" or c.name.endswith("_person_id")
-                                    or c.name in ("person_id_from", "person_id_to")]
-                      for t in core_tables()}
+    person_columns = {t.qualified: t.person_id_columns for t in core_tables()}
     con.execute("CREATE OR REPLACE TEMP TABLE _touched (k VARCHAR)")
     for stmt in [x for x in _scoped(_SCOPED_DELETES, scope).split(";\n") if x.strip()]:
         m = _DELETE.match(stmt)

@@ -54,6 +54,13 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def person_id_columns(self) -> list[str]:
+        """The columns that hold a person id (`person_id`, `…_person_id`, the two ends of
+        a relationship)."""
+        return [c.name for c in self.columns if c.name == "person_id" or c.name.endswith("_person_id")
+                or c.name in ("person_id_from", "person_id_to")]
+
     def create_sql(self) -> list[str]:
         cols = [f'"{c.name}" {c.type}{" NOT NULL" if c.not_null else ""}' for c in self.columns]
         if self.primary_key:
