@@ -290,7 +290,8 @@ def test_after_a_scoped_build_a_check_that_passed_reads_the_rows_the_build_wrote
 
 def test_a_check_that_failed_reads_its_whole_table_until_it_passes(con):
     """A failure outside the scope stays reported run after run (the check that found it
-    reads its whole table while it fails), and so does a check never run or changed."""
+    reads its whole table while it fails); a check never run or changed, and every check
+    at the first run of a calendar month, reads its whole table too."""
     con.execute("UPDATE core.person SET gender = '7' WHERE person_id = ?", [PERSONS[9]])
     assert ("core.person", "gender", IN_SET) in _failed(_record(con, RUN))
     scope = _scope(con, [PERSONS[0]])
@@ -309,3 +310,9 @@ def test_a_check_that_failed_reads_its_whole_table_until_it_passes(con):
     con.execute("UPDATE quality.expectation_result SET kwargs = '{\"column\": \"gender\", \"value_set\": [\"1\"]}' "
                 "WHERE target = 'core.person' AND column_name = 'gender'")
     assert pd.isna(_check(_record(con, "r6", scope), "core.person", "gender", IN_SET)["observed_value"])
+    # the first run of a month reads every table again
+    assert _check(_record(con, "r7", scope), "core.person", "ethnicity", IN_SET)["observed_value"] == quality.SCOPED_ONLY
+    con.execute("UPDATE quality.expectation_result SET evaluated_at = evaluated_at - INTERVAL 31 DAY")
+    res = _record(con, "r8", scope)
+    assert res["observed_value"].ne(quality.SCOPED_ONLY).all()
+    assert _check(_record(con, "r9", scope), "core.person", "ethnicity", IN_SET)["observed_value"] == quality.SCOPED_ONLY
