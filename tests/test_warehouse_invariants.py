@@ -262,7 +262,13 @@ def _record(con: duckdb.DuckDBPyConnection, run_id: str, scope: quality.CheckSco
     return res
 
 
-def test_after_a_scoped_build_a_check_that_passed_reads_the_rows_the_build_wrote(con):
+@pytest.fixture
+def small_scopes(monkeypatch):
+    """This scratch warehouse's ten persons: a scope of a few is a large share of them."""
+    monkeypatch.setattr(quality, "SCOPED_CHECK_MAX_SHARE", 0.5)
+
+
+def test_after_a_scoped_build_a_check_that_passed_reads_the_rows_the_build_wrote(con, small_scopes):
     """`CheckScope`: a check that passed last time reads only the rows that name a person
     or an address of the build's scope (or come from this run's exports), and still
     catches what the build broke there — a reference to a person it removed, a new row's
@@ -288,7 +294,7 @@ def test_after_a_scoped_build_a_check_that_passed_reads_the_rows_the_build_wrote
     assert unique["unexpected_count"] == 2 and unique["observed_value"] == quality.SCOPED_ONLY
 
 
-def test_a_check_that_failed_reads_its_whole_table_until_it_passes(con):
+def test_a_check_that_failed_reads_its_whole_table_until_it_passes(con, small_scopes):
     """A failure outside the scope stays reported run after run (the check that found it
     reads its whole table while it fails); a check never run or changed, and every check
     at the first run of a calendar month, reads its whole table too."""
@@ -316,3 +322,5 @@ def test_a_check_that_failed_reads_its_whole_table_until_it_passes(con):
     res = _record(con, "r8", scope)
     assert res["observed_value"].ne(quality.SCOPED_ONLY).all()
     assert _check(_record(con, "r9", scope), "core.person", "ethnicity", IN_SET)["observed_value"] == quality.SCOPED_ONLY
+    # a large scope (here six of the ten persons) is checked whole
+    assert _record(con, "r10", _scope(con, PERSONS[:6]))["observed_value"].ne(quality.SCOPED_ONLY).all()
