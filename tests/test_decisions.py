@@ -102,6 +102,41 @@ def test_must_link_merges_keeps_the_older_id_and_holds(base, tmp_path):
     assert person_of(wh, a) == person_of(wh, b) == min(pa, pb)
 
 
+def test_linking_two_persons_joins_every_record_of_both_when_the_first_has_no_id(base, tmp_path):
+    """`residents link PA PB` of persons with different citizen IDs, PA's first record
+    holding no ID (joined to PA by its score): every record of both becomes one person.
+    The must-link is recorded on the records that carry the IDs (`decision_mention`); on
+    PA's first record it took that record alone to PB and left PA's others behind, kept
+    apart by the two IDs (found at 400 households: 611 → 611 persons, 7 + 2 records)."""
+    inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    shutil.copy2(loaded.with_name("w.analyst.duckdb"), wh.with_name("w.analyst.duckdb"))
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        first_without_id = con.execute("""
+            SELECT p.person_id FROM core.person p
+            JOIN stg.mention m ON m.mention_id = (SELECT min(mention_id) FROM core.person_xref x
+                                                  WHERE x.person_id = p.person_id)
+            WHERE p.citizen_id IS NOT NULL AND m.citizen_id IS DISTINCT FROM p.citizen_id
+            ORDER BY p.person_id LIMIT 1""").fetchall()
+        assert first_without_id, "the fixture's district has no person whose first record lacks the ID"
+        pa = first_without_id[0][0]
+        pb = con.execute("SELECT min(person_id) FROM core.person WHERE citizen_id IS NOT NULL AND person_id <> ? "
+                         "AND citizen_id <> (SELECT citizen_id FROM core.person WHERE person_id = ?)",
+                         [pa, pa]).fetchall()[0][0]
+        records = [r[0] for r in con.execute("SELECT mention_id FROM core.person_xref WHERE person_id IN (?, ?)",
+                                             [pa, pb]).fetchall()]
+        persons = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
+    finally:
+        con.close()
+    settings = load_settings(inbox=inbox, warehouse=wh, env={})
+    apply_decisions(settings, lambda c: link_persons(c, pa, pb, decided_by="测试员", reason="同一人"))
+    assert {person_of(wh, m) for m in records} == {min(pa, pb)}
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM core.person").fetchall()[0][0] == persons - 1
+
+
 def test_review_workbook_round_trip(base, tmp_path):
     inbox, loaded = base
     wh = tmp_path / "w.duckdb"

@@ -36,6 +36,24 @@ def mentions_of(con: duckdb.DuckDBPyConnection, ref: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def decision_mention(con: duckdb.DuckDBPyConnection, ref: str, mentions: list[str]) -> str:
+    """The mention a must-link names for `ref`: a record itself; for a person, its first
+    mention that carries the person's citizen ID (else its document number), else its
+    first mention. The clustering joins the mentions sharing a valid ID before any scored
+    pair, and a must-link overrides the ID constraint only between the two components it
+    joins: on a mention its person holds by probability alone (no ID), it would take that
+    record to the other person and leave the rest behind, refused by the two IDs (a
+    person of 4 records linked to one of 5: 7 and 2 instead of 9)."""
+    if not (ref.startswith("P") and ref[1:].isdigit()):
+        return mentions[0]
+    found = con.execute(
+        "SELECT min(m.mention_id) FROM core.person_xref x JOIN stg.mention m USING (mention_id) "
+        "JOIN core.person p ON p.person_id = x.person_id WHERE x.person_id = ? "
+        "AND (m.citizen_id = p.citizen_id OR (p.citizen_id IS NULL AND m.document_number = p.document_number))",
+        [ref]).fetchall()
+    return found[0][0] if found and found[0][0] is not None else mentions[0]
+
+
 def add_decision(con: duckdb.DuckDBPyConnection, a: str, b: str, decision: str, *, decided_by: str,
                  reason: str | None = None, channel: str = "cli") -> str:
     """Store a decision between two mentions; an earlier decision on the pair is deactivated."""
@@ -52,13 +70,14 @@ def add_decision(con: duckdb.DuckDBPyConnection, a: str, b: str, decision: str, 
 
 def link_persons(con: duckdb.DuckDBPyConnection, ref_a: str, ref_b: str, *, decided_by: str,
                  reason: str | None = None, channel: str = "cli", force: bool = False) -> list[str]:
-    """must-link: one mention of each side is enough (clusters are transitive).
+    """must-link: one mention of each side is enough (clusters are transitive), recorded
+    for a person on a mention carrying its citizen ID (`decision_mention`).
 
     Refused (`DecisionConflictError`) when an active cannot-link stands between the two
     sides, unless `force` (with a reason): then that cannot-link is deactivated, and
     both stay in core.link_decision."""
     ma, mb = mentions_of(con, ref_a), mentions_of(con, ref_b)
-    a, b = ma[0], mb[0]
+    a, b = decision_mention(con, ref_a, ma), decision_mention(con, ref_b, mb)
     if a == b:
         return []
     _overrule(con, _contradicting(con, ma, mb, "cannot_link"), "must_link", ref_a, ref_b, force, reason)

@@ -21,8 +21,8 @@ kilobytes) are its own:
   no-op sync      `residents sync` once more with nothing new
   query           `residents query "select count(*) from core.person"`
   link / unlink   `residents link P_A P_B`, then `residents unlink` of the two records the
-                  link joined (after the link the two person ids are one person, so the
-                  officer's undo names the records: mention ids)
+                  link decision names (after the link the two person ids are one person,
+                  so the officer's undo names the records: mention ids)
   encrypt         `residents encrypt` of a copy of the warehouse as the full sync left it
                   (the configuration production is told to run: a warehouse key set)
   nightly delta, encrypted
@@ -272,14 +272,17 @@ def warehouse_counts(warehouse: Path) -> dict[str, int]:
 
 
 def two_persons(warehouse: Path) -> list[tuple[str, str]]:
-    """(person_id, its first mention_id) of the first two persons: the first mention is
-    the one `residents link` records the decision on."""
+    """(person_id, mention_id) of the first two persons, the mention the one `residents
+    link` records the decision on (`warehouse.decisions.decision_mention`)."""
     import duckdb
+
+    from warehouse.decisions import decision_mention, mentions_of
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        return con.execute("SELECT person_id, min(mention_id) FROM core.person_xref GROUP BY person_id "
-                           "ORDER BY person_id LIMIT 2").fetchall()
+        persons = [r[0] for r in con.execute("SELECT DISTINCT person_id FROM core.person_xref ORDER BY 1 LIMIT 2"
+                                             ).fetchall()]
+        return [(p, decision_mention(con, p, mentions_of(con, p))) for p in persons]
     finally:
         con.close()
 
@@ -392,8 +395,8 @@ def run_steps(cli: str, work: Path, seed: int, fp_changes: int, *, save_full: bo
 def decisions(cli: str, wh: Path, pair: list[tuple[str, str]], logs: Path, work: Path, suffix: str = "",
               env: dict[str, str] | None = None) -> list[Step]:
     """`residents link` of the two persons of `pair`, then `unlink --force` of the two
-    records the link joined (the officer's undo contradicts the link just stored: it must
-    be forced, with a reason)."""
+    records the link decision names (the officer's undo contradicts the link just stored:
+    it must be forced, with a reason)."""
     (person_a, mention_a), (person_b, mention_b) = pair
     decision = ["--warehouse", str(wh), "--by", "bench", "--reason", "bench"]
     link = measure("link" + suffix, [cli, "link", person_a, person_b, *decision], logs, work, env=env)
