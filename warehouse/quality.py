@@ -372,14 +372,17 @@ def _reference_counts(con: duckdb.DuckDBPyConnection, invariants: list[Invariant
         values = [list(invariants[i].kwargs["value_set"]) for i in members]
         ok = ("CASE i " + " ".join(f"WHEN {i} THEN x IN ({', '.join(_literal(v) for v in vs)})" if vs
                                    else f"WHEN {i} THEN FALSE" for i, vs in zip(members, values)) + " END")
-        keys = f"SELECT {_ident(parent_col)} FROM {_table(parent)}"
+        keys, values_of = f"SELECT {_ident(parent_col)} FROM {_table(parent)}", f"({children}) r"
         if all(i in scoped for i in members):
-            # a scoped build's few values: the parent's keys among them, not all of them hashed
+            # a scoped build's few values, once: the parent's keys among them, not all of
+            # them hashed (a whole check streams its millions of values instead)
             keys += f" WHERE {_ident(parent_col)} IN (SELECT v FROM r)"
+            values_of = "r"
         found = con.execute(
-            f"WITH r AS MATERIALIZED ({children}) "
-            f"SELECT i, count(*)::BIGINT, count(x)::BIGINT, count(*) FILTER (WHERE x IS NOT NULL AND NOT ({ok}))::BIGINT "
-            f"FROM (SELECT i, (v IS NULL OR v IN ({keys})) AS x FROM r) c GROUP BY i").fetchall()
+            (f"WITH r AS MATERIALIZED ({children}) " if values_of == "r" else "")
+            + f"SELECT i, count(*)::BIGINT, count(x)::BIGINT, "
+            f"count(*) FILTER (WHERE x IS NOT NULL AND NOT ({ok}))::BIGINT "
+            f"FROM (SELECT i, (v IS NULL OR v IN ({keys})) AS x FROM {values_of}) c GROUP BY i").fetchall()
         out.update({i: (0, 0, 0) for i in members})
         out.update({int(i): (e, c, u) for i, e, c, u in found})
     return out
