@@ -689,10 +689,9 @@ DIFFED = ("core.low_income_enrolment", "core.relationship")
 
 def _diffed_delete(scope: BuildScope, table: str) -> tuple[str, str]:
     """(alias, condition) of `table`'s scoped delete, expanded for `scope`."""
-    for stmt in [x for x in _scoped(_SCOPED_DELETES, scope).split(";\n") if x.strip()]:
-        m = _DELETE.match(stmt)
-        if m is not None and m.group(1) == table:
-            return m.group(2) or "", m.group(3)
+    for delete in _scoped_deletes(scope):
+        if delete.table == table:
+            return delete.alias, delete.condition
     raise ValueError(f"no scoped delete for the diffed table {table}")
 
 
@@ -741,12 +740,11 @@ def _run_block(con: duckdb.DuckDBPyConnection, sql: str, scope: BuildScope | Non
         _run(con, sql, scope)
         return
     sql, diffed = _diffed_block(sql)
-    by_name = {t.qualified: t for t in core_tables()}
     for table in diffed:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_staged_name(table)} AS SELECT * FROM {table} LIMIT 0")
     _run(con, sql, scope)
-    for table in diffed:
-        _apply_difference(con, by_name[table], scope)
+    for table in [t for t in core_tables() if t.qualified in diffed]:
+        _apply_difference(con, table, scope)
 
 
 def _key_table(con: duckdb.DuckDBPyConnection, name: str, keys: frozenset, sql_type: str) -> None:
@@ -771,6 +769,28 @@ SCOPE_PERSONS, SCOPE_ADDRESSES = "build_scope_person", "build_scope_address"
 _DELETE = re.compile(r"^\s*DELETE FROM (\w+\.\w+)(?:\s+(\w+))?\s+WHERE\s+(.*)$", re.S)
 
 
+@dataclass(frozen=True)
+class _ScopedDelete:
+    """One statement of `_SCOPED_DELETES`, expanded for a scope, and what it deletes."""
+
+    sql: str
+    table: str
+    alias: str
+    condition: str
+
+
+def _scoped_deletes(scope: BuildScope) -> list[_ScopedDelete]:
+    """`_SCOPED_DELETES` expanded for `scope`, statement by statement (what `_touched`,
+    the deletes themselves and the diffed tables' scope all read)."""
+    out = []
+    for stmt in [x for x in _scoped(_SCOPED_DELETES, scope).split(";\n") if x.strip()]:
+        m = _DELETE.match(stmt)
+        if m is None:
+            raise ValueError(f"scoped delete not understood: {stmt[:80]}")
+        out.append(_ScopedDelete(stmt, m.group(1), m.group(2) or "", m.group(3)))
+    return out
+
+
 def _touched_by_deletes(con: duckdb.DuckDBPyConnection, scope: BuildScope) -> None:
     """`_touched`: every person named (in any person-id column) by a core row the scoped
     deletes are about to remove. A row can depend on a person through another row (a
@@ -778,14 +798,11 @@ def _touched_by_deletes(con: duckdb.DuckDBPyConnection, scope: BuildScope) -> No
     row may see their derived rows change, even when they are not re-clustered."""
     person_columns = {t.qualified: t.person_id_columns for t in core_tables()}
     con.execute("CREATE OR REPLACE TEMP TABLE _touched (k VARCHAR)")
-    for stmt in [x for x in _scoped(_SCOPED_DELETES, scope).split(";\n") if x.strip()]:
-        m = _DELETE.match(stmt)
-        if m is None:
-            raise ValueError(f"scoped delete not understood: {stmt[:80]}")
-        table, alias, cond = m.group(1), m.group(2) or "", m.group(3)
-        cols = person_columns.get(table, [])
+    for delete in _scoped_deletes(scope):
+        cols = person_columns.get(delete.table, [])
         if cols:
-            con.execute(f"INSERT INTO _touched SELECT unnest([{', '.join(cols)}]) FROM {table} {alias} WHERE {cond}")
+            con.execute(f"INSERT INTO _touched SELECT unnest([{', '.join(cols)}]) "
+                        f"FROM {delete.table} {delete.alias} WHERE {delete.condition}")
 
 
 def _rewritten_records(con: duckdb.DuckDBPyConnection) -> None:
@@ -856,8 +873,9 @@ def build_core(con: duckdb.DuckDBPyConnection, *, grid_households: int = 300,
         _run(con, _SCOPE_SETS, scope)
         _touched_by_deletes(con, scope)
         # the diffed tables' rows in scope are replaced by difference (`_run_block`)
-        _run(con, ";\n".join(s for s in _SCOPED_DELETES.split(";\n")
-                               if not any(f"DELETE FROM {t} " in s for t in DIFFED)), scope)
+        for delete in _scoped_deletes(scope):
+            if delete.table not in DIFFED:
+                con.execute(delete.sql)
     _run(con, _PERSON_MENTIONS, scope)
     for step in _SET_STEPS:
         run_step(con, replace(step, source=_scoped(step.source, scope)), sets if scope is None else None, sets_dir)

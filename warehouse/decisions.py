@@ -24,9 +24,14 @@ DECISION_COLUMNS = ["mention_id_a", "mention_id_b", "decision"]
 _DECISION_ZH = {"must_link": "是同一人", "cannot_link": "不是同一人"}
 
 
+def _is_person(ref: str) -> bool:
+    """Whether a reference names a person (P + digits) rather than a record."""
+    return ref.startswith("P") and ref[1:].isdigit()
+
+
 def mentions_of(con: duckdb.DuckDBPyConnection, ref: str) -> list[str]:
     """The mention ids a reference stands for: a person id → all its mentions."""
-    if ref.startswith("P") and ref[1:].isdigit():
+    if _is_person(ref):
         rows = con.execute("SELECT mention_id FROM core.person_xref WHERE person_id = ? ORDER BY mention_id",
                            [ref]).fetchall()
     else:
@@ -44,7 +49,7 @@ def decision_mention(con: duckdb.DuckDBPyConnection, ref: str, mentions: list[st
     joins: on a mention its person holds by probability alone (no ID), it would take that
     record to the other person and leave the rest behind, refused by the two IDs (a
     person of 4 records linked to one of 5: 7 and 2 instead of 9)."""
-    if not (ref.startswith("P") and ref[1:].isdigit()):
+    if not _is_person(ref):
         return mentions[0]
     found = con.execute(
         "SELECT min(m.mention_id) FROM core.person_xref x JOIN stg.mention m USING (mention_id) "
