@@ -586,9 +586,9 @@ def _lake_line(summary) -> None:
 
 def _decide(settings, record, *, audit: tuple[str, str, str, str] | None = None):
     """Apply decisions; `audit` = (action, target, reason, detail) recorded with the outcome."""
-    from warehouse.readahead import prefetch
+    from warehouse.standby import prefetch_for_write
 
-    prefetch(settings.warehouse)  # a decision copies the whole file: read it while the imports run
+    prefetch_for_write(settings.warehouse)  # a decision reads its working copy: start while the imports run
     from flows import apply_decisions
     from warehouse.exceptions import WarehouseError
 

@@ -292,6 +292,7 @@ def configure_warehouse(settings: Settings) -> None:
     from warehouse import store
 
     store.set_owner_only(settings.owner_only_files)
+    store.set_spare_copies(settings.spare_working_copy)
     store.set_key(settings.warehouse, settings.resolved_warehouse_key())
     limit = settings.resolved_memory_limit()
     store.set_memory_limit(limit)

@@ -179,6 +179,9 @@ class Settings(BaseModel):
     owner_only_files: bool = Field(
         True, description="仓库、工作副本、锁文件、分析员仓库和报告只允许属主读写（文件 0600、目录 0700）；"
                           "设为 false 时按进程的 umask 创建")
+    spare_working_copy: bool = Field(
+        True, description="每次发布后由后台进程把仓库文件（和分析员仓库）复制一份备用（<仓库>.spare-…，属主读写），"
+                          "下一次写入直接改名使用，不必当场复制整个文件；多占一个仓库文件的磁盘。设为 false 时每次写入当场复制")
     #: secrets: only from the environment (RESIDENTS_WAREHOUSE_KEY / RESIDENTS_PSEUDONYM_KEY),
     #: never from a settings file; never printed (SecretStr) nor serialised
     warehouse_key: SecretStr | None = Field(None, exclude=True, repr=False)

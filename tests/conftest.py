@@ -6,6 +6,12 @@ import os
 
 import pytest
 
+# every publish makes the next write's spare working copy before it returns (in the
+# process, not a detached copier: a folder compared before and after a step must not gain
+# a file meanwhile), so every write after a suite's first takes the spare
+# (`warehouse.standby`); tests/test_standby.py covers the detached copier
+os.environ.setdefault("RESIDENTS_SPARES_IN_PROCESS", "1")
+
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:

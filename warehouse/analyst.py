@@ -35,7 +35,8 @@ from typing import Any
 
 import duckdb
 
-from warehouse.readahead import copy_file, prefetch
+from warehouse import standby
+from warehouse.readahead import copy_file
 from warehouse.store import checkpoint, commit_without_vacuum
 from warehouse.views import community_summary_sql, current_residents, grid_sql, households_sql
 
@@ -494,7 +495,7 @@ def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], Non
     `why_full` allows it, else built in full — and returns the function that renames it
     over `target`. `on_build` receives what was done."""
     work = target.with_name(target.name + ".building")
-    prefetch(target)  # copied at the end of the transaction: read it meanwhile
+    standby.prefetch_for_write(target)  # copied at the end of the transaction: read it meanwhile
 
     def before_publish(con: duckdb.DuckDBPyConnection) -> Callable[[], None]:
         from warehouse.build import build_scope
@@ -507,7 +508,8 @@ def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], Non
             if reason is None:
                 work.unlink(missing_ok=True)
                 work.with_name(work.name + ".wal").unlink(missing_ok=True)
-                copy_file(target, work)
+                if not standby.adopt(target, work):  # the spare made after the last publish, else a copy
+                    copy_file(target, work)
                 since = _previous_build(con, target)["build_date"]
                 report = _update(con, work, secret, build_scope(con), since, generation, grid_households)
             else:
@@ -526,6 +528,7 @@ def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], Non
 
         def publish() -> None:
             os.replace(work, target)
+            standby.want(target)
 
         return publish
 

@@ -31,31 +31,36 @@ def prefetch(*paths: str | os.PathLike[str]) -> None:
                 os.close(fd)
 
 
-def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, mode: int = 0o666,
+              source_fd: int | None = None) -> None:
     """Copy `src` to a new file `dst` (replaced if it exists; `src`'s permission bits are not
-    copied) with `copy_file_range`: on a file system that shares extents (XFS with reflink,
-    btrfs) the kernel clones instead of copying, so the working copy of a large warehouse
-    costs nothing; elsewhere (ext4) it copies inside the kernel like `shutil.copyfile`,
-    which is the fallback where the call is missing or refused."""
+    copied: a new `dst` gets `mode` less the umask) with `copy_file_range`: on a file system
+    that shares extents (XFS with reflink, btrfs) the kernel clones instead of copying, so the
+    working copy of a large warehouse costs nothing; elsewhere (ext4) it copies inside the
+    kernel like `shutil.copyfile`, which is the fallback where the call is missing or
+    refused. `source_fd`: an open descriptor of `src` to read from its start instead (the
+    inode it names, whatever `src` names by then)."""
     import shutil
 
-    copy_range = getattr(os, "copy_file_range", None)
-    if copy_range is None:
-        shutil.copyfile(src, dst)
-        return
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        size, done = os.fstat(fin.fileno()).st_size, 0
+    with contextlib.ExitStack() as stack:
+        fin = source_fd if source_fd is not None else stack.enter_context(open(src, "rb")).fileno()
+        fout = stack.enter_context(os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb"))
+        size, done = os.fstat(fin).st_size, 0
+        copy_range = getattr(os, "copy_file_range", None)
         try:
+            if copy_range is None:
+                raise OSError("copy_file_range missing")
             while done < size:
-                n = copy_range(fin.fileno(), fout.fileno(), size - done)
+                n = copy_range(fin, fout.fileno(), size - done, done, done)
                 if n == 0:  # the file shrank under us: copy what is there
                     break
                 done += n
         except OSError:  # EXDEV, ENOSYS, EINVAL, EOPNOTSUPP: not offered here
             if done:
                 raise
-            fout.close()
-            shutil.copyfile(src, dst)
+            os.lseek(fin, 0, os.SEEK_SET)
+            with open(fin, "rb", closefd=False) as reader:
+                shutil.copyfileobj(reader, fout, 1 << 20)
 
 
 def start_writeback(path: str | os.PathLike[str]) -> None:

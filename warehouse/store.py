@@ -26,13 +26,13 @@ from typing import Any
 
 import duckdb
 
-from warehouse import compaction, history
+from warehouse import compaction, history, standby
 from warehouse.exceptions import (WarehouseBusyError, WarehouseKeyError, WarehouseNotFoundError,
                                   WarehouseNotWritableError)
 from warehouse.audit import fold_journal
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
-from warehouse.readahead import copy_file, prefetch, start_writeback
+from warehouse.readahead import copy_file, start_writeback
 
 
 # --------------------------------------------------------------------------------------
@@ -47,6 +47,16 @@ _KEYS: dict[Path, str] = {}
 
 #: the DuckDB build whose extensions `duckdb-ext-httpfs` ships (pinned in pyproject.toml)
 EXTENSION_PLATFORM = "linux_amd64"
+
+
+#: whether each publish starts the copy of the next write's working copy (`warehouse.standby`)
+_SPARES = [False]
+
+
+def set_spare_copies(on: bool) -> None:
+    """After each publish, copy the published files for the next write in a detached
+    process (setting `spare_working_copy`); off: the next write copies them itself."""
+    _SPARES[0] = bool(on)
 
 
 #: DuckDB's memory limit for the warehouse connections this process opens (`set_memory_limit`);
@@ -528,12 +538,13 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
     path = Path(path)
     key = key_for(path)
     with writer_lock(path, timeout_s=lock_timeout_s, run_id=run_id, flow=flow), private_umask():
-        prefetch(path)  # the copy below reads it all: start the read now (warehouse.readahead)
+        standby.prefetch_for_write(path)  # the copy below reads it all: start the read now
         work = working_path(path)
         for stale in (work, work.with_name(work.name + ".wal")):
             stale.unlink(missing_ok=True)
         try:
-            if path.exists():
+            # the spare copy made after the last publish (`warehouse.standby`), else a copy now
+            if path.exists() and not standby.adopt(path, work):
                 copy_file(path, work)
                 start_writeback(work)  # fsynced before the rename: let the disk start now
             con = open_database(work, read_only=False, key=key)
@@ -568,6 +579,8 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         make_private(work)
         os.replace(work, path)
         _fsync_dir(path.parent)
+        standby.want(path)
+        standby.launch(_SPARES[0])  # the next write's working copy (and the analyst file's), copied now
         discard_pending_runs(path)
         history.record(path, history_days)
         if lake is not None:
@@ -668,6 +681,8 @@ def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: 
         make_private(work)
         os.replace(work, path)
         _fsync_dir(path.parent)
+        standby.want(path)
+        standby.launch(_SPARES[0])  # the next write's working copy, copied now
 
 
 def initialise(path: str | os.PathLike[str]) -> None:

@@ -1,0 +1,147 @@
+"""The spare working copy made after a publish (`warehouse.standby`): whole or absent,
+taken only for the file published now, owner-only, and a write that takes it publishes
+what a write that copies would."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from warehouse import readahead, standby, store
+
+
+def _payload(n: int) -> bytes:
+    return bytes((i * 7 + i // 251) % 256 for i in range(n))
+
+
+def _spares(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.glob(path.name + ".spare-*"))
+
+
+def test_make_writes_a_whole_owner_only_copy_named_by_the_published_files_identity(tmp_path):
+    wh = tmp_path / "w.duckdb"
+    wh.write_bytes(_payload(300_000))
+    old = os.umask(0o077)
+    try:
+        spare = standby.make(wh)
+    finally:
+        os.umask(old)
+    assert spare == standby.spare_path(wh, standby.identity(wh))
+    assert spare.read_bytes() == wh.read_bytes()
+    assert stat.S_IMODE(spare.stat().st_mode) == 0o600
+    assert _spares(wh) == [spare.name]  # no temporary file left
+    assert standby.make(wh) == spare     # already there: not copied again
+
+
+def test_a_file_replaced_during_the_copy_gets_no_spare(tmp_path, monkeypatch):
+    wh = tmp_path / "w.duckdb"
+    wh.write_bytes(_payload(100_000))
+    real = readahead.copy_file
+
+    def copy_then_publish_again(src, dst, **kwargs):
+        real(src, dst, **kwargs)
+        newer = tmp_path / "newer"
+        newer.write_bytes(_payload(100_001))
+        os.replace(newer, wh)   # another write published meanwhile
+
+    monkeypatch.setattr(standby, "copy_file", copy_then_publish_again)
+    assert standby.make(wh) is None
+    assert _spares(wh) == []
+
+
+def test_adopt_takes_the_spare_of_the_file_published_now_and_removes_stale_ones(tmp_path):
+    wh, work = tmp_path / "w.duckdb", tmp_path / "w.duckdb.building"
+    wh.write_bytes(_payload(50_000))
+    old_spare = standby.make(wh)
+    newer = tmp_path / "newer"
+    newer.write_bytes(_payload(60_000))
+    os.replace(newer, wh)          # published since: the spare is of the old file
+    assert not standby.adopt(wh, work)
+    assert not work.exists() and not old_spare.exists()
+
+    spare = standby.make(wh)
+    assert standby.adopt(wh, work)
+    assert work.read_bytes() == wh.read_bytes()
+    assert not spare.exists() and _spares(wh) == []
+    assert not standby.adopt(wh, tmp_path / "again")   # taken once
+
+
+def test_adopt_leaves_a_running_copiers_temporary_file_and_removes_a_dead_ones(tmp_path):
+    wh = tmp_path / "w.duckdb"
+    wh.write_bytes(b"x" * 1000)
+    running = wh.with_name(f"{wh.name}.spare-tmp-{os.getpid()}")
+    dead = wh.with_name(f"{wh.name}.spare-tmp-{2 ** 22 + 12345}")   # above Linux's pid range
+    running.write_bytes(b"half")
+    dead.write_bytes(b"half")
+    assert not standby.adopt(wh, tmp_path / "work")
+    assert running.exists() and not dead.exists()
+
+
+def test_the_detached_copier_makes_the_spares_of_the_files_published(tmp_path, monkeypatch):
+    monkeypatch.delenv(standby.IN_PROCESS_ENV, raising=False)
+    a, b = tmp_path / "w.duckdb", tmp_path / "w.analyst.duckdb"
+    a.write_bytes(_payload(200_000))
+    b.write_bytes(_payload(30_000))
+    standby.want(a)
+    standby.want(b)
+    process = standby.launch(True)
+    assert process is not None and process.wait(timeout=60) == 0
+    for path in (a, b):
+        assert standby.spare_path(path, standby.identity(path)).read_bytes() == path.read_bytes()
+    standby.want(a)
+    assert standby.launch(False) is None   # off: nothing started, and nothing left pending
+    assert standby.launch(True) is None
+
+
+def _rows(wh: Path) -> list[tuple]:
+    con = store.connect_read_only(wh)
+    try:
+        return con.execute("SELECT * FROM core.note ORDER BY n").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_write_takes_the_spare_instead_of_copying_and_publishes_the_same(tmp_path, monkeypatch):
+    wh = tmp_path / "w.duckdb"
+    monkeypatch.setenv(standby.IN_PROCESS_ENV, "1")
+    monkeypatch.setattr(store, "_SPARES", [True])
+    with store.transaction(wh) as con:
+        con.execute("CREATE TABLE core.note (n INTEGER)")
+    assert _spares(wh) == [standby.spare_path(wh, standby.identity(wh)).name]
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("the write copied the warehouse although its spare was there")
+
+    monkeypatch.setattr(store, "copy_file", no_copy)
+    for n in (1, 2):
+        with store.transaction(wh) as con:
+            con.execute("INSERT INTO core.note VALUES (?)", [n])
+    assert _rows(wh) == [(1,), (2,)]
+    assert len(_spares(wh)) == 1   # the spare of the file published last, nothing else
+
+    # a failed write consumed the spare and publishes nothing: the next write copies
+    with pytest.raises(RuntimeError):
+        with store.transaction(wh, fail_before_publish=True) as con:
+            con.execute("INSERT INTO core.note VALUES (3)")
+    monkeypatch.undo()
+    monkeypatch.setattr(store, "_SPARES", [False])
+    assert _spares(wh) == [] and _rows(wh) == [(1,), (2,)]
+    with store.transaction(wh) as con:
+        con.execute("INSERT INTO core.note VALUES (4)")
+    assert _rows(wh) == [(1,), (2,), (4,)] and _spares(wh) == []   # spares off: none made
+
+
+def test_a_spare_made_by_hand_from_another_file_of_the_same_name_is_never_taken(tmp_path, monkeypatch):
+    """The name carries device, inode, size and modification time: a file written in place
+    after its spare was made (same inode) has another identity."""
+    wh, work = tmp_path / "w.duckdb", tmp_path / "w.duckdb.building"
+    wh.write_bytes(_payload(10_000))
+    standby.make(wh)
+    time.sleep(0.01)
+    with open(wh, "r+b") as fh:   # same inode, same size, written
+        fh.write(b"changed")
+    assert not standby.adopt(wh, work) and not work.exists()
