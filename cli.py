@@ -880,9 +880,11 @@ def review_import(file: Path = typer.Argument(..., help="填好的复核 xlsx"),
 @app.command()
 def encrypt(warehouse: Optional[Path] = WarehouseOpt, config: Optional[Path] = ConfigOpt) -> None:
     """加密现有的（未加密的）官员仓库；密钥来自环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file。"""
-    from warehouse.store import encrypt_existing
+    from warehouse.store import encrypt_existing, set_owner_only, set_spare_copies
 
     settings = _settings(config, warehouse=warehouse)
+    set_owner_only(settings.owner_only_files)
+    set_spare_copies(settings.spare_working_copy)
     key = settings.resolved_warehouse_key()
     if not key:
         raise UsageProblem("RESIDENTS_WAREHOUSE_KEY", "", "未提供密钥：请设置环境变量 RESIDENTS_WAREHOUSE_KEY 或配置项 warehouse_key_file")
