@@ -40,11 +40,9 @@ def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, mode:
     kernel like `shutil.copyfile`, which is the fallback where the call is missing or
     refused. `source_fd`: an open descriptor of `src` to read from its start instead (the
     inode it names, whatever `src` names by then)."""
-    import shutil
-
     with contextlib.ExitStack() as stack:
         fin = source_fd if source_fd is not None else stack.enter_context(open(src, "rb")).fileno()
-        fout = stack.enter_context(os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb"))
+        fout = stack.enter_context(open(dst, "wb", opener=lambda name, flags: os.open(name, flags, mode)))
         size, done = os.fstat(fin).st_size, 0
         copy_range = getattr(os, "copy_file_range", None)
         try:
@@ -59,8 +57,8 @@ def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, mode:
             if done:
                 raise
             os.lseek(fin, 0, os.SEEK_SET)
-            with open(fin, "rb", closefd=False) as reader:
-                shutil.copyfileobj(reader, fout, 1 << 20)
+            while chunk := os.read(fin, 1 << 20):
+                fout.write(chunk)
 
 
 def start_writeback(path: str | os.PathLike[str]) -> None:
