@@ -331,6 +331,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     """Load what `selection` asks for into the warehouse, resolve, rebuild, publish.
     `reports` (a `warehouse.reports.ReportJob`): stage the officers' reports with the publish."""
     from connectors import discover_exports
+    from connectors.discovery import DigestMemo, digest_memo_path
     from schemas.mapping import load_mappings, mapping_set, use_mappings_dir
     from warehouse import compaction, store
     from warehouse.queries import alert_counts, person_and_alert_counts
@@ -353,7 +354,9 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     for problem in _call(pull_task, use_tasks, settings).problems:  # a source that fails, fails alone
         summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed",
                                             message=str(problem)))
-    discovery = discover_exports(settings.inbox, tuple(mappings.values()))
+    memo = DigestMemo.load(digest_memo_path(settings.warehouse))  # an export is hashed once, not every run
+    discovery = discover_exports(settings.inbox, tuple(mappings.values()), memo=memo)
+    memo.save(digest_memo_path(settings.warehouse))
     files = [f for f in discovery.files if selection.wants(f.source_system, f.export_date)]
     for problem in discovery.problems:
         ctx = getattr(problem, "context", {}) or {}

@@ -9,18 +9,28 @@ valid date.
 
 Ignored: hidden files and folders, Excel lock files (`~$…`), anything under `_truth/`,
 and the SQLite database in `family_planning/` (that source is read through SQL).
+
+The inbox keeps every export it ever received (a year of 流动人口 day files, every month's
+roster), and the ledger keys each by its content hash: hashing them all on every sync
+made even a sync with nothing new cost a read of the whole history. `DigestMemo`
+remembers each file's hash with its status (device, inode, size, modification and change
+times); a file whose status is unchanged is opened (so a file that became unreadable
+still fails) but not read again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import re
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from connectors.exceptions import (
     ConnectorError,
@@ -33,7 +43,8 @@ from connectors.exceptions import (
 )
 from schemas.mapping import SourceMapping, load_mappings, source_systems
 
-__all__ = ["ExportFile", "DiscoveryResult", "FileDate", "discover_exports", "parse_file_date", "file_sha256", "content_key"]
+__all__ = ["ExportFile", "DiscoveryResult", "FileDate", "DigestMemo", "discover_exports", "parse_file_date",
+           "file_sha256", "content_key", "digest_memo_path"]
 
 CORRECTION_MARK = "补报"
 _DB_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".sqlite-journal", ".sqlite-wal", ".sqlite-shm")
@@ -127,8 +138,10 @@ def parse_file_date(text: str) -> FileDate | None:
 
 
 # -- discovery --------------------------------------------------------------------
-def discover_exports(inbox: str | Path, mappings: Sequence[SourceMapping] | None = None) -> DiscoveryResult:
-    """Every export file under `inbox`, recognised by the mappings' file prefixes."""
+def discover_exports(inbox: str | Path, mappings: Sequence[SourceMapping] | None = None, *,
+                     memo: DigestMemo | None = None) -> DiscoveryResult:
+    """Every export file under `inbox`, recognised by the mappings' file prefixes; `memo`:
+    the hashes of files seen before, not read again while their status is unchanged."""
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise InboxNotFoundError(None, None, inbox)
@@ -139,7 +152,7 @@ def discover_exports(inbox: str | Path, mappings: Sequence[SourceMapping] | None
         if _ignored(rel):
             result.ignored.append(path)
             continue
-        found = _classify(path, rel, file_mappings)
+        found = _classify(path, rel, file_mappings, memo)
         if isinstance(found, ExportFile):
             result.files.append(found)
         else:
@@ -211,7 +224,8 @@ def _ignored(rel: Path) -> bool:
     return len(parts) > 1 and parts[0] in _DB_FOLDERS and name.lower().endswith(_DB_SUFFIXES)
 
 
-def _classify(path: Path, rel: Path, mappings: Sequence[SourceMapping]) -> ExportFile | ConnectorError:
+def _classify(path: Path, rel: Path, mappings: Sequence[SourceMapping],
+              memo: DigestMemo | None = None) -> ExportFile | ConnectorError:
     """An ExportFile, or the problem that keeps `path` from being one."""
     name = path.name
     folder = rel.parts[0] if len(rel.parts) > 1 else None
@@ -233,7 +247,7 @@ def _classify(path: Path, rel: Path, mappings: Sequence[SourceMapping]) -> Expor
     if date is None:
         return InvalidFileDateError(mapping.source_system, name, path)
     try:
-        digest, size = file_sha256(path)
+        digest, size = memo.digest(path) if memo is not None else file_sha256(path)
     except OSError as exc:  # unreadable file (permission denied, vanished, I/O error): fails alone
         return SourceUnavailableError(mapping.source_system, name, path, kind=_os_kind(exc), detail=exc.strerror)
     return ExportFile(
@@ -269,10 +283,82 @@ def content_key(path: Path) -> tuple[str, int | None]:
 
 def file_sha256(path: Path) -> tuple[str, int]:
     """(hex sha256, size in bytes) of a file's content, read in 1 MiB blocks."""
+    with path.open("rb") as fh:
+        return _sha256_of(fh)
+
+
+def _sha256_of(fh: Any) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-            size += len(block)
+    while block := fh.read(1 << 20):
+        h.update(block)
+        size += len(block)
     return h.hexdigest(), size
+
+
+def digest_memo_path(warehouse: str | os.PathLike[str]) -> Path:
+    """Where the sync of `warehouse` keeps its `DigestMemo`: `<warehouse>.digests.json`."""
+    warehouse = Path(warehouse)
+    return warehouse.with_name(warehouse.name + ".digests.json")
+
+
+#: a file changed this recently is not remembered: a change within the same tick of the
+#: file system's clock (a few milliseconds) could leave its status as it was ("racy git")
+RACY_SECONDS = 2.0
+
+
+@dataclass
+class DigestMemo:
+    """Content hashes of files by path, each with the file's status when it was read:
+    `digest(path)` returns the remembered hash while the status (device, inode, size,
+    modification and change times — the change time moves with any write, rename into
+    place or `touch`, and cannot be set back) is the same, else reads the file. `save`
+    keeps what this run saw (files gone from the inbox are forgotten); `load` of a
+    missing or unreadable memo gives an empty one (every file is read)."""
+
+    entries: dict[str, list[Any]] = field(default_factory=dict)   # path → [dev, ino, size, mtime, ctime, sha256]
+    seen: dict[str, list[Any]] = field(default_factory=dict)
+    read: int = 0            # files whose content was read (not answered from the memo)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DigestMemo:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            entries = {str(k): list(v) for k, v in data["files"].items()
+                       if isinstance(v, list) and len(v) == 6}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            entries = {}
+        return cls(entries=entries)
+
+    def digest(self, path: Path) -> tuple[str, int]:
+        """(hex sha256, size) of `path`'s content; raises OSError as reading it would."""
+        with path.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            status = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            known = self.entries.get(str(path))
+            if known is not None and known[:5] == status:
+                self.seen[str(path)] = known
+                return known[5], st.st_size
+            digest, size = _sha256_of(fh)
+        self.read += 1
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_SECONDS * 1e9 and size == st.st_size:
+            self.seen[str(path)] = status + [digest]
+        return digest, size
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write what this run saw to `path` (owner-only, replaced atomically) when it
+        differs from what was loaded; best effort: a folder that cannot be written only
+        means the next run reads the files again."""
+        if self.seen == self.entries:
+            return
+        path = Path(path)
+        temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):
+            try:
+                with open(temp, "w", encoding="utf-8",
+                          opener=lambda name, flags: os.open(name, flags, 0o600)) as fh:
+                    json.dump({"files": self.seen}, fh, ensure_ascii=False)
+                os.replace(temp, path)
+            finally:
+                temp.unlink(missing_ok=True)

@@ -169,3 +169,79 @@ def test_parse_file_date_impossible_days_raise(year, month, day):
 @given(st.text(alphabet="abc补报_-. 最新版", max_size=12))
 def test_parse_file_date_without_digits_is_none(text):
     assert parse_file_date(text) is None
+
+
+# -- the digest memo: an export is hashed once, not on every sync -----------------------
+def _memo_round(inbox: Path, memo_file: Path):
+    from connectors.discovery import DigestMemo
+
+    memo = DigestMemo.load(memo_file)
+    result = discover_exports(inbox, memo=memo)
+    memo.save(memo_file)
+    return {f.source_object: f.content_sha256 for f in result.files}, result, memo
+
+
+def test_the_memo_answers_for_unchanged_files_and_reads_changed_ones(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from connectors import discovery
+
+    monkeypatch.setattr(discovery, "RACY_SECONDS", 0.0)
+    inbox, memo_file = tmp_path / "inbox", tmp_path / "w.duckdb.digests.json"
+    a = touch(inbox, "civil_affairs/婚姻登记_20261121.xlsx", b"first version")
+    touch(inbox, "low_income/低保花名册_202610.xlsx", b"roster")
+    first, _, memo = _memo_round(inbox, memo_file)
+    assert memo.read == 2 and first["婚姻登记_20261121.xlsx"] == hashlib.sha256(b"first version").hexdigest()
+    assert oct(memo_file.stat().st_mode & 0o777) == "0o600"
+
+    again, _, memo = _memo_round(inbox, memo_file)
+    assert again == first and memo.read == 0          # nothing read again
+
+    # rewritten in place, same size, its modification time put back: the change time moved
+    stat = a.stat()
+    time.sleep(0.05)
+    a.write_bytes(b"other version")
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed, _, memo = _memo_round(inbox, memo_file)
+    assert memo.read == 1 and changed["婚姻登记_20261121.xlsx"] == hashlib.sha256(b"other version").hexdigest()
+
+    # a file gone from the inbox is forgotten; a corrupt memo reads everything again
+    (inbox / "low_income" / "低保花名册_202610.xlsx").unlink()
+    _memo_round(inbox, memo_file)
+    import json
+
+    assert list(json.loads(memo_file.read_text(encoding="utf-8"))["files"]) == [str(a)]
+    memo_file.write_text("{not json", encoding="utf-8")
+    _, _, memo = _memo_round(inbox, memo_file)
+    assert memo.read == 1
+
+
+def test_a_file_changed_moments_ago_is_not_remembered(tmp_path):
+    """Within the file system clock's tick a second change could leave the status as it
+    was: a file that changed less than RACY_SECONDS ago is read again next time."""
+    inbox, memo_file = tmp_path / "inbox", tmp_path / "memo.json"
+    touch(inbox, "civil_affairs/婚姻登记_20261121.xlsx", b"fresh")
+    _memo_round(inbox, memo_file)
+    _, _, memo = _memo_round(inbox, memo_file)
+    assert memo.read == 1
+
+
+def test_a_remembered_file_that_became_unreadable_still_fails_alone(tmp_path, monkeypatch):
+    from connectors import discovery
+    from connectors.exceptions import SourceUnavailableError
+
+    monkeypatch.setattr(discovery, "RACY_SECONDS", 0.0)
+    inbox, memo_file = tmp_path / "inbox", tmp_path / "memo.json"
+    victim = touch(inbox, "civil_affairs/婚姻登记_20261121.xlsx", b"content")
+    _memo_round(inbox, memo_file)
+    real_open = Path.open
+
+    def denying(self, *args, **kwargs):
+        if self == victim:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denying)
+    _, result, _ = _memo_round(inbox, memo_file)
+    assert result.files == [] and [type(p) for p in result.problems] == [SourceUnavailableError]
