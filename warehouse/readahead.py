@@ -7,7 +7,8 @@ officer's first decision of the day — the copy waits on the disk: ~1.8 s for a
 warehouse on this machine, against ~0.5 s when the read was started a moment earlier
 while the command was still importing its modules. `prefetch` starts that read and
 returns at once (POSIX_FADV_WILLNEED); it only imports `os`, so a command can call it
-before its heavy imports."""
+before its heavy imports. The spare copier (`warehouse.standby`) copies with `copy_file`
+from a descriptor; `fsync_dir` and `pid_alive` are the store's and the copier's."""
 
 from __future__ import annotations
 
@@ -88,3 +89,23 @@ def start_writeback(path: str | os.PathLike[str]) -> None:
                 os.close(fd)
 
     threading.Thread(target=write, name="residents-writeback", daemon=True).start()
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename in `directory` durable (fsync of the folder)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -30,7 +30,7 @@ import sys
 import threading
 from pathlib import Path
 
-from warehouse.readahead import copy_file, prefetch
+from warehouse.readahead import copy_file, fsync_dir, pid_alive, prefetch
 
 _SPARE = ".spare-"
 _TEMP = ".spare-tmp-"
@@ -73,27 +73,9 @@ def make(path: str | os.PathLike[str]) -> Path | None:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-    _fsync_dir(path.parent)
-    return target
-
-
-def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fsync_dir(path.parent)
+    return target
 
 
 def adopt(path: str | os.PathLike[str], work: str | os.PathLike[str]) -> bool:
@@ -109,7 +91,7 @@ def adopt(path: str | os.PathLike[str], work: str | os.PathLike[str]) -> bool:
     for other in path.parent.glob(f"{path.name}{_SPARE}*"):
         if other.name.startswith(path.name + _TEMP):
             pid = other.name[len(path.name + _TEMP):]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 continue
         elif other == current:
             with contextlib.suppress(FileNotFoundError):

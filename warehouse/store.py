@@ -32,7 +32,7 @@ from warehouse.exceptions import (WarehouseBusyError, WarehouseKeyError, Warehou
 from warehouse.audit import fold_journal
 from warehouse.migrations import migrate
 from warehouse.runs import discard_pending_runs, fold_pending_runs
-from warehouse.readahead import copy_file, start_writeback
+from warehouse.readahead import copy_file, fsync_dir, pid_alive, start_writeback
 
 
 # --------------------------------------------------------------------------------------
@@ -448,16 +448,6 @@ def writer_lock(path: Path, *, timeout_s: float = 0.0, poll_s: float = 0.5, run_
         fh.close()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _lock_holders(lock_file: Path) -> list[int]:
     """Processes holding a flock on `lock_file`, from /proc/locks (Linux; else [])."""
     try:
@@ -482,7 +472,7 @@ def describe_holder(text: str, lock_file: Path) -> str:
 
     m = re.search(r"pid=(\d+)", text)
     holders = [p for p in _lock_holders(lock_file) if p != os.getpid()]
-    if m and _pid_alive(int(m.group(1))) and (not holders or int(m.group(1)) in holders):
+    if m and pid_alive(int(m.group(1))) and (not holders or int(m.group(1)) in holders):
         return text
     real = "，".join(f"pid={p} {_cmdline(p)}".strip() for p in holders) or "未知进程"
     if m:
@@ -496,14 +486,6 @@ def _cmdline(pid: int) -> str:
     except OSError:
         return ""
     return " ".join(raw.decode("utf-8", "replace").split("\0")).strip()[:120]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -578,7 +560,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
             publish_more()
         make_private(work)
         os.replace(work, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         standby.want(path)
         standby.launch(_SPARES[0])  # the next write's working copy (and the analyst file's), copied now
         discard_pending_runs(path)
@@ -680,7 +662,7 @@ def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: 
             os.fsync(fh.fileno())
         make_private(work)
         os.replace(work, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         standby.want(path)
         standby.launch(_SPARES[0])  # the next write's working copy, copied now
 
