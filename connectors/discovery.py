@@ -316,7 +316,7 @@ class DigestMemo:
     keeps what this run saw (files gone from the inbox are forgotten); `load` of a
     missing or unreadable memo gives an empty one (every file is read)."""
 
-    entries: dict[str, list[Any]] = field(default_factory=dict)   # path → [dev, ino, size, mtime, ctime, sha256]
+    entries: dict[str, list[Any]] = field(default_factory=dict)   # absolute path → [dev, ino, size, mtime, ctime, sha256]
     seen: dict[str, list[Any]] = field(default_factory=dict)
     read: int = 0            # files whose content was read (not answered from the memo)
 
@@ -333,17 +333,18 @@ class DigestMemo:
 
     def digest(self, path: Path) -> tuple[str, int]:
         """(hex sha256, size) of `path`'s content; raises OSError as reading it would."""
+        key = os.path.abspath(path)  # a relative inbox names other files from another folder
         with path.open("rb") as fh:
             st = os.fstat(fh.fileno())
             status = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-            known = self.entries.get(str(path))
+            known = self.entries.get(key)
             if known is not None and known[:5] == status:
-                self.seen[str(path)] = known
+                self.seen[key] = known
                 return known[5], st.st_size
             digest, size = _sha256_of(fh)
         self.read += 1
         if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_SECONDS * 1e9 and size == st.st_size:
-            self.seen[str(path)] = status + [digest]
+            self.seen[key] = status + [digest]
         return digest, size
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -245,3 +245,18 @@ def test_a_remembered_file_that_became_unreadable_still_fails_alone(tmp_path, mo
     monkeypatch.setattr(Path, "open", denying)
     _, result, _ = _memo_round(inbox, memo_file)
     assert result.files == [] and [type(p) for p in result.problems] == [SourceUnavailableError]
+
+
+def test_the_memo_names_files_by_absolute_path_whatever_the_inbox_was_called(tmp_path, monkeypatch):
+    import json
+
+    from connectors import discovery
+
+    monkeypatch.setattr(discovery, "RACY_SECONDS", 0.0)
+    touch(tmp_path / "inbox", "civil_affairs/婚姻登记_20261121.xlsx")
+    monkeypatch.chdir(tmp_path)
+    _memo_round(Path("inbox"), tmp_path / "memo.json")
+    [key] = json.loads((tmp_path / "memo.json").read_text(encoding="utf-8"))["files"]
+    assert key == str(tmp_path / "inbox" / "civil_affairs" / "婚姻登记_20261121.xlsx")
+    _, _, memo = _memo_round(Path("inbox"), tmp_path / "memo.json")
+    assert memo.read == 0
