@@ -10,7 +10,9 @@ it ran, whether or not the targets were met.
     make bench-scale BENCH_ARGS="--also-3m"
 
 Steps, each a separate child process whose wall time and peak RSS (`os.wait4`, Linux
-kilobytes) are its own:
+kilobytes) are its own. After a step that published, the bench waits (untimed; the total is
+printed) until the spare working copies its publish started are made (`warehouse.standby`),
+as the next officer's decision or night's sync would find them:
 
   baseline read   the floor: only *reading* every export with the fastest readers
                   (python-calamine for every sheet of every xlsx, pyarrow.csv for the CSVs,
