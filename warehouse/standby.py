@@ -117,7 +117,7 @@ def prefetch_for_write(path: str | os.PathLike[str]) -> None:
 def want(path: str | os.PathLike[str]) -> None:
     """Note that the file at `path` was just published: `launch` makes its spare."""
     with _PENDING_LOCK:
-        _PENDING.append(Path(path).resolve())
+        _PENDING.append(Path(os.path.abspath(path)))  # next to the name `adopt` looks beside
 
 
 #: environment variable: "1" makes `launch` copy in the calling process before it returns
