@@ -354,9 +354,10 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
     for problem in _call(pull_task, use_tasks, settings).problems:  # a source that fails, fails alone
         summary.exports.append(ExportReport(problem.source_system, "", problem.source_name, "failed",
                                             message=str(problem)))
-    memo = DigestMemo.load(digest_memo_path(settings.warehouse))  # an export is hashed once, not every run
+    memo_path = digest_memo_path(settings.warehouse)
+    memo = DigestMemo.load(memo_path)  # an export is hashed once, not every run
     discovery = discover_exports(settings.inbox, tuple(mappings.values()), memo=memo)
-    memo.save(digest_memo_path(settings.warehouse))
+    memo.save(memo_path)
     files = [f for f in discovery.files if selection.wants(f.source_system, f.export_date)]
     for problem in discovery.problems:
         ctx = getattr(problem, "context", {}) or {}

@@ -135,7 +135,7 @@ def test_a_write_takes_the_spare_instead_of_copying_and_publishes_the_same(tmp_p
     assert _rows(wh) == [(1,), (2,), (4,)] and _spares(wh) == []   # spares off: none made
 
 
-def test_a_spare_made_by_hand_from_another_file_of_the_same_name_is_never_taken(tmp_path, monkeypatch):
+def test_a_file_written_in_place_after_its_spare_was_made_is_not_given_that_spare(tmp_path):
     """The name carries device, inode, size and modification time: a file written in place
     after its spare was made (same inode) has another identity."""
     wh, work = tmp_path / "w.duckdb", tmp_path / "w.duckdb.building"

@@ -32,18 +32,16 @@ def prefetch(*paths: str | os.PathLike[str]) -> None:
                 os.close(fd)
 
 
-def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, mode: int = 0o666,
-              source_fd: int | None = None) -> None:
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, source_fd: int | None = None) -> None:
     """Copy `src` to a new file `dst` (replaced if it exists; `src`'s permission bits are not
-    copied: a new `dst` gets `mode` less the umask) with `copy_file_range`: on a file system
-    that shares extents (XFS with reflink, btrfs) the kernel clones instead of copying, so the
-    working copy of a large warehouse costs nothing; elsewhere (ext4) it copies inside the
-    kernel like `shutil.copyfile`, which is the fallback where the call is missing or
-    refused. `source_fd`: an open descriptor of `src` to read from its start instead (the
+    copied) with `copy_file_range`: on a file system that shares extents (XFS with reflink,
+    btrfs) the kernel clones instead of copying, so the working copy of a large warehouse
+    costs nothing; elsewhere (ext4) it copies inside the kernel, and reads and writes where
+    the call is missing or refused. `source_fd`: an open descriptor of `src` to read from its start instead (the
     inode it names, whatever `src` names by then)."""
     with contextlib.ExitStack() as stack:
         fin = source_fd if source_fd is not None else stack.enter_context(open(src, "rb")).fileno()
-        fout = stack.enter_context(open(dst, "wb", opener=lambda name, flags: os.open(name, flags, mode)))
+        fout = stack.enter_context(open(dst, "wb"))
         size, done = os.fstat(fin).st_size, 0
         copy_range = getattr(os, "copy_file_range", None)
         try:
