@@ -303,17 +303,24 @@ def configure_warehouse(settings: Settings) -> None:
                        temp_directory=str(settings.resolved_spill_dir()) if model_limit else None)
 
 
+def _retention(settings: Settings) -> Any:
+    """Which snapshots of the published warehouse are kept (`warehouse.history`)."""
+    from warehouse.history import Retention
+
+    return Retention(settings.history_days, settings.history_every_publish_days, settings.schedule_timezone)
+
+
 def _publishing(settings: Settings, summary: SyncSummary, selection: Selection,
                 before_publish: Any) -> tuple[PublishTimer, dict[str, Any]]:
-    """How a run publishes (`store.transaction`'s keywords): `before_publish` (the analyst
-    file, and a sync's reports), the shared lake, the working copy checkpointed beside
-    them after a scoped build, and the publish timed into the run's row (start the timer
-    once the row is written)."""
+    """How a run publishes (`store.transaction`'s keywords): the snapshots it keeps,
+    `before_publish` (the analyst file, and a sync's reports), the shared lake, the
+    working copy checkpointed beside them after a scoped build, and the publish timed into
+    the run's row (start the timer once the row is written)."""
     from warehouse.build import scoped_build
 
     timer = PublishTimer(settings.warehouse, summary, selection)
-    return timer, dict(before_publish=before_publish, lake=_lake_target(settings), on_lake=_lake_recorder(summary),
-                       after_publish=timer, checkpoint_beside=scoped_build)
+    return timer, dict(retention=_retention(settings), before_publish=before_publish, lake=_lake_target(settings),
+                       on_lake=_lake_recorder(summary), after_publish=timer, checkpoint_beside=scoped_build)
 
 
 def analyst_publisher(settings: Settings) -> Any:
@@ -393,7 +400,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
                                             alongside(analyst_publisher(settings), reports))
         with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s,
                                fail_before_publish=fail_before_publish, run_id=run_id, flow=flow_name,
-                               history_days=settings.history_days, **publishing) as con, \
+                               **publishing) as con, \
                 remembered_keys():  # the linkage features key the addresses the standardisation parsed
             summary.stage_seconds["open"] = time.perf_counter() - ts  # lock, working copy, migrations
             summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
@@ -458,7 +465,7 @@ def run_sync(settings: Settings, *, flow_name: str = "nightly_sync", selection: 
         refused_fresh = isinstance(exc, ConfigError) and summary.persons_before == 0 and not existed
         if not isinstance(exc, WarehouseBusyError) and not fail_before_publish and not refused_fresh:
             record_failed_summary(settings.warehouse, summary, selection, exc,
-                                  lock_timeout_s=settings.lock_timeout_s, history_days=settings.history_days)
+                                  lock_timeout_s=settings.lock_timeout_s, retention=_retention(settings))
         raise
     return summary
 
@@ -601,7 +608,7 @@ def apply_decisions(settings: Settings, record: Callable[[Any], Any], *, flow_na
     t0 = time.perf_counter()
     published, publishing = _publishing(settings, summary, Selection(), analyst_publisher(settings))
     with store.transaction(settings.warehouse, lock_timeout_s=settings.lock_timeout_s, run_id=run_id,
-                           flow=flow_name, history_days=settings.history_days, **publishing) as con:
+                           flow=flow_name, **publishing) as con:
         summary.persons_before = con.execute("SELECT count(*) FROM core.person").fetchall()[0][0]
         record(con)
         from warehouse.decisions import new_decision_mentions

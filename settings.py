@@ -167,7 +167,10 @@ class Settings(BaseModel):
         None, description="residents serve 的 Prefect 数据目录（运行记录、部署）；为空时为仓库文件旁的 .residents/prefect/，不使用用户级 ~/.prefect")
     serve_port: int = Field(4200, ge=1, le=65535, description="residents serve 启动的本地 Prefect 服务器端口（界面与 API）")
     history_days: int = Field(
-        31, ge=0, description="仓库快照保留天数（residents query --as-of 按日期查询历史状态）；每保留一次同步约占一个仓库文件的磁盘；0 表示不保留")
+        31, ge=0, description="仓库快照保留天数（residents query --as-of 按日期查询历史状态）；每个快照约占一个仓库文件的磁盘；0 表示不保留")
+    history_every_publish_days: float = Field(
+        2, ge=0, description="最近这么多天内每次发布（同步、关联决定）都保留快照；更早的每天只保留当天最后一次发布"
+                             "（按 schedule_timezone 计日），磁盘随保留的天数而非发布次数增长")
     analyst_warehouse: Path | None = Field(
         None, description="分析员用的去标识化仓库文件；为空时为仓库文件旁的 <仓库名>.analyst.duckdb")
     warehouse_key_file: Path | None = Field(

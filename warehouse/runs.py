@@ -198,13 +198,13 @@ def record_summary(con: duckdb.DuckDBPyConnection, summary: SyncSummary, selecti
 
 
 def record_failed_summary(warehouse: str | os.PathLike[str], summary: SyncSummary, selection: Selection,
-                          exc: BaseException, *, lock_timeout_s: float, history_days: int | None) -> None:
+                          exc: BaseException, *, lock_timeout_s: float, retention: Any = None) -> None:
     """A failed sync published nothing; record that it failed (in its own transaction)."""
     from warehouse import store
 
     summary.stage_seconds["error"] = 0.0
     try:
-        with store.transaction(warehouse, lock_timeout_s=lock_timeout_s, history_days=history_days) as con:
+        with store.transaction(warehouse, lock_timeout_s=lock_timeout_s, retention=retention) as con:
             summary.exports.append(ExportReport("", "", "", "failed", message=f"{type(exc).__name__}: {exc}"))
             record_summary(con, summary, selection)
     except Exception:  # noqa: BLE001 - recording the failure must not hide the failure

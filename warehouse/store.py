@@ -491,7 +491,7 @@ def _cmdline(pid: int) -> str:
 @contextlib.contextmanager
 def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
                 fail_before_publish: bool = False, run_id: str | None = None,
-                flow: str | None = None, history_days: int = 0,
+                flow: str | None = None, retention: history.Retention | None = None,
                 before_publish: Callable[[duckdb.DuckDBPyConnection], Callable[[], None] | None] | None = None,
                 lake: Any = None, on_lake: Callable[[Any], None] | None = None,
                 after_publish: Callable[[], None] | None = None,
@@ -504,9 +504,9 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
     `before_publish(con)` runs after the commit, before the rename (it writes files
     derived from the new warehouse, e.g. the analyst file) and may return a function
     that publishes them, called just before the warehouse itself is renamed. The
-    warehouse is encrypted when a key is registered for it (`set_key`). `history_days`:
-    keep the published file as a snapshot for point-in-time queries that many days
-    (`warehouse.history`).
+    warehouse is encrypted when a key is registered for it (`set_key`). `retention`:
+    keep the published file as a snapshot for point-in-time queries, and thin the older
+    ones, as it says (`warehouse.history`; None: no snapshot).
 
     `lake` (a `warehouse.lake.LakeTarget`): after the publish, still under the lock, the
     published file is written into the shared DuckLake; `on_lake` receives the
@@ -564,7 +564,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         standby.want(path)
         standby.launch(_SPARES[0])  # the next write's working copy (and the analyst file's), copied now
         discard_pending_runs(path)
-        history.record(path, history_days)
+        history.record(path, retention)
         if lake is not None:
             _publish_lake(path, lake, run_id, on_lake)
         if after_publish is not None:
