@@ -22,7 +22,6 @@ earlier state.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from warehouse import standby
 from warehouse.exceptions import SnapshotNotFoundError
 
 _STAMP = "%Y%m%dT%H%M%S.%f%z"
@@ -106,6 +106,7 @@ def record(warehouse: str | os.PathLike[str], retention: Retention | None, *,
     except OSError:                     # no hard links here (some network shares): copy
         shutil.copy2(warehouse, target)
     prune(warehouse, retention, now=now)
+    standby.sweep_later(folder)  # what this prune retired, or a crash left, removed after the command
     return target
 
 
@@ -121,8 +122,7 @@ def prune(warehouse: str | os.PathLike[str], retention: Retention, *, now: datet
     removed: list[Path] = []
 
     def remove(snap: Snapshot) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            snap.path.unlink()
+        standby.retire(snap.path)  # its blocks freed after the command, not under the lock
         removed.append(snap.path)
 
     for snap in kept[:-1]:

@@ -559,12 +559,15 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         if publish_more:
             publish_more()
         make_private(work)
+        standby.retire_on_replace(path)  # the replaced file's blocks freed after the command
         os.replace(work, path)
         fsync_dir(path.parent)
         standby.want(path)
-        standby.launch(_SPARES[0])  # the next write's working copy (and the analyst file's), copied now
         discard_pending_runs(path)
         history.record(path, retention)
+        # the next write's working copy (and the analyst file's) copied now, and the files
+        # this publish retired removed
+        standby.launch(_SPARES[0])
         if lake is not None:
             _publish_lake(path, lake, run_id, on_lake)
         if after_publish is not None:
