@@ -527,9 +527,7 @@ def publisher(target: Path, secret: bytes, on_build: Callable[[BuildReport], Non
             on_build(report)
 
         def publish() -> None:
-            standby.retire_on_replace(target)
-            os.replace(work, target)
-            standby.want(target)
+            standby.publish(work, target)
 
         return publish
 

@@ -121,14 +121,17 @@ def _retired_name(path: Path) -> Path:
     return path.with_name(f"{path.name}{_RETIRED}{os.getpid()}-{next(_RETIRED_SEQ)}")
 
 
-def sweep_later(folder: str | os.PathLike[str]) -> None:
-    """Have the process `launch` starts next remove the retired files of `folder`, if it
-    holds any now (one listing of the folder)."""
-    with contextlib.suppress(OSError):
-        if next(Path(folder).glob(f"*{_RETIRED}*"), None) is None:
-            return
+def _sweep(folder: str | os.PathLike[str]) -> None:
     with _PENDING_LOCK:
         _SWEEP.append(Path(os.path.abspath(folder)))
+
+
+def sweep_later(folder: str | os.PathLike[str]) -> None:
+    """Have the process `launch` starts next remove the retired files of `folder`, if it
+    holds any now (one listing of the folder: a crash's leftovers)."""
+    with contextlib.suppress(OSError):
+        if next(Path(folder).glob(f"*{_RETIRED}*"), None) is not None:
+            _sweep(folder)
 
 
 def retire(path: str | os.PathLike[str]) -> Path | None:
@@ -142,7 +145,7 @@ def retire(path: str | os.PathLike[str]) -> Path | None:
         os.replace(path, target)
     except FileNotFoundError:
         return None
-    sweep_later(path.parent)
+    _sweep(path.parent)
     return target
 
 
@@ -160,7 +163,7 @@ def retire_on_replace(path: str | os.PathLike[str]) -> Path | None:
         os.link(path, target)
     except OSError:
         return None
-    sweep_later(path.parent)
+    _sweep(path.parent)
     return target
 
 
@@ -185,6 +188,15 @@ def prefetch_for_write(path: str | os.PathLike[str]) -> None:
             prefetch(spare)
             return
     prefetch(path)
+
+
+def publish(work: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename the finished working copy `work` over the published file at `path`: the
+    replaced file's blocks are freed after the command (`retire_on_replace`), and the
+    next `launch` makes the new file's spare (`want`)."""
+    retire_on_replace(path)
+    os.replace(work, path)
+    want(path)
 
 
 def want(path: str | os.PathLike[str]) -> None:
@@ -229,8 +241,16 @@ def main(args: list[str]) -> int:
     """`python -m warehouse.standby [PATH ...] [--sweep FOLDER ...]`: make each file's
     spare, then remove the retired files of each folder."""
     failed = 0
-    folders = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--sweep"]
-    paths = [arg for i, arg in enumerate(args) if arg != "--sweep" and (i == 0 or args[i - 1] != "--sweep")]
+    paths: list[str] = []
+    folders: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--sweep":
+            folder = next(rest, None)
+            if folder is not None:
+                folders.append(folder)
+        else:
+            paths.append(arg)
     for path in paths:
         try:
             make(path)

@@ -172,7 +172,8 @@ def settle_spares(argv: list[str], timeout_s: float = 300.0) -> None:
     spare working copies its publish started in a detached process are made
     (`warehouse.standby`: the warehouse and its analyst file). Officers' decisions and the
     nightly sync come minutes or hours apart, not back to back like these steps: the next
-    step should find what it would find in use, and not share the cores with the copier. A
+    step should find what it would find in use, and not share the cores with the copier
+    (nor the disk with its removal of the files the publish retired). A
     step that published nothing finds its spares there already; with no copier writing
     (spares off, or a failed copy) the wait ends after 2 s. The total is printed."""
     from warehouse import standby
@@ -192,6 +193,9 @@ def settle_spares(argv: list[str], timeout_s: float = 300.0) -> None:
             if time.perf_counter() - t0 > 2 and not any(path.parent.glob(path.name + ".spare-tmp-*")):
                 break
             time.sleep(0.05)
+    # then the files the publish retired, removed by the same process after the spares
+    while time.perf_counter() - t0 < timeout_s and any(wh.parent.glob("*.retired-*")):
+        time.sleep(0.05)
     SPARE_WAIT[0] += time.perf_counter() - t0
 
 
@@ -359,7 +363,8 @@ def copy_tree(src: Path, dst: Path) -> None:
     after it would otherwise also pay for the writeback of a 0.7 GB copy it did not make
     (at 1M residents the nightly delta after `--from-full` measured 30.8–31.1 s without
     it, 27.9 s with it — in a slightly faster hour of the VM)."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.spare-*"))  # a spare names its own file
+    # a spare names its own file; a retired file is garbage the standby process removes
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.spare-*", "*.retired-*"))
     os.sync()
 
 
