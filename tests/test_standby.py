@@ -242,3 +242,36 @@ def test_the_history_retires_what_it_lets_go_and_a_publish_with_no_history_frees
     with store.transaction(db) as con:
         con.execute("INSERT INTO core.note VALUES (1)")
     assert unlinked == [1] and _retired(tmp_path) == [] and _rows(db) == [(1,)]
+
+
+def test_a_publish_makes_its_rename_durable_in_the_published_files_own_folder(tmp_path, monkeypatch, nothing_pending):
+    """The folder of the file published is fsynced after the rename, whichever folder it
+    is in: the analyst file may be configured into a folder of its own
+    (`analyst_warehouse`), whose rename the warehouse folder's fsync does not cover."""
+    synced: list[tuple[Path, bytes]] = []
+    monkeypatch.setattr(standby, "fsync_dir", lambda d: synced.append((Path(d), (Path(d) / "a.duckdb").read_bytes())))
+    folder = tmp_path / "analysts"
+    folder.mkdir()
+    target = _write(folder / "a.duckdb", 100)
+    work = _write(tmp_path / "a.duckdb.building", 200)
+    standby.publish(work, target)
+    assert synced == [(folder, target.read_bytes())] and len(target.read_bytes()) == 200  # after the rename
+
+
+def test_a_sync_fsyncs_the_folder_of_an_analyst_file_kept_apart(tmp_path, monkeypatch):
+    import synth
+    from flows import run_sync
+    from settings import load_settings
+
+    synced: list[Path] = []
+    real = standby.fsync_dir
+    monkeypatch.setattr(standby, "fsync_dir", lambda d: (synced.append(Path(d).resolve()), real(d)))
+    inbox = tmp_path / "inbox"
+    synth.generate(inbox, households=12, seed=3, noise="realistic", days=1)
+    apart = tmp_path / "analysts" / "district.analyst.duckdb"
+    apart.parent.mkdir()
+    settings = load_settings(inbox=inbox, warehouse=tmp_path / "wh" / "warehouse.duckdb", lock_timeout_s=30,
+                             analyst_warehouse=apart, spare_working_copy=False,  # no copier to fsync it
+                             env={"RESIDENTS_PSEUDONYM_KEY": "k"})
+    assert run_sync(settings).status == "succeeded"
+    assert apart.exists() and apart.parent.resolve() in synced and (tmp_path / "wh").resolve() in synced

@@ -191,11 +191,13 @@ def prefetch_for_write(path: str | os.PathLike[str]) -> None:
 
 
 def publish(work: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
-    """Rename the finished working copy `work` over the published file at `path`: the
-    replaced file's blocks are freed after the command (`retire_on_replace`), and the
-    next `launch` makes the new file's spare (`want`)."""
+    """Rename the finished working copy `work` over the published file at `path` and make
+    the rename durable (its folder fsynced: the analyst file may live in a folder of its
+    own): the replaced file's blocks are freed after the command (`retire_on_replace`),
+    and the next `launch` makes the new file's spare (`want`)."""
     retire_on_replace(path)
     os.replace(work, path)
+    fsync_dir(Path(path).parent)
     want(path)
 
 

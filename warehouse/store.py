@@ -559,8 +559,7 @@ def transaction(path: str | os.PathLike[str], *, lock_timeout_s: float = 0.0,
         if publish_more:
             publish_more()
         make_private(work)
-        standby.publish(work, path)  # the replaced file's blocks freed after the command
-        fsync_dir(path.parent)
+        standby.publish(work, path)  # durable; the replaced file's blocks freed after the command
         discard_pending_runs(path)
         history.record(path, retention)
         # the next write's working copy (and the analyst file's) copied now, and the files
