@@ -305,12 +305,11 @@ def _write_difference(con: duckdb.DuckDBPyConnection, target: str, table: Analys
     the rows no longer derived deleted, the new ones inserted, the others left alone."""
     cols = [f'"{c}"' for c in table.columns]
     same = " AND ".join(f"r.{c} IS NOT DISTINCT FROM t.{c}" for c in cols)
-    con.execute(f"""DELETE FROM {target} t
-                    WHERE EXISTS (SELECT 1 FROM _analyst_cc c WHERE c.county IS NOT DISTINCT FROM t.county
-                                  AND c.community IS NOT DISTINCT FROM t.community)
-                      AND NOT EXISTS (SELECT 1 FROM {source} r WHERE {same})""")
+    touched = ("EXISTS (SELECT 1 FROM _analyst_cc c WHERE c.county IS NOT DISTINCT FROM t.county "
+               "AND c.community IS NOT DISTINCT FROM t.community)")
+    con.execute(f"DELETE FROM {target} t WHERE {touched} AND NOT EXISTS (SELECT 1 FROM {source} r WHERE {same})")
     con.execute(f"INSERT INTO {target} SELECT {', '.join(cols)} FROM {source} "
-                f"EXCEPT ALL SELECT {', '.join(cols)} FROM {target}")
+                f"EXCEPT ALL SELECT {', '.join(cols)} FROM {target} t WHERE {touched}")
 
 
 def _comment(con: duckdb.DuckDBPyConnection, table: AnalystTable) -> None:
