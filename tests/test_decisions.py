@@ -237,6 +237,23 @@ def test_unlink_contradicting_a_link_is_refused_unless_forced_and_restores_the_p
     assert (person_of(wh, a), person_of(wh, b)) == (pa, pb)
 
 
+def test_the_linkage_index_is_complete_only_with_a_row_for_exactly_the_current_mentions(base, tmp_path):
+    from warehouse.linkage_index import is_complete
+
+    _inbox, loaded = base
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(loaded, wh)
+    a, _b = two_singletons(wh)
+    with duckdb.connect(str(wh)) as con:
+        assert is_complete(con)
+        con.execute("UPDATE stg.linkage_feature SET unique_id = 'x|gone' WHERE unique_id = ?", [a])
+        assert not is_complete(con)                       # as many rows, one of them stale
+        con.execute("UPDATE stg.linkage_feature SET unique_id = ? WHERE unique_id = 'x|gone'", [a])
+        assert is_complete(con)
+        con.execute("DELETE FROM stg.mention WHERE mention_id = ?", [a])
+        assert not is_complete(con)                       # a mention gone without a resolution
+
+
 def test_a_decision_on_an_incomplete_linkage_index_fills_it_first(base, tmp_path):
     """A decision stages nothing, so it takes a complete linkage index as current and
     skips refreshing it; an index missing rows (a warehouse just migrated) is refilled

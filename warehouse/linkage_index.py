@@ -78,10 +78,17 @@ def _ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) -> str:
 
 
 def is_complete(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether every current mention has its row in the index (a warehouse built before
-    the index existed gets it filled by its next sync)."""
-    return con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM stg.mention m ANTI JOIN {STG_LINKAGE_FEATURE.qualified} f "
-                       "ON f.unique_id = m.mention_id)").fetchall()[0][0]
+    """Whether the index holds a row for exactly the current mentions (a warehouse built
+    before the index existed, or whose mentions changed without a resolution, gets it
+    refilled first). Compared as a digest of each side's ids — their count and the sum of
+    their 64-bit hashes (a multiset digest: duplicates do not cancel) — in one scan of
+    each id column: 0.03 s at 848 000 mentions, where the anti-join of the two took
+    0.11 s of every officer's decision; two different sets of ids agree only by a hash
+    collision."""
+    digest = "SELECT count(*), sum(hash({c})) FROM {t}"
+    a, b = (con.execute(digest.format(c=c, t=t)).fetchall()[0] for c, t in (
+        ("mention_id", "stg.mention"), ("unique_id", STG_LINKAGE_FEATURE.qualified)))
+    return a == b
 
 
 def mention_count(con: duckdb.DuckDBPyConnection) -> int:
