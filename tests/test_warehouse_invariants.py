@@ -177,6 +177,30 @@ def test_dangling_address_id_fails_the_reference_and_a_null_one_does_not(con):
     assert _examples(xref) == ["A8"]
 
 
+def test_every_mention_resolved_is_answered_by_a_digest_and_checked_row_by_row_when_it_differs(con, monkeypatch):
+    """`stg.mention.mention_id` and `core.person_xref.mention_id` hold the same values in a
+    consistent warehouse: a digest of the two passes the check without joining them; when
+    they differ the check runs on the rows, so a pass, a failure and its examples are
+    those of the row-by-row check."""
+    digests = []
+    real = quality._same_values
+    monkeypatch.setattr(quality, "_same_values", lambda c, inv: digests.append(real(c, inv)) or digests[-1])
+    resolved = lambda: _check(quality.check_invariants(con, RUN), "stg.mention", "mention_id__exists")  # noqa: E731
+    row = resolved()
+    assert digests == [(10, 10, 0)] and row["success"] and row["element_count"] == 10
+    # an xref row of a mention gone from staging: the digests differ, every mention is still resolved
+    con.execute("INSERT INTO core.person_xref (source_system, source_object, source_locator, role, mention_id, "
+                "person_id, match_method) VALUES ('civil_affairs', 'x.csv', '1', 'deceased', 'gone', 'P0000000001', "
+                "'exact_id')")
+    row = resolved()
+    assert digests[-1] is None and row["success"] and row["element_count"] == 10
+    # as many xref rows as mentions, one of them for another mention: m3 unresolved
+    con.execute("DELETE FROM core.person_xref WHERE mention_id = 'm3'")
+    row = resolved()
+    assert digests[-1] is None and not row["success"] and row["unexpected_count"] == 1
+    assert _examples(row) == ["m3"]
+
+
 def test_deleted_person_leaves_dangling_references_in_every_table(con):
     con.execute("DELETE FROM core.person WHERE person_id = ?", [PERSONS[0]])
     res = quality.check_invariants(con, RUN)

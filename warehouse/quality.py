@@ -118,6 +118,11 @@ class Invariant:
     description: str                 # what it means, in Chinese (for the report)
     severity: str = "error"          # error | warning
     reference: tuple[str, str] | None = None
+    #: with `reference`: the checked column and the parent's column are meant to hold the
+    #: same values (every staged mention has its one xref row, every xref row its mention),
+    #: so a check of the whole table first compares a digest of the two (`_same_values`)
+    #: and passes on a match without joining them
+    same_values: bool = False
 
     @property
     def column(self) -> str | None:
@@ -143,9 +148,10 @@ def warehouse_invariants(row_count_change_threshold: float = 0.5) -> tuple[Invar
     def c(target: str, expectation: str, description: str, severity: str = "error", **kwargs: Any) -> Invariant:
         return Invariant(target, expectation, kwargs, description, severity)
 
-    def exists(target: str, col: str, what: str, parent: tuple[str, str] = _PERSON) -> Invariant:
+    def exists(target: str, col: str, what: str, parent: tuple[str, str] = _PERSON,
+               same_values: bool = False) -> Invariant:
         return Invariant(target, IN_SET, {"column": f"{col}__exists", "value_set": [True]},
-                         f"{target}.{col}：{what}", reference=parent)
+                         f"{target}.{col}：{what}", reference=parent, same_values=same_values)
 
     return (
         c("core.person", UNIQUE, "人员编号唯一", column="person_id"),
@@ -162,7 +168,8 @@ def warehouse_invariants(row_count_change_threshold: float = 0.5) -> tuple[Invar
         c("core.person_xref", UNIQUE, "每个人员提及只有一行交叉索引", column="mention_id"),
         exists("core.person_xref", "person_id", "交叉索引指向的人员都存在"),
         exists("core.person_xref", "mention_id", "交叉索引对应的人员提及都在暂存层", ("stg.mention", "mention_id")),
-        exists("stg.mention", "mention_id", "每个人员提及都已解析到人员", ("core.person_xref", "mention_id")),
+        exists("stg.mention", "mention_id", "每个人员提及都已解析到人员", ("core.person_xref", "mention_id"),
+               same_values=True),
         exists("core.address_xref", "address_id", "地址交叉索引指向的地址都存在", _ADDRESS),
         exists("core.person_address", "person_id", "人—地址关系的人员都存在"),
         exists("core.person_address", "address_id", "人—地址关系的地址都存在", _ADDRESS),
@@ -365,6 +372,13 @@ def _reference_counts(con: duckdb.DuckDBPyConnection, invariants: list[Invariant
             by_parent.setdefault(inv.reference, []).append(i)
     out: dict[int, tuple[int, int, int]] = {}
     for (parent, parent_col), members in by_parent.items():
+        for i in [i for i in members if invariants[i].same_values and i not in scoped]:
+            found = _same_values(con, invariants[i])
+            if found is not None:
+                out[i] = found
+                members.remove(i)
+        if not members:
+            continue
         children = " UNION ALL ".join(
             f"SELECT {i} AS i, t.{_ident(str(invariants[i].kwargs['column']).removesuffix('__exists'))} AS v "
             f"FROM {_table(invariants[i].target)} t" + (f" WHERE {scoped[i]('t')}" if i in scoped else "")
@@ -386,6 +400,25 @@ def _reference_counts(con: duckdb.DuckDBPyConnection, invariants: list[Invariant
         out.update({i: (0, 0, 0) for i in members})
         out.update({int(i): (e, c, u) for i, e, c, u in found})
     return out
+
+
+def _same_values(con: duckdb.DuckDBPyConnection, inv: Invariant) -> tuple[int, int, int] | None:
+    """(element, considered, 0) of a whole-table reference check whose column holds the
+    same non-null values as its parent's column (`Invariant.same_values`), from a digest
+    of each — the count of the values and the sum of their 64-bit hashes (a multiset
+    digest: duplicates do not cancel), one scan of each column: the 848 000 staged
+    mentions against their xref rows 0.03 s instead of the semi-join's 0.11-0.14 s, on
+    every sync and decision. None when the digests differ (some value has no parent, or
+    the parent holds more): the check then runs row by row, with its examples. Two
+    different sets of values agree only by a hash collision."""
+    assert inv.reference is not None
+    col = _ident(str(inv.kwargs["column"]).removesuffix("__exists"))
+    parent, parent_col = inv.reference
+    (rows, child), = con.execute(
+        f"SELECT count(*), (count({col}), sum(hash({col}))) FROM {_table(inv.target)}").fetchall()
+    (keys,), = con.execute(
+        f"SELECT (count({_ident(parent_col)}), sum(hash({_ident(parent_col)}))) FROM {_table(parent)}").fetchall()
+    return (rows, rows, 0) if child == keys else None
 
 
 @dataclass(frozen=True)
