@@ -34,6 +34,32 @@ def test_export_suite_is_derived_from_the_mapping():
     assert not any(c.expectation == "expect_column_values_to_be_unique" for c in roster.checks)  # 序号 repeats per member
 
 
+def test_the_checks_import_great_expectations_without_pyspark_or_scipy_stats(tmp_path):
+    """The checks' worker imports GE without the modules only its Spark and statistical
+    expectations use (pyspark hidden, scipy.stats loaded on first use), runs a suite, and
+    both still work in the same process afterwards."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import pandas as pd
+from pipelines.expectations import Check, Suite, run_suite
+res = run_suite({"records": pd.DataFrame({"g": ["1", "7"]})},
+                Suite("t", (Check("expect_column_values_to_be_in_set", {"column": "g", "value_set": ["1", "2"]}, "g"),)))
+assert not res["success"].all(), res
+assert "pyspark" not in sys.modules and "scipy.stats._stats_py" not in sys.modules, "loaded"
+import scipy
+assert abs(scipy.stats.entropy([0.5, 0.5]) - 0.6931471805599453) < 1e-12
+from scipy.stats import kstest  # noqa: F401
+import pyspark  # noqa: F401
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
 def test_run_suite_reports_duplicates_codes_and_missing_rows():
     records = pd.DataFrame({"cremation_no": ["A", "A", "B"], "gender": ["1", "7", None],
                             "citizen_id__status": ["valid", "id_bad_checksum", "valid"]})
