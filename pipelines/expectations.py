@@ -201,8 +201,10 @@ def _scipy_stats_on_first_use() -> None:
 
     if "scipy.stats" in sys.modules:
         return
-    import scipy
-
+    try:
+        import scipy
+    except ImportError:  # GE then fails on its own import, with its own message
+        return
     spec = importlib.util.find_spec("scipy.stats")
     if spec is None or spec.loader is None:
         return
