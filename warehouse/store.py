@@ -661,6 +661,8 @@ def encrypt_existing(path: str | os.PathLike[str], key: str, *, lock_timeout_s: 
         with open(work, "rb+") as fh:
             os.fsync(fh.fileno())
         make_private(work)
+        # not `standby.publish`: its retired hard link would keep the plain file on disk
+        # until the detached sweep; the plaintext goes with this rename
         os.replace(work, path)
         fsync_dir(path.parent)
         standby.want(path)
