@@ -197,7 +197,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
 
         n_mentions, changes = index.mention_count(con), index.IndexChanges([], [], index.no_removals())
     else:
-        n_mentions, changes = resolution.refresh_linkage_index(con, district, everything=full)
+        n_mentions, changes = resolution.refresh_linkage_index(con, district, everything=full, run_id=run_id)
     next_seq = build.read_previous_resolution(con, ids_only=True)[2]
     linked = None
     on_spark = settings.engine == "spark" and settings.resolution_mode != "deterministic"

@@ -27,19 +27,21 @@ from warehouse.runs import SyncSummary
 FEATURE_PART = 200_000
 
 
-def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: int = FEATURE_PART
-                          ) -> tuple[int, Any]:
-    """What changed since the last resolution, then the linkage features of the mentions
-    staged since (all of them with `everything`), `part` mentions at a time (a mention's
+def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: int = FEATURE_PART,
+                          run_id: str | None = None) -> tuple[int, Any]:
+    """What changed since the last resolution (`run_id`: surveyed from what that run
+    staged, `linkage_index.changes`), then the linkage features of the mentions staged
+    since (all of them with `everything`), `part` mentions at a time (a mention's
     features read its own row and its partners': the parts give the features the whole
     would): (current mentions, the changes)."""
     from pipelines.linkage import linkage_frame
     from pipelines.normalize.address import forget_remembered_keys
     from warehouse import linkage_index as index
 
-    changes, targets = index.changes(con, everything=everything)
+    changes, targets = index.changes(con, everything=everything, run_id=run_id)
+    gone = list(changes.removed["mention_id"]) if changes.exact else None
     if not targets:
-        index.write_features(con, None, None)
+        index.write_features(con, None, None, gone=gone)
     for start in range(0, len(targets), part):
         chunk = targets[start:start + part]
         mentions, relationships = index.inputs_of(con, chunk)
@@ -47,7 +49,7 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
         lf = lf[lf["unique_id"].astype(object).isin(chunk)]  # object dtype: a fast hash lookup
         export_of = mentions.set_index("mention_id")["export_id"]
         index.write_features(con, lf, export_of.reindex(lf["unique_id"]), everything=everything and start == 0,
-                             first=start == 0)
+                             first=start == 0, gone=gone)
         del mentions, relationships, lf, export_of
     # the features were the last to read the address keys the standardisation parsed
     forget_remembered_keys()

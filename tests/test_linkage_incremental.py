@@ -247,3 +247,113 @@ def test_scoring_beside_the_lookups_runs_on_a_thread_or_in_place_and_raises_at_r
         assert where.result().startswith("score") is threaded
         with pytest.raises(ZeroDivisionError):
             failed.result()
+
+
+def _surveys_compared(monkeypatch) -> list[dict]:
+    """Spy on `linkage_index.changes`: each call a sync makes with its run is compared with
+    the survey of every mention on the same state; returns the comparisons."""
+    from warehouse import linkage_index
+
+    seen: list[dict] = []
+    original = linkage_index.changes
+
+    def spy(con, *, everything=False, run_id=None):
+        whole, whole_targets = original(con, everything=everything)
+        got, targets = original(con, everything=everything, run_id=run_id)
+        seen.append({"exact": got.exact, "same": (
+            got.new == whole.new and got.changed == whole.changed and targets == whole_targets
+            and got.removed.reset_index(drop=True).equals(whole.removed.reset_index(drop=True))),
+            "new": len(got.new), "changed": len(got.changed), "removed": len(got.removed)})
+        return got, targets
+
+    monkeypatch.setattr(linkage_index, "changes", spy)
+    return seen
+
+
+def _nightly_inbox(tmp_path: Path, seed: int) -> tuple[Path, Path, list[Path]]:
+    """A first load (`daily`) without the last roster month and the corrections (`_补报`:
+    they replace records of earlier files), and those held back for the nightly sync
+    (the roster first)."""
+    inbox = tmp_path / "inbox"
+    synth.generate(inbox, households=60, seed=seed, noise="realistic", days=3)
+    held = [max((inbox / "low_income").glob("*.xlsx")), *sorted(inbox.glob("*/*_补报.*"))]
+    daily = tmp_path / "daily"
+    shutil.copytree(inbox, daily, ignore=shutil.ignore_patterns(*(p.name for p in held), "_truth"))
+    return inbox, daily, held
+
+
+def test_a_nightly_survey_of_what_the_run_staged_equals_the_survey_of_every_mention(tmp_path, monkeypatch) -> None:
+    """`linkage_index.changes` with the run surveys only the exports it staged (a roster
+    month, corrections replacing records of earlier files, family-planning rows changed
+    at the source, one naming a person fewer: new, changed and removed mentions), proven
+    complete by digests: the same changes and targets as the survey of every mention."""
+    from tests.benchmarks.bench_scale import FP_DATABASE, apply_fp_changes
+
+    inbox, daily, held = _nightly_inbox(tmp_path, seed=23)
+    wh = tmp_path / "w.duckdb"
+    settings = load_settings(inbox=daily, warehouse=wh, incremental_min_mentions=0, incremental_max_growth=10.0)
+    assert run_sync(settings).status == "succeeded"
+    for path in held:
+        shutil.copy2(path, daily / path.parent.name / path.name)
+    # a correction of the first cremation file restating two of its records: their
+    # mentions in that file are replaced by the correction's
+    first = min((daily / "civil_affairs").glob("火化信息_*.csv"))
+    lines = first.read_bytes().split(b"\r\n")
+    (first.parent / f"{first.stem}_补报.csv").write_bytes(b"\r\n".join(lines[:3]) + b"\r\n")
+    assert apply_fp_changes(daily / FP_DATABASE, 12, seed=3) == 12
+    # a woman's spouse dropped at the source: her record staged again names one person fewer
+    import sqlite3
+
+    src = sqlite3.connect(daily / FP_DATABASE)
+    try:
+        (ylfn_id,) = src.execute("SELECT YLFN_ID FROM T_YLFN WHERE SCBZ = 0 AND coalesce(POXM, '') <> '' "
+                                 "ORDER BY YLFN_ID LIMIT 1").fetchone()
+        src.execute("UPDATE T_YLFN SET POXM = NULL, POSFZH = NULL, POCSRQ = NULL, "
+                    "GXSJ = datetime((SELECT max(GXSJ) FROM T_YLFN), '+1 day') WHERE YLFN_ID = ?", [ylfn_id])
+        src.commit()
+    finally:
+        src.close()
+    seen = _surveys_compared(monkeypatch)
+    summary = run_sync(settings)
+    assert summary.status == "succeeded" and summary.resolution_mode == "incremental"
+    assert seen == [{"exact": True, "same": True, "new": seen[0]["new"], "changed": seen[0]["changed"],
+                     "removed": seen[0]["removed"]}]
+    assert seen[0]["new"] > 0 and seen[0]["changed"] > 0 and seen[0]["removed"] >= 3  # a spouse, two corrected
+    from warehouse.linkage_index import is_complete
+
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert is_complete(con)
+    finally:
+        con.close()
+
+
+def test_a_change_outside_the_run_falls_back_to_the_survey_of_every_mention(tmp_path, monkeypatch) -> None:
+    """Anything the run did not stage that is not as a resolution left it — a mention of
+    an earlier export without its index row, another no longer resolved — fails the
+    digests: the survey reads every mention, and the sync repairs both."""
+    inbox, daily, held = _nightly_inbox(tmp_path, seed=29)
+    wh = tmp_path / "w.duckdb"
+    settings = load_settings(inbox=daily, warehouse=wh, incremental_min_mentions=0, incremental_max_growth=10.0)
+    assert run_sync(settings).status == "succeeded"
+    con = duckdb.connect(str(wh))
+    try:
+        unindexed, unresolved = (r[0] for r in con.execute(
+            "SELECT mention_id FROM core.person_xref ORDER BY mention_id LIMIT 2").fetchall())
+        con.execute("DELETE FROM stg.linkage_feature WHERE unique_id = ?", [unindexed])
+        con.execute("DELETE FROM core.person_xref WHERE mention_id = ?", [unresolved])
+    finally:
+        con.close()
+    shutil.copy2(held[0], daily / held[0].parent.name / held[0].name)
+    seen = _surveys_compared(monkeypatch)
+    assert run_sync(settings).status == "succeeded"
+    assert [(s["exact"], s["same"]) for s in seen] == [(False, True)]
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        from warehouse.linkage_index import is_complete
+
+        assert is_complete(con)
+        assert con.execute("SELECT count(*) FROM core.person_xref WHERE mention_id = ?", [unresolved]
+                           ).fetchall()[0][0] == 1
+    finally:
+        con.close()
