@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import duckdb
@@ -270,40 +271,42 @@ def _surveys_compared(monkeypatch) -> list[dict]:
     return seen
 
 
-def _nightly_inbox(tmp_path: Path, seed: int) -> tuple[Path, Path, list[Path]]:
-    """A first load (`daily`) without the last roster month and the corrections (`_补报`:
-    they replace records of earlier files), and those held back for the nightly sync
-    (the roster first)."""
+def _nightly_inbox(tmp_path: Path, seed: int) -> tuple[Path, Path]:
+    """A first load (`daily`) without the last roster month, and that month's file."""
     inbox = tmp_path / "inbox"
     synth.generate(inbox, households=60, seed=seed, noise="realistic", days=3)
-    held = [max((inbox / "low_income").glob("*.xlsx")), *sorted(inbox.glob("*/*_补报.*"))]
+    roster = max((inbox / "low_income").glob("*.xlsx"))
     daily = tmp_path / "daily"
-    shutil.copytree(inbox, daily, ignore=shutil.ignore_patterns(*(p.name for p in held), "_truth"))
-    return inbox, daily, held
+    shutil.copytree(inbox, daily, ignore=shutil.ignore_patterns(roster.name, "_truth"))
+    return daily, roster
 
 
 def test_a_nightly_survey_of_what_the_run_staged_equals_the_survey_of_every_mention(tmp_path, monkeypatch) -> None:
     """`linkage_index.changes` with the run surveys only the exports it staged (a roster
-    month, corrections replacing records of earlier files, family-planning rows changed
-    at the source, one naming a person fewer: new, changed and removed mentions), proven
-    complete by digests: the same changes and targets as the survey of every mention."""
+    month, a correction replacing records of an earlier file, a file delivered again with
+    a row fewer, family-planning rows changed at the source, one naming a person fewer:
+    new, changed and removed mentions), proven complete by digests: the same changes and
+    targets as the survey of every mention."""
     from tests.benchmarks.bench_scale import FP_DATABASE, apply_fp_changes
 
-    inbox, daily, held = _nightly_inbox(tmp_path, seed=23)
+    daily, roster = _nightly_inbox(tmp_path, seed=23)
     wh = tmp_path / "w.duckdb"
     settings = load_settings(inbox=daily, warehouse=wh, incremental_min_mentions=0, incremental_max_growth=10.0)
     assert run_sync(settings).status == "succeeded"
-    for path in held:
-        shutil.copy2(path, daily / path.parent.name / path.name)
+    shutil.copy2(roster, daily / "low_income" / roster.name)
     # a correction of the first cremation file restating two of its records: their
     # mentions in that file are replaced by the correction's
     first = min((daily / "civil_affairs").glob("火化信息_*.csv"))
     lines = first.read_bytes().split(b"\r\n")
     (first.parent / f"{first.stem}_补报.csv").write_bytes(b"\r\n".join(lines[:3]) + b"\r\n")
+    # the first floating-population file delivered again under its name without its last
+    # row: the export it replaces is superseded, that row's mention removed
+    floating = max((p for p in (daily / "floating_population").glob("*.csv") if "补报" not in p.name),
+                   key=lambda p: p.stat().st_size)
+    rows = floating.read_bytes().rstrip(b"\r\n").split(b"\r\n")
+    floating.write_bytes(b"\r\n".join(rows[:-1]) + b"\r\n")
     assert apply_fp_changes(daily / FP_DATABASE, 12, seed=3) == 12
     # a woman's spouse dropped at the source: her record staged again names one person fewer
-    import sqlite3
-
     src = sqlite3.connect(daily / FP_DATABASE)
     try:
         (ylfn_id,) = src.execute("SELECT YLFN_ID FROM T_YLFN WHERE SCBZ = 0 AND coalesce(POXM, '') <> '' "
@@ -318,7 +321,8 @@ def test_a_nightly_survey_of_what_the_run_staged_equals_the_survey_of_every_ment
     assert summary.status == "succeeded" and summary.resolution_mode == "incremental"
     assert seen == [{"exact": True, "same": True, "new": seen[0]["new"], "changed": seen[0]["changed"],
                      "removed": seen[0]["removed"]}]
-    assert seen[0]["new"] > 0 and seen[0]["changed"] > 0 and seen[0]["removed"] >= 3  # a spouse, two corrected
+    # a spouse, two corrected records, a row no longer delivered
+    assert seen[0]["new"] > 0 and seen[0]["changed"] > 0 and seen[0]["removed"] >= 4
     from warehouse.linkage_index import is_complete
 
     con = duckdb.connect(str(wh), read_only=True)
@@ -332,7 +336,7 @@ def test_a_change_outside_the_run_falls_back_to_the_survey_of_every_mention(tmp_
     """Anything the run did not stage that is not as a resolution left it — a mention of
     an earlier export without its index row, another no longer resolved — fails the
     digests: the survey reads every mention, and the sync repairs both."""
-    inbox, daily, held = _nightly_inbox(tmp_path, seed=29)
+    daily, roster = _nightly_inbox(tmp_path, seed=29)
     wh = tmp_path / "w.duckdb"
     settings = load_settings(inbox=daily, warehouse=wh, incremental_min_mentions=0, incremental_max_growth=10.0)
     assert run_sync(settings).status == "succeeded"
@@ -344,7 +348,7 @@ def test_a_change_outside_the_run_falls_back_to_the_survey_of_every_mention(tmp_
         con.execute("DELETE FROM core.person_xref WHERE mention_id = ?", [unresolved])
     finally:
         con.close()
-    shutil.copy2(held[0], daily / held[0].parent.name / held[0].name)
+    shutil.copy2(roster, daily / "low_income" / roster.name)
     seen = _surveys_compared(monkeypatch)
     assert run_sync(settings).status == "succeeded"
     assert [(s["exact"], s["same"]) for s in seen] == [(False, True)]
