@@ -185,9 +185,10 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     decision alone), so there is nothing to refresh."""
     import resolution
     from engines import build_sets, spark_options
-    from warehouse import build, decisions, store
+    from warehouse import build, decisions, load, store
 
     ts = time.perf_counter()
+    exports = load.loaded_by_run(con, run_id)
     if settings.resolved_linkage_memory_limit():  # where the linkage model's databases spill
         store.make_dir(settings.resolved_spill_dir())
     if not full:  # a local run's cache follows what it touches, not the warehouse it reads
@@ -197,7 +198,7 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
 
         n_mentions, changes = index.mention_count(con), index.IndexChanges([], [], index.no_removals())
     else:
-        n_mentions, changes = resolution.refresh_linkage_index(con, district, everything=full, run_id=run_id)
+        n_mentions, changes = resolution.refresh_linkage_index(con, district, everything=full, exports=exports)
     next_seq = build.read_previous_resolution(con, ids_only=True)[2]
     linked = None
     on_spark = settings.engine == "spark" and settings.resolution_mode != "deterministic"
@@ -240,8 +241,6 @@ def _resolve_and_build(con: Any, settings: Settings, run_id: str, summary: SyncS
     ts = time.perf_counter()
     scope = None
     if mode == "incremental":
-        exports = {r[0] for r in con.execute("SELECT export_id FROM quality.load_ledger WHERE run_id = ? "
-                                             "AND status = 'loaded'", [run_id]).fetchall()}
         scope = build.BuildScope(persons=frozenset(touched), exports=frozenset(exports),
                                  staging_changed=not index_current)
     # a full build's aggregations over every mention run where the resolution ran

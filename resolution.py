@@ -28,9 +28,9 @@ FEATURE_PART = 200_000
 
 
 def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: int = FEATURE_PART,
-                          run_id: str | None = None) -> tuple[int, Any]:
-    """What changed since the last resolution (`run_id`: surveyed from what that run
-    staged, `linkage_index.changes`), then the linkage features of the mentions staged
+                          exports: list[int] | None = None) -> tuple[int, Any]:
+    """What changed since the last resolution (`exports`: surveyed from the exports the
+    run staged, `linkage_index.changes`), then the linkage features of the mentions staged
     since (all of them with `everything`), `part` mentions at a time (a mention's
     features read its own row and its partners': the parts give the features the whole
     would): (current mentions, the changes)."""
@@ -38,7 +38,7 @@ def refresh_linkage_index(con: Any, district: Any, *, everything: bool, part: in
     from pipelines.normalize.address import forget_remembered_keys
     from warehouse import linkage_index as index
 
-    changes, targets = index.changes(con, everything=everything, run_id=run_id)
+    changes, targets = index.changes(con, everything=everything, exports=exports)
     gone = list(changes.removed["mention_id"]) if changes.exact else None
     if not targets:
         index.write_features(con, None, None, gone=gone)

@@ -251,16 +251,16 @@ def test_scoring_beside_the_lookups_runs_on_a_thread_or_in_place_and_raises_at_r
 
 
 def _surveys_compared(monkeypatch) -> list[dict]:
-    """Spy on `linkage_index.changes`: each call a sync makes with its run is compared with
+    """Spy on `linkage_index.changes`: each call a sync makes with its exports is compared with
     the survey of every mention on the same state; returns the comparisons."""
     from warehouse import linkage_index
 
     seen: list[dict] = []
     original = linkage_index.changes
 
-    def spy(con, *, everything=False, run_id=None):
+    def spy(con, *, everything=False, exports=None):
         whole, whole_targets = original(con, everything=everything)
-        got, targets = original(con, everything=everything, run_id=run_id)
+        got, targets = original(con, everything=everything, exports=exports)
         seen.append({"exact": got.exact, "same": (
             got.new == whole.new and got.changed == whole.changed and targets == whole_targets
             and got.removed.reset_index(drop=True).equals(whole.removed.reset_index(drop=True))),

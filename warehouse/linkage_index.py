@@ -106,7 +106,7 @@ def citizen_id_count(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(f"SELECT count(DISTINCT cid) FROM {STG_LINKAGE_FEATURE.qualified}").fetchall()[0][0]
 
 
-def changes(con: duckdb.DuckDBPyConnection, *, everything: bool = False, run_id: str | None = None
+def changes(con: duckdb.DuckDBPyConnection, *, everything: bool = False, exports: Iterable[int] | None = None
             ) -> tuple[IndexChanges, list[str]]:
     """What changed since the last resolution, and the mentions whose features are to be
     computed again (call before `write_features`).
@@ -118,11 +118,11 @@ def changes(con: duckdb.DuckDBPyConnection, *, everything: bool = False, run_id:
     Targets, ordered: the mentions without features or staged again since (`everything`:
     all mentions), and the mentions related to them.
 
-    With `run_id` (a sync that staged exports) only what that run staged is surveyed
-    (`_changes_of_run`), when digests prove that nothing else changed; otherwise, and for
-    an officer's decision, one pass over every staged mention."""
-    if run_id is not None and not everything:
-        found = _changes_of_run(con, run_id)
+    With `exports` (those a sync staged, `load.loaded_by_run`) only what they staged is
+    surveyed (`_changes_of_run`), when digests prove that nothing else changed; otherwise
+    one pass over every staged mention."""
+    if exports is not None and not everything:
+        found = _changes_of_run(con, exports)
         if found is not None:
             return found
     con.execute(f"""
@@ -136,20 +136,20 @@ def changes(con: duckdb.DuckDBPyConnection, *, everything: bool = False, run_id:
     removed = con.execute(
         "SELECT x.mention_id, x.person_id FROM core.person_xref x ANTI JOIN stg.mention m USING (mention_id) "
         "ORDER BY x.mention_id").df()
-    if everything:
-        con.execute("CREATE OR REPLACE TEMP TABLE _target AS SELECT mention_id AS id FROM stg.mention")
     return _from_survey(con, removed, exact=False, everything=everything)
 
 
 def _from_survey(con: duckdb.DuckDBPyConnection, removed: pd.DataFrame, *, exact: bool, everything: bool = False
                  ) -> tuple[IndexChanges, list[str]]:
     """`changes` from the `_survey` table (one row per mention that is new, restaged or
-    not indexed) and the removed mentions."""
+    not indexed) and the removed mentions; `everything`: every mention a target."""
     new = [r[0] for r in con.execute(
         "SELECT mention_id FROM _survey WHERE NOT resolved ORDER BY mention_id").fetchall()]
     changed = [r[0] for r in con.execute(
         "SELECT mention_id FROM _survey WHERE resolved AND restaged ORDER BY mention_id").fetchall()]
-    if not everything:
+    if everything:
+        con.execute("CREATE OR REPLACE TEMP TABLE _target AS SELECT mention_id AS id FROM stg.mention")
+    else:
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _target AS
             WITH stale AS (SELECT mention_id AS id FROM _survey WHERE NOT indexed OR restaged)
@@ -161,9 +161,9 @@ def _from_survey(con: duckdb.DuckDBPyConnection, removed: pd.DataFrame, *, exact
     return IndexChanges(new, changed, removed, exact=exact), targets
 
 
-def _changes_of_run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[IndexChanges, list[str]] | None:
-    """`changes` from what the run `run_id` staged: the mentions of the exports it loaded
-    are surveyed, and the resolved mentions it can have removed — those of the records it
+def _changes_of_run(con: duckdb.DuckDBPyConnection, exports: Iterable[int]) -> tuple[IndexChanges, list[str]] | None:
+    """`changes` from what a run staged (`exports`, those it loaded): their mentions are
+    surveyed, and the resolved mentions it can have removed — those of the records it
     staged again (a newer version replaces a record's rows, which may name fewer persons),
     of the exports its exports superseded, and of the exports of a mapping a correction
     (`_补报`) of it replaces records of — looked up. None unless digests
@@ -172,8 +172,8 @@ def _changes_of_run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[IndexC
     Each digest is one scan of an id column (0.01-0.02 s at 848 000 mentions), where the
     survey of every mention joined the staged mentions, the xref and the index whole."""
     lf = STG_LINKAGE_FEATURE.qualified
-    con.execute("CREATE OR REPLACE TEMP TABLE _run_exports AS SELECT export_id AS e FROM quality.load_ledger "
-                "WHERE run_id = ? AND status = 'loaded'", [run_id])
+    with frame_table(con, "_run_exports_frame", pd.DataFrame({"e": pd.Series(list(exports), dtype="int64")})):
+        con.execute("CREATE OR REPLACE TEMP TABLE _run_exports AS SELECT e FROM _run_exports_frame")
     con.execute("CREATE OR REPLACE TEMP TABLE _run_mentions AS SELECT mention_id, source_object, source_locator, "
                 "export_id FROM stg.mention WHERE export_id IN (SELECT e FROM _run_exports)")
     # each large table is read for the run's mentions only (a semi-join: the hash tables

@@ -77,6 +77,12 @@ def loaded_exports_named(con: duckdb.DuckDBPyConnection, meta: ExportMeta) -> li
     return [r[0] for r in rows]
 
 
+def loaded_by_run(con: duckdb.DuckDBPyConnection, run_id: str) -> list[int]:
+    """The exports the run `run_id` staged (its ledger rows with status `loaded`), ordered."""
+    return [r[0] for r in con.execute("SELECT export_id FROM quality.load_ledger WHERE run_id = ? "
+                                      "AND status = 'loaded' ORDER BY export_id", [run_id]).fetchall()]
+
+
 def superseded_exports(con: duckdb.DuckDBPyConnection, meta: ExportMeta, mapping: SourceMapping) -> list[int]:
     """Loaded exports the new one replaces as a whole: a file of the same name (a new
     version), or for a snapshot source a `_补报` roster of the same period. (A `_补报`
